@@ -1,0 +1,1 @@
+"""Metrics computed from pipeline outputs (dataset statistics, music metrics)."""

@@ -1,0 +1,104 @@
+"""The seed study's dataset table, recomputed for our data from the ingest's file table."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+# The seed study's published table (for comparison only; never used in our numbers).
+SEED_TABLE = {
+    "lofi": {"files": 93, "avg_length_s": 9.3, "max_length_s": 32.0, "avg_tracks": 1.3,
+             "avg_msgs_per_file": 96, "total_msgs": 8910},
+    "classical": {"files": 292, "avg_length_s": 254.8, "max_length_s": 2011.1, "avg_tracks": 11.2,
+                  "avg_msgs_per_file": 6218, "total_msgs": 1815652},
+    "videogame": {"files": 992, "avg_length_s": 10918.0, "max_length_s": 10737617.4,
+                  "avg_tracks": 8.7, "avg_msgs_per_file": 5342, "total_msgs": 5299385},
+}
+COLUMNS = ["found", "files", "quarantined", "avg_length_s", "max_length_s", "avg_tracks",
+           "avg_msgs_per_file", "total_msgs"]
+
+
+def dataset_table(files: pd.DataFrame) -> dict[str, dict[str, float | int]]:
+    """Per genre: files used, their length/track/message statistics, and files quarantined."""
+    out: dict[str, dict[str, float | int]] = {}
+    for genre, g in files.groupby("genre", sort=True):
+        ok = g[g["status"] == "ok"]
+        out[str(genre)] = {
+            "found": int(len(g)),
+            "files": int(len(ok)),
+            "quarantined": int((g["status"] == "quarantined").sum()),
+            "avg_length_s": round(float(ok["length_s"].mean()), 2) if len(ok) else 0.0,
+            "max_length_s": round(float(ok["length_s"].max()), 2) if len(ok) else 0.0,
+            "avg_tracks": round(float(ok["n_tracks"].mean()), 2) if len(ok) else 0.0,
+            "avg_msgs_per_file": round(float(ok["n_messages"].mean()), 1) if len(ok) else 0.0,
+            "total_msgs": int(ok["n_messages"].sum()),
+        }
+    return out
+
+
+def _fmt(v: float | int | None) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, int) or float(v).is_integer():
+        return f"{int(v):,}"
+    return f"{v:,.1f}"
+
+
+def render_markdown(table: dict, files: pd.DataFrame, figure: str | None = None) -> str:
+    """Our table beside the seed study's, plus the quarantine list with reasons."""
+    lines = ["# Dataset", "",
+             "Per genre, computed by the `ingest` stage from `data/interim/files.parquet` "
+             "(seed study's figures in the second row of each genre, for comparison).", "",
+             "| genre | source | files | avg length (s) | max length (s) | avg tracks "
+             "| avg msgs/file | total msgs | quarantined |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for genre, row in table.items():
+        lines.append(f"| {genre} | ours | {_fmt(row['files'])} | {_fmt(row['avg_length_s'])} | "
+                     f"{_fmt(row['max_length_s'])} | {_fmt(row['avg_tracks'])} | "
+                     f"{_fmt(row['avg_msgs_per_file'])} | {_fmt(row['total_msgs'])} | "
+                     f"{_fmt(row['quarantined'])} |")
+        seed = SEED_TABLE.get(genre)
+        if seed:
+            lines.append(f"| {genre} | seed | {_fmt(seed['files'])} | "
+                         f"{_fmt(seed['avg_length_s'])} | {_fmt(seed['max_length_s'])} | "
+                         f"{_fmt(seed['avg_tracks'])} | {_fmt(seed['avg_msgs_per_file'])} | "
+                         f"{_fmt(seed['total_msgs'])} | – |")
+    found = sum(r["found"] for r in table.values())
+    used = sum(r["files"] for r in table.values())
+    quarantined = sum(r["quarantined"] for r in table.values())
+    lines += ["", f"Files found: {found:,} = used {used:,} + quarantined {quarantined:,}.", ""]
+    if figure:
+        lines += [f"![Length and note-count distributions per genre]({figure})", ""]
+    q = files[files["status"] == "quarantined"]
+    lines += ["## Quarantined files", ""]
+    if len(q):
+        lines += ["| file | reason |", "|---|---|"]
+        lines += [f"| `{r.file_id}` | {r.reason} |" for r in q.itertuples()]
+    else:
+        lines.append("None.")
+    return "\n".join(lines) + "\n"
+
+
+def distribution_figure(files: pd.DataFrame):
+    """Histograms (log scale) of length and note count per genre."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    ok = files[files["status"] == "ok"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, col, title in ((axes[0], "length_s", "length (s)"),
+                           (axes[1], "n_notes", "notes per file")):
+        vals = ok[col].astype(float).clip(lower=1e-1)
+        bins = np.logspace(np.log10(max(vals.min(), 0.1)), np.log10(vals.max() + 1), 30) \
+            if len(vals) else 10
+        for genre, g in ok.groupby("genre", sort=True):
+            ax.hist(g[col].astype(float), bins=bins, alpha=0.55, label=str(genre))
+        ax.set_xscale("log")
+        ax.set_xlabel(title)
+        ax.set_ylabel("files")
+        ax.legend()
+    fig.suptitle("Ingested files per genre")
+    fig.tight_layout()
+    return fig

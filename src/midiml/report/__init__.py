@@ -1,0 +1,1 @@
+"""Assemble the human-readable report from what the stages wrote."""

@@ -1,0 +1,29 @@
+"""DVC stage `download@<source>`: fetch (or, for data=corpus, build) one genre's MIDI files."""
+
+import logging
+import sys
+
+from midiml.config import load_params
+from midiml.data.corpus import build_corpus_source
+from midiml.data.download import download_source
+from midiml.data.sources import sources_from_params
+
+
+def main(name: str) -> None:
+    params = load_params()
+    source = sources_from_params(params)[name]
+    target = f"data/raw/{name}"
+    if source.kind == "music21":
+        report = build_corpus_source(source, target)
+    else:
+        report = download_source(source, target)
+    print(f"{name}: {report['extracted']} files -> {target}"
+          + (f"; refused {len(report['refused'])} archive member(s)" if report["refused"] else ""))
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        main(sys.argv[1])
+    except Exception as exc:
+        sys.exit(f"download failed: {exc}")
