@@ -1,0 +1,45 @@
+# midiml: `make repro` runs the pipeline, `make test` the tests; both set up .venv first.
+PY      ?= python3.11
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: setup repro small demo test lint params bench mlflow-ui clean
+
+setup: $(STAMP)
+
+# torch is pinned and installed first so nothing pulls a multi-GB CUDA wheel.
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install torch==2.13.0
+	$(BIN)/pip install -e '.[dev]'
+	touch $(STAMP)
+
+repro: setup        ## the whole pipeline on the full data (set MIDIML_MIRROR for the offline mirror)
+	$(BIN)/dvc repro
+
+small: setup        ## the small-data pipeline (12 files per genre, few epochs)
+	$(BIN)/dvc exp run -S data=small
+
+demo: setup         ## offline: three genres from the corpus inside music21, no download
+	$(BIN)/dvc exp run -S data=corpus
+
+test: setup
+	$(BIN)/pytest -q
+
+lint: setup
+	$(BIN)/ruff check src stages tests benchmarks
+
+params: setup       ## rewrite params.yaml as the composition of conf/ defaults
+	$(BIN)/python -m midiml.params_sync
+
+bench: setup        ## speed benchmarks -> reports/metrics/benchmarks.json
+	$(BIN)/python benchmarks/run.py
+
+mlflow-ui: setup
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db
+
+clean:
+	rm -rf data models mlflow.db mlartifacts

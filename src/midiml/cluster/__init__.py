@@ -1,0 +1,1 @@
+"""Clustering grid search over features (methods x reducers x k)."""

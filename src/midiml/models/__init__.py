@@ -1,0 +1,1 @@
+"""Learners: next-event generators and classifiers, their losses and data modules."""

@@ -1,0 +1,1 @@
+"""Representations of note events: features, event windows, piano rolls, tokens."""
