@@ -15,6 +15,7 @@ from midiml.data.sources import MIRROR_ENV, Source
 from midiml.io import atomic_dir, write_json
 
 log = logging.getLogger(__name__)
+pooch.get_logger().setLevel(logging.WARNING)  # its "use this known_hash" hint does not apply here
 
 CONNECT_TIMEOUT_S = 10
 READ_TIMEOUT_S = 60
@@ -45,15 +46,17 @@ def fetch_archive(url: str, dest_dir: Path, progress: bool = True) -> Path:
     return Path(path)
 
 
-def download_source(source: Source, target: str | Path, progress: bool = True) -> dict:
+def download_source(source: Source, target: str | Path, progress: bool = True,
+                    expected: dict[str, str] | None = None) -> dict:
     """Fetch ``source``'s archive and leave its verified dataset files in ``target``.
 
     ``target`` appears only when everything succeeded: extraction happens in a
-    temporary sibling folder that is swapped in at the end.
+    temporary sibling folder that is swapped in at the end. ``expected`` (path ->
+    sha256) defaults to the committed manifest of the source.
     """
     target = Path(target)
     url = source.url()
-    expected = load_manifest(source.manifest_path)
+    expected = expected if expected is not None else load_manifest(source.manifest_path)
     with tempfile.TemporaryDirectory(prefix="midiml-dl-") as tmp:
         log.info("downloading %s", url)
         zip_path = fetch_archive(url, Path(tmp), progress=progress)

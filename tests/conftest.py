@@ -1,0 +1,84 @@
+"""Shared fixtures: tiny MIDI files written with mido, a loopback HTTP server, the mirror."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import mido
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+MIRROR = REPO.parent / "shared" / "datasets"
+
+
+def write_midi(path: Path, notes: list[tuple[int, float, float]] | None = None,
+               tempo: int = 500_000, tpq: int = 480, velocity: int = 80) -> Path:
+    """Write a one-track MIDI file; ``notes`` are (pitch, start_beat, duration_beats)."""
+    notes = [(60, 0, 1), (62, 1, 1), (64, 2, 1), (65, 3, 1)] if notes is None else notes
+    mid = mido.MidiFile(ticks_per_beat=tpq)
+    track = mido.MidiTrack()
+    mid.tracks.append(track)
+    track.append(mido.MetaMessage("set_tempo", tempo=tempo, time=0))
+    events = []
+    for pitch, start, dur in notes:
+        events.append((int(start * tpq), 1, mido.Message("note_on", note=pitch, velocity=velocity)))
+        events.append((int((start + dur) * tpq), 0, mido.Message("note_off", note=pitch)))
+    now = 0
+    for tick, _, msg in sorted(events, key=lambda e: (e[0], e[1])):
+        track.append(msg.copy(time=tick - now))
+        now = tick
+    track.append(mido.MetaMessage("end_of_track", time=0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mid.save(path)
+    return path
+
+
+@pytest.fixture
+def midi_writer():
+    return write_midi
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # keep pytest output clean
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        if self.path.startswith("/truncated/"):
+            body = b"PK\x03\x04" + b"\x00" * 1000
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body) * 100))
+            self.end_headers()
+            self.wfile.write(body)
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        super().do_GET()
+
+
+@pytest.fixture
+def http_dir(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """Serve a temporary folder over real HTTP on 127.0.0.1; yield (base URL, folder)."""
+    root = tmp_path / "served"
+    root.mkdir()
+
+    def handler(*a, **kw):
+        return _QuietHandler(*a, directory=str(root), **kw)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", root
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def mirror() -> Path:
+    if not (MIRROR / "SHA256SUMS").exists():
+        pytest.skip("offline dataset mirror ../shared/datasets is absent")
+    return MIRROR
