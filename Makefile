@@ -30,7 +30,7 @@ test: setup
 	$(BIN)/pytest -q
 
 lint: setup
-	$(BIN)/ruff check src stages tests benchmarks
+	$(BIN)/ruff check $(wildcard src stages tests benchmarks)
 
 params: setup       ## rewrite params.yaml as the composition of conf/ defaults
 	$(BIN)/python -m midiml.params_sync

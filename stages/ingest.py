@@ -23,7 +23,8 @@ def main() -> None:
     write_json("reports/metrics/dataset.json", table)
     fig = distribution_figure(files)
     save_figure(fig, FIGURE)
-    write_text("reports/dataset.md", render_markdown(table, files, "figures/dataset_distributions.png"))
+    md = render_markdown(table, files, "figures/dataset_distributions.png")
+    write_text("reports/dataset.md", md)
 
     with tracking.run(params, "data", "ingest") as run:
         if run is not None:

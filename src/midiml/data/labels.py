@@ -14,7 +14,7 @@ def _empty() -> dict[str, str | None]:
 
 
 def lofi(rel: str) -> dict[str, str | None]:
-    """``samples/ii-V12.mid`` -> family ``ii-V`` (the loop family is the name without its number)."""
+    """``samples/ii-V12.mid`` -> family ``ii-V``: the loop family is the name minus its number."""
     out = _empty()
     stem = PurePosixPath(rel).stem
     out["family"] = re.sub(r"\d+$", "", stem) or stem
@@ -54,4 +54,5 @@ def labels_for(scheme: str, rel: str) -> dict[str, str | None]:
     try:
         return READERS[scheme](rel)
     except KeyError:
-        raise ValueError(f"unknown label scheme {scheme!r}; choose from {sorted(READERS)}") from None
+        known = sorted(READERS)
+        raise ValueError(f"unknown label scheme {scheme!r}; choose from {known}") from None

@@ -46,7 +46,9 @@ def verify_folder(folder: str | Path, expected: dict[str, str]) -> None:
     missing = sorted(set(expected) - found)
     extra = sorted(found - set(expected))
     if missing:
-        raise ChecksumError(f"{len(missing)} file(s) of the manifest are missing, e.g. {missing[0]!r}")
+        raise ChecksumError(
+            f"{len(missing)} file(s) of the manifest are missing, e.g. {missing[0]!r}"
+        )
     if extra:
         raise ChecksumError(f"file not in the manifest: {extra[0]!r} ({len(extra)} in all)")
     for rel, digest in expected.items():
@@ -58,7 +60,7 @@ def verify_folder(folder: str | Path, expected: dict[str, str]) -> None:
 
 
 def main() -> None:
-    """Rewrite the committed manifests from local archives: ``python -m midiml.data.manifest DIR``."""
+    """Rewrite the committed manifests from archives: ``python -m midiml.data.manifest DIR``."""
     import sys
 
     from midiml.config import compose_defaults
