@@ -17,8 +17,12 @@ def main(name: str) -> None:
         report = build_corpus_source(source, target)
     else:
         report = download_source(source, target)
-    print(f"{name}: {report['extracted']} files -> {target}"
-          + (f"; refused {len(report['refused'])} archive member(s)" if report["refused"] else ""))
+    notes = []
+    if report["refused"]:
+        notes.append(f"refused {len(report['refused'])} unsafe archive member(s)")
+    if report.get("skipped"):
+        notes.append(f"skipped {len(report['skipped'])} score(s) music21 could not render")
+    print(f"{name}: {report['extracted']} files -> {target}" + "".join(f"; {n}" for n in notes))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ def build_corpus_source(source: Source, target: str | Path, progress: bool = Tru
     spec = source.corpus
     paths = corpus_paths(spec["composer"], list(spec.get("extensions", [".mxl"])),
                          spec.get("limit"))
-    written, failed = 0, []
+    written, skipped = 0, []
     with atomic_dir(target) as staging:
         out_dir = staging / spec["composer"]
         out_dir.mkdir(parents=True)
@@ -41,7 +41,8 @@ def build_corpus_source(source: Source, target: str | Path, progress: bool = Tru
                 written += 1
             except Exception as exc:  # a score music21 itself cannot render is reported
                 log.warning("skipped %s: %s", p.name, exc)
-                failed.append({"score": p.name, "reason": str(exc)})
-        write_json(staging / "_download.json",
-                   {"source": source.name, "extracted": written, "refused": failed})
-    return {"extracted": written, "refused": failed}
+                skipped.append({"score": p.name, "reason": str(exc)})
+        report = {"source": source.name, "extracted": written, "refused": [],
+                  "skipped": skipped}
+        write_json(staging / "_download.json", report)
+    return report
