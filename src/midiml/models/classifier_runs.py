@@ -1,0 +1,262 @@
+"""Train and evaluate every (task, model) pair: what the two classifier stages call.
+
+Training writes one file per model into ``models/classifiers/<task>/`` and a
+``manifest.json`` (classes, chosen hyperparameters, CV score, MLflow run id, which model
+the CLI serves). Evaluation re-derives the same task labels, predicts the validation and
+test songs, and resumes each model's MLflow run to add test metrics and the confusion
+matrix, so MLflow holds one run per task and model.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from midiml.evaluate import classification as ev
+from midiml.models.classifiers import (
+    FEATURE_MODELS,
+    TASKS,
+    TaskData,
+    TaskSkipped,
+    build_task,
+    feature_matrix,
+    fit_feature_model,
+    load_model,
+    save_model,
+)
+
+CONCERN = "classification"
+
+
+def _plain(cfg: Any) -> Any:
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=True) \
+        if isinstance(cfg, DictConfig | ListConfig) else cfg
+
+
+def _rolls_for(notes: pd.DataFrame | None, roll_cfg: Any, ids: list[str]) -> list:
+    from midiml.represent.pianoroll import RollSpec, song_rolls
+
+    rolls = song_rolls(notes, RollSpec.from_params(roll_cfg), ids)
+    return [rolls[i] for i in ids]
+
+
+def train_all(params: Any, files: pd.DataFrame, splits: pd.DataFrame, table: pd.DataFrame,
+              notes: pd.DataFrame | None, out_dir: Path, log=print) -> dict[str, Any]:
+    """Fit every configured model of every task into ``out_dir``; return the manifest."""
+    from midiml import tracking
+
+    cfg, seed = params.classifier, int(params.seed)
+    manifest: dict[str, Any] = {"features": _plain(params.get("features", {})), "tasks": {}}
+    cnn_tasks = list(cfg.cnn.tasks) if cfg.get("cnn") else []
+    for name in TASKS:
+        if name not in cfg.tasks:
+            continue
+        try:
+            task = build_task(name, files, splits, cfg)
+        except TaskSkipped as exc:
+            manifest["tasks"][name] = {"skipped": str(exc)}
+            log(f"{name}: skipped ({exc})")
+            continue
+        entry: dict[str, Any] = {"classes": task.classes, "positive": task.positive,
+                                 "genres": task.genres, "models": {}}
+        (out_dir / name).mkdir(parents=True, exist_ok=True)
+        for model in cfg.models:
+            start = time.perf_counter()
+            with tracking.run(params, CONCERN, f"{name}/{model}") as run:
+                try:
+                    fitted = fit_feature_model(task, model, table, cfg, seed)
+                except TaskSkipped as exc:
+                    entry["models"][model] = {"skipped": str(exc)}
+                    continue
+                save_model(fitted, out_dir / name / f"{model}.joblib")
+                if run is not None:
+                    _log_fit(fitted)
+                entry["models"][model] = {
+                    "kind": "features", "file": f"{name}/{model}.joblib",
+                    "best_params": fitted.best_params, "cv_macro_f1": fitted.cv_macro_f1,
+                    "cv_folds": fitted.cv_folds, "run_id": run.info.run_id if run else None}
+            log(f"{name}/{model}: CV macro-F1 {fitted.cv_macro_f1:.3f} "
+                f"{fitted.best_params} ({time.perf_counter() - start:.1f} s)")
+        if name in cnn_tasks:
+            entry["models"]["cnn"] = _train_cnn(params, task, notes, out_dir, log)
+        entry["serve"] = _served_model(entry["models"], str(cfg.get("serve_model", "auto")))
+        manifest["tasks"][name] = entry
+    return manifest
+
+
+def _log_fit(fitted: Any) -> None:
+    import mlflow
+
+    mlflow.log_params({f"best.{k}": str(v) for k, v in fitted.best_params.items()})
+    mlflow.log_params({"task": fitted.task, "model": fitted.model, "cv_folds": fitted.cv_folds})
+    mlflow.log_metric("cv_macro_f1", fitted.cv_macro_f1)
+
+
+def _train_cnn(params: Any, task: TaskData, notes: pd.DataFrame | None, out_dir: Path,
+               log) -> dict[str, Any]:
+    from midiml.models.pianoroll_cnn import PianoRollCNNClassifier
+
+    if notes is None:
+        return {"skipped": "no note table given"}
+    if len(task.ids("val")) == 0:
+        return {"skipped": "no validation songs for early stopping"}
+    if set(task.y("val")) - set(task.y("train")):
+        return {"skipped": "validation has classes absent from training"}
+    ccfg = params.classifier.cnn
+    start = time.perf_counter()
+    tmp = out_dir / task.name / ".cnn_ckpt"
+    clf = PianoRollCNNClassifier(ccfg, params, f"{task.name}/cnn")
+    clf.fit(_rolls_for(notes, ccfg.roll, task.ids("train")), task.y("train"),
+            _rolls_for(notes, ccfg.roll, task.ids("val")), task.y("val"), tmp)
+    res = clf.fit_result
+    target = out_dir / task.name / "cnn.ckpt"
+    if res.best_checkpoint is None:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return {"skipped": "training produced no checkpoint"}
+    shutil.move(str(res.best_checkpoint), target)
+    shutil.rmtree(tmp, ignore_errors=True)
+    log(f"{task.name}/cnn: {len(res.history)} epochs, best {ccfg.get('monitor', 'val_f1')} "
+        f"{res.best_score} "
+        f"({time.perf_counter() - start:.1f} s)")
+    return {"kind": "cnn", "file": f"{task.name}/cnn.ckpt", "epochs": len(res.history),
+            "monitor": str(ccfg.get("monitor", "val_f1")), "best_score": res.best_score,
+            "run_id": res.run_id}
+
+
+def _served_model(models: dict[str, Any], wanted: str) -> str | None:
+    """The feature model the CLI uses: the configured one, or the best by CV on train."""
+    feats = {m: v for m, v in models.items() if v.get("kind") == "features"}
+    if not feats:
+        return None
+    if wanted != "auto":
+        if wanted not in feats:
+            raise ValueError(f"classifier.serve_model={wanted!r} was not trained")
+        return wanted
+    order = list(FEATURE_MODELS)
+    return max(feats, key=lambda m: (feats[m]["cv_macro_f1"], -order.index(m)))
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def predict_model(info: dict[str, Any], model_dir: Path, task: TaskData, split: str,
+                  table: pd.DataFrame, notes: pd.DataFrame | None, roll_cfg: Any
+                  ) -> np.ndarray:
+    ids = task.ids(split)
+    if info["kind"] == "features":
+        fitted = load_model(model_dir / info["file"])
+        return fitted.predict(feature_matrix(table, ids, fitted.columns))
+    from midiml.models.pianoroll_cnn import load_cnn, predict_songs
+
+    module = load_cnn(model_dir / info["file"])
+    proba = predict_songs(module, _rolls_for(notes, roll_cfg, ids))
+    return np.asarray(module.hparams.classes, dtype=object)[proba.argmax(axis=1)]
+
+
+def evaluate_all(params: Any, manifest: dict[str, Any], model_dir: Path, files: pd.DataFrame,
+                 splits: pd.DataFrame, table: pd.DataFrame, notes: pd.DataFrame | None,
+                 fig_dir: Path, plot_dir: Path, log=print) -> tuple[dict, dict[str, str]]:
+    """Test (and validation) scores of every trained model; figures and plot tables written."""
+    from midiml.io import save_figure
+
+    cfg = params.classifier
+    roll_cfg = cfg.cnn.roll if cfg.get("cnn") else None
+    metrics: dict[str, Any] = {"tasks": {}}
+    figures: dict[str, str] = {}
+    for name, entry in manifest["tasks"].items():
+        if entry.get("skipped"):
+            metrics["tasks"][name] = {"skipped": entry["skipped"]}
+            continue
+        task = build_task(name, files, splits, cfg)
+        y_train, y_val, y_test = task.y("train"), task.y("val"), task.y("test")
+        res: dict[str, Any] = {
+            "classes": task.classes, "n_train": len(y_train), "n_val": len(y_val),
+            "n_test": len(y_test), "majority": ev.majority_baseline(y_train, y_test,
+                                                                    task.positive),
+            "models": {}, "serve": entry.get("serve")}
+        if task.positive is not None:
+            res["positive"] = task.positive
+            res["naive_positive"] = ev.naive_positive_baseline(y_test, task.positive)
+        for model, info in entry["models"].items():
+            if info.get("skipped"):
+                res["models"][model] = {"skipped": info["skipped"]}
+                continue
+            pred = predict_model(info, model_dir, task, "test", table, notes, roll_cfg)
+            m = ev.scores(y_test, pred, task.positive)
+            if len(y_val):
+                val_pred = predict_model(info, model_dir, task, "val", table, notes, roll_cfg)
+                val = ev.scores(y_val, val_pred)
+                m["val_accuracy"], m["val_macro_f1"] = val["accuracy"], val["macro_f1"]
+            if "cv_macro_f1" in info:  # best_params: manifest.json and MLflow (not metrics)
+                m["cv_macro_f1"] = info["cv_macro_f1"]
+            cm = ev.confusion(y_test, pred, task.classes)  # full table: plots CSV and PNG
+            fig_path = fig_dir / f"confusion_{name}_{model}.png"
+            fig = ev.confusion_figure(cm, task.classes, f"{name} / {model} (test songs)")
+            save_figure(fig, fig_path)
+            import matplotlib.pyplot as plt
+
+            plt.close(fig)
+            figures[f"{name}/{model}"] = f"figures/classifiers/{fig_path.name}"
+            _write_csv(ev.confusion_rows(y_test, pred), plot_dir / f"{name}_{model}.csv")
+            _log_eval(info.get("run_id"), params, m, fig_path)
+            res["models"][model] = m
+            log(f"{name}/{model}: test accuracy {m['accuracy']:.3f} macro-F1 "
+                f"{m['macro_f1']:.3f}" + (f" F0.5 {m['f05']:.3f}" if "f05" in m else ""))
+        scored = {k: v for k, v in res["models"].items() if "accuracy" in v}
+        if scored:  # "best" looks at test scores (reporting); "selected" only at validation
+            res["best"] = max(scored, key=lambda k: (scored[k]["macro_f1"],
+                                                     scored[k]["accuracy"]))
+            res["selected"] = max(scored, key=lambda k: (scored[k].get("val_macro_f1", 0.0),
+                                                         scored[k].get("cv_macro_f1", 0.0)))
+        metrics["tasks"][name] = res
+    return metrics, figures
+
+
+def _write_csv(df: pd.DataFrame, path: Path) -> None:
+    from midiml.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+
+
+def _log_eval(run_id: str | None, params: Any, m: dict[str, Any], fig_path: Path) -> None:
+    """Add test metrics and the confusion matrix to the model's training run."""
+    if not run_id:
+        return
+    import mlflow
+
+    from midiml import tracking
+
+    if tracking.setup(params.get("tracking"), CONCERN) is None:
+        return
+    try:
+        with mlflow.start_run(run_id=run_id):
+            mlflow.log_metrics({f"test_{k}": float(v) for k, v in m.items()
+                                if k in ("accuracy", "macro_f1", "f05")})
+            if "val_accuracy" in m:
+                mlflow.log_metric("val_song_accuracy", float(m["val_accuracy"]))
+            mlflow.log_artifact(str(fig_path))
+    except Exception as exc:  # a missing run (e.g. a fresh mlflow.db) must not fail the stage
+        print(f"mlflow: could not log to run {run_id}: {exc}")
+
+
+def write_blind_folder(files: pd.DataFrame, splits: pd.DataFrame, folder: Path) -> int:
+    """Copy the test split's raw MIDI files to ``folder/<genre>/`` (flattened unique names)."""
+    test = splits[splits["split"] == "test"].merge(files[["file_id", "path"]], on="file_id")
+    for row in test.itertuples():
+        target = folder / str(row.genre) / str(row.file_id).replace("/", "__")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(row.path, target)
+    return len(test)
+
+
+def load_manifest(model_dir: Path) -> dict[str, Any]:
+    return json.loads((model_dir / "manifest.json").read_text())

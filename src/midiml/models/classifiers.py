@@ -1,0 +1,211 @@
+"""Feature-table classifiers: tasks, scikit-learn pipelines and grid search on train only.
+
+A task is a set of songs with one label each (genre; composer among composers with enough
+pieces; Chopin vs other composers). Each model (logistic regression, random forest, extra
+trees, SVM) is a Pipeline(StandardScaler, estimator), so the scaler is fitted inside every CV
+fold and on the training split only; hyperparameters
+come from GridSearchCV over stratified folds of the training split. Test songs are only
+ever predicted, never fitted. Tasks that the data cannot support (one class, too few songs
+per class, as on ``data=small``) are skipped with a reason instead of failing the stage.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+TASKS = ("genre", "composer", "chopin_vs_other")
+FEATURE_MODELS = ("logreg", "random_forest", "extra_trees", "svm")
+ID_COLUMNS = ("file_id", "genre")
+
+
+class TaskSkipped(Exception):
+    """The data cannot support this task; the message is the reason recorded in metrics."""
+
+
+@dataclass
+class TaskData:
+    """Labels of one task per song, with each song's split."""
+
+    name: str
+    labels: pd.Series                      # index file_id -> label (str)
+    split: pd.Series                       # index file_id -> train/val/test
+    positive: str | None = None            # binary tasks: the class F0.5 is about
+    genres: list[str] = field(default_factory=list)  # genres the task's songs come from
+
+    def ids(self, split: str) -> list[str]:
+        return sorted(self.split.index[self.split == split])
+
+    def y(self, split: str) -> np.ndarray:
+        return self.labels.loc[self.ids(split)].to_numpy(dtype=object)
+
+    @property
+    def classes(self) -> list[str]:
+        return sorted(self.labels.unique())
+
+
+def build_task(name: str, files: pd.DataFrame, splits: pd.DataFrame, cfg: Any) -> TaskData:
+    """Label the songs of task ``name``; raise TaskSkipped when it cannot be learned."""
+    ok = files[files["status"] == "ok"].set_index("file_id")
+    split = splits.set_index("file_id")["split"].astype(str)
+    ok = ok.loc[ok.index.intersection(split.index)]
+    tcfg = cfg.tasks[name]
+    positive = None
+    if name == "genre":
+        labels = ok["genre"].astype(str)
+    elif name in ("composer", "chopin_vs_other"):
+        has = ok[ok["composer"].notna()]
+        if has.empty:
+            raise TaskSkipped("no song has a composer label")
+        if name == "composer":
+            counts = has["composer"].value_counts()
+            keep = counts[counts >= int(tcfg.min_pieces)].index
+            labels = has.loc[has["composer"].isin(keep), "composer"].astype(str)
+        else:
+            positive = str(tcfg.positive)
+            labels = pd.Series(np.where(has["composer"].astype(str) == positive, positive,
+                                        str(tcfg.negative)), index=has.index)
+    else:
+        raise ValueError(f"unknown task {name!r}; expected one of {TASKS}")
+    labels = labels.sort_index()
+    task = TaskData(name, labels, split.loc[labels.index], positive,
+                    sorted(ok.loc[labels.index, "genre"].astype(str).unique()))
+    _check_learnable(task, int(cfg.min_train_per_class))
+    return task
+
+
+def _check_learnable(task: TaskData, min_train: int) -> None:
+    if task.labels.nunique() < 2:
+        raise TaskSkipped(f"{task.labels.nunique()} class(es) with enough songs; need 2 "
+                          f"({len(task.labels)} songs)")
+    train = pd.Series(task.y("train")).value_counts()
+    missing = [c for c in task.classes if train.get(c, 0) < min_train]
+    if missing:
+        raise TaskSkipped(f"class(es) {', '.join(missing)} have fewer than {min_train} "
+                          "training songs")
+    if len(task.ids("test")) == 0:
+        raise TaskSkipped("no test songs")
+
+
+def feature_columns(table: pd.DataFrame) -> list[str]:
+    """Every numeric column of the feature table except the identifiers."""
+    return [c for c in table.columns
+            if c not in ID_COLUMNS and pd.api.types.is_numeric_dtype(table[c])]
+
+
+def feature_matrix(table: pd.DataFrame, ids: list[str], columns: list[str]) -> np.ndarray:
+    t = table.set_index("file_id")
+    missing = [i for i in ids if i not in t.index]
+    if missing:
+        raise KeyError(f"{len(missing)} songs have no feature row, e.g. {missing[0]}")
+    return t.loc[ids, columns].to_numpy(dtype=np.float64)
+
+
+def make_pipeline(model: str, seed: int) -> Pipeline:
+    """Scaler + estimator; the scaler is refitted on whatever the pipeline is fitted on."""
+    if model == "logreg":
+        est = LogisticRegression(max_iter=5000, random_state=seed)
+    elif model == "random_forest":
+        est = RandomForestClassifier(random_state=seed, n_jobs=1)
+    elif model == "extra_trees":
+        est = ExtraTreesClassifier(random_state=seed, n_jobs=1)
+    elif model == "svm":
+        est = SVC(random_state=seed)
+    else:
+        raise ValueError(f"unknown model {model!r}; expected one of {FEATURE_MODELS}")
+    return Pipeline([("scale", StandardScaler()), ("clf", est)])
+
+
+def param_grid(grid_cfg: Any) -> dict[str, list]:
+    """``{C: [..]}`` from params -> ``{clf__C: [..]}`` for the pipeline's estimator."""
+    from omegaconf import DictConfig, OmegaConf
+
+    plain = OmegaConf.to_container(grid_cfg) if isinstance(grid_cfg, DictConfig) else grid_cfg
+    return {f"clf__{k}": list(v) if isinstance(v, list | tuple) else [v]
+            for k, v in dict(plain).items()}
+
+
+def cv_folds(y: np.ndarray, wanted: int) -> int:
+    """As many stratified folds as asked, but no more than the smallest class has songs."""
+    return int(min(wanted, pd.Series(y).value_counts().min()))
+
+
+@dataclass
+class FittedModel:
+    """A fitted pipeline and what the CLI needs to use it on a new file."""
+
+    task: str
+    model: str
+    pipeline: Pipeline
+    classes: list[str]
+    columns: list[str]
+    positive: str | None
+    genres: list[str]
+    best_params: dict[str, Any]
+    cv_macro_f1: float
+    cv_folds: int
+    fit_seconds: float
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Probabilities with columns in ``classes`` order."""
+        proba = self.pipeline.predict_proba(X)
+        order = [list(self.pipeline.classes_).index(c) for c in self.classes]
+        return proba[:, order]
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """argmax of ``predict_proba`` (so CLI probabilities and reported labels agree)."""
+        return np.asarray(self.classes, dtype=object)[self.predict_proba(X).argmax(axis=1)]
+
+
+def fit_feature_model(task: TaskData, model: str, table: pd.DataFrame, cfg: Any,
+                      seed: int) -> FittedModel:
+    """Grid-search ``model`` on the task's training songs (stratified CV) and refit there."""
+    columns = feature_columns(table)
+    X, y = feature_matrix(table, task.ids("train"), columns), task.y("train")
+    folds = cv_folds(y, int(cfg.cv_folds))
+    if folds < 2:
+        raise TaskSkipped("a class has fewer than 2 training songs: no cross-validation")
+    start = time.perf_counter()
+    search = GridSearchCV(make_pipeline(model, seed), param_grid(cfg.models[model]),
+                          scoring=str(cfg.scoring),
+                          cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
+                          n_jobs=int(cfg.get("n_jobs", 1)), refit=True, error_score="raise")
+    search.fit(X, y)
+    best = {k.removeprefix("clf__"): v for k, v in search.best_params_.items()}
+    pipeline = search.best_estimator_
+    if model == "svm":  # SVC has no probabilities of its own: calibrate the tuned SVC (Platt)
+        calibrated = CalibratedClassifierCV(pipeline.named_steps["clf"], ensemble=False,
+                                            cv=StratifiedKFold(folds, shuffle=True,
+                                                               random_state=seed))
+        pipeline = Pipeline([("scale", StandardScaler()), ("clf", calibrated)]).fit(X, y)
+    return FittedModel(task.name, model, pipeline, task.classes, columns,
+                       task.positive, task.genres, best, float(search.best_score_), folds,
+                       time.perf_counter() - start)
+
+
+def save_model(fitted: FittedModel, path: str | Path) -> None:
+    import joblib
+
+    from midiml.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        joblib.dump(fitted, tmp)
+
+
+def load_model(path: str | Path) -> FittedModel:
+    import joblib
+
+    return joblib.load(path)
+

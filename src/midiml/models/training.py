@@ -1,0 +1,148 @@
+"""One way to train every Lightning model of the project: ``fit_lightning``.
+
+Generators (issue 4) and sequence classifiers (issue 5) share it, so early stopping,
+checkpointing, seeding, CPU/GPU selection and MLflow logging behave the same everywhere
+and are driven only by ``params.trainer`` / ``params.data`` / ``params.tracking``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+
+from midiml.config import flatten
+
+MAX_PARAM_LEN = 250  # Lightning's MLFlowLogger truncates at this length anyway
+
+
+@dataclass
+class FitResult:
+    """What a training run leaves behind, for the stage to save and the report to quote."""
+
+    best_checkpoint: Path | None
+    best_score: float | None
+    history: list[dict[str, float]] = field(default_factory=list)  # one dict per val epoch
+    epochs: int = 0
+    run_id: str | None = None  # MLflow run id (None when tracking is disabled)
+    train_seconds: float = 0.0  # wall time of trainer.fit (machine-dependent; keep out of metrics)
+
+
+class _History(Callback):
+    """Keep the epoch-level metrics in memory (MLflow has them too, but may be disabled)."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, float]] = []
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        row = {"epoch": float(trainer.current_epoch)}
+        for k, v in trainer.callback_metrics.items():
+            if hasattr(v, "numel") and v.numel() == 1:
+                row[k] = float(v)
+        self.rows.append(row)
+
+
+def effective_max_epochs(params: Any, own_max_epochs: int | None = None) -> int:
+    """The epoch budget: the model's own cap, the trainer's, and ``data.max_epochs`` if set."""
+    caps = [int(params.trainer.max_epochs)]
+    if own_max_epochs is not None:
+        caps.append(int(own_max_epochs))
+    data_cap = params.get("data", {}).get("max_epochs") if hasattr(params, "get") else None
+    if data_cap is not None:
+        caps.append(int(data_cap))
+    return max(1, min(caps))
+
+
+def make_logger(params: Any, run_name: str, concern: str = "generation") -> Any:
+    """Lightning's MLFlowLogger on the project's tracking store, or False when tracking is off."""
+    tcfg = params.get("tracking") if hasattr(params, "get") else None
+    if tcfg is not None and not tcfg.get("enabled", True):
+        return False
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    from midiml import tracking
+
+    tracking.setup(tcfg, concern)  # creates the experiment with the configured artifact location
+    prefix = (tcfg or {}).get("experiment_prefix", "midiml")
+    logger = MLFlowLogger(experiment_name=f"{prefix}-{concern}", run_name=run_name,
+                          tracking_uri=tracking.tracking_uri(tcfg),
+                          tags=tracking.standard_tags(), log_model=False)
+    flat = {k: str(v)[:MAX_PARAM_LEN] for k, v in flatten(params).items()}
+    logger.log_hyperparams(flat)
+    return logger
+
+
+def fit_lightning(module: L.LightningModule, data: Any, params: Any, run_name: str,
+                  ckpt_dir: str | Path, concern: str = "generation",
+                  own_max_epochs: int | None = None, monitor: str = "val_loss",
+                  mode: str = "min", extra_callbacks: list[Callback] | None = None,
+                  progress_bar: bool = True) -> FitResult:
+    """Train ``module`` with a Lightning ``Trainer`` built from ``params.trainer``.
+
+    ``data`` is a ``LightningDataModule`` or a ``(train_loader, val_loader)`` pair.
+    The module must log ``monitor`` (default ``val_loss``) once per validation epoch.
+
+    - seeds everything with ``params.seed``; ``deterministic`` from ``params.trainer``;
+    - on ``accelerator: cpu`` uses ``trainer.cpu_threads`` torch threads (default 1);
+    - ``accelerator``/``devices``/``precision`` from ``params.trainer`` (``trainer=gpu`` gives
+      bf16 on a GPU; nothing here assumes a CPU);
+    - epochs = min(``params.trainer.max_epochs``, ``own_max_epochs``, ``params.data.max_epochs``
+      when not null); EarlyStopping on ``monitor`` with ``params.trainer.patience``;
+    - ModelCheckpoint keeps the best epoch as ``<ckpt_dir>/best.ckpt``;
+    - logs per-epoch curves through Lightning's ``MLFlowLogger`` into experiment
+      ``<tracking.experiment_prefix>-<concern>``, run ``run_name``, on the same tracking URI as
+      :func:`midiml.tracking.tracking_uri`.
+
+    Returns a :class:`FitResult` (best checkpoint path, best score, per-epoch history, MLflow
+    run id, wall time of the fit).
+    """
+    tcfg = params.trainer
+    if str(tcfg.accelerator) == "cpu":
+        # one intra-op thread by default: on a small shared CPU, more threads oversubscribe
+        # the cores and made an epoch ~10x slower here (trainer.cpu_threads overrides)
+        torch.set_num_threads(int(tcfg.get("cpu_threads", 1) or 1))
+    L.seed_everything(int(params.seed), workers=True, verbose=False)
+    ckpt_dir = Path(ckpt_dir)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode=mode,
+                                 save_top_k=1, save_last=False, enable_version_counter=False)
+    history = _History()
+    callbacks: list[Callback] = [
+        EarlyStopping(monitor=monitor, mode=mode, patience=int(tcfg.patience)),
+        checkpoint, history, *(extra_callbacks or [])]
+    logger = make_logger(params, run_name, concern)
+    trainer = L.Trainer(
+        accelerator=str(tcfg.accelerator), devices=tcfg.devices, precision=str(tcfg.precision),
+        max_epochs=effective_max_epochs(params, own_max_epochs),
+        deterministic=bool(tcfg.deterministic), logger=logger, callbacks=callbacks,
+        enable_progress_bar=progress_bar, enable_model_summary=False,
+        log_every_n_steps=10, num_sanity_val_steps=0,
+        default_root_dir=str(ckpt_dir))
+    if isinstance(data, L.LightningDataModule):
+        loaders: dict[str, Any] = {"datamodule": data}
+    else:
+        train_loader, val_loader = data
+        loaders = {"train_dataloaders": train_loader, "val_dataloaders": val_loader}
+    start = time.perf_counter()
+    trainer.fit(module, **loaders)
+    seconds = time.perf_counter() - start
+    best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
+    score = checkpoint.best_model_score
+    run_id = None
+    if logger:
+        run_id = logger.run_id
+        logger.experiment.log_metric(run_id, "train_seconds", seconds)
+        logger.finalize("success")
+    for stray in ckpt_dir.glob("lightning_logs"):
+        shutil.rmtree(stray, ignore_errors=True)
+    return FitResult(best_checkpoint=best, best_score=None if score is None else float(score),
+                     history=history.rows, epochs=trainer.current_epoch, run_id=run_id,
+                     train_seconds=seconds)

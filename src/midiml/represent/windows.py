@@ -1,0 +1,138 @@
+"""Event streams and N_in -> N_out windows, the input of every next-note generator.
+
+A song is one stream of its non-drum notes ordered by (onset, pitch); each event is
+``[pitch, velocity, delta_onset, duration]`` (seconds; delta_onset of the first event is 0).
+A song of N events gives N - N_in - N_out + 1 windows. The tone-deaf view keeps only
+``[interval, duration]`` (interval = pitch - previous pitch, 0 for the first event),
+so a melody and its transposition look the same.
+
+Windows are stored as start indices into one concatenated event array, which keeps the
+660-song corpus at a few MB instead of N_in copies of every note.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+FEATURES = ("pitch", "velocity", "delta_onset", "duration")
+PITCH, VELOCITY, DELTA, DURATION = range(4)
+SPLITS = ("train", "val", "test")
+
+
+def event_stream(notes: pd.DataFrame) -> np.ndarray:
+    """One file's notes -> (N, 4) float32 ``[pitch, velocity, delta_onset, duration]``."""
+    nd = notes.loc[~notes["is_drum"].astype(bool)] if "is_drum" in notes else notes
+    nd = nd.sort_values(["onset_s", "pitch"], kind="stable")
+    onset = nd["onset_s"].to_numpy(dtype=np.float64)
+    delta = np.diff(onset, prepend=onset[:1]) if len(onset) else onset
+    out = np.stack([nd["pitch"].to_numpy(np.float64), nd["velocity"].to_numpy(np.float64),
+                    np.maximum(delta, 0.0), nd["duration_s"].to_numpy(np.float64)], axis=1)
+    return out.astype(np.float32).reshape(-1, 4)
+
+
+def n_windows(n_events: int, n_in: int, n_out: int) -> int:
+    return max(0, n_events - n_in - n_out + 1)
+
+
+def make_windows(stream: np.ndarray, n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """All windows of one stream: X (W, n_in, F) and Y (W, n_out, F), W = N - n_in - n_out + 1."""
+    w = n_windows(len(stream), n_in, n_out)
+    f = stream.shape[1]
+    if w == 0:
+        return np.zeros((0, n_in, f), stream.dtype), np.zeros((0, n_out, f), stream.dtype)
+    view = np.lib.stride_tricks.sliding_window_view(stream, (n_in + n_out, f))[:w, 0]
+    return view[:, :n_in].copy(), view[:, n_in:].copy()
+
+
+def tonedeaf(stream: np.ndarray) -> np.ndarray:
+    """``[interval, duration]`` per event; the first interval is 0."""
+    pitch = stream[:, PITCH]
+    interval = np.diff(pitch, prepend=pitch[:1]) if len(pitch) else pitch
+    return np.stack([interval, stream[:, DURATION]], axis=1).astype(np.float32).reshape(-1, 2)
+
+
+@dataclass
+class EventData:
+    """All songs' event streams, concatenated, with their split and the window starts."""
+
+    events: np.ndarray  # (M, 4) float32
+    offsets: np.ndarray  # (S + 1,) int64; song s is events[offsets[s]:offsets[s+1]]
+    file_ids: np.ndarray  # (S,) str
+    genres: np.ndarray  # (S,) str
+    splits: np.ndarray  # (S,) str in train/val/test
+    starts: dict[str, np.ndarray]  # split -> global start index of each window
+    n_in: int
+    n_out: int
+
+    def song(self, s: int) -> np.ndarray:
+        return self.events[self.offsets[s]:self.offsets[s + 1]]
+
+    def songs(self, split: str) -> list[int]:
+        return [int(i) for i in np.flatnonzero(self.splits == split)]
+
+    def windows(self, split: str, starts: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """Materialise X (W, n_in, 4), Y (W, n_out, 4) for a split (or given starts)."""
+        st = self.starts[split] if starts is None else starts
+        idx = st[:, None] + np.arange(self.n_in + self.n_out)[None, :]
+        block = self.events[idx]
+        return block[:, :self.n_in], block[:, self.n_in:]
+
+    def save(self, path: str | Path) -> None:
+        np.savez_compressed(path, events=self.events, offsets=self.offsets,
+                            file_ids=self.file_ids.astype(str), genres=self.genres.astype(str),
+                            splits=self.splits.astype(str), n_in=self.n_in, n_out=self.n_out,
+                            **{f"starts_{k}": v for k, v in self.starts.items()})
+
+    @classmethod
+    def load(cls, path: str | Path) -> EventData:
+        z = np.load(path, allow_pickle=False)
+        return cls(events=z["events"], offsets=z["offsets"], file_ids=z["file_ids"],
+                   genres=z["genres"], splits=z["splits"],
+                   starts={k: z[f"starts_{k}"] for k in SPLITS},
+                   n_in=int(z["n_in"]), n_out=int(z["n_out"]))
+
+
+def spaced(n: int, k: int | None) -> np.ndarray:
+    """At most ``k`` evenly spaced indices of range(n): caps long pieces without randomness."""
+    if k is None or n <= k:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, int(k)).round().astype(np.int64))
+
+
+def build_event_data(notes: pd.DataFrame, splits: pd.DataFrame, n_in: int, n_out: int,
+                     max_per_song: dict[str, int | None] | None = None) -> EventData:
+    """Event streams of every split song plus its window starts (capped per song and split).
+
+    ``splits`` is the song-level split (file_id, genre, split): a test song's windows are only
+    ever in ``starts['test']``. ``max_per_song[split]`` keeps that many evenly spaced windows of
+    a long song (None = all) so a 17,000-note piece does not drown the lo-fi loops.
+    """
+    max_per_song = max_per_song or {}
+    sp = splits.sort_values("file_id").reset_index(drop=True)
+    grouped = {fid: g for fid, g in notes.groupby("file_id", sort=False)}
+    streams, fids, genres, splits_out = [], [], [], []
+    for row in sp.itertuples(index=False):
+        g = grouped.get(row.file_id)
+        stream = event_stream(g) if g is not None else np.zeros((0, 4), np.float32)
+        streams.append(stream)
+        fids.append(row.file_id)
+        genres.append(row.genre)
+        splits_out.append(row.split)
+    lengths = np.array([len(s) for s in streams], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    events = np.concatenate(streams) if streams else np.zeros((0, 4), np.float32)
+    starts: dict[str, list[np.ndarray]] = {k: [] for k in SPLITS}
+    for s, split in enumerate(splits_out):
+        w = n_windows(int(lengths[s]), n_in, n_out)
+        starts[split].append(offsets[s] + spaced(w, max_per_song.get(split)))
+    return EventData(
+        events=events.astype(np.float32), offsets=offsets, file_ids=np.array(fids, dtype=str),
+        genres=np.array(genres, dtype=str), splits=np.array(splits_out, dtype=str),
+        starts={k: (np.concatenate(v) if v else np.zeros(0, np.int64)).astype(np.int64)
+                for k, v in starts.items()},
+        n_in=int(n_in), n_out=int(n_out))

@@ -1,0 +1,117 @@
+"""DVC stage `cluster`: genre and composer grid searches -> metrics, report page, figures.
+
+MLflow: one parent run per grid search, one nested child run per grid point.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+
+import pandas as pd
+
+from midiml import tracking
+from midiml.cluster import report
+from midiml.cluster.children import ChildRunLogger
+from midiml.cluster.grid import ReducerSpec, reduce
+from midiml.cluster.search import (
+    composer_metrics,
+    composer_search,
+    genre_metrics,
+    genre_search,
+    seed_row,
+)
+from midiml.config import load_params
+from midiml.io import atomic_path, save_figure, write_json, write_text
+
+FIG = "reports/figures"
+FIGURES = {"umap2": "figures/cluster_umap2.png", "umap3": "figures/cluster_umap3.png",
+           "vs_k": "figures/cluster_vs_k.png"}
+PLOT = "reports/plots/cluster_vs_k.csv"
+
+
+@contextmanager
+def parent_run(params, name: str):
+    """The grid search's parent MLflow run; yields (run, per-point child logger or None)."""
+    with tracking.run(params, "clustering", name) as run:
+        if run is None or not params.cluster.log_children:
+            yield run, None
+            return
+        logger = ChildRunLogger(run, tracking.standard_tags())
+        try:
+            yield run, logger
+        finally:
+            logger.close()
+
+
+def write_figures(genre, cfg, seed: int) -> dict[str, str]:
+    """2-D UMAP (genre | best-by-NMI clusters), 3-D seed reducer, curves vs k (+ plot CSV)."""
+    table = genre.grid.table
+    best = table.sort_values(["nmi", "silhouette"], ascending=False).iloc[0]
+    u2 = ReducerSpec("umap", tuple(sorted((k, v) for k, v in cfg.figure_umap2.items()
+                                          if k != "kind")))
+    emb2 = genre.grid.embeddings.get(u2.name)
+    if emb2 is None:
+        emb2 = reduce(genre.x, u2, seed)
+    save_figure(report.scatter_2d(emb2, genre.truth, genre.grid.labels[int(best["point"])],
+                                  f"{u2.name}; clusters: {best['reducer']} / "
+                                  f"{best['method_config']} k={int(best['k'])}"),
+                f"{FIG}/cluster_umap2.png")
+    figures = {"umap2": FIGURES["umap2"], "vs_k": FIGURES["vs_k"]}
+    srow = seed_row(table, cfg.seed_config)
+    if srow is not None:
+        save_figure(report.scatter_3d(genre.grid.embeddings[srow["reducer"]], genre.truth,
+                                      srow["reducer"]), f"{FIG}/cluster_umap3.png")
+        figures["umap3"] = FIGURES["umap3"]
+    curve = report.curves(table)
+    save_figure(report.vs_k_figure(curve), f"{FIG}/cluster_vs_k.png")
+    with atomic_path(PLOT) as tmp:
+        curve.to_csv(tmp, index=False)
+    return figures
+
+
+def main() -> None:
+    t0 = time.perf_counter()
+    params = load_params()
+    cfg = params.cluster
+    seed = int(params.seed)
+    features = pd.read_parquet("data/features/features.parquet")
+    files = pd.read_parquet("data/interim/files.parquet")
+
+    with parent_run(params, "genre-grid") as (run, log_point):
+        genre = genre_search(features, cfg, seed, on_point=log_point)
+        gmetrics = genre_metrics(genre, cfg)
+        figures = write_figures(genre, cfg, seed)
+        if log_point is not None:
+            log_point.close()  # children first: one SQLite writer at a time
+        if run is not None:
+            import mlflow
+
+            for key, r in gmetrics.items():
+                mlflow.log_metrics({f"{key}.{m}": float(r[m]) for m in ("silhouette", "nmi", "ari")
+                                    if r[m] is not None})
+            for path in figures.values():
+                mlflow.log_artifact(f"reports/{path}")
+            mlflow.log_artifact(PLOT)
+    with parent_run(params, "composer-grid") as (run, log_point):
+        composer, cinfo = composer_search(features, files, cfg, seed, on_point=log_point)
+        cmetrics = composer_metrics(composer, cinfo)
+        if log_point is not None:
+            log_point.close()
+        write_json("reports/metrics/clustering.json", {"genre": gmetrics, "composer": cmetrics})
+        md = report.render_markdown(genre, gmetrics, composer, cmetrics, cinfo, figures)
+        write_text("reports/clustering.md", md)
+        if run is not None:
+            import mlflow
+
+            mlflow.log_metrics({f"{m}.{k}": float(v) for m, d in cmetrics.items()
+                                for k, v in d.items() if v is not None})
+            mlflow.log_artifact("reports/clustering.md")
+    b = gmetrics["best_by_nmi"]
+    print(f"cluster: {len(genre.grid.table)} genre points; best NMI {b['nmi']} "
+          f"(sil {b['silhouette']}, {b['reducer']} / {b['method']} k={b['k']}); composer kN "
+          f"{ {m: d['kN'] for m, d in cmetrics.items()} }; {time.perf_counter() - t0:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

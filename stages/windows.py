@@ -1,0 +1,27 @@
+"""DVC stage `windows`: event streams of every split song and their N_in -> N_out windows."""
+
+import pandas as pd
+from omegaconf import OmegaConf
+
+from midiml.config import load_params
+from midiml.io import atomic_path
+from midiml.represent.windows import build_event_data
+
+OUT = "data/processed/windows.npz"
+
+
+def main() -> None:
+    params = load_params()
+    w = params.model.windows
+    notes = pd.read_parquet("data/interim/notes.parquet")
+    splits = pd.read_parquet("data/interim/splits.parquet")
+    data = build_event_data(notes, splits, int(w.n_in), int(w.n_out),
+                            OmegaConf.to_container(w.max_per_song))
+    with atomic_path(OUT) as tmp, open(tmp, "wb") as fh:
+        data.save(fh)
+    for split in ("train", "val", "test"):
+        print(f"{split}: {len(data.songs(split))} songs, {len(data.starts[split])} windows")
+
+
+if __name__ == "__main__":
+    main()

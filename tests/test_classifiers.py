@@ -1,0 +1,166 @@
+"""Classifier tasks, train-only scaling and grid search, metrics, and the piano-roll CNN."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+from midiml.evaluate import classification as ev
+from midiml.models.classifiers import (
+    TaskSkipped,
+    build_task,
+    feature_matrix,
+    fit_feature_model,
+)
+
+CFG = OmegaConf.create({
+    "tasks": {"genre": {}, "composer": {"min_pieces": 3},
+              "chopin_vs_other": {"positive": "Chopin", "negative": "other"}},
+    "min_train_per_class": 2, "cv_folds": 3, "scoring": "f1_macro", "n_jobs": 1,
+    "models": {"logreg": {"C": [0.1, 10.0]}, "random_forest": {"n_estimators": [20]},
+               "svm": {"C": [1.0]}},
+})
+
+
+def toy_tables(per_genre: int = 12, seed: int = 0):
+    """files, splits and a feature table where the genres differ in feature ``f0``."""
+    rng = np.random.default_rng(seed)
+    rows, feats, splits = [], [], []
+    composers = ["Chopin", "Liszt", "Bach", "Solo"]
+    for g, genre in enumerate(["alpha", "beta", "gamma"]):
+        for i in range(per_genre):
+            fid = f"{genre}/{i:02d}"
+            comp = None
+            if genre == "alpha":
+                comp = composers[i % 3] if i < per_genre - 1 else "Solo"  # Solo: one piece
+            rows.append({"file_id": fid, "genre": genre, "status": "ok", "composer": comp})
+            feats.append({"file_id": fid, "genre": genre, "f0": g * 10 + rng.normal(),
+                          "f1": rng.normal() * 100 + 1000,
+                          "f2": (composers.index(comp) * 3 if comp else 0) + rng.normal()})
+            split = "test" if i % 6 == 0 else "val" if i % 6 == 1 else "train"
+            splits.append({"file_id": fid, "genre": genre, "split": split})
+    return pd.DataFrame(rows), pd.DataFrame(splits), pd.DataFrame(feats)
+
+
+def test_tasks_label_songs_and_filter_composers():
+    files, splits, _ = toy_tables()
+    genre = build_task("genre", files, splits, CFG)
+    assert genre.classes == ["alpha", "beta", "gamma"] and len(genre.labels) == 36
+    composer = build_task("composer", files, splits, CFG)
+    assert "Solo" not in composer.classes and composer.classes == ["Bach", "Chopin", "Liszt"]
+    assert composer.genres == ["alpha"]
+    chopin = build_task("chopin_vs_other", files, splits, CFG)
+    assert chopin.classes == ["Chopin", "other"] and chopin.positive == "Chopin"
+    assert (chopin.labels == "other").sum() == 8  # every other composer, Solo included
+    assert set(chopin.ids("test")).isdisjoint(chopin.ids("train"))
+
+
+def test_unlearnable_tasks_are_skipped_with_a_reason():
+    files, splits, _ = toy_tables()
+    strict = OmegaConf.merge(CFG, {"tasks": {"composer": {"min_pieces": 50}}})
+    with pytest.raises(TaskSkipped, match="need 2"):
+        build_task("composer", files, splits, strict)
+    no_comp = files.assign(composer=None)
+    with pytest.raises(TaskSkipped, match="composer"):
+        build_task("chopin_vs_other", no_comp, splits, CFG)
+    few = OmegaConf.merge(CFG, {"min_train_per_class": 100})
+    with pytest.raises(TaskSkipped, match="fewer than 100 training songs"):
+        build_task("genre", files, splits, few)
+
+
+def test_scaler_is_fitted_on_training_songs_only_and_fit_is_seeded():
+    files, splits, table = toy_tables()
+    task = build_task("genre", files, splits, CFG)
+    fitted = fit_feature_model(task, "logreg", table, CFG, seed=3)
+    train_x = feature_matrix(table, task.ids("train"), fitted.columns)
+    all_x = feature_matrix(table, sorted(table["file_id"]), fitted.columns)
+    scaler = fitted.pipeline.named_steps["scale"]
+    np.testing.assert_allclose(scaler.mean_, train_x.mean(axis=0))
+    assert not np.allclose(scaler.mean_, all_x.mean(axis=0))
+    assert fitted.best_params["C"] in (0.1, 10.0) and fitted.cv_folds == 3
+    test_x = feature_matrix(table, task.ids("test"), fitted.columns)
+    assert (fitted.predict(test_x) == task.y("test")).mean() == 1.0
+    again = fit_feature_model(task, "logreg", table, CFG, seed=3)
+    np.testing.assert_array_equal(fitted.predict_proba(test_x), again.predict_proba(test_x))
+
+
+@pytest.mark.parametrize("model", ["random_forest", "svm"])
+def test_every_model_gives_probabilities_in_class_order(model):
+    files, splits, table = toy_tables()
+    task = build_task("genre", files, splits, CFG)
+    fitted = fit_feature_model(task, model, table, CFG, seed=0)
+    proba = fitted.predict_proba(feature_matrix(table, task.ids("test"), fitted.columns))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert list(fitted.predict(feature_matrix(table, task.ids("test"), fitted.columns))) == \
+        [fitted.classes[i] for i in proba.argmax(axis=1)]
+
+
+def test_scores_baselines_and_confusion():
+    y = ["Chopin", "other", "other", "Chopin"]
+    pred = ["Chopin", "Chopin", "other", "other"]
+    s = ev.scores(y, pred, positive="Chopin")
+    assert s["accuracy"] == 0.5 and s["macro_f1"] == pytest.approx(0.5)
+    assert s["f05"] == pytest.approx(0.5)  # precision 1/2, recall 1/2
+    base = ev.majority_baseline(["other", "other", "Chopin"], y, positive="Chopin")
+    assert base["predicts"] == "other" and base["accuracy"] == 0.5 and base["f05"] == 0.0
+    naive = ev.naive_positive_baseline(y, "Chopin")
+    assert naive["accuracy"] == 0.5 and naive["f05"] == pytest.approx(0.5 * 1.25 / 1.125)
+    cm = ev.confusion(y, pred, ["Chopin", "other"])
+    assert cm.tolist() == [[1, 1], [1, 1]]
+    rows = ev.confusion_rows(y, pred)
+    assert list(rows.columns) == ["actual", "predicted"] and len(rows) == 4
+
+
+def test_markdown_has_tables_seed_figures_and_skip_reasons():
+    metrics = {"tasks": {
+        "chopin_vs_other": {
+            "classes": ["Chopin", "other"], "n_train": 5, "n_val": 1, "n_test": 2,
+            "positive": "Chopin",
+            "majority": {"accuracy": 0.5, "macro_f1": 0.3, "f05": 0.0, "predicts": "other"},
+            "naive_positive": {"accuracy": 0.5, "macro_f1": 0.3, "f05": 0.6},
+            "models": {"logreg": {"accuracy": 0.75, "macro_f1": 0.7, "f05": 0.8,
+                                  "cv_macro_f1": 0.6, "val_accuracy": 1.0}},
+            "best": "logreg"},
+        "composer": {"skipped": "1 class(es) with enough songs; need 2"}}}
+    md = ev.render_markdown(metrics, {"chopin_vs_other/logreg": "figures/x.png"})
+    assert "| logreg | 0.750 | 0.700 | 0.800 | 0.600 | 1.000 |" in md
+    assert "validation accuracy 0.72, test accuracy 0.56" in md
+    assert "Skipped: 1 class(es)" in md and "![chopin_vs_other logreg" in md
+
+
+def test_piano_roll_cnn_trains_saves_and_reloads(tmp_path):
+    from scipy import sparse
+
+    from midiml.models.pianoroll_cnn import PianoRollCNNClassifier, load_cnn, predict_songs
+
+    rng = np.random.default_rng(0)
+
+    def roll(low: bool) -> sparse.csr_matrix:
+        m = np.zeros((24, 40), dtype=np.float32)
+        rows = rng.integers(0, 8, 40) + (0 if low else 16)
+        m[rows, np.arange(40)] = 1
+        return sparse.csr_matrix(m)
+
+    rolls = [roll(i % 2 == 0) for i in range(12)]
+    y = np.array(["low" if i % 2 == 0 else "high" for i in range(12)], dtype=object)
+    cfg = OmegaConf.create({"roll": {"pitch_low": 0, "pitch_high": 23}, "crop_steps": 16,
+                            "train_crops_per_song": 4, "eval_crops_per_song": 3,
+                            "channels": [4], "stride": 1, "dropout": 0.0, "lr": 0.02,
+                            "weight_decay": 0.0, "balanced": True, "max_epochs": 3})
+    params = OmegaConf.create({"seed": 0, "data": {"max_epochs": None},
+                               "tracking": {"enabled": False},
+                               "trainer": {"accelerator": "cpu", "devices": 1,
+                                           "precision": "32-true", "max_epochs": 3,
+                                           "patience": 5, "batch_size": 16, "num_workers": 0,
+                                           "deterministic": True}})
+    clf = PianoRollCNNClassifier(cfg, params, "t").fit(rolls[:8], y[:8], rolls[8:], y[8:],
+                                                       tmp_path / "ck")
+    proba = clf.predict_proba(rolls[8:])
+    assert proba.shape == (4, 2) and clf.classes_ == ["high", "low"]
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    assert clf.fit_result.best_checkpoint is not None
+    reloaded = load_cnn(clf.fit_result.best_checkpoint)
+    assert reloaded.hparams.classes == ["high", "low"]
+    np.testing.assert_allclose(predict_songs(reloaded, rolls[8:]), proba, rtol=1e-5)

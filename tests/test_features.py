@@ -1,0 +1,148 @@
+"""Feature dictionary: values on hand-made note tables, and agreement with music21."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from midiml.data.midi import parse_midi
+from midiml.represent.features import (
+    FEATURE_DOCS,
+    FEATURE_NAMES,
+    FeatureExtractor,
+    extract_features,
+    key_features,
+)
+
+
+def _notes(file_id: str, rows: list[tuple], genre: str = "g") -> pd.DataFrame:
+    """rows: (pitch, onset_beats, duration_beats[, track[, velocity[, is_drum]]]) at 120 qpm."""
+    recs = []
+    for r in rows:
+        pitch, on, dur = r[:3]
+        track = r[3] if len(r) > 3 else 0
+        vel = r[4] if len(r) > 4 else 80
+        drum = r[5] if len(r) > 5 else False
+        recs.append({"file_id": file_id, "genre": genre, "track": track, "program": 0,
+                     "is_drum": drum, "pitch": pitch, "velocity": vel, "onset_s": on / 2,
+                     "duration_s": dur / 2, "onset_beats": float(on),
+                     "duration_beats": float(dur)})
+    return pd.DataFrame(recs)
+
+
+def _files(ids: list[str], genre: str = "g", status: str = "ok") -> pd.DataFrame:
+    return pd.DataFrame({"file_id": ids, "genre": genre, "status": status, "length_s": 10.0,
+                         "n_tracks": 1, "ts_numerator": 3, "ts_denominator": 4,
+                         "n_timesig_changes": 0, "qpm_mean": 120.0, "qpm_std": 0.0,
+                         "n_tempo_changes": 0})
+
+
+C_MAJOR_SCALE = [(p, i, 1) for i, p in enumerate([60, 62, 64, 65, 67, 69, 71, 72])]
+
+
+def test_columns_contract_and_docs():
+    out = extract_features(_notes("a", C_MAJOR_SCALE), _files(["a"]))
+    assert list(out.columns) == ["file_id", "genre", *FEATURE_NAMES]
+    assert set(FEATURE_DOCS) == set(FEATURE_NAMES) and len(FEATURE_NAMES) >= 50
+    assert all(isinstance(v, str) and v for v in FEATURE_DOCS.values())
+    assert out[FEATURE_NAMES].dtypes.map(lambda d: d == np.float64).all()
+    assert FeatureExtractor().get_feature_names_out() == FEATURE_NAMES
+
+
+def test_scale_values():
+    row = extract_features(_notes("a", C_MAJOR_SCALE), _files(["a"])).iloc[0]
+    assert row["key_tonic"] == 0 and row["key_mode"] == 1
+    assert row["pc_0"] == pytest.approx(2 / 8) and row["pc_1"] == 0
+    assert row["pitch_range"] == 12 and row["pitch_min"] == 60 and row["pitch_variety"] == 8
+    assert row["interval_mean"] == pytest.approx(12 / 7)
+    assert row["interval_step"] == 1.0 and row["interval_up_frac"] == 1.0
+    assert row["polyphony_mean"] == 1 and row["chord_onset_frac"] == 0
+    assert row["ioi_mean_beats"] == 1 and row["ioi_std_beats"] == 0
+    assert row["on_beat_frac"] == 1 and row["grid16_frac"] == 1
+    assert row["scale_fit"] == pytest.approx(1.0)
+    assert row["notes_per_s"] == pytest.approx(0.8)
+    assert row["ts_numerator"] == 3
+
+
+def test_chords_are_typed_and_skipped_by_melodic_intervals():
+    rows = [(60, 0, 1), (64, 0, 1), (67, 0, 1),          # C major triad
+            (57, 1, 1), (60, 1, 1), (64, 1, 1),          # A minor triad
+            (55, 2, 1), (59, 2, 1), (62, 2, 1), (65, 2, 1),  # G7
+            (72, 3.5, 0.5), (74, 4, 0.5)]                # two single notes, off-beat first
+    row = extract_features(_notes("a", rows), _files(["a"])).iloc[0]
+    assert row["chord_onset_frac"] == pytest.approx(3 / 5)
+    assert row["chord_maj"] == pytest.approx(1 / 3)
+    assert row["chord_min"] == pytest.approx(1 / 3)
+    assert row["chord_dom7"] == pytest.approx(1 / 3)
+    assert row["polyphony_max"] == 4
+    assert row["interval_mean"] == 2  # only 72 -> 74; chord notes skipped
+    assert row["on_beat_frac"] == pytest.approx(4 / 5)
+
+
+def test_drums_velocity_and_missing_values():
+    notes = pd.concat([
+        _notes("a", [(60, 0, 1, 0, 100), (64, 1, 1, 0, 50), (36, 0, 0.1, 9, 90, True)]),
+        _notes("d", [(36, i, 0.1, 9, 90, True) for i in range(4)]),  # drums only
+    ])
+    out = extract_features(notes, _files(["a", "d"])).set_index("file_id")
+    assert not out.isna().any().any()
+    assert out.loc["a", "drum_frac"] == pytest.approx(1 / 3)
+    assert out.loc["a", "velocity_variety"] == 3
+    assert out.loc["a", "pitch_max"] == 64  # the drum note (36) is not a pitch
+    assert out.loc["d", "drum_frac"] == 1
+    # a drums-only file has no pitch: fixed neutral values, not a statistic of other files
+    assert out.loc["d", "pitch_mean"] == 60 and out.loc["d", "pitch_range"] == 0
+
+
+def test_batch_equals_single_file_and_row_order_does_not_matter():
+    a = _notes("a", C_MAJOR_SCALE)
+    b = _notes("b", [(48, 0, 2), (55, 0, 2), (64, 0, 2), (43, 2, 2), (59, 2.5, 1)])
+    files = _files(["a", "b"])
+    both = extract_features(pd.concat([b, a]).sample(frac=1, random_state=0), files)
+    for fid, notes in (("a", a), ("b", b)):
+        alone = extract_features(notes, files[files["file_id"] == fid])
+        pd.testing.assert_series_equal(
+            both.set_index("file_id").loc[fid], alone.set_index("file_id").loc[fid])
+
+
+def test_quarantined_files_are_left_out():
+    files = pd.concat([_files(["a"]), _files(["q"], status="quarantined")])
+    out = extract_features(_notes("a", C_MAJOR_SCALE), files)
+    assert out["file_id"].tolist() == ["a"]
+
+
+def test_key_features_matches_music21_on_weighted_histograms():
+    from music21 import analysis, note, stream
+
+    rng = np.random.default_rng(0)
+    hists = rng.integers(0, 6, size=(8, 12)).astype(float)
+    ours = key_features(hists)
+    for i, h in enumerate(hists):
+        s = stream.Stream()
+        for pc, w in enumerate(h):
+            if w:
+                s.append(note.Note(60 + pc, quarterLength=w))
+        k = analysis.discrete.KrumhanslSchmuckler().getSolution(s)
+        assert ours["key_tonic"][i] == k.tonic.pitchClass
+        assert ours["key_mode"][i] == (k.mode == "major")
+        assert ours["key_corr"][i] == pytest.approx(k.correlationCoefficient, abs=1e-9)
+
+
+@pytest.mark.parametrize("work", ["bwv66.6", "bwv10.7"])
+def test_agrees_with_music21_on_its_own_corpus(tmp_path, work):
+    """A chorale from music21's corpus, written as MIDI by music21: same values as music21."""
+    from music21 import corpus
+
+    from midiml.evaluate.music21_agreement import COMPARED, TOLERANCES, compare, music21_features
+
+    path = tmp_path / f"{work}.mid"
+    corpus.parse(work).write("midi", fp=str(path))
+    parsed = parse_midi(path, work)
+    files = pd.DataFrame([{"file_id": work, "genre": "chorale", "status": "ok", **parsed.info}])
+    ours = extract_features(parsed.notes.assign(genre="chorale"), files).set_index("file_id")
+    theirs = pd.DataFrame({work: music21_features(path)}).T
+    result = compare(ours[COMPARED], theirs, TOLERANCES)
+    assert set(result) == set(COMPARED)
+    for name, r in result.items():
+        assert r["files"] == 1 and r["agree_frac"] == 1.0, (name, r)

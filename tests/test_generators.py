@@ -1,0 +1,169 @@
+"""Generators: fit, save/load round trip, distributions, sampling with temperature/top-k/seed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from midiml.models.base import load_generator
+from midiml.models.generators import train_generator
+from midiml.models.markov import MarkovGenerator
+from midiml.models.sampling import continue_events, continue_seconds, sample_pitches
+from midiml.represent.windows import build_event_data
+
+SCALE = [60, 62, 64, 65, 67, 69, 71, 72]
+
+
+def tiny_params(tmp_path, **model) -> OmegaConf:
+    base = {
+        "seed": 0,
+        "data": {"max_epochs": 1},
+        "tracking": {"enabled": False},
+        "trainer": {"accelerator": "cpu", "devices": 1, "precision": "32-true",
+                    "max_epochs": 1, "patience": 2, "batch_size": 64, "num_workers": 0,
+                    "deterministic": True},
+        "model": {
+            "markov": {"order": 3},
+            "forest": {"context": 4, "n_estimators": 5, "max_depth": 6, "min_samples_leaf": 1,
+                       "unigram_mix": 0.05, "max_train_windows": 500},
+            "ffnn": {"n_in": 8, "embed": 8, "hidden": 32, "dropout": 0.0, "lr": 0.01,
+                     "max_epochs": 1, "windows_per_epoch": 300},
+            "loss": {"alpha": 1.5, "lambda_rep": 1.0, "lambda_sim": 0.0, "rep_context": 1},
+            "lstm_tonedeaf": {"n_in": 8, "embed": 8, "hidden": 16, "layers": 1, "dropout": 0.0,
+                              "lr": 0.01, "max_epochs": 1, "windows_per_epoch": 300,
+                              "loss": {"w_int": 2.0, "w_dur": 1.0, "w_jump": 0.1, "jump": 12,
+                                       "max_interval": 48}},
+            "note_lstm": {"n_in": 8, "embed": 8, "hidden": 16, "layers": 3, "dense": 16,
+                          "dropout": 0.1, "lr": 0.01, "max_epochs": 1,
+                          "windows_per_epoch": 300},
+            **model,
+        },
+    }
+    return OmegaConf.create(base)
+
+
+def scale_data(n_songs: int = 6, length: int = 80):
+    """Songs that walk up and down a C-major scale: easy to predict, never repeating."""
+    walk = SCALE + SCALE[-2:0:-1]
+    rows = []
+    for s in range(n_songs):
+        pitches = [walk[i % len(walk)] for i in range(length)]
+        rows.append(pd.DataFrame({"file_id": f"s{s}", "track": 0, "program": 0,
+                                  "is_drum": False, "pitch": pitches, "velocity": 80,
+                                  "onset_s": np.arange(length) * 0.25, "duration_s": 0.2,
+                                  "onset_beats": np.arange(length) * 0.5,
+                                  "duration_beats": 0.4}))
+    splits = pd.DataFrame({"file_id": [f"s{s}" for s in range(n_songs)], "genre": "g",
+                           "split": ["train"] * (n_songs - 2) + ["val", "test"]})
+    return build_event_data(pd.concat(rows), splits, n_in=8, n_out=1)
+
+
+def test_markov_learns_the_scale_walk():
+    data = scale_data()
+    gen = MarkovGenerator(order=3).fit([data.song(s) for s in data.songs("train")])
+    window = data.song(0)[None, :8]  # ... 71, 72 -> 71 next (the walk turns down)
+    window[0, -2:, 0] = [69, 71]
+    probs = gen.next_pitch_proba(window)
+    assert probs.shape == (1, 128)
+    assert probs.sum() == pytest.approx(1.0)
+    assert probs[0].argmax() == 72
+    assert probs[0, 72] > 0.9
+    assert probs.min() > 0  # smoothed: every pitch keeps a finite cost
+
+
+@pytest.mark.parametrize("name", ["markov", "forest", "ffnn", "lstm_tonedeaf", "note_lstm"])
+def test_train_save_load_roundtrip(tmp_path, name):
+    torch.set_num_threads(1)
+    data = scale_data()
+    info = train_generator(name, tiny_params(tmp_path), data, tmp_path / name,
+                           progress_bar=False)
+    assert info["train_seconds"] >= 0
+    assert (tmp_path / name / "meta.json").exists()
+    gen = load_generator(tmp_path / name)
+    x, _ = data.windows("test")
+    probs = gen.next_pitch_proba(x[:5])
+    assert probs.shape == (5, 128)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
+    again = load_generator(tmp_path / name).next_pitch_proba(x[:5])
+    np.testing.assert_allclose(probs, again, rtol=1e-6)
+    if name in ("ffnn", "lstm_tonedeaf", "note_lstm"):
+        assert (tmp_path / name / "best.ckpt").exists()
+        assert [r for r in info["history"] if "val_loss" in r]
+
+
+def test_tonedeaf_pitch_distribution_is_shifted_intervals(tmp_path):
+    from midiml.models.lstm import ToneDeafLSTM
+
+    torch.manual_seed(0)
+    m = ToneDeafLSTM(n_in=4, hidden=8, embed=4, layers=1).eval()
+    w = torch.tensor([[[60, 80, 0.2, 0.2], [62, 80, 0.2, 0.2], [64, 80, 0.2, 0.2],
+                       [65, 80, 0.2, 0.2]]])
+    up = w.clone()
+    up[..., 0] += 7
+    with torch.no_grad():
+        lp, lp_up = m.pitch_log_probs(w), m.pitch_log_probs(up)
+        iv_logits, _ = m.heads(w)
+    assert torch.allclose(lp.exp().sum(), torch.tensor(1.0), atol=1e-5)
+    # transposing the window transposes the prediction: the model is tone-deaf
+    assert torch.allclose(lp[0, 40:100], lp_up[0, 47:107], atol=1e-5)
+    # p(pitch 67) / p(pitch 66) equals the ratio of the interval logits +2 / +1
+    assert float(lp[0, 67] - lp[0, 66]) == pytest.approx(
+        float(iv_logits[0, 48 + 2] - iv_logits[0, 48 + 1]), abs=1e-4)
+
+
+def test_sample_pitches_temperature_topk_seed():
+    probs = np.tile(np.linspace(1, 2, 128), (4, 1))
+    probs /= probs.sum(axis=1, keepdims=True)
+    assert (sample_pitches(probs, temperature=0) == 127).all()
+    assert (sample_pitches(probs, 1.0, top_k=1, rng=np.random.default_rng(3)) == 127).all()
+    a = sample_pitches(np.tile(probs, (50, 1)), 1.0, 0, np.random.default_rng(5))
+    b = sample_pitches(np.tile(probs, (50, 1)), 1.0, 0, np.random.default_rng(5))
+    assert (a == b).all()
+    top3 = sample_pitches(np.tile(probs, (50, 1)), 1.0, 3, np.random.default_rng(5))
+    assert set(top3.tolist()) <= {125, 126, 127}
+
+
+def test_continuations_are_seeded_and_take_the_prompt_rhythm():
+    data = scale_data()
+    gen = MarkovGenerator(order=3).fit([data.song(s) for s in data.songs("train")])
+    prompts = [data.song(0)[:16], data.song(1)[5:25]]
+    c1 = continue_events(gen, prompts, 12, temperature=1.0, seed=4)
+    c2 = continue_events(gen, prompts, 12, temperature=1.0, seed=4)
+    assert all(np.array_equal(a, b) for a, b in zip(c1, c2, strict=True))
+    assert c1[0].shape == (12, 4)
+    assert set(c1[0][:, 2].tolist()) <= set(prompts[0][:, 2].tolist())
+    greedy = continue_events(gen, prompts[:1], 6, temperature=0)[0][:, 0]
+    walk = (SCALE + SCALE[-2:0:-1]) * 20
+    assert greedy.tolist() == walk[16:22]  # greedy Markov continues the walk exactly
+    cont = continue_seconds(gen, prompts[0], seconds=5.0, seed=1)
+    assert np.cumsum(cont[:, 2])[-1] == pytest.approx(5.0, abs=0.26)
+    with pytest.raises(ValueError, match="at least"):
+        continue_events(gen, [data.song(0)[:1]], 3)
+
+
+def test_only_the_ffnn_stage_reads_the_repetition_loss_params():
+    """`dvc exp run -S model.loss.alpha=...` must retrain ffnn alone (dvc.yaml params)."""
+    from pathlib import Path
+
+    import yaml
+
+    stages = yaml.safe_load((Path(__file__).parents[1] / "dvc.yaml").read_text())["stages"]
+    readers = []
+    for name, st in stages.items():
+        if "foreach" in st and not isinstance(st["foreach"], dict):
+            if any("model.loss" in str(p) for p in st["do"].get("params", [])):
+                readers.append(name)
+        elif "foreach" in st:
+            for key, item in st["foreach"].items():
+                params = [str(p).replace("${key}", key).replace("${item.extra}", item["extra"])
+                          for p in st["do"].get("params", [])]
+                if any(p == "model.loss" or p.startswith("model.loss.") for p in params):
+                    readers.append(f"{name}@{key}")
+        elif any(str(p).startswith("model.loss") for p in st.get("params", [])):
+            readers.append(name)
+    assert readers == ["train_generator@ffnn"]
+    assert set(stages["train_generator"]["foreach"]) == {
+        "markov", "forest", "ffnn", "lstm_tonedeaf", "note_lstm"}
