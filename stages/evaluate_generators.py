@@ -1,7 +1,8 @@
 """DVC stage `evaluate_generators`: every generator on the same test songs.
 
 Writes reports/metrics/generators.json (reproducible: no timings), reports/generators.md,
-figures, samples (MIDI + piano roll) under reports/samples/, and
+figures, piano rolls of sampled continuations under reports/samples/ (their MIDI under
+data/samples/: a prompt is an excerpt of a dataset song, so it stays out of git), and
 reports/metrics/generator_timings.json (training wall times: machine-dependent). Samples and
 test metrics are also logged to each model's MLflow run.
 """
@@ -47,7 +48,7 @@ def main() -> None:
     reference = ev.reference_values(data)
     results: dict = {"real": ev.real_metrics(data, sampling, reference)}
     timings, histories = {}, {}
-    with atomic_dir("reports/samples") as samples_dir:
+    with atomic_dir("reports/samples") as samples_dir, atomic_dir("data/samples") as midi_dir:
         for name in NAMES:
             model_dir = Path("models") / name
             gen = load_generator(model_dir)
@@ -61,7 +62,7 @@ def main() -> None:
                 histories[name] = train["history"]
             files = []
             for i in range(min(int(sampling.n_saved), len(samples))):
-                mid = samples_dir / f"{name}_{i}.mid"
+                mid = midi_dir / f"{name}_{i}.mid"
                 write_midi(np.concatenate([prompts[i], samples[i]]), mid)
                 png = samples_dir / f"{name}_{i}.png"
                 fig = plot_piano_roll(prompts[i], samples[i], f"{name}: continuation {i}")

@@ -242,8 +242,9 @@ def markdown(results: dict[str, Any], timings: dict[str, Any], names: list[str],
                 lines.append(f"| ffnn ablation {k} | {v:.1f} | |")
         lines.append("")
     lines += ["## Samples", "",
-              "Prompt (grey) and continuation (red); MIDI files beside each picture in "
-              "`samples/`. Each model picks the pitches; velocity, onset gaps and durations "
+              "Prompt (grey) and continuation (red); the MIDI files are in `data/samples/` "
+              "(DVC-cached, not in git: a prompt is an excerpt of a dataset song) and in "
+              "each model's MLflow run. Each model picks the pitches; velocity, onset gaps and durations "
               "replay the prompt's rhythm (the tone-deaf LSTM predicts durations itself).", ""]
     lines += [f"![{n}](samples/{n}_0.png)" for n in names]
     lines += ["", "## Losses", "", "```", loss_doc.strip(), "```", ""]
