@@ -144,6 +144,23 @@ def test_continuations_are_seeded_and_take_the_prompt_rhythm():
         continue_events(gen, [data.song(0)[:1]], 3)
 
 
+def test_model_durations_are_used_only_when_asked():
+    """Default: every model replays the prompt's durations; opt-in: the model's own head."""
+    data = scale_data()
+
+    class TimedMarkov(MarkovGenerator):
+        def next_duration(self, windows):
+            return np.full(len(windows), 0.77, np.float32)
+
+    gen = TimedMarkov(order=3).fit([data.song(s) for s in data.songs("train")])
+    prompt = data.song(0)[:16]
+    replayed = continue_events(gen, [prompt], 8, seed=2)[0]
+    assert set(replayed[:, 3].tolist()) <= set(prompt[:, 3].tolist())
+    own = continue_events(gen, [prompt], 8, seed=2, model_durations=True)[0]
+    assert np.allclose(own[:, 3], 0.77)
+    assert np.array_equal(own[:, 0], replayed[:, 0])  # pitches do not depend on the flag here
+
+
 def test_only_the_ffnn_stage_reads_the_repetition_loss_params():
     """`dvc exp run -S model.loss.alpha=...` must retrain ffnn alone (dvc.yaml params)."""
     from pathlib import Path

@@ -33,13 +33,17 @@ def continue_(
     temperature: float = typer.Option(1.0, "--temperature", "-t", help="0 = always the likeliest"),
     seed: int = typer.Option(0, "--seed", help="random seed of the sampling"),
     top_k: int = typer.Option(0, "--top-k", help="sample among the k likeliest pitches (0 = all)"),
+    model_durations: bool = typer.Option(
+        False, "--model-durations",
+        help="durations from the model's own head (lstm_tonedeaf) instead of the prompt's rhythm"),
     models_dir: str = typer.Option("models", "--models-dir", help="where `dvc repro` saved models"),
 ) -> None:
     """Continue a MIDI file with a trained generator: writes the prompt followed by new music."""
     from midiml.models.generate import ContinueError, continue_midi
 
     try:
-        out = continue_midi(file, model, seconds, output, models_dir, temperature, seed, top_k)
+        out = continue_midi(file, model, seconds, output, models_dir, temperature, seed, top_k,
+                            model_durations)
     except ContinueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

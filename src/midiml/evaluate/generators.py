@@ -64,7 +64,7 @@ def sample_metrics(gen: Generator, data: EventData, sampling: Any,
                                  int(sampling.n_new))
     temp = float(sampling.temperature) if temperature is None else float(temperature)
     samples = continue_events(gen, prompts, int(sampling.n_new), temp, int(sampling.top_k),
-                              int(sampling.seed))
+                              int(sampling.seed), bool(sampling.get("model_durations", False)))
     stats = {f"sample_{k}": v for k, v in sample_statistics(samples, reference).items()}
     return stats, prompts, samples
 
@@ -244,8 +244,9 @@ def markdown(results: dict[str, Any], timings: dict[str, Any], names: list[str],
     lines += ["## Samples", "",
               "Prompt (grey) and continuation (red); the MIDI files are in `data/samples/` "
               "(DVC-cached, not in git: a prompt is an excerpt of a dataset song) and in "
-              "each model's MLflow run. Each model picks the pitches; velocity, onset gaps and durations "
-              "replay the prompt's rhythm (the tone-deaf LSTM predicts durations itself).", ""]
+              "each model's MLflow run. Each model picks the pitches; velocity, onset gaps "
+              "and durations replay the prompt's rhythm (`model.sampling.model_durations: "
+              "true` lets the tone-deaf LSTM use its own duration head instead).", ""]
     lines += [f"![{n}](samples/{n}_0.png)" for n in names]
     lines += ["", "## Losses", "", "```", loss_doc.strip(), "```", ""]
     return "\n".join(lines)

@@ -95,7 +95,7 @@ class ContinueError(ValueError):
 
 def continue_midi(song: str | Path, model: str, seconds: float, output: str | Path,
                   models_dir: str | Path = "models", temperature: float = 1.0, seed: int = 0,
-                  top_k: int = 0) -> dict[str, float]:
+                  top_k: int = 0, model_durations: bool = False) -> dict[str, float]:
     """Continue ``song`` with the trained generator ``models_dir/model`` for ``seconds``.
 
     Writes prompt + continuation to ``output`` and returns a short summary. Raises
@@ -120,7 +120,8 @@ def continue_midi(song: str | Path, model: str, seconds: float, output: str | Pa
     if len(prompt) < gen.n_in:
         raise ContinueError(f"{song} has {len(prompt)} (non-drum) notes; model {model!r} needs "
                             f"at least {gen.n_in} to continue from")
-    cont = continue_seconds(gen, prompt, seconds, temperature, top_k, seed)
+    cont = continue_seconds(gen, prompt, seconds, temperature, top_k, seed,
+                            model_durations=model_durations)
     write_midi(np.concatenate([prompt, cont]), output)
     return {"prompt_notes": len(prompt), "new_notes": len(cont),
             "prompt_seconds": float(onsets(prompt)[-1] + prompt[-1, DURATION]),

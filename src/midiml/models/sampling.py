@@ -2,8 +2,10 @@
 
 Every generator predicts the next *pitch*; the rest of each new event (velocity,
 delta-onset, duration) is the prompt's own rhythm, replayed from a seeded random position
-of the prompt (a model that predicts durations, like the tone-deaf LSTM, overrides the
-duration). So all models play the same kind of rhythm and differ in the notes they choose.
+of the prompt. So all models play the same kind of rhythm and differ in the notes they
+choose. ``model_durations=True`` lets a model that predicts durations (the tone-deaf LSTM)
+override them; off by default because its duration head is a point estimate (the mean
+log-duration), and feeding those back makes its context unlike any song it was trained on.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ def sample_pitches(probs: np.ndarray, temperature: float = 1.0, top_k: int = 0,
 
 
 def continue_events(gen: Generator, prompts: list[np.ndarray], n_new: int,
-                    temperature: float = 1.0, top_k: int = 0, seed: int = 0) -> list[np.ndarray]:
+                    temperature: float = 1.0, top_k: int = 0, seed: int = 0,
+                    model_durations: bool = False) -> list[np.ndarray]:
     """Continue each (N_i, 4) prompt by ``n_new`` events; prompts need >= ``gen.n_in`` events."""
     rng = np.random.default_rng(seed)
     for p in prompts:
@@ -46,7 +49,7 @@ def continue_events(gen: Generator, prompts: list[np.ndarray], n_new: int,
     out = np.zeros((len(prompts), n_new, 4), np.float32)
     for t in range(n_new):
         pitch = sample_pitches(gen.next_pitch_proba(ctx), temperature, top_k, rng)
-        dur = gen.next_duration(ctx)
+        dur = gen.next_duration(ctx) if model_durations else None
         for b, p in enumerate(prompts):
             out[b, t] = p[(offsets[b] + t) % len(p)]
         out[:, t, PITCH] = pitch
@@ -58,7 +61,7 @@ def continue_events(gen: Generator, prompts: list[np.ndarray], n_new: int,
 
 def continue_seconds(gen: Generator, prompt: np.ndarray, seconds: float,
                      temperature: float = 1.0, top_k: int = 0, seed: int = 0,
-                     chunk: int = 64) -> np.ndarray:
+                     chunk: int = 64, model_durations: bool = False) -> np.ndarray:
     """Continue one prompt until the new events span ``seconds`` (onset of the last new note)."""
     rng = np.random.default_rng(seed)
     events = np.asarray(prompt, np.float32)
@@ -67,7 +70,7 @@ def continue_seconds(gen: Generator, prompt: np.ndarray, seconds: float,
     while elapsed < seconds and total < MAX_EVENTS:
         step_seed = int(rng.integers(2**31))
         block = continue_events(gen, [np.concatenate([events, *new])], chunk, temperature,
-                                top_k, step_seed)[0]
+                                top_k, step_seed, model_durations)[0]
         if block[:, DELTA].sum() <= 0 and elapsed == 0 and total > 4 * chunk:
             break  # a rhythm with no time between notes never reaches the target
         new.append(block)
