@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup repro small demo test lint params bench mlflow-ui clean
+.PHONY: setup repro small demo test lint params bench bench-train mlflow-ui clean
 
 setup: $(STAMP)
 
@@ -37,6 +37,10 @@ params: setup       ## rewrite params.yaml as the composition of conf/ defaults
 
 bench: setup        ## speed benchmarks -> reports/metrics/benchmarks.json
 	$(BIN)/python benchmarks/run.py
+
+TRAINER ?= cpu
+bench-train: setup  ## generator training times on TRAINER=cpu|gpu (after the pipeline) -> benchmarks.json
+	$(BIN)/python benchmarks/train_generators.py --trainer $(TRAINER)
 
 mlflow-ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db

@@ -13,6 +13,9 @@ from midiml.models.classifiers import (
     build_task,
     feature_matrix,
     fit_feature_model,
+    fit_vote,
+    load_model,
+    save_model,
 )
 
 CFG = OmegaConf.create({
@@ -95,6 +98,22 @@ def test_every_model_gives_probabilities_in_class_order(model):
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     assert list(fitted.predict(feature_matrix(table, task.ids("test"), fitted.columns))) == \
         [fitted.classes[i] for i in proba.argmax(axis=1)]
+
+
+def test_vote_is_the_mean_of_its_members_probabilities(tmp_path):
+    files, splits, table = toy_tables()
+    task = build_task("genre", files, splits, CFG)
+    members = [fit_feature_model(task, m, table, CFG, seed=0) for m in ("logreg", "svm")]
+    vote = fit_vote(task, members, table, CFG, seed=0)
+    x = feature_matrix(table, task.ids("test"), vote.columns)
+    np.testing.assert_allclose(vote.predict_proba(x),
+                               np.mean([m.predict_proba(x) for m in members], axis=0))
+    assert vote.best_params == {"members": ["logreg", "svm"]} and 0 <= vote.cv_macro_f1 <= 1
+    save_model(vote, tmp_path / "vote.joblib")  # the CLI loads it like any feature model
+    np.testing.assert_allclose(load_model(tmp_path / "vote.joblib").predict_proba(x),
+                               vote.predict_proba(x))
+    with pytest.raises(TaskSkipped, match="two"):
+        fit_vote(task, members[:1], table, CFG, seed=0)
 
 
 def test_scores_baselines_and_confusion():

@@ -96,7 +96,8 @@ def render_markdown(metrics: dict[str, Any], figures: dict[str, str]) -> str:
     lines = ["# Classifiers", "",
              "Test-split scores of every model, computed by the `evaluate_classifiers` stage "
              "(`reports/metrics/classifiers.json`). Scalers and hyperparameters were fitted "
-             "on the training split only (grid search with stratified CV there); the CNN "
+             "on the training split only (grid search with stratified CV there); `vote` is "
+             "the mean probability of the tuned feature models; the CNN "
              "early-stops on the validation split and predicts a song by averaging its "
              "crops' probabilities.", ""]
     tasks = metrics.get("tasks", {})

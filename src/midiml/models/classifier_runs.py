@@ -22,11 +22,13 @@ from midiml.evaluate import classification as ev
 from midiml.models.classifiers import (
     FEATURE_MODELS,
     TASKS,
+    VOTE,
     TaskData,
     TaskSkipped,
     build_task,
     feature_matrix,
     fit_feature_model,
+    fit_vote,
     load_model,
     save_model,
 )
@@ -68,14 +70,19 @@ def train_all(params: Any, files: pd.DataFrame, splits: pd.DataFrame, table: pd.
         entry: dict[str, Any] = {"classes": task.classes, "positive": task.positive,
                                  "genres": task.genres, "models": {}}
         (out_dir / name).mkdir(parents=True, exist_ok=True)
-        for model in cfg.models:
+        members: dict[str, Any] = {}
+        vote = [m for m in (cfg.get("vote") or []) if m in cfg.models]
+        for model in [*cfg.models, *([VOTE] if len(vote) >= 2 else [])]:
             start = time.perf_counter()
             with tracking.run(params, CONCERN, f"{name}/{model}") as run:
                 try:
-                    fitted = fit_feature_model(task, model, table, cfg, seed)
+                    fitted = (fit_vote(task, [members[m] for m in vote if m in members],
+                                       table, cfg, seed) if model == VOTE
+                              else fit_feature_model(task, model, table, cfg, seed))
                 except TaskSkipped as exc:
                     entry["models"][model] = {"skipped": str(exc)}
                     continue
+                members[model] = fitted
                 save_model(fitted, out_dir / name / f"{model}.joblib")
                 if run is not None:
                     _log_fit(fitted)
@@ -140,7 +147,7 @@ def _served_model(models: dict[str, Any], wanted: str) -> str | None:
         if wanted not in feats:
             raise ValueError(f"classifier.serve_model={wanted!r} was not trained")
         return wanted
-    order = list(FEATURE_MODELS)
+    order = [*FEATURE_MODELS, VOTE]  # ties go to the simpler model
     return max(feats, key=lambda m: (feats[m]["cv_macro_f1"], -order.index(m)))
 
 

@@ -28,6 +28,7 @@ from sklearn.svm import SVC
 
 TASKS = ("genre", "composer", "chopin_vs_other")
 FEATURE_MODELS = ("logreg", "random_forest", "extra_trees", "svm")
+VOTE = "vote"  # soft vote of the tuned feature models (``classifier.vote``)
 ID_COLUMNS = ("file_id", "genre")
 
 
@@ -193,6 +194,37 @@ def fit_feature_model(task: TaskData, model: str, table: pd.DataFrame, cfg: Any,
     return FittedModel(task.name, model, pipeline, task.classes, columns,
                        task.positive, task.genres, best, float(search.best_score_), folds,
                        time.perf_counter() - start)
+
+
+def fit_vote(task: TaskData, members: list[FittedModel], table: pd.DataFrame, cfg: Any,
+             seed: int) -> FittedModel:
+    """Soft vote (mean probability) of already tuned feature models.
+
+    On small classes (composers with ten pieces) the single models err on different songs,
+    so their average is steadier than any one of them. The members stay as tuned; the
+    vote's CV score re-fits them (with their chosen hyperparameters) fold by fold, so it is
+    comparable with the members' own CV scores and ``serve_model: auto`` can pick it.
+    """
+    from sklearn.base import clone
+    from sklearn.ensemble import VotingClassifier
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.model_selection import cross_val_score
+
+    if len(members) < 2:
+        raise TaskSkipped("a vote needs at least two fitted feature models")
+    columns = members[0].columns
+    X, y = feature_matrix(table, task.ids("train"), columns), task.y("train")
+    folds = members[0].cv_folds
+    start = time.perf_counter()
+    fresh = VotingClassifier([(m.model, clone(m.pipeline)) for m in members], voting="soft")
+    cv = cross_val_score(fresh, X, y, scoring=str(cfg.scoring),
+                         cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
+                         n_jobs=int(cfg.get("n_jobs", 1)))
+    vote = VotingClassifier([(m.model, FrozenEstimator(m.pipeline)) for m in members],
+                            voting="soft").fit(X, y)
+    return FittedModel(task.name, VOTE, vote, task.classes, columns, task.positive,
+                       task.genres, {"members": [m.model for m in members]},
+                       float(np.mean(cv)), folds, time.perf_counter() - start)
 
 
 def save_model(fitted: FittedModel, path: str | Path) -> None:

@@ -1,0 +1,77 @@
+"""Benchmark: training wall time of the neural generators on one trainer (cpu or gpu).
+
+`make bench-train TRAINER=gpu` composes the committed defaults with ``trainer=<TRAINER>``,
+trains ffnn, lstm_tonedeaf and note_lstm on ``data/processed/windows.npz`` (run the
+pipeline first) into a scratch folder, and writes ``generators_train_<TRAINER>`` into
+``reports/metrics/benchmarks.json``: seconds, epochs and best validation loss per model,
+plus the device name. When both a cpu and a gpu entry exist, ``generators_gpu_speedup``
+is their per-model ratio. Nothing is logged to MLflow (a benchmark is not an experiment).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from midiml.config import compose_defaults
+from midiml.io import write_json
+from midiml.models.generators import NEURAL, train_generator
+from midiml.represent.windows import EventData
+
+OUT = Path("reports/metrics/benchmarks.json")
+
+
+def device_name(accelerator: str) -> str:
+    import torch
+
+    if accelerator == "gpu" and torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def run(trainer: str, models: list[str]) -> dict:
+    params = OmegaConf.create(compose_defaults([f"trainer={trainer}"]))
+    params.tracking.enabled = False
+    data = EventData.load("data/processed/windows.npz")
+    out: dict = {"device": device_name(str(params.trainer.accelerator)), "models": {}}
+    with tempfile.TemporaryDirectory() as scratch:
+        for name in models:
+            info = train_generator(name, params, data, Path(scratch) / name, progress_bar=False)
+            val = [h["val_loss"] for h in info["history"] if "val_loss" in h]
+            out["models"][name] = {"train_seconds": round(info["train_seconds"], 2),
+                                   "epochs": info["epochs"],
+                                   "best_val_loss": round(min(val), 4) if val else None}
+            print(f"{trainer} {name}: {out['models'][name]}")
+    return out
+
+
+def speedup(result: dict) -> dict | None:
+    cpu, gpu = result.get("generators_train_cpu"), result.get("generators_train_gpu")
+    if not cpu or not gpu:
+        return None
+    return {m: round(cpu["models"][m]["train_seconds"] / gpu["models"][m]["train_seconds"], 2)
+            for m in gpu["models"] if m in cpu["models"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trainer", default="cpu", help="a conf/trainer option: cpu or gpu")
+    ap.add_argument("--models", nargs="+", default=list(NEURAL), choices=list(NEURAL))
+    args = ap.parse_args()
+    result = json.loads(OUT.read_text()) if OUT.exists() else {}
+    result[f"generators_train_{args.trainer}"] = run(args.trainer, args.models)
+    ratio = speedup(result)
+    if ratio:
+        result["generators_gpu_speedup"] = ratio
+        print(f"gpu speed-up: {ratio}")
+    write_json(OUT, result)
+
+
+if __name__ == "__main__":
+    main()
