@@ -114,6 +114,12 @@ def test_vote_is_the_mean_of_its_members_probabilities(tmp_path):
                                vote.predict_proba(x))
     with pytest.raises(TaskSkipped, match="two"):
         fit_vote(task, members[:1], table, CFG, seed=0)
+    # composers: 2-3 training songs each, so an outer CV fold leaves too few for the SVM's
+    # own calibration folds -> skipped with a reason, not a crash of the stage
+    composer = build_task("composer", files, splits, CFG)
+    few = [fit_feature_model(composer, m, table, CFG, seed=0) for m in ("logreg", "svm")]
+    with pytest.raises(TaskSkipped, match="too few"):
+        fit_vote(composer, few, table, CFG, seed=0)
 
 
 def test_scores_baselines_and_confusion():

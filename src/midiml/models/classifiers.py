@@ -216,10 +216,23 @@ def fit_vote(task: TaskData, members: list[FittedModel], table: pd.DataFrame, cf
     X, y = feature_matrix(table, task.ids("train"), columns), task.y("train")
     folds = members[0].cv_folds
     start = time.perf_counter()
-    fresh = VotingClassifier([(m.model, clone(m.pipeline)) for m in members], voting="soft")
+    # an outer fold's training part of a class of n songs has n - ceil(n / folds) of them:
+    # the calibrated SVM's own folds must fit into that
+    smallest = int(min(n - -(-n // folds) for n in pd.Series(y).value_counts()))
+    if smallest < 2:
+        raise TaskSkipped("too few training songs per class to cross-validate the vote")
+    inner = StratifiedKFold(min(folds, smallest), shuffle=True, random_state=seed)
+
+    def refit_copy(m: FittedModel) -> Pipeline:
+        pipe = clone(m.pipeline)
+        if isinstance(pipe.named_steps["clf"], CalibratedClassifierCV):
+            pipe.set_params(clf__cv=inner)
+        return pipe
+
+    fresh = VotingClassifier([(m.model, refit_copy(m)) for m in members], voting="soft")
     cv = cross_val_score(fresh, X, y, scoring=str(cfg.scoring),
                          cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
-                         n_jobs=int(cfg.get("n_jobs", 1)))
+                         n_jobs=int(cfg.get("n_jobs", 1)), error_score="raise")
     vote = VotingClassifier([(m.model, FrozenEstimator(m.pipeline)) for m in members],
                             voting="soft").fit(X, y)
     return FittedModel(task.name, VOTE, vote, task.classes, columns, task.positive,
