@@ -20,7 +20,7 @@ from midiml.config import compose_defaults
 from midiml.data.download import download_source
 from midiml.data.ingest import Rules, find_files, ingest
 from midiml.data.sources import MIRROR_ENV, Source
-from midiml.io import write_json
+from midiml.io import update_json
 
 REPO = Path(__file__).resolve().parents[1]
 MIRROR = REPO.parent / "shared" / "datasets"
@@ -69,9 +69,7 @@ def run() -> dict:
 
 def record(key: str, result: dict) -> None:
     """Merge one benchmark's result into reports/metrics/benchmarks.json."""
-    data = json.loads(OUT.read_text()) if OUT.exists() else {}
-    data[key] = result
-    write_json(OUT, data)
+    update_json(OUT, {key: result})
 
 
 if __name__ == "__main__":

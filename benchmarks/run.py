@@ -5,7 +5,6 @@ Each benchmark owns one top-level key; keys written by other benchmarks are kept
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -14,17 +13,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from features_vs_music21 import run as run_features  # noqa: E402
 
 from midiml.config import load_params  # noqa: E402
-from midiml.io import write_json  # noqa: E402
+from midiml.io import update_json  # noqa: E402
 
 OUT = Path("reports/metrics/benchmarks.json")
 
 
 def main() -> None:
     params = load_params()
-    result = json.loads(OUT.read_text()) if OUT.exists() else {}
-    result["features"] = run_features(params.features)
-    write_json(OUT, result)
-    f = result["features"]
+    f = update_json(OUT, {"features": run_features(params.features)})["features"]
     print(f"features: ours {f['ours_s']} s vs music21 {f['music21_s']} s on {f['n_files']} "
           f"files = {f['speedup']}x; full dataset ({f['full_dataset_files']} files) "
           f"{f['full_dataset_features_s']} s")

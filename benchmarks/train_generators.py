@@ -11,14 +11,13 @@ is their per-model ratio. Nothing is logged to MLflow (a benchmark is not an exp
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from midiml.config import compose_defaults
-from midiml.io import write_json
+from midiml.io import update_json
 from midiml.models.generators import NEURAL, train_generator
 from midiml.represent.windows import EventData
 
@@ -64,13 +63,11 @@ def main() -> None:
     ap.add_argument("--trainer", default="cpu", help="a conf/trainer option: cpu or gpu")
     ap.add_argument("--models", nargs="+", default=list(NEURAL), choices=list(NEURAL))
     args = ap.parse_args()
-    result = json.loads(OUT.read_text()) if OUT.exists() else {}
-    result[f"generators_train_{args.trainer}"] = run(args.trainer, args.models)
+    result = update_json(OUT, {f"generators_train_{args.trainer}": run(args.trainer, args.models)})
     ratio = speedup(result)
     if ratio:
-        result["generators_gpu_speedup"] = ratio
+        update_json(OUT, {"generators_gpu_speedup": ratio})
         print(f"gpu speed-up: {ratio}")
-    write_json(OUT, result)
 
 
 if __name__ == "__main__":

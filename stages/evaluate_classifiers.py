@@ -3,12 +3,15 @@
 import time
 from pathlib import Path
 
-import pandas as pd
-
 from midiml.config import load_params
 from midiml.evaluate.classification import render_markdown
 from midiml.io import atomic_dir, write_json, write_text
-from midiml.models.classifier_runs import evaluate_all, load_manifest, write_blind_folder
+from midiml.models.classifier_runs import (
+    evaluate_all,
+    load_manifest,
+    read_tables,
+    write_blind_folder,
+)
 from midiml.models.predict import ModelsMissing, evaluate_blind, load_served
 
 MODELS = Path("models/classifiers")
@@ -20,10 +23,7 @@ FIGURES = Path("reports/figures/classifiers")
 def main() -> None:
     start = time.perf_counter()
     params = load_params()
-    files = pd.read_parquet("data/interim/files.parquet")
-    splits = pd.read_parquet("data/interim/splits.parquet")
-    table = pd.read_parquet("data/features/features.parquet")
-    notes = pd.read_parquet("data/interim/notes.parquet")
+    files, splits, table, notes = read_tables()
     manifest = load_manifest(MODELS)
     with atomic_dir(PLOTS) as plot_dir, atomic_dir(FIGURES) as fig_dir:
         metrics, figures = evaluate_all(params, manifest, MODELS, files, splits, table, notes,

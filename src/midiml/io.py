@@ -51,6 +51,18 @@ def write_json(path: str | os.PathLike[str], data: Any) -> None:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n")
 
 
+def update_json(path: str | os.PathLike[str], updates: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``updates`` into the JSON object at ``path`` (top-level keys), atomically.
+
+    Several benchmarks share one metrics file; each owns its keys and keeps the others'.
+    """
+    p = Path(path)
+    data = json.loads(p.read_text()) if p.exists() else {}
+    data.update(updates)
+    write_json(p, data)
+    return data
+
+
 def write_text(path: str | os.PathLike[str], text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)

@@ -50,6 +50,17 @@ def _rolls_for(notes: pd.DataFrame | None, roll_cfg: Any, ids: list[str]) -> lis
     return [rolls[i] for i in ids]
 
 
+def read_tables(with_notes: bool = True, root: str | Path = "data") -> tuple[
+        pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
+    """(files, splits, features, notes) as the data stages wrote them; notes only if asked
+    (the note table is the large one and only the CNN needs it)."""
+    root = Path(root)
+    notes = pd.read_parquet(root / "interim/notes.parquet") if with_notes else None
+    return (pd.read_parquet(root / "interim/files.parquet"),
+            pd.read_parquet(root / "interim/splits.parquet"),
+            pd.read_parquet(root / "features/features.parquet"), notes)
+
+
 def train_all(params: Any, files: pd.DataFrame, splits: pd.DataFrame, table: pd.DataFrame,
               notes: pd.DataFrame | None, out_dir: Path, log=print) -> dict[str, Any]:
     """Fit every configured model of every task into ``out_dir``; return the manifest."""
