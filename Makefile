@@ -5,17 +5,22 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup repro small demo test lint params bench bench-train mlflow-ui clean
+.PHONY: setup lock repro small demo test lint params bench bench-train mlflow-ui clean
 
 setup: $(STAMP)
 
 # torch is pinned and installed first so nothing pulls a multi-GB CUDA wheel.
-$(STAMP): pyproject.toml
+# constraints.txt pins every other package, so two installs give the same metrics.
+$(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install torch==2.13.0
-	$(BIN)/pip install -e '.[dev]'
+	$(BIN)/pip install -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
+
+lock: setup         ## re-pin constraints.txt to what .venv has now (after changing pyproject.toml)
+	( echo "# Exact versions \`make setup\` installs (regenerate with \`make lock\`); torch is pinned in pyproject.toml."; \
+	  $(BIN)/pip freeze --exclude-editable | grep -v '^torch==' ) > constraints.txt
 
 repro: setup        ## the whole pipeline on the full data (set MIDIML_MIRROR for the offline mirror)
 	$(BIN)/dvc repro
