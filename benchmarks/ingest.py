@@ -1,7 +1,8 @@
 """Benchmark: download (from the loopback mirror) and ingest of the full data on this machine.
 
-Writes ``ingest`` into ``reports/metrics/benchmarks.json``: seconds for fetching and
-verifying the three archives, seconds for parsing all files, files/s and notes/s.
+Writes ``ingest`` into ``reports/metrics/benchmarks.json`` (and ``reports/benchmarks.md``):
+seconds for fetching and verifying the three archives, seconds for parsing all files,
+files/s and notes/s.
 Needs ``../shared/datasets`` (served here on a free loopback port).
 """
 
@@ -20,11 +21,12 @@ from midiml.config import compose_defaults
 from midiml.data.download import download_source
 from midiml.data.ingest import Rules, find_files, ingest
 from midiml.data.sources import MIRROR_ENV, Source
-from midiml.io import update_json
+from midiml.report.benchmarks import record
 
 REPO = Path(__file__).resolve().parents[1]
 MIRROR = REPO.parent / "shared" / "datasets"
 OUT = REPO / "reports" / "metrics" / "benchmarks.json"
+PAGE = REPO / "reports" / "benchmarks.md"
 
 
 def serve(folder: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
@@ -67,14 +69,9 @@ def run() -> dict:
     }
 
 
-def record(key: str, result: dict) -> None:
-    """Merge one benchmark's result into reports/metrics/benchmarks.json."""
-    update_json(OUT, {key: result})
-
-
 if __name__ == "__main__":
     if not (MIRROR / "SHA256SUMS").exists():
         raise SystemExit(f"{MIRROR}: dataset mirror not found")
     res = run()
-    record("ingest", res)
+    record("ingest", res, OUT, PAGE)
     print(json.dumps(res, indent=2))

@@ -17,11 +17,9 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from midiml.config import compose_defaults
-from midiml.io import update_json
 from midiml.models.generators import NEURAL, train_generator
+from midiml.report.benchmarks import record
 from midiml.represent.windows import EventData
-
-OUT = Path("reports/metrics/benchmarks.json")
 
 
 def device_name(accelerator: str) -> str:
@@ -63,10 +61,10 @@ def main() -> None:
     ap.add_argument("--trainer", default="cpu", help="a conf/trainer option: cpu or gpu")
     ap.add_argument("--models", nargs="+", default=list(NEURAL), choices=list(NEURAL))
     args = ap.parse_args()
-    result = update_json(OUT, {f"generators_train_{args.trainer}": run(args.trainer, args.models)})
+    result = record(f"generators_train_{args.trainer}", run(args.trainer, args.models))
     ratio = speedup(result)
     if ratio:
-        update_json(OUT, {"generators_gpu_speedup": ratio})
+        record("generators_gpu_speedup", ratio)
         print(f"gpu speed-up: {ratio}")
 
 

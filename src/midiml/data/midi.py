@@ -110,3 +110,11 @@ def parse_midi(path: str | Path, file_id: str | None = None) -> ParsedMidi:
         **_tempo_stats(score, int(score.end())),
     }
     return ParsedMidi(notes=notes, info=info)
+
+
+def read_user_file(path: str | Path) -> ParsedMidi:
+    """A MIDI file handed to the CLI: a missing or unreadable file raises with its path."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    return parse_midi(path, str(path))

@@ -21,13 +21,9 @@ TICKS_PER_SECOND = TPQ * 1_000_000 / TEMPO
 
 def read_events(path: str | Path) -> np.ndarray:
     """A MIDI file's non-drum notes as events; MidiParseError / FileNotFoundError if unreadable."""
-    from midiml.data.midi import parse_midi
+    from midiml.data.midi import read_user_file
 
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    parsed = parse_midi(path, path.name)
-    return event_stream(parsed.notes)
+    return event_stream(read_user_file(path).notes)
 
 
 def onsets(events: np.ndarray) -> np.ndarray:

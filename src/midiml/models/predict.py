@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from midiml.data.midi import MidiParseError, parse_midi
+from midiml.data.midi import MidiParseError, read_user_file
 from midiml.evaluate.classification import scores
 from midiml.models.classifiers import FittedModel, load_model
 
@@ -72,11 +72,8 @@ def features_for(parsed: list[tuple[str, Any]], feature_params: dict[str, Any]) 
 
 
 def read_song(path: str | Path) -> Any:
-    """parse_midi, plus the rule the ingest applies: a file without notes is unusable."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    parsed = parse_midi(path, str(path))
+    """read_user_file, plus the rule the ingest applies: a file without notes is unusable."""
+    parsed = read_user_file(path)
     if len(parsed.notes) == 0:
         raise MidiParseError(f"{path}: no notes")
     return parsed

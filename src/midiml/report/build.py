@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-SECTIONS = ["dataset", "clustering", "generators", "classifiers"]
+SECTIONS = ["dataset", "clustering", "generators", "classifiers", "benchmarks"]
 
 
 def _demote(md: str) -> str:
