@@ -165,18 +165,18 @@ def _served_model(models: dict[str, Any], wanted: str) -> str | None:
 # ---------------------------------------------------------------- evaluation
 
 
-def predict_model(info: dict[str, Any], model_dir: Path, task: TaskData, split: str,
-                  table: pd.DataFrame, notes: pd.DataFrame | None, roll_cfg: Any
-                  ) -> np.ndarray:
-    ids = task.ids(split)
+def song_predictor(info: dict[str, Any], model_dir: Path, table: pd.DataFrame,
+                   notes: pd.DataFrame | None, roll_cfg: Any):
+    """Load a trained model once; return a function from song ids to predicted labels."""
     if info["kind"] == "features":
         fitted = load_model(model_dir / info["file"])
-        return fitted.predict(feature_matrix(table, ids, fitted.columns))
+        return lambda ids: fitted.predict(feature_matrix(table, ids, fitted.columns))
     from midiml.models.pianoroll_cnn import load_cnn, predict_songs
 
     module = load_cnn(model_dir / info["file"])
-    proba = predict_songs(module, _rolls_for(notes, roll_cfg, ids))
-    return np.asarray(module.hparams.classes, dtype=object)[proba.argmax(axis=1)]
+    classes = np.asarray(module.hparams.classes, dtype=object)
+    return lambda ids: classes[predict_songs(module, _rolls_for(notes, roll_cfg, ids))
+                               .argmax(axis=1)]
 
 
 def evaluate_all(params: Any, manifest: dict[str, Any], model_dir: Path, files: pd.DataFrame,
@@ -207,10 +207,11 @@ def evaluate_all(params: Any, manifest: dict[str, Any], model_dir: Path, files: 
             if info.get("skipped"):
                 res["models"][model] = {"skipped": info["skipped"]}
                 continue
-            pred = predict_model(info, model_dir, task, "test", table, notes, roll_cfg)
+            predict = song_predictor(info, model_dir, table, notes, roll_cfg)
+            pred = predict(task.ids("test"))
             m = ev.scores(y_test, pred, task.positive)
             if len(y_val):
-                val_pred = predict_model(info, model_dir, task, "val", table, notes, roll_cfg)
+                val_pred = predict(task.ids("val"))
                 val = ev.scores(y_val, val_pred)
                 m["val_accuracy"], m["val_macro_f1"] = val["accuracy"], val["macro_f1"]
             if "cv_macro_f1" in info:  # best_params: manifest.json and MLflow (not metrics)

@@ -204,7 +204,3 @@ def predict_songs(module: PianoRollCNN, rolls: list[sparse.spmatrix],
             probs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
         out[i] = np.concatenate(probs).mean(axis=0)
     return out
-
-
-def roll_spec_of(module: PianoRollCNN) -> RollSpec:
-    return RollSpec(**module.hparams.roll)

@@ -6,7 +6,6 @@ so every number here was computed by ``dvc repro``; this module only stitches th
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 SECTIONS = ["dataset", "clustering", "generators", "classifiers", "benchmarks"]
@@ -31,7 +30,3 @@ def build_report(reports_dir: str | Path = "reports") -> str:
     for s in present:
         parts += [_demote((reports_dir / f"{s}.md").read_text()).rstrip(), ""]
     return "\n".join(parts)
-
-
-def load_metrics(path: str | Path) -> dict:
-    return json.loads(Path(path).read_text())
