@@ -36,6 +36,7 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check $(wildcard src stages tests benchmarks)
+	$(BIN)/ruff format --check $(wildcard src stages tests benchmarks)
 
 params: setup       ## rewrite params.yaml as the composition of conf/ defaults
 	$(BIN)/python -m midiml.params_sync

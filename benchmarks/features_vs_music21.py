@@ -26,22 +26,32 @@ def pick_files(files: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     ok = files[files["status"] == "ok"].sort_values("file_id")
     genres = sorted(ok["genre"].unique())
     per = -(-n // max(len(genres), 1))
-    parts = [g.sample(min(per, len(g)), random_state=seed)
-             for _, g in ok.groupby("genre", sort=True)]
+    parts = [
+        g.sample(min(per, len(g)), random_state=seed) for _, g in ok.groupby("genre", sort=True)
+    ]
     return pd.concat(parts).sort_values("file_id").head(n).reset_index(drop=True)
 
 
 def ours_on_files(chosen: pd.DataFrame, params: Any) -> pd.DataFrame:
     """Parse each file and extract all features in one call (what the benchmark times)."""
     parsed = [parse_midi(p, fid) for p, fid in zip(chosen["path"], chosen["file_id"], strict=True)]
-    notes = pd.concat([pm.notes.assign(genre=g) for pm, g in zip(parsed, chosen["genre"],
-                                                                  strict=True)],
-                      ignore_index=True)
-    info = pd.DataFrame([{"file_id": fid, "genre": g, "status": "ok", **pm.info}
-                         for pm, fid, g in zip(parsed, chosen["file_id"], chosen["genre"],
-                                               strict=True)])
-    return extract_features(notes, info, params.onset_resolution, params.grid_tolerance,
-                            list(params.onset_divisors or []))
+    notes = pd.concat(
+        [pm.notes.assign(genre=g) for pm, g in zip(parsed, chosen["genre"], strict=True)],
+        ignore_index=True,
+    )
+    info = pd.DataFrame(
+        [
+            {"file_id": fid, "genre": g, "status": "ok", **pm.info}
+            for pm, fid, g in zip(parsed, chosen["file_id"], chosen["genre"], strict=True)
+        ]
+    )
+    return extract_features(
+        notes,
+        info,
+        params.onset_resolution,
+        params.grid_tolerance,
+        list(params.onset_divisors or []),
+    )
 
 
 def run(params: Any) -> dict[str, Any]:
@@ -54,18 +64,23 @@ def run(params: Any) -> dict[str, Any]:
     t_ours = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    theirs = {fid: music21_features(p) for p, fid in zip(chosen["path"], chosen["file_id"],
-                                                         strict=True)}
+    theirs = {
+        fid: music21_features(p) for p, fid in zip(chosen["path"], chosen["file_id"], strict=True)
+    }
     t_m21 = time.perf_counter() - t0
 
     notes = pd.read_parquet(INTERIM / "notes.parquet")
     t0 = time.perf_counter()
-    full = extract_features(notes, files, params.onset_resolution, params.grid_tolerance,
-                            list(params.onset_divisors or []))
+    full = extract_features(
+        notes,
+        files,
+        params.onset_resolution,
+        params.grid_tolerance,
+        list(params.onset_divisors or []),
+    )
     t_full = time.perf_counter() - t0
 
-    agreement = compare(ours.set_index("file_id")[COMPARED],
-                        pd.DataFrame(theirs).T, TOLERANCES)
+    agreement = compare(ours.set_index("file_id")[COMPARED], pd.DataFrame(theirs).T, TOLERANCES)
     return {
         "n_files": int(len(chosen)),
         "files_per_genre": {str(k): int(v) for k, v in chosen.groupby("genre").size().items()},

@@ -51,9 +51,12 @@ def run() -> dict:
             for src in sources:
                 download_source(src, raw / src.name, progress=False)
             t1 = time.perf_counter()
-            files, notes = ingest(find_files(raw, sources),
-                                  Rules(cfg["max_length_s"], cfg["min_notes"]),
-                                  workers=0, progress=False)
+            files, notes = ingest(
+                find_files(raw, sources),
+                Rules(cfg["max_length_s"], cfg["min_notes"]),
+                workers=0,
+                progress=False,
+            )
             t2 = time.perf_counter()
     finally:
         server.shutdown()

@@ -20,9 +20,11 @@ from midiml.report.benchmarks import record  # noqa: E402
 def main() -> None:
     params = load_params()
     f = record("features", run_features(params.features))["features"]
-    print(f"features: ours {f['ours_s']} s vs music21 {f['music21_s']} s on {f['n_files']} "
-          f"files = {f['speedup']}x; full dataset ({f['full_dataset_files']} files) "
-          f"{f['full_dataset_features_s']} s")
+    print(
+        f"features: ours {f['ours_s']} s vs music21 {f['music21_s']} s on {f['n_files']} "
+        f"files = {f['speedup']}x; full dataset ({f['full_dataset_files']} files) "
+        f"{f['full_dataset_features_s']} s"
+    )
 
 
 if __name__ == "__main__":

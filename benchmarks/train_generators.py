@@ -17,7 +17,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from midiml.config import compose_defaults
-from midiml.models.generators import NEURAL, train_generator
+from midiml.generate.train import NEURAL, train_generator
 from midiml.report.benchmarks import record
 from midiml.represent.windows import EventData
 
@@ -41,9 +41,11 @@ def run(trainer: str, models: list[str]) -> dict:
         for name in models:
             info = train_generator(name, params, data, Path(scratch) / name, progress_bar=False)
             val = [h["val_loss"] for h in info["history"] if "val_loss" in h]
-            out["models"][name] = {"train_seconds": round(info["train_seconds"], 2),
-                                   "epochs": info["epochs"],
-                                   "best_val_loss": round(min(val), 4) if val else None}
+            out["models"][name] = {
+                "train_seconds": round(info["train_seconds"], 2),
+                "epochs": info["epochs"],
+                "best_val_loss": round(min(val), 4) if val else None,
+            }
             print(f"{trainer} {name}: {out['models'][name]}")
     return out
 
@@ -52,8 +54,11 @@ def speedup(result: dict) -> dict | None:
     cpu, gpu = result.get("generators_train_cpu"), result.get("generators_train_gpu")
     if not cpu or not gpu:
         return None
-    return {m: round(cpu["models"][m]["train_seconds"] / gpu["models"][m]["train_seconds"], 2)
-            for m in gpu["models"] if m in cpu["models"]}
+    return {
+        m: round(cpu["models"][m]["train_seconds"] / gpu["models"][m]["train_seconds"], 2)
+        for m in gpu["models"]
+        if m in cpu["models"]
+    }
 
 
 def main() -> None:

@@ -25,8 +25,11 @@ from midiml.config import load_params
 from midiml.io import atomic_path, save_figure, write_json, write_text
 
 FIG = "reports/figures"
-FIGURES = {"umap2": "figures/cluster_umap2.png", "umap3": "figures/cluster_umap3.png",
-           "vs_k": "figures/cluster_vs_k.png"}
+FIGURES = {
+    "umap2": "figures/cluster_umap2.png",
+    "umap3": "figures/cluster_umap3.png",
+    "vs_k": "figures/cluster_vs_k.png",
+}
 PLOT = "reports/plots/cluster_vs_k.csv"
 
 
@@ -48,20 +51,28 @@ def write_figures(genre, cfg, seed: int) -> dict[str, str]:
     """2-D UMAP (genre | best-by-NMI clusters), 3-D seed reducer, curves vs k (+ plot CSV)."""
     table = genre.grid.table
     best = table.sort_values(["nmi", "silhouette"], ascending=False).iloc[0]
-    u2 = ReducerSpec("umap", tuple(sorted((k, v) for k, v in cfg.figure_umap2.items()
-                                          if k != "kind")))
+    u2 = ReducerSpec(
+        "umap", tuple(sorted((k, v) for k, v in cfg.figure_umap2.items() if k != "kind"))
+    )
     emb2 = genre.grid.embeddings.get(u2.name)
     if emb2 is None:
         emb2 = reduce(genre.x, u2, seed)
-    save_figure(report.scatter_2d(emb2, genre.truth, genre.grid.labels[int(best["point"])],
-                                  f"{u2.name}; clusters: {best['reducer']} / "
-                                  f"{best['method_config']} k={int(best['k'])}"),
-                f"{FIG}/cluster_umap2.png")
+    save_figure(
+        report.scatter_2d(
+            emb2,
+            genre.truth,
+            genre.grid.labels[int(best["point"])],
+            f"{u2.name}; clusters: {best['reducer']} / {best['method_config']} k={int(best['k'])}",
+        ),
+        f"{FIG}/cluster_umap2.png",
+    )
     figures = {"umap2": FIGURES["umap2"], "vs_k": FIGURES["vs_k"]}
     srow = seed_row(table, cfg.seed_config)
     if srow is not None:
-        save_figure(report.scatter_3d(genre.grid.embeddings[srow["reducer"]], genre.truth,
-                                      srow["reducer"]), f"{FIG}/cluster_umap3.png")
+        save_figure(
+            report.scatter_3d(genre.grid.embeddings[srow["reducer"]], genre.truth, srow["reducer"]),
+            f"{FIG}/cluster_umap3.png",
+        )
         figures["umap3"] = FIGURES["umap3"]
     curve = report.curves(table)
     save_figure(report.vs_k_figure(curve), f"{FIG}/cluster_vs_k.png")
@@ -88,8 +99,13 @@ def main() -> None:
             import mlflow
 
             for key, r in gmetrics.items():
-                mlflow.log_metrics({f"{key}.{m}": float(r[m]) for m in ("silhouette", "nmi", "ari")
-                                    if r[m] is not None})
+                mlflow.log_metrics(
+                    {
+                        f"{key}.{m}": float(r[m])
+                        for m in ("silhouette", "nmi", "ari")
+                        if r[m] is not None
+                    }
+                )
             for path in figures.values():
                 mlflow.log_artifact(f"reports/{path}")
             mlflow.log_artifact(PLOT)
@@ -104,13 +120,21 @@ def main() -> None:
         if run is not None:
             import mlflow
 
-            mlflow.log_metrics({f"{m}.{k}": float(v) for m, d in cmetrics.items()
-                                for k, v in d.items() if v is not None})
+            mlflow.log_metrics(
+                {
+                    f"{m}.{k}": float(v)
+                    for m, d in cmetrics.items()
+                    for k, v in d.items()
+                    if v is not None
+                }
+            )
             mlflow.log_artifact("reports/clustering.md")
     b = gmetrics["best_by_nmi"]
-    print(f"cluster: {len(genre.grid.table)} genre points; best NMI {b['nmi']} "
-          f"(sil {b['silhouette']}, {b['reducer']} / {b['method']} k={b['k']}); composer kN "
-          f"{ {m: d['kN'] for m, d in cmetrics.items()} }; {time.perf_counter() - t0:.1f} s")
+    print(
+        f"cluster: {len(genre.grid.table)} genre points; best NMI {b['nmi']} "
+        f"(sil {b['silhouette']}, {b['reducer']} / {b['method']} k={b['k']}); composer kN "
+        f"{ {m: d['kN'] for m, d in cmetrics.items()} }; {time.perf_counter() - t0:.1f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -3,16 +3,16 @@
 import time
 from pathlib import Path
 
-from midiml.config import load_params
-from midiml.evaluate.classification import render_markdown
-from midiml.io import atomic_dir, write_json, write_text
-from midiml.models.classifier_runs import (
+from midiml.classify.runs import (
     evaluate_all,
     load_manifest,
     read_tables,
     write_blind_folder,
 )
-from midiml.models.predict import ModelsMissing, evaluate_blind, load_served
+from midiml.classify.serving import ModelsMissing, evaluate_blind, load_served
+from midiml.config import load_params
+from midiml.evaluate.classification import render_markdown
+from midiml.io import atomic_dir, write_json, write_text
 
 MODELS = Path("models/classifiers")
 BLIND = Path("data/blind")
@@ -26,8 +26,9 @@ def main() -> None:
     files, splits, table, notes = read_tables()
     manifest = load_manifest(MODELS)
     with atomic_dir(PLOTS) as plot_dir, atomic_dir(FIGURES) as fig_dir:
-        metrics, figures = evaluate_all(params, manifest, MODELS, files, splits, table, notes,
-                                        fig_dir, plot_dir)
+        metrics, figures = evaluate_all(
+            params, manifest, MODELS, files, splits, table, notes, fig_dir, plot_dir
+        )
     with atomic_dir(BLIND) as tmp:
         n = write_blind_folder(files, splits, tmp)
     try:

@@ -15,11 +15,11 @@ import numpy as np
 from midiml import tracking
 from midiml.config import load_params
 from midiml.evaluate import generators as ev
+from midiml.generate import losses
+from midiml.generate.base import load_generator
+from midiml.generate.continuation import plot_piano_roll, write_midi
+from midiml.generate.train import NAMES, NEURAL
 from midiml.io import atomic_dir, save_figure, write_json, write_text
-from midiml.models import losses
-from midiml.models.base import load_generator
-from midiml.models.generate import plot_piano_roll, write_midi
-from midiml.models.generators import NAMES, NEURAL
 from midiml.represent.windows import EventData
 
 
@@ -35,8 +35,13 @@ def _log_to_run(params, name: str, run_id: str | None, metrics: dict, files: lis
         ctx = None
     ctx = ctx or mlflow.start_run(run_name=f"{name}-evaluation", tags=tracking.standard_tags())
     with ctx:
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items()
-                            if isinstance(v, int | float) and not isinstance(v, bool)})
+        mlflow.log_metrics(
+            {
+                k: float(v)
+                for k, v in metrics.items()
+                if isinstance(v, int | float) and not isinstance(v, bool)
+            }
+        )
         for f in files:
             mlflow.log_artifact(str(f), artifact_path="samples")
 
@@ -54,10 +59,11 @@ def main() -> None:
             gen = load_generator(model_dir)
             train = json.loads((model_dir / "train.json").read_text())
             stats, prompts, samples = ev.sample_metrics(gen, data, sampling, reference)
-            results[name] = {**ev.prediction_metrics(gen, data), **stats,
-                             "epochs": train["epochs"]}
-            timings[name] = {"train_seconds": round(train["train_seconds"], 2),
-                             "epochs": train["epochs"]}
+            results[name] = {**ev.prediction_metrics(gen, data), **stats, "epochs": train["epochs"]}
+            timings[name] = {
+                "train_seconds": round(train["train_seconds"], 2),
+                "epochs": train["epochs"],
+            }
             if name in NEURAL:
                 histories[name] = train["history"]
             files = []
@@ -69,8 +75,18 @@ def main() -> None:
                 save_figure(fig, png)
                 files += [mid, png]
             _log_to_run(params, name, train.get("run_id"), results[name], files)
-            print(name, {k: results[name][k] for k in ("test_bits_per_note", "test_top1",
-                                                       "sample_repeat_rate", "sample_oa_mean")})
+            print(
+                name,
+                {
+                    k: results[name][k]
+                    for k in (
+                        "test_bits_per_note",
+                        "test_top1",
+                        "sample_repeat_rate",
+                        "sample_oa_mean",
+                    )
+                },
+            )
     ablation_file = Path("models/ffnn_ablation/results.json")
     if ablation_file.exists():
         results["ffnn_ablation"] = json.loads(ablation_file.read_text())
@@ -79,16 +95,20 @@ def main() -> None:
             timings["ffnn_ablation"] = json.loads(ab_t.read_text())
     results["targets"] = ev.targets(results, list(NEURAL))
     write_json("reports/metrics/generators.json", results)
-    write_json("reports/metrics/generator_timings.json",
-               {"device": str(params.trainer.accelerator), "models": timings})
+    write_json(
+        "reports/metrics/generator_timings.json",
+        {"device": str(params.trainer.accelerator), "models": timings},
+    )
     save_figure(ev.plot_bits(results, list(NAMES)), "reports/figures/generators_bits.png")
     save_figure(ev.plot_curves(histories), "reports/figures/generators_val_curves.png")
     if "ffnn_ablation" in results:
-        save_figure(ev.plot_ablation(results["ffnn_ablation"],
-                                     results["real"]["sample_repeat_rate"]),
-                    "reports/figures/generators_ablation.png")
-    write_text("reports/generators.md", ev.markdown(results, timings, list(NAMES),
-                                                     losses.__doc__ or ""))
+        save_figure(
+            ev.plot_ablation(results["ffnn_ablation"], results["real"]["sample_repeat_rate"]),
+            "reports/figures/generators_ablation.png",
+        )
+    write_text(
+        "reports/generators.md", ev.markdown(results, timings, list(NAMES), losses.__doc__ or "")
+    )
 
 
 if __name__ == "__main__":

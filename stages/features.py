@@ -15,8 +15,9 @@ def main() -> None:
     notes = pd.read_parquet("data/interim/notes.parquet")
     files = pd.read_parquet("data/interim/files.parquet")
     start = time.perf_counter()
-    table = extract_features(notes, files, f.onset_resolution, f.grid_tolerance,
-                             list(f.onset_divisors or []))
+    table = extract_features(
+        notes, files, f.onset_resolution, f.grid_tolerance, list(f.onset_divisors or [])
+    )
     took = time.perf_counter() - start
     write_parquet(table, "data/features/features.parquet")
     print(f"features: {len(table)} files x {table.shape[1] - 2} features in {took:.2f} s")

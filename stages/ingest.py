@@ -13,8 +13,9 @@ FIGURE = "reports/figures/dataset_distributions.png"
 def main() -> None:
     params = load_params()
     d = params.data
-    found = subset(find_files("data/raw", sources_from_params(params).values()),
-                   d.subset_per_genre, d.seed)
+    found = subset(
+        find_files("data/raw", sources_from_params(params).values()), d.subset_per_genre, d.seed
+    )
     files, notes = ingest(found, Rules(d.max_length_s, d.min_notes), workers=d.workers)
     table = dataset_table(files)
 
@@ -35,8 +36,10 @@ def main() -> None:
             mlflow.log_artifact("reports/dataset.md")
             mlflow.log_artifact(FIGURE)
     n_q = int((files["status"] == "quarantined").sum())
-    print(f"ingest: found {len(files)} = ok {len(files) - n_q} + quarantined {n_q}; "
-          f"{len(notes):,} notes")
+    print(
+        f"ingest: found {len(files)} = ok {len(files) - n_q} + quarantined {n_q}; "
+        f"{len(notes):,} notes"
+    )
 
 
 if __name__ == "__main__":

@@ -3,9 +3,9 @@
 import time
 from pathlib import Path
 
+from midiml.classify.runs import read_tables, train_all
 from midiml.config import load_params
 from midiml.io import atomic_dir, write_json
-from midiml.models.classifier_runs import read_tables, train_all
 
 OUT = Path("models/classifiers")
 

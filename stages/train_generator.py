@@ -8,8 +8,8 @@ import json
 import sys
 
 from midiml.config import load_params
+from midiml.generate.train import train_generator
 from midiml.io import atomic_dir
-from midiml.models.generators import train_generator
 from midiml.represent.windows import EventData
 
 

@@ -15,8 +15,9 @@ def main() -> None:
     w = params.model.windows
     notes = pd.read_parquet("data/interim/notes.parquet")
     splits = pd.read_parquet("data/interim/splits.parquet")
-    data = build_event_data(notes, splits, int(w.n_in), int(w.n_out),
-                            OmegaConf.to_container(w.max_per_song))
+    data = build_event_data(
+        notes, splits, int(w.n_in), int(w.n_out), OmegaConf.to_container(w.max_per_song)
+    )
     with atomic_path(OUT) as tmp, open(tmp, "wb") as fh:
         data.save(fh)
     for split in ("train", "val", "test"):

@@ -14,8 +14,13 @@ REPO = Path(__file__).resolve().parents[1]
 MIRROR = REPO.parent / "shared" / "datasets"
 
 
-def write_midi(path: Path, notes: list[tuple[int, float, float]] | None = None,
-               tempo: int = 500_000, tpq: int = 480, velocity: int = 80) -> Path:
+def write_midi(
+    path: Path,
+    notes: list[tuple[int, float, float]] | None = None,
+    tempo: int = 500_000,
+    tpq: int = 480,
+    velocity: int = 80,
+) -> Path:
     """Write a one-track MIDI file; ``notes`` are (pitch, start_beat, duration_beats)."""
     notes = [(60, 0, 1), (62, 1, 1), (64, 2, 1), (65, 3, 1)] if notes is None else notes
     mid = mido.MidiFile(ticks_per_beat=tpq)

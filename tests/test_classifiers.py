@@ -7,8 +7,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from midiml.evaluate import classification as ev
-from midiml.models.classifiers import (
+from midiml.classify.pipelines import (
     TaskSkipped,
     build_task,
     feature_matrix,
@@ -17,14 +16,26 @@ from midiml.models.classifiers import (
     load_model,
     save_model,
 )
+from midiml.evaluate import classification as ev
 
-CFG = OmegaConf.create({
-    "tasks": {"genre": {}, "composer": {"min_pieces": 3},
-              "chopin_vs_other": {"positive": "Chopin", "negative": "other"}},
-    "min_train_per_class": 2, "cv_folds": 3, "scoring": "f1_macro", "n_jobs": 1,
-    "models": {"logreg": {"C": [0.1, 10.0]}, "random_forest": {"n_estimators": [20]},
-               "svm": {"C": [1.0]}},
-})
+CFG = OmegaConf.create(
+    {
+        "tasks": {
+            "genre": {},
+            "composer": {"min_pieces": 3},
+            "chopin_vs_other": {"positive": "Chopin", "negative": "other"},
+        },
+        "min_train_per_class": 2,
+        "cv_folds": 3,
+        "scoring": "f1_macro",
+        "n_jobs": 1,
+        "models": {
+            "logreg": {"C": [0.1, 10.0]},
+            "random_forest": {"n_estimators": [20]},
+            "svm": {"C": [1.0]},
+        },
+    }
+)
 
 
 def toy_tables(per_genre: int = 12, seed: int = 0):
@@ -39,9 +50,15 @@ def toy_tables(per_genre: int = 12, seed: int = 0):
             if genre == "alpha":
                 comp = composers[i % 3] if i < per_genre - 1 else "Solo"  # Solo: one piece
             rows.append({"file_id": fid, "genre": genre, "status": "ok", "composer": comp})
-            feats.append({"file_id": fid, "genre": genre, "f0": g * 10 + rng.normal(),
-                          "f1": rng.normal() * 100 + 1000,
-                          "f2": (composers.index(comp) * 3 if comp else 0) + rng.normal()})
+            feats.append(
+                {
+                    "file_id": fid,
+                    "genre": genre,
+                    "f0": g * 10 + rng.normal(),
+                    "f1": rng.normal() * 100 + 1000,
+                    "f2": (composers.index(comp) * 3 if comp else 0) + rng.normal(),
+                }
+            )
             split = "test" if i % 6 == 0 else "val" if i % 6 == 1 else "train"
             splits.append({"file_id": fid, "genre": genre, "split": split})
     return pd.DataFrame(rows), pd.DataFrame(splits), pd.DataFrame(feats)
@@ -96,8 +113,9 @@ def test_every_model_gives_probabilities_in_class_order(model):
     fitted = fit_feature_model(task, model, table, CFG, seed=0)
     proba = fitted.predict_proba(feature_matrix(table, task.ids("test"), fitted.columns))
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
-    assert list(fitted.predict(feature_matrix(table, task.ids("test"), fitted.columns))) == \
-        [fitted.classes[i] for i in proba.argmax(axis=1)]
+    assert list(fitted.predict(feature_matrix(table, task.ids("test"), fitted.columns))) == [
+        fitted.classes[i] for i in proba.argmax(axis=1)
+    ]
 
 
 def test_vote_is_the_mean_of_its_members_probabilities(tmp_path):
@@ -106,12 +124,14 @@ def test_vote_is_the_mean_of_its_members_probabilities(tmp_path):
     members = [fit_feature_model(task, m, table, CFG, seed=0) for m in ("logreg", "svm")]
     vote = fit_vote(task, members, table, CFG, seed=0)
     x = feature_matrix(table, task.ids("test"), vote.columns)
-    np.testing.assert_allclose(vote.predict_proba(x),
-                               np.mean([m.predict_proba(x) for m in members], axis=0))
+    np.testing.assert_allclose(
+        vote.predict_proba(x), np.mean([m.predict_proba(x) for m in members], axis=0)
+    )
     assert vote.best_params == {"members": ["logreg", "svm"]} and 0 <= vote.cv_macro_f1 <= 1
     save_model(vote, tmp_path / "vote.joblib")  # the CLI loads it like any feature model
-    np.testing.assert_allclose(load_model(tmp_path / "vote.joblib").predict_proba(x),
-                               vote.predict_proba(x))
+    np.testing.assert_allclose(
+        load_model(tmp_path / "vote.joblib").predict_proba(x), vote.predict_proba(x)
+    )
     with pytest.raises(TaskSkipped, match="two"):
         fit_vote(task, members[:1], table, CFG, seed=0)
     # composers: 2-3 training songs each, so an outer CV fold leaves too few for the SVM's
@@ -139,16 +159,30 @@ def test_scores_baselines_and_confusion():
 
 
 def test_markdown_has_tables_seed_figures_and_skip_reasons():
-    metrics = {"tasks": {
-        "chopin_vs_other": {
-            "classes": ["Chopin", "other"], "n_train": 5, "n_val": 1, "n_test": 2,
-            "positive": "Chopin",
-            "majority": {"accuracy": 0.5, "macro_f1": 0.3, "f05": 0.0, "predicts": "other"},
-            "naive_positive": {"accuracy": 0.5, "macro_f1": 0.3, "f05": 0.6},
-            "models": {"logreg": {"accuracy": 0.75, "macro_f1": 0.7, "f05": 0.8,
-                                  "cv_macro_f1": 0.6, "val_accuracy": 1.0}},
-            "best": "logreg"},
-        "composer": {"skipped": "1 class(es) with enough songs; need 2"}}}
+    metrics = {
+        "tasks": {
+            "chopin_vs_other": {
+                "classes": ["Chopin", "other"],
+                "n_train": 5,
+                "n_val": 1,
+                "n_test": 2,
+                "positive": "Chopin",
+                "majority": {"accuracy": 0.5, "macro_f1": 0.3, "f05": 0.0, "predicts": "other"},
+                "naive_positive": {"accuracy": 0.5, "macro_f1": 0.3, "f05": 0.6},
+                "models": {
+                    "logreg": {
+                        "accuracy": 0.75,
+                        "macro_f1": 0.7,
+                        "f05": 0.8,
+                        "cv_macro_f1": 0.6,
+                        "val_accuracy": 1.0,
+                    }
+                },
+                "best": "logreg",
+            },
+            "composer": {"skipped": "1 class(es) with enough songs; need 2"},
+        }
+    }
     md = ev.render_markdown(metrics, {"chopin_vs_other/logreg": "figures/x.png"})
     assert "| logreg | 0.750 | 0.700 | 0.800 | 0.600 | 1.000 |" in md
     assert "validation accuracy 0.72, test accuracy 0.56" in md
@@ -158,7 +192,7 @@ def test_markdown_has_tables_seed_figures_and_skip_reasons():
 def test_piano_roll_cnn_trains_saves_and_reloads(tmp_path):
     from scipy import sparse
 
-    from midiml.models.pianoroll_cnn import PianoRollCNNClassifier, load_cnn, predict_songs
+    from midiml.classify.cnn import PianoRollCNNClassifier, load_cnn, predict_songs
 
     rng = np.random.default_rng(0)
 
@@ -170,18 +204,41 @@ def test_piano_roll_cnn_trains_saves_and_reloads(tmp_path):
 
     rolls = [roll(i % 2 == 0) for i in range(12)]
     y = np.array(["low" if i % 2 == 0 else "high" for i in range(12)], dtype=object)
-    cfg = OmegaConf.create({"roll": {"pitch_low": 0, "pitch_high": 23}, "crop_steps": 16,
-                            "train_crops_per_song": 4, "eval_crops_per_song": 3,
-                            "channels": [4], "stride": 1, "dropout": 0.0, "lr": 0.02,
-                            "weight_decay": 0.0, "balanced": True, "max_epochs": 3})
-    params = OmegaConf.create({"seed": 0, "data": {"max_epochs": None},
-                               "tracking": {"enabled": False},
-                               "trainer": {"accelerator": "cpu", "devices": 1,
-                                           "precision": "32-true", "max_epochs": 3,
-                                           "patience": 5, "batch_size": 16, "num_workers": 0,
-                                           "deterministic": True}})
-    clf = PianoRollCNNClassifier(cfg, params, "t").fit(rolls[:8], y[:8], rolls[8:], y[8:],
-                                                       tmp_path / "ck")
+    cfg = OmegaConf.create(
+        {
+            "roll": {"pitch_low": 0, "pitch_high": 23},
+            "crop_steps": 16,
+            "train_crops_per_song": 4,
+            "eval_crops_per_song": 3,
+            "channels": [4],
+            "stride": 1,
+            "dropout": 0.0,
+            "lr": 0.02,
+            "weight_decay": 0.0,
+            "balanced": True,
+            "max_epochs": 3,
+        }
+    )
+    params = OmegaConf.create(
+        {
+            "seed": 0,
+            "data": {"max_epochs": None},
+            "tracking": {"enabled": False},
+            "trainer": {
+                "accelerator": "cpu",
+                "devices": 1,
+                "precision": "32-true",
+                "max_epochs": 3,
+                "patience": 5,
+                "batch_size": 16,
+                "num_workers": 0,
+                "deterministic": True,
+            },
+        }
+    )
+    clf = PianoRollCNNClassifier(cfg, params, "t").fit(
+        rolls[:8], y[:8], rolls[8:], y[8:], tmp_path / "ck"
+    )
     proba = clf.predict_proba(rolls[8:])
     assert proba.shape == (4, 2) and clf.classes_ == ["high", "low"]
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)

@@ -15,10 +15,10 @@ import pytest
 from omegaconf import OmegaConf
 from typer.testing import CliRunner
 
+from midiml.classify.runs import train_all
+from midiml.classify.serving import features_for, read_song
 from midiml.cli import app
 from midiml.io import write_json
-from midiml.models.classifier_runs import train_all
-from midiml.models.predict import features_for, read_song
 from tests.conftest import write_midi
 
 GENRES = {"low": (30, 2.0), "mid": (60, 1.0), "high": (90, 0.25)}  # base pitch, note length
@@ -46,23 +46,41 @@ def models(tmp_path_factory) -> Path:
             path = song(root / genre / f"{i}.mid", genre, seed=i, composer=composer)
             fid = f"{genre}/{i}"
             split = "test" if i == 0 else "val" if i == 1 else "train"
-            rows.append({"file_id": fid, "genre": genre, "status": "ok", "composer": composer,
-                         "split": split})
+            rows.append(
+                {
+                    "file_id": fid,
+                    "genre": genre,
+                    "status": "ok",
+                    "composer": composer,
+                    "split": split,
+                }
+            )
             parsed.append((fid, read_song(path)))
     files = pd.DataFrame(rows)
     table = features_for(parsed, {})
     table["genre"] = files["genre"].to_numpy()
-    params = OmegaConf.create({
-        "seed": 0, "features": {}, "tracking": {"enabled": False},
-        "classifier": {
-            "tasks": {"genre": {}, "composer": {"min_pieces": 4}},
-            "min_train_per_class": 2, "cv_folds": 3, "scoring": "f1_macro", "n_jobs": 1,
-            "models": {"logreg": {"C": [1.0]}}, "serve_model": "auto",
-            "cnn": {"tasks": []}}})
+    params = OmegaConf.create(
+        {
+            "seed": 0,
+            "features": {},
+            "tracking": {"enabled": False},
+            "classifier": {
+                "tasks": {"genre": {}, "composer": {"min_pieces": 4}},
+                "min_train_per_class": 2,
+                "cv_folds": 3,
+                "scoring": "f1_macro",
+                "n_jobs": 1,
+                "models": {"logreg": {"C": [1.0]}},
+                "serve_model": "auto",
+                "cnn": {"tasks": []},
+            },
+        }
+    )
     out = root / "models"
     out.mkdir()
-    manifest = train_all(params, files, files[["file_id", "genre", "split"]], table, None, out,
-                         log=lambda *_: None)
+    manifest = train_all(
+        params, files, files[["file_id", "genre", "split"]], table, None, out, log=lambda *_: None
+    )
     write_json(out / "manifest.json", manifest)
     assert manifest["tasks"]["composer"]["serve"] == "logreg"
     return out
@@ -117,7 +135,8 @@ def test_evaluate_blind_scores_genres_and_skips_unreadable_files(models, tmp_pat
     assert {g: r["n"] for g, r in out["per_genre"].items()} == {"low": 3, "mid": 3, "high": 3}
     assert out["overall"]["n"] == 9
     assert out["overall"]["accuracy"] == pytest.approx(
-        np.mean([p["actual"] == p["predicted"] for p in out["predictions"]]))
+        np.mean([p["actual"] == p["predicted"] for p in out["predictions"]])
+    )
     assert out["overall"]["accuracy"] >= 2 / 3 and 0 <= out["overall"]["macro_f1"] <= 1
     assert "skipped LOW/corrupt.mid" in res.stderr
     text = runner.invoke(app, ["evaluate-blind", str(blind), "--models", str(models)])
@@ -125,11 +144,9 @@ def test_evaluate_blind_scores_genres_and_skips_unreadable_files(models, tmp_pat
 
 
 def test_evaluate_blind_user_errors_exit_2(models, tmp_path):
-    res = runner.invoke(app, ["evaluate-blind", str(tmp_path / "absent"), "--models",
-                              str(models)])
+    res = runner.invoke(app, ["evaluate-blind", str(tmp_path / "absent"), "--models", str(models)])
     assert res.exit_code == 2 and "absent: not a folder" in res.output
     (tmp_path / "flat").mkdir()
     song(tmp_path / "flat" / "x.mid", "low", seed=1)  # no genre sub-folders
-    res = runner.invoke(app, ["evaluate-blind", str(tmp_path / "flat"), "--models",
-                              str(models)])
+    res = runner.invoke(app, ["evaluate-blind", str(tmp_path / "flat"), "--models", str(models)])
     assert res.exit_code == 2 and "no MIDI files in genre sub-folders" in res.output

@@ -31,9 +31,14 @@ from midiml.cluster.search import (
 )
 from tests.conftest import REPO
 
-METHODS_CFG = {"kmeans": {"n_init": 4}, "gmm": {"covariance_type": ["full", "diag"]},
-               "spectral": [{"affinity": "rbf", "gamma": [1.0]},
-                            {"affinity": "nearest_neighbors", "n_neighbors": [8]}]}
+METHODS_CFG = {
+    "kmeans": {"n_init": 4},
+    "gmm": {"covariance_type": ["full", "diag"]},
+    "spectral": [
+        {"affinity": "rbf", "gamma": [1.0]},
+        {"affinity": "nearest_neighbors", "n_neighbors": [8]},
+    ],
+}
 
 
 @pytest.fixture(scope="module")
@@ -51,22 +56,37 @@ def _feature_frame(x: np.ndarray, y: np.ndarray) -> pd.DataFrame:
 
 
 def test_specs_expand_every_combination():
-    reducers = reducer_specs({"none": {}, "pca": {"n_components": [2, 3]},
-                              "umap": {"n_components": [2, 3], "n_neighbors": [5, 10],
-                                       "min_dist": [0.1]}})
+    reducers = reducer_specs(
+        {
+            "none": {},
+            "pca": {"n_components": [2, 3]},
+            "umap": {"n_components": [2, 3], "n_neighbors": [5, 10], "min_dist": [0.1]},
+        }
+    )
     assert [r.name for r in reducers][:3] == ["none", "pca2", "pca3"]
     assert len(reducers) == 1 + 2 + 4 and "umap3_nn10_md0.1" in {r.name for r in reducers}
     methods = method_specs(METHODS_CFG)
     assert [m.name for m in methods] == [
-        "kmeans_n_init4", "gmm_covariance_typefull", "gmm_covariance_typediag",
-        "spectral_affinityrbf_gamma1.0", "spectral_affinitynearest_neighbors_n_neighbors8"]
+        "kmeans_n_init4",
+        "gmm_covariance_typefull",
+        "gmm_covariance_typediag",
+        "spectral_affinityrbf_gamma1.0",
+        "spectral_affinitynearest_neighbors_n_neighbors8",
+    ]
 
 
 def test_grid_recovers_separated_blobs(blobs):
     x, y = blobs
     seen = []
-    res = run_grid(x, y, reducer_specs({"none": {}, "pca": {"n_components": [2]}}),
-                   method_specs(METHODS_CFG), [2, 3, 4, 100], seed=0, on_point=seen.append)
+    res = run_grid(
+        x,
+        y,
+        reducer_specs({"none": {}, "pca": {"n_components": [2]}}),
+        method_specs(METHODS_CFG),
+        [2, 3, 4, 100],
+        seed=0,
+        on_point=seen.append,
+    )
     t = res.table
     assert sorted(t["k"].unique()) == [2, 3, 4]  # k > n - 1 is skipped
     assert len(t) == len(seen) == 2 * 5 * 3
@@ -77,8 +97,13 @@ def test_grid_recovers_separated_blobs(blobs):
     assert set(res.embeddings) == {"none", "pca2"} and res.embeddings["pca2"].shape == (60, 2)
 
 
-@pytest.mark.parametrize("affinity", [(("affinity", "rbf"), ("gamma", 1.0)),
-                                      (("affinity", "nearest_neighbors"), ("n_neighbors", 25))])
+@pytest.mark.parametrize(
+    "affinity",
+    [
+        (("affinity", "rbf"), ("gamma", 1.0)),
+        (("affinity", "nearest_neighbors"), ("n_neighbors", 25)),
+    ],
+)
 def test_spectral_family_matches_sklearn(blobs, affinity):
     """One eigendecomposition for all k gives sklearn's SpectralClustering labels.
 
@@ -100,10 +125,8 @@ def test_spectral_family_matches_sklearn(blobs, affinity):
 
 def test_seeded_runs_repeat_exactly_with_umap(blobs):
     x, y = blobs
-    reducers = [ReducerSpec("umap", (("min_dist", 0.1), ("n_components", 2),
-                                     ("n_neighbors", 10)))]
-    methods = method_specs({"kmeans": {"n_init": 4},
-                            "spectral": {"affinity": "rbf", "gamma": 1.0}})
+    reducers = [ReducerSpec("umap", (("min_dist", 0.1), ("n_components", 2), ("n_neighbors", 10)))]
+    methods = method_specs({"kmeans": {"n_init": 4}, "spectral": {"affinity": "rbf", "gamma": 1.0}})
     a = run_grid(x, y, reducers, methods, [3], seed=7).table
     b = run_grid(x, y, reducers, methods, [3], seed=7).table
     pd.testing.assert_frame_equal(a, b)
@@ -112,17 +135,30 @@ def test_seeded_runs_repeat_exactly_with_umap(blobs):
 
 def test_genre_metrics_have_exactly_the_issue_keys(blobs):
     x, y = blobs
-    cfg = {"drop_features": ["const"], "k": [2, 3], "n_threads": 1,
-           "reducers": {"none": {}, "umap": {"n_components": [3], "n_neighbors": [10],
-                                             "min_dist": [0.1]}},
-           "methods": METHODS_CFG,
-           "seed_config": {"reducer": {"kind": "umap", "n_components": 3, "n_neighbors": 10,
-                                       "min_dist": 0.1}, "method": "kmeans", "k": 3}}
+    cfg = {
+        "drop_features": ["const"],
+        "k": [2, 3],
+        "n_threads": 1,
+        "reducers": {
+            "none": {},
+            "umap": {"n_components": [3], "n_neighbors": [10], "min_dist": [0.1]},
+        },
+        "methods": METHODS_CFG,
+        "seed_config": {
+            "reducer": {"kind": "umap", "n_components": 3, "n_neighbors": 10, "min_dist": 0.1},
+            "method": "kmeans",
+            "k": 3,
+        },
+    }
     search = genre_search(_feature_frame(x, y), cfg, seed=0)
     assert search.x.shape == (60, 5)  # the constant column was dropped
     m = genre_metrics(search, cfg)
-    assert set(m) == {"best_by_silhouette", "best_by_nmi", "umap3_kmeans3",
-                      "best_by_nmi_well_separated"}
+    assert set(m) == {
+        "best_by_silhouette",
+        "best_by_nmi",
+        "umap3_kmeans3",
+        "best_by_nmi_well_separated",
+    }
     for key, r in m.items():
         extra = {"min_silhouette"} if key == "best_by_nmi_well_separated" else set()
         assert set(r) == {"method", "reducer", "k", "silhouette", "nmi", "ari"} | extra
@@ -137,8 +173,11 @@ def test_genre_metrics_have_exactly_the_issue_keys(blobs):
 
 
 def test_small_grid_replaces_reducers_and_k():
-    c = {"k": [2, 8], "reducers": {"none": {}, "pca": {"n_components": [5, 10]}},
-         "small": {"below_files": 50, "k": [2, 3], "reducers": {"none": {}}}}
+    c = {
+        "k": [2, 8],
+        "reducers": {"none": {}, "pca": {"n_components": [5, 10]}},
+        "small": {"below_files": 50, "k": [2, 3], "reducers": {"none": {}}},
+    }
     assert grid_for(c, 49) == ({"none": {}}, [2, 3])
     assert grid_for(c, 50) == (c["reducers"], [2, 8])
 
@@ -150,9 +189,17 @@ def test_composer_search_uses_composer_files_only(blobs):
     files = pd.DataFrame({"file_id": feats["file_id"], "composer": composers})
     rows = composer_files(feats, files, "classical")
     assert len(rows) == 48 and rows["composer"].notna().all()
-    cfg = {"drop_features": [], "n_threads": 1,
-           "composer": {"genre": "classical", "k_fixed": 6, "chance_draws": 5,
-                        "reducers": {"none": {}}, "methods": METHODS_CFG}}
+    cfg = {
+        "drop_features": [],
+        "n_threads": 1,
+        "composer": {
+            "genre": "classical",
+            "k_fixed": 6,
+            "chance_draws": 5,
+            "reducers": {"none": {}},
+            "methods": METHODS_CFG,
+        },
+    }
     search, info = composer_search(feats, files, cfg, seed=0)
     assert info["n_composers"] == 3 and info["n_files"] == 48
     assert set(search.grid.table["k"]) == {3, 6}
@@ -163,8 +210,7 @@ def test_composer_search_uses_composer_files_only(blobs):
 
 def test_chance_nmi_grows_with_k():
     truth = np.repeat(np.arange(10), 20)
-    assert chance_nmi(truth, 2, 10, 0) < chance_nmi(truth, 10, 10, 0) < chance_nmi(
-        truth, 40, 10, 0)
+    assert chance_nmi(truth, 2, 10, 0) < chance_nmi(truth, 10, 10, 0) < chance_nmi(truth, 40, 10, 0)
 
 
 def test_standardise_drops_named_and_constant_columns(blobs):

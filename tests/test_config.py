@@ -13,8 +13,9 @@ from tests.conftest import REPO
 
 def _committed_params() -> dict | None:
     """params.yaml as committed (``dvc exp run -S ...`` rewrites the workspace copy)."""
-    out = subprocess.run(["git", "show", "HEAD:params.yaml"], cwd=REPO, capture_output=True,
-                         text=True, check=False)
+    out = subprocess.run(
+        ["git", "show", "HEAD:params.yaml"], cwd=REPO, capture_output=True, text=True, check=False
+    )
     return yaml.safe_load(out.stdout) if out.returncode == 0 else None
 
 
@@ -43,5 +44,8 @@ def test_small_and_corpus_profiles():
 
 
 def test_flatten():
-    assert flatten({"a": {"b": 1, "c": [1, 2]}, "d": None}) == {"a.b": 1, "a.c": "[1, 2]",
-                                                                 "d": None}
+    assert flatten({"a": {"b": 1, "c": [1, 2]}, "d": None}) == {
+        "a.b": 1,
+        "a.c": "[1, 2]",
+        "d": None,
+    }

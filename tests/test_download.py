@@ -15,8 +15,14 @@ from midiml.data.download import DownloadError, download_source
 from midiml.data.manifest import ChecksumError, load_manifest, manifest_from_zip
 from midiml.data.sources import MIRROR_ENV, Source
 
-SOURCE = Source(name="toy", kind="github", repo="someone/toy", commit="abc123",
-                include=("songs/*.mid",), labels="music21")
+SOURCE = Source(
+    name="toy",
+    kind="github",
+    repo="someone/toy",
+    commit="abc123",
+    include=("songs/*.mid",),
+    labels="music21",
+)
 TOP = SOURCE.top_folder
 
 
@@ -31,8 +37,11 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-MEMBERS = {f"{TOP}/songs/a.mid": b"MThd-a", f"{TOP}/songs/b.mid": b"MThd-b",
-           f"{TOP}/README.md": b"not a dataset file"}
+MEMBERS = {
+    f"{TOP}/songs/a.mid": b"MThd-a",
+    f"{TOP}/songs/b.mid": b"MThd-b",
+    f"{TOP}/README.md": b"not a dataset file",
+}
 EXPECTED = {"songs/a.mid": sha(b"MThd-a"), "songs/b.mid": sha(b"MThd-b")}
 
 
@@ -89,13 +98,16 @@ def test_member_escaping_target_is_refused_and_the_rest_extracted(served, tmp_pa
     assert not any(p.name == "evil.mid" for p in tmp_path.rglob("*"))
 
 
-@pytest.mark.parametrize("name, reason", [
-    ("/etc/passwd", "absolute path"),
-    ("C:/x.mid", "absolute path"),
-    ("top/../x.mid", "path escapes the target folder ('..')"),
-    ("other/x.mid", "outside the archive's top folder 'top'"),
-    ("top/a/b.mid", None),
-])
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("/etc/passwd", "absolute path"),
+        ("C:/x.mid", "absolute path"),
+        ("top/../x.mid", "path escapes the target folder ('..')"),
+        ("other/x.mid", "outside the archive's top folder 'top'"),
+        ("top/a/b.mid", None),
+    ],
+)
 def test_unsafe_reason(name, reason):
     assert unsafe_reason(name, "top") == reason
 
@@ -104,7 +116,7 @@ def test_symlink_member_is_refused(tmp_path):
     zpath = tmp_path / "l.zip"
     with zipfile.ZipFile(zpath, "w") as zf:
         info = zipfile.ZipInfo(f"{TOP}/songs/link.mid")
-        info.external_attr = (0o120777 << 16)
+        info.external_attr = 0o120777 << 16
         zf.writestr(info, "/etc/passwd")
     report = extract(zpath, tmp_path / "out", TOP, SOURCE.include)
     assert report["extracted"] == 0 and report["refused"][0]["reason"] == "symbolic link"

@@ -24,18 +24,40 @@ def _notes(file_id: str, rows: list[tuple], genre: str = "g") -> pd.DataFrame:
         track = r[3] if len(r) > 3 else 0
         vel = r[4] if len(r) > 4 else 80
         drum = r[5] if len(r) > 5 else False
-        recs.append({"file_id": file_id, "genre": genre, "track": track, "program": 0,
-                     "is_drum": drum, "pitch": pitch, "velocity": vel, "onset_s": on / 2,
-                     "duration_s": dur / 2, "onset_beats": float(on),
-                     "duration_beats": float(dur)})
+        recs.append(
+            {
+                "file_id": file_id,
+                "genre": genre,
+                "track": track,
+                "program": 0,
+                "is_drum": drum,
+                "pitch": pitch,
+                "velocity": vel,
+                "onset_s": on / 2,
+                "duration_s": dur / 2,
+                "onset_beats": float(on),
+                "duration_beats": float(dur),
+            }
+        )
     return pd.DataFrame(recs)
 
 
 def _files(ids: list[str], genre: str = "g", status: str = "ok") -> pd.DataFrame:
-    return pd.DataFrame({"file_id": ids, "genre": genre, "status": status, "length_s": 10.0,
-                         "n_tracks": 1, "ts_numerator": 3, "ts_denominator": 4,
-                         "n_timesig_changes": 0, "qpm_mean": 120.0, "qpm_std": 0.0,
-                         "n_tempo_changes": 0})
+    return pd.DataFrame(
+        {
+            "file_id": ids,
+            "genre": genre,
+            "status": status,
+            "length_s": 10.0,
+            "n_tracks": 1,
+            "ts_numerator": 3,
+            "ts_denominator": 4,
+            "n_timesig_changes": 0,
+            "qpm_mean": 120.0,
+            "qpm_std": 0.0,
+            "n_tempo_changes": 0,
+        }
+    )
 
 
 C_MAJOR_SCALE = [(p, i, 1) for i, p in enumerate([60, 62, 64, 65, 67, 69, 71, 72])]
@@ -66,10 +88,20 @@ def test_scale_values():
 
 
 def test_chords_are_typed_and_skipped_by_melodic_intervals():
-    rows = [(60, 0, 1), (64, 0, 1), (67, 0, 1),          # C major triad
-            (57, 1, 1), (60, 1, 1), (64, 1, 1),          # A minor triad
-            (55, 2, 1), (59, 2, 1), (62, 2, 1), (65, 2, 1),  # G7
-            (72, 3.5, 0.5), (74, 4, 0.5)]                # two single notes, off-beat first
+    rows = [
+        (60, 0, 1),
+        (64, 0, 1),
+        (67, 0, 1),  # C major triad
+        (57, 1, 1),
+        (60, 1, 1),
+        (64, 1, 1),  # A minor triad
+        (55, 2, 1),
+        (59, 2, 1),
+        (62, 2, 1),
+        (65, 2, 1),  # G7
+        (72, 3.5, 0.5),
+        (74, 4, 0.5),
+    ]  # two single notes, off-beat first
     row = extract_features(_notes("a", rows), _files(["a"])).iloc[0]
     assert row["chord_onset_frac"] == pytest.approx(3 / 5)
     assert row["chord_maj"] == pytest.approx(1 / 3)
@@ -81,10 +113,12 @@ def test_chords_are_typed_and_skipped_by_melodic_intervals():
 
 
 def test_drums_velocity_and_missing_values():
-    notes = pd.concat([
-        _notes("a", [(60, 0, 1, 0, 100), (64, 1, 1, 0, 50), (36, 0, 0.1, 9, 90, True)]),
-        _notes("d", [(36, i, 0.1, 9, 90, True) for i in range(4)]),  # drums only
-    ])
+    notes = pd.concat(
+        [
+            _notes("a", [(60, 0, 1, 0, 100), (64, 1, 1, 0, 50), (36, 0, 0.1, 9, 90, True)]),
+            _notes("d", [(36, i, 0.1, 9, 90, True) for i in range(4)]),  # drums only
+        ]
+    )
     out = extract_features(notes, _files(["a", "d"])).set_index("file_id")
     assert not out.isna().any().any()
     assert out.loc["a", "drum_frac"] == pytest.approx(1 / 3)
@@ -103,7 +137,8 @@ def test_batch_equals_single_file_and_row_order_does_not_matter():
     for fid, notes in (("a", a), ("b", b)):
         alone = extract_features(notes, files[files["file_id"] == fid])
         pd.testing.assert_series_equal(
-            both.set_index("file_id").loc[fid], alone.set_index("file_id").loc[fid])
+            both.set_index("file_id").loc[fid], alone.set_index("file_id").loc[fid]
+        )
 
 
 def test_quarantined_files_are_left_out():

@@ -8,10 +8,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from midiml.models.base import load_generator
-from midiml.models.generators import train_generator
-from midiml.models.markov import MarkovGenerator
-from midiml.models.sampling import continue_events, continue_seconds, sample_pitches
+from midiml.generate.base import load_generator
+from midiml.generate.markov import MarkovGenerator
+from midiml.generate.sampling import continue_events, continue_seconds, sample_pitches
+from midiml.generate.train import train_generator
 from midiml.represent.windows import build_event_data
 
 SCALE = [60, 62, 64, 65, 67, 69, 71, 72]
@@ -22,23 +22,58 @@ def tiny_params(tmp_path, **model) -> OmegaConf:
         "seed": 0,
         "data": {"max_epochs": 1},
         "tracking": {"enabled": False},
-        "trainer": {"accelerator": "cpu", "devices": 1, "precision": "32-true",
-                    "max_epochs": 1, "patience": 2, "batch_size": 64, "num_workers": 0,
-                    "deterministic": True},
+        "trainer": {
+            "accelerator": "cpu",
+            "devices": 1,
+            "precision": "32-true",
+            "max_epochs": 1,
+            "patience": 2,
+            "batch_size": 64,
+            "num_workers": 0,
+            "deterministic": True,
+        },
         "model": {
             "markov": {"order": 3},
-            "forest": {"context": 4, "n_estimators": 5, "max_depth": 6, "min_samples_leaf": 1,
-                       "unigram_mix": 0.05, "max_train_windows": 500},
-            "ffnn": {"n_in": 8, "embed": 8, "hidden": 32, "dropout": 0.0, "lr": 0.01,
-                     "max_epochs": 1, "windows_per_epoch": 300},
+            "forest": {
+                "context": 4,
+                "n_estimators": 5,
+                "max_depth": 6,
+                "min_samples_leaf": 1,
+                "unigram_mix": 0.05,
+                "max_train_windows": 500,
+            },
+            "ffnn": {
+                "n_in": 8,
+                "embed": 8,
+                "hidden": 32,
+                "dropout": 0.0,
+                "lr": 0.01,
+                "max_epochs": 1,
+                "windows_per_epoch": 300,
+            },
             "loss": {"alpha": 1.5, "lambda_rep": 1.0, "lambda_sim": 0.0, "rep_context": 1},
-            "lstm_tonedeaf": {"n_in": 8, "embed": 8, "hidden": 16, "layers": 1, "dropout": 0.0,
-                              "lr": 0.01, "max_epochs": 1, "windows_per_epoch": 300,
-                              "loss": {"w_int": 2.0, "w_dur": 1.0, "w_jump": 0.1, "jump": 12,
-                                       "max_interval": 48}},
-            "note_lstm": {"n_in": 8, "embed": 8, "hidden": 16, "layers": 3, "dense": 16,
-                          "dropout": 0.1, "lr": 0.01, "max_epochs": 1,
-                          "windows_per_epoch": 300},
+            "lstm_tonedeaf": {
+                "n_in": 8,
+                "embed": 8,
+                "hidden": 16,
+                "layers": 1,
+                "dropout": 0.0,
+                "lr": 0.01,
+                "max_epochs": 1,
+                "windows_per_epoch": 300,
+                "loss": {"w_int": 2.0, "w_dur": 1.0, "w_jump": 0.1, "jump": 12, "max_interval": 48},
+            },
+            "note_lstm": {
+                "n_in": 8,
+                "embed": 8,
+                "hidden": 16,
+                "layers": 3,
+                "dense": 16,
+                "dropout": 0.1,
+                "lr": 0.01,
+                "max_epochs": 1,
+                "windows_per_epoch": 300,
+            },
             **model,
         },
     }
@@ -51,13 +86,29 @@ def scale_data(n_songs: int = 6, length: int = 80):
     rows = []
     for s in range(n_songs):
         pitches = [walk[i % len(walk)] for i in range(length)]
-        rows.append(pd.DataFrame({"file_id": f"s{s}", "track": 0, "program": 0,
-                                  "is_drum": False, "pitch": pitches, "velocity": 80,
-                                  "onset_s": np.arange(length) * 0.25, "duration_s": 0.2,
-                                  "onset_beats": np.arange(length) * 0.5,
-                                  "duration_beats": 0.4}))
-    splits = pd.DataFrame({"file_id": [f"s{s}" for s in range(n_songs)], "genre": "g",
-                           "split": ["train"] * (n_songs - 2) + ["val", "test"]})
+        rows.append(
+            pd.DataFrame(
+                {
+                    "file_id": f"s{s}",
+                    "track": 0,
+                    "program": 0,
+                    "is_drum": False,
+                    "pitch": pitches,
+                    "velocity": 80,
+                    "onset_s": np.arange(length) * 0.25,
+                    "duration_s": 0.2,
+                    "onset_beats": np.arange(length) * 0.5,
+                    "duration_beats": 0.4,
+                }
+            )
+        )
+    splits = pd.DataFrame(
+        {
+            "file_id": [f"s{s}" for s in range(n_songs)],
+            "genre": "g",
+            "split": ["train"] * (n_songs - 2) + ["val", "test"],
+        }
+    )
     return build_event_data(pd.concat(rows), splits, n_in=8, n_out=1)
 
 
@@ -78,8 +129,7 @@ def test_markov_learns_the_scale_walk():
 def test_train_save_load_roundtrip(tmp_path, name):
     torch.set_num_threads(1)
     data = scale_data()
-    info = train_generator(name, tiny_params(tmp_path), data, tmp_path / name,
-                           progress_bar=False)
+    info = train_generator(name, tiny_params(tmp_path), data, tmp_path / name, progress_bar=False)
     assert info["train_seconds"] >= 0
     assert (tmp_path / name / "meta.json").exists()
     gen = load_generator(tmp_path / name)
@@ -95,12 +145,13 @@ def test_train_save_load_roundtrip(tmp_path, name):
 
 
 def test_tonedeaf_pitch_distribution_is_shifted_intervals(tmp_path):
-    from midiml.models.lstm import ToneDeafLSTM
+    from midiml.generate.lstm import ToneDeafLSTM
 
     torch.manual_seed(0)
     m = ToneDeafLSTM(n_in=4, hidden=8, embed=4, layers=1).eval()
-    w = torch.tensor([[[60, 80, 0.2, 0.2], [62, 80, 0.2, 0.2], [64, 80, 0.2, 0.2],
-                       [65, 80, 0.2, 0.2]]])
+    w = torch.tensor(
+        [[[60, 80, 0.2, 0.2], [62, 80, 0.2, 0.2], [64, 80, 0.2, 0.2], [65, 80, 0.2, 0.2]]]
+    )
     up = w.clone()
     up[..., 0] += 7
     with torch.no_grad():
@@ -111,7 +162,8 @@ def test_tonedeaf_pitch_distribution_is_shifted_intervals(tmp_path):
     assert torch.allclose(lp[0, 40:100], lp_up[0, 47:107], atol=1e-5)
     # p(pitch 67) / p(pitch 66) equals the ratio of the interval logits +2 / +1
     assert float(lp[0, 67] - lp[0, 66]) == pytest.approx(
-        float(iv_logits[0, 48 + 2] - iv_logits[0, 48 + 1]), abs=1e-4)
+        float(iv_logits[0, 48 + 2] - iv_logits[0, 48 + 1]), abs=1e-4
+    )
 
 
 def test_sample_pitches_temperature_topk_seed():
@@ -175,12 +227,19 @@ def test_only_the_ffnn_stage_reads_the_repetition_loss_params():
                 readers.append(name)
         elif "foreach" in st:
             for key, item in st["foreach"].items():
-                params = [str(p).replace("${key}", key).replace("${item.extra}", item["extra"])
-                          for p in st["do"].get("params", [])]
+                params = [
+                    str(p).replace("${key}", key).replace("${item.extra}", item["extra"])
+                    for p in st["do"].get("params", [])
+                ]
                 if any(p == "model.loss" or p.startswith("model.loss.") for p in params):
                     readers.append(f"{name}@{key}")
         elif any(str(p).startswith("model.loss") for p in st.get("params", [])):
             readers.append(name)
     assert readers == ["train_generator@ffnn"]
     assert set(stages["train_generator"]["foreach"]) == {
-        "markov", "forest", "ffnn", "lstm_tonedeaf", "note_lstm"}
+        "markov",
+        "forest",
+        "ffnn",
+        "lstm_tonedeaf",
+        "note_lstm",
+    }

@@ -13,8 +13,10 @@ from midiml.data.midi import MidiParseError, parse_midi
 from midiml.data.sources import Source
 from midiml.evaluate.dataset_table import dataset_table, render_markdown
 
-SOURCES = [Source(name="alpha", kind="music21", labels="music21"),
-           Source(name="beta", kind="music21", labels="music21")]
+SOURCES = [
+    Source(name="alpha", kind="music21", labels="music21"),
+    Source(name="beta", kind="music21", labels="music21"),
+]
 
 
 @pytest.fixture
@@ -99,14 +101,25 @@ def test_subset_is_seeded_and_per_genre(raw):
     assert subset(found, None, seed=1) == found
 
 
-@pytest.mark.parametrize("scheme, rel, expected", [
-    ("lofi", "samples/ii-V12.mid", {"label": "ii-V", "family": "ii-V"}),
-    ("lofi", "samples/tree3.mid", {"label": "tree", "family": "tree"}),
-    ("classical", "midis/Chopin/chpn_op10_e01.mid", {"label": "Chopin", "composer": "Chopin"}),
-    ("classical", "midis/Christmas/carol.mid", {"label": "Christmas", "composer": None}),
-    ("videogame", "labelled/midi/Final Fantasy_SNES_FF6_Terra_Theme.mid",
-     {"franchise": "Final Fantasy", "console": "SNES", "game": "FF6", "title": "Terra_Theme"}),
-])
+@pytest.mark.parametrize(
+    "scheme, rel, expected",
+    [
+        ("lofi", "samples/ii-V12.mid", {"label": "ii-V", "family": "ii-V"}),
+        ("lofi", "samples/tree3.mid", {"label": "tree", "family": "tree"}),
+        ("classical", "midis/Chopin/chpn_op10_e01.mid", {"label": "Chopin", "composer": "Chopin"}),
+        ("classical", "midis/Christmas/carol.mid", {"label": "Christmas", "composer": None}),
+        (
+            "videogame",
+            "labelled/midi/Final Fantasy_SNES_FF6_Terra_Theme.mid",
+            {
+                "franchise": "Final Fantasy",
+                "console": "SNES",
+                "game": "FF6",
+                "title": "Terra_Theme",
+            },
+        ),
+    ],
+)
 def test_labels(scheme, rel, expected):
     got = labels_for(scheme, rel)
     assert {k: got[k] for k in expected} == expected

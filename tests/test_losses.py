@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from midiml.models.losses import (
+from midiml.generate.losses import (
     repetition_loss,
     soft_repeat_count,
     soft_similarity_count,
@@ -37,13 +37,13 @@ def test_repetition_loss_formula_and_alpha():
     target = torch.tensor([62])
     ce = -math.log(0.5 / 127)
     for alpha in (1.0, 1.5, 2.0):
-        total, parts = repetition_loss(logits, target, window, alpha=alpha, lambda_rep=2.0,
-                                       lambda_sim=1.0)
+        total, parts = repetition_loss(
+            logits, target, window, alpha=alpha, lambda_rep=2.0, lambda_sim=1.0
+        )
         n_rep, n_sim = 0.5, 0.5 + 2 * 0.5 / 127
         assert float(parts["n_rep"]) == pytest.approx(n_rep, rel=1e-4)
         assert float(parts["n_sim"]) == pytest.approx(n_sim, rel=1e-4)
-        assert float(total) == pytest.approx(ce + 2.0 * n_rep ** alpha + n_sim ** alpha,
-                                             rel=1e-4)
+        assert float(total) == pytest.approx(ce + 2.0 * n_rep**alpha + n_sim**alpha, rel=1e-4)
     plain, _ = repetition_loss(logits, target, window)
     assert float(plain) == pytest.approx(ce, rel=1e-4)  # lambdas 0 -> cross-entropy
 
@@ -65,8 +65,9 @@ def test_tonedeaf_loss_weights_and_jump_term():
     logits[0, max_iv + 2] = 0.0  # +2 semitones
     logits[0, max_iv + 20] = 0.0  # +20: a jump over an octave
     dur = torch.tensor([0.3])
-    total, parts = tonedeaf_loss(logits, torch.tensor([2]), dur, torch.tensor([0.1]),
-                                 w_int=2.0, w_dur=1.0, w_jump=0.1)
+    total, parts = tonedeaf_loss(
+        logits, torch.tensor([2]), dur, torch.tensor([0.1]), w_int=2.0, w_dur=1.0, w_jump=0.1
+    )
     assert float(parts["l_int"]) == pytest.approx(math.log(2), rel=1e-4)
     assert float(parts["l_dur"]) == pytest.approx(0.04, rel=1e-4)
     assert float(parts["l_jump"]) == pytest.approx(0.5, rel=1e-4)

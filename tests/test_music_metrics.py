@@ -63,10 +63,17 @@ def test_sample_statistics_prefers_samples_like_the_reference():
     from midiml.evaluate.music_metrics import feature_values
 
     reference = feature_values(ref_seqs)
-    good = sample_statistics([_events(list(rng.integers(55, 75, 64))) for _ in range(5)],
-                             reference)
+    good = sample_statistics([_events(list(rng.integers(55, 75, 64))) for _ in range(5)], reference)
     stuck = sample_statistics([_events([60] * 64) for _ in range(5)], reference)
     assert stuck["repeat_rate"] == 1.0
     assert good["oa_mean"] > stuck["oa_mean"]
-    assert set(good) >= {"repeat_rate", "pitch_class_entropy", "scale_consistency",
-                         "pitch_range", "oa_pitch", "oa_interval", "oa_ioi", "oa_mean"}
+    assert set(good) >= {
+        "repeat_rate",
+        "pitch_class_entropy",
+        "scale_consistency",
+        "pitch_range",
+        "oa_pitch",
+        "oa_interval",
+        "oa_ioi",
+        "oa_mean",
+    }

@@ -16,9 +16,18 @@ def notes_frame(rows: list[tuple], file_id: str = "a") -> pd.DataFrame:
         pitch, on, dur = r[:3]
         vel = r[3] if len(r) > 3 else 100
         drum = r[4] if len(r) > 4 else False
-        out.append({"file_id": file_id, "pitch": pitch, "velocity": vel, "is_drum": drum,
-                    "onset_beats": on, "duration_beats": dur, "onset_s": on * 2.0,
-                    "duration_s": dur * 2.0})
+        out.append(
+            {
+                "file_id": file_id,
+                "pitch": pitch,
+                "velocity": vel,
+                "is_drum": drum,
+                "onset_beats": on,
+                "duration_beats": dur,
+                "onset_s": on * 2.0,
+                "duration_s": dur * 2.0,
+            }
+        )
     return pd.DataFrame(out)
 
 
@@ -32,8 +41,9 @@ def test_notes_cover_their_steps_and_pitches():
 
 
 def test_short_note_marks_its_onset_step_and_overlaps_stay_binary():
-    roll = piano_roll(notes_frame([(60, 0.3, 0.01), (62, 0.0, 1.0), (62, 0.5, 1.0)]),
-                      RollSpec(step=0.25)).toarray()
+    roll = piano_roll(
+        notes_frame([(60, 0.3, 0.01), (62, 0.0, 1.0), (62, 0.5, 1.0)]), RollSpec(step=0.25)
+    ).toarray()
     assert roll[60].tolist()[:2] == [0, 1]
     assert roll.max() == 1.0
     assert roll[62, :6].tolist() == [1, 1, 1, 1, 1, 1]
@@ -63,8 +73,8 @@ def test_eval_crops_are_evenly_spaced_over_the_whole_song():
     starts = crop_starts(1000, 64, 5)
     assert starts[0] == 0 and starts[-1] == 1000 - 64 and len(starts) == 5
     assert np.all(np.diff(starts) > 0)
-    assert crop_starts(30, 64, 5).tolist() == [0]       # shorter than a crop: one padded crop
-    assert len(crop_starts(66, 64, 8)) == 3             # no duplicate starts
+    assert crop_starts(30, 64, 5).tolist() == [0]  # shorter than a crop: one padded crop
+    assert len(crop_starts(66, 64, 8)) == 3  # no duplicate starts
 
 
 def test_random_crops_stay_inside_and_are_seeded():

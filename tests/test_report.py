@@ -22,8 +22,10 @@ def test_benchmark_results_merge_and_render_with_the_gpu_speed_up(tmp_path):
     metrics, page = tmp_path / "metrics" / "benchmarks.json", tmp_path / "benchmarks.md"
 
     def timing(device: str, seconds: float) -> dict:
-        return {"device": device,
-                "models": {"ffnn": {"train_seconds": seconds, "epochs": 3, "best_val_loss": 1.0}}}
+        return {
+            "device": device,
+            "models": {"ffnn": {"train_seconds": seconds, "epochs": 3, "best_val_loss": 1.0}},
+        }
 
     record("generators_train_cpu", timing("x86_64", 40.0), metrics, page)
     data = record("generators_train_gpu", timing("H100", 8.0), metrics, page)

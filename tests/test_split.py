@@ -8,8 +8,11 @@ from midiml.data.split import split_songs
 
 
 def files_table(n_per_genre: dict[str, int]) -> pd.DataFrame:
-    rows = [{"file_id": f"{g}/{i:03d}.mid", "genre": g, "status": "ok"}
-            for g, n in n_per_genre.items() for i in range(n)]
+    rows = [
+        {"file_id": f"{g}/{i:03d}.mid", "genre": g, "status": "ok"}
+        for g, n in n_per_genre.items()
+        for i in range(n)
+    ]
     rows.append({"file_id": "a/bad.mid", "genre": "a", "status": "quarantined"})
     return pd.DataFrame(rows)
 

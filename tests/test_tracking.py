@@ -12,11 +12,17 @@ def test_run_logs_to_sqlite_with_tags_and_params(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("DVC_EXP_NAME", "exp-test")
-    params = OmegaConf.create({
-        "data": {"name": "small", "seed": 1},
-        "tracking": {"tracking_uri": "sqlite:///mlflow.db", "artifact_location": "mlartifacts",
-                     "experiment_prefix": "t", "enabled": True},
-    })
+    params = OmegaConf.create(
+        {
+            "data": {"name": "small", "seed": 1},
+            "tracking": {
+                "tracking_uri": "sqlite:///mlflow.db",
+                "artifact_location": "mlartifacts",
+                "experiment_prefix": "t",
+                "enabled": True,
+            },
+        }
+    )
     with tracking.run(params, "data", "ingest") as run:
         mlflow.log_metric("lofi.files", 12)
     assert (tmp_path / "mlflow.db").exists()
@@ -31,8 +37,9 @@ def test_run_logs_to_sqlite_with_tags_and_params(tmp_path, monkeypatch):
 
 def test_env_uri_wins(monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking.example:5000")
-    assert tracking.tracking_uri({"tracking_uri": "sqlite:///x.db"}) == \
-        "http://tracking.example:5000"
+    assert (
+        tracking.tracking_uri({"tracking_uri": "sqlite:///x.db"}) == "http://tracking.example:5000"
+    )
 
 
 def test_disabled_tracking_yields_none(tmp_path, monkeypatch):

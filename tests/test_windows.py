@@ -17,14 +17,24 @@ from midiml.represent.windows import (
 )
 
 
-def _notes(file_id: str, pitches: list[int], onsets: list[float], drum: list[bool] | None = None
-           ) -> pd.DataFrame:
+def _notes(
+    file_id: str, pitches: list[int], onsets: list[float], drum: list[bool] | None = None
+) -> pd.DataFrame:
     n = len(pitches)
-    return pd.DataFrame({"file_id": file_id, "track": 0, "program": 0,
-                         "is_drum": drum or [False] * n, "pitch": pitches,
-                         "velocity": list(range(60, 60 + n)), "onset_s": onsets,
-                         "duration_s": [0.5] * n, "onset_beats": onsets,
-                         "duration_beats": [0.5] * n})
+    return pd.DataFrame(
+        {
+            "file_id": file_id,
+            "track": 0,
+            "program": 0,
+            "is_drum": drum or [False] * n,
+            "pitch": pitches,
+            "velocity": list(range(60, 60 + n)),
+            "onset_s": onsets,
+            "duration_s": [0.5] * n,
+            "onset_beats": onsets,
+            "duration_beats": [0.5] * n,
+        }
+    )
 
 
 def test_event_stream_orders_by_onset_then_pitch_and_drops_drums():
@@ -56,8 +66,9 @@ def test_tonedeaf_is_transposition_invariant():
 
 def test_build_event_data_keeps_test_windows_inside_test_songs(tmp_path):
     notes = pd.concat([_notes(f"f{i}", list(range(50, 70)), list(range(20))) for i in range(3)])
-    splits = pd.DataFrame({"file_id": ["f0", "f1", "f2"], "genre": "g",
-                           "split": ["train", "val", "test"]})
+    splits = pd.DataFrame(
+        {"file_id": ["f0", "f1", "f2"], "genre": "g", "split": ["train", "val", "test"]}
+    )
     data = build_event_data(notes, splits, n_in=4, n_out=1, max_per_song={"train": 5})
     assert len(data.starts["train"]) == 5  # capped, evenly spaced
     assert len(data.starts["test"]) == 20 - 4 - 1 + 1

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import typer
 
-app = typer.Typer(help="midiml: continue or classify MIDI files with the pipeline's models.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="midiml: continue or classify MIDI files with the pipeline's models.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 
 
 @app.command()
@@ -22,33 +25,39 @@ def info(file: str) -> None:
         typer.echo(f"{k}: {v}")
 
 
-
 @app.command("continue")
 def continue_(
     file: str = typer.Argument(..., help="MIDI file to continue"),
-    model: str = typer.Option("ffnn", "--model", "-m",
-                              help="markov | forest | ffnn | lstm_tonedeaf | note_lstm"),
+    model: str = typer.Option(
+        "ffnn", "--model", "-m", help="markov | forest | ffnn | lstm_tonedeaf | note_lstm"
+    ),
     seconds: float = typer.Option(20.0, "--seconds", "-s", help="length of the continuation"),
     output: str = typer.Option("continued.mid", "--output", "-o", help="MIDI file to write"),
     temperature: float = typer.Option(1.0, "--temperature", "-t", help="0 = always the likeliest"),
     seed: int = typer.Option(0, "--seed", help="random seed of the sampling"),
     top_k: int = typer.Option(0, "--top-k", help="sample among the k likeliest pitches (0 = all)"),
     model_durations: bool = typer.Option(
-        False, "--model-durations",
-        help="durations from the model's own head (lstm_tonedeaf) instead of the prompt's rhythm"),
+        False,
+        "--model-durations",
+        help="durations from the model's own head (lstm_tonedeaf) instead of the prompt's rhythm",
+    ),
     models_dir: str = typer.Option("models", "--models-dir", help="where `dvc repro` saved models"),
 ) -> None:
     """Continue a MIDI file with a trained generator: writes the prompt followed by new music."""
-    from midiml.models.generate import ContinueError, continue_midi
+    from midiml.generate.continuation import ContinueError, continue_midi
 
     try:
-        out = continue_midi(file, model, seconds, output, models_dir, temperature, seed, top_k,
-                            model_durations)
+        out = continue_midi(
+            file, model, seconds, output, models_dir, temperature, seed, top_k, model_durations
+        )
     except ContinueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    typer.echo(f"{output}: {out['prompt_notes']} prompt notes + {out['new_notes']} new notes "
-               f"({out['new_seconds']:.1f} s) from {model}")
+    typer.echo(
+        f"{output}: {out['prompt_notes']} prompt notes + {out['new_notes']} new notes "
+        f"({out['new_seconds']:.1f} s) from {model}"
+    )
+
 
 @app.command()
 def classify(
@@ -59,8 +68,8 @@ def classify(
     """Genre probabilities of FILE (and composer ones when the genre has composers)."""
     import json
 
+    from midiml.classify.serving import ModelsMissing, classify_files, load_served
     from midiml.data.midi import MidiParseError
-    from midiml.models.predict import ModelsMissing, classify_files, load_served
 
     try:
         served = load_served(models)
@@ -90,7 +99,7 @@ def evaluate_blind_cmd(
     """Accuracy and macro-F1 of the genre classifier on new files sorted into genre folders."""
     import json
 
-    from midiml.models.predict import ModelsMissing, evaluate_blind, load_served
+    from midiml.classify.serving import ModelsMissing, evaluate_blind, load_served
 
     try:
         res = evaluate_blind(folder, load_served(models))
@@ -104,14 +113,17 @@ def evaluate_blind_cmd(
     if as_json:
         typer.echo(json.dumps(res, indent=2, sort_keys=True))
         return
-    typer.echo(f"genre model: {res['model']}; files {res['n_files']}, "
-               f"skipped {len(res['skipped_files'])}")
+    typer.echo(
+        f"genre model: {res['model']}; files {res['n_files']}, skipped {len(res['skipped_files'])}"
+    )
     for genre, r in res["per_genre"].items():
         typer.echo(f"  {genre:<14} n={r['n']:<4} accuracy {r['accuracy']:.3f}")
     o = res["overall"]
     if o["n"]:
-        typer.echo(f"overall        n={o['n']:<4} accuracy {o['accuracy']:.3f} "
-                   f"macro-F1 {o['macro_f1']:.3f}")
+        typer.echo(
+            f"overall        n={o['n']:<4} accuracy {o['accuracy']:.3f} "
+            f"macro-F1 {o['macro_f1']:.3f}"
+        )
     else:
         typer.echo("overall: no readable files")
 

@@ -76,8 +76,13 @@ def write_parquet(df: Any, path: str | os.PathLike[str]) -> None:
 def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 110) -> None:
     """Save a matplotlib figure atomically, with stable metadata so reruns are byte-identical."""
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", dpi=dpi,
-                    bbox_inches="tight", metadata={"Software": None})
+        fig.savefig(
+            tmp,
+            format=Path(path).suffix.lstrip(".") or "png",
+            dpi=dpi,
+            bbox_inches="tight",
+            metadata={"Software": None},
+        )
 
 
 def _jsonable(obj: Any) -> Any:

@@ -29,8 +29,9 @@ def tracking_uri(cfg: Any | None = None) -> str:
 
 def git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=10, check=False)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -73,7 +74,7 @@ def log_params(params: Any) -> None:
     flat = {k: str(v)[:MAX_PARAM_LEN] for k, v in flatten(params).items()}
     items = list(flat.items())
     for i in range(0, len(items), 100):  # MLflow caps a batch at 100 params
-        mlflow.log_params(dict(items[i:i + 100]))
+        mlflow.log_params(dict(items[i : i + 100]))
 
 
 @contextmanager

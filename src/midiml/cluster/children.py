@@ -43,8 +43,11 @@ class ChildRunLogger:
         name = f"{row['reducer']}/{row['method_config']}/k{row['k']}"
         child = self.client.create_run(self.experiment_id, run_name=name, tags=self.tags)
         now = int(time.time() * 1000)
-        metrics = [Metric(m, float(row[m]), now, 0) for m in METRICS
-                   if row.get(m) is not None and row[m] == row[m]]  # skip NaN
+        metrics = [
+            Metric(m, float(row[m]), now, 0)
+            for m in METRICS
+            if row.get(m) is not None and row[m] == row[m]
+        ]  # skip NaN
         params = [Param(k, str(v)) for k, v in row.items() if k not in NOT_PARAMS]
         self.client.log_batch(child.info.run_id, metrics=metrics, params=params)
         self.client.set_terminated(child.info.run_id)

@@ -116,15 +116,20 @@ def reduce(x: np.ndarray, spec: ReducerSpec, seed: int) -> np.ndarray:
         nn = int(min(p["n_neighbors"], x.shape[0] - 1))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model = umap.UMAP(n_components=int(p["n_components"]), n_neighbors=max(nn, 2),
-                              min_dist=float(p["min_dist"]), random_state=seed,
-                              n_jobs=1)
+            model = umap.UMAP(
+                n_components=int(p["n_components"]),
+                n_neighbors=max(nn, 2),
+                min_dist=float(p["min_dist"]),
+                random_state=seed,
+                n_jobs=1,
+            )
             return model.fit_transform(x)
     raise ValueError(f"unknown reducer {spec.kind!r}")
 
 
-def make_clusterer(spec: MethodSpec, k: int, n_samples: int, median_sq_dist: float,
-                   seed: int) -> Any:
+def make_clusterer(
+    spec: MethodSpec, k: int, n_samples: int, median_sq_dist: float, seed: int
+) -> Any:
     """A scikit-learn estimator with fit_predict for this method setting and k.
 
     Spectral ``gamma`` is relative: the RBF uses gamma / median squared pairwise distance,
@@ -134,13 +139,21 @@ def make_clusterer(spec: MethodSpec, k: int, n_samples: int, median_sq_dist: flo
     if spec.method == "kmeans":
         return KMeans(n_clusters=k, n_init=int(p.get("n_init", 10)), random_state=seed)
     if spec.method == "gmm":
-        return GaussianMixture(n_components=k, covariance_type=str(p["covariance_type"]),
-                               n_init=int(p.get("n_init", 1)), reg_covar=1e-4,
-                               random_state=seed)
+        return GaussianMixture(
+            n_components=k,
+            covariance_type=str(p["covariance_type"]),
+            n_init=int(p.get("n_init", 1)),
+            reg_covar=1e-4,
+            random_state=seed,
+        )
     if spec.method == "spectral":
         affinity = str(p["affinity"])
-        kw: dict[str, Any] = {"n_clusters": k, "affinity": affinity, "random_state": seed,
-                              "assign_labels": str(p.get("assign_labels", "kmeans"))}
+        kw: dict[str, Any] = {
+            "n_clusters": k,
+            "affinity": affinity,
+            "random_state": seed,
+            "assign_labels": str(p.get("assign_labels", "kmeans")),
+        }
         if affinity == "rbf":
             kw["gamma"] = float(p["gamma"]) / max(median_sq_dist, 1e-12)
         else:
@@ -196,21 +209,29 @@ class SpectralFamily:
             nn = int(min(self.params["n_neighbors"], len(x) - 1))
             conn = kneighbors_graph(x, n_neighbors=nn, include_self=True)
             affinity = 0.5 * (conn + conn.T)
-        self.maps_ = spectral_embedding(affinity, n_components=k_max, random_state=self.seed,
-                                        drop_first=False)
+        self.maps_ = spectral_embedding(
+            affinity, n_components=k_max, random_state=self.seed, drop_first=False
+        )
         return self
 
     def labels(self, k: int) -> np.ndarray:
         assert self.maps_ is not None, "fit first"
         return KMeans(n_clusters=k, n_init=10, random_state=self.seed).fit_predict(
-            self.maps_[:, :k])
+            self.maps_[:, :k]
+        )
 
 
-def run_grid(x: np.ndarray, truth: np.ndarray, reducers: list[ReducerSpec],
-             methods: list[MethodSpec], ks: Iterable[int], seed: int,
-             keep_labels: Callable[[dict[str, Any]], bool] | None = None,
-             on_point: Callable[[dict[str, Any]], None] | None = None,
-             n_threads: int | None = 1) -> GridResult:
+def run_grid(
+    x: np.ndarray,
+    truth: np.ndarray,
+    reducers: list[ReducerSpec],
+    methods: list[MethodSpec],
+    ks: Iterable[int],
+    seed: int,
+    keep_labels: Callable[[dict[str, Any]], bool] | None = None,
+    on_point: Callable[[dict[str, Any]], None] | None = None,
+    n_threads: int | None = 1,
+) -> GridResult:
     """Fit every reducer once, then every method × k on its embedding; score each point.
 
     ``ks`` larger than the number of samples − 1 are skipped. ``keep_labels(row)`` marks
@@ -233,18 +254,29 @@ def run_grid(x: np.ndarray, truth: np.ndarray, reducers: list[ReducerSpec],
             for meth in methods:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # e.g. "graph is not fully connected"
-                    family = (SpectralFamily(meth, msd, seed).fit(emb, max(ks))
-                              if meth.method == "spectral" else None)
+                    family = (
+                        SpectralFamily(meth, msd, seed).fit(emb, max(ks))
+                        if meth.method == "spectral"
+                        else None
+                    )
                 for k in ks:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
-                        labels = (family.labels(k) if family is not None else
-                                  make_clusterer(meth, k, n, msd, seed).fit_predict(emb))
-                    row = {"reducer": red.name, "reducer_kind": red.kind,
-                           **{f"reducer.{a}": b for a, b in red.params},
-                           "method": meth.method, "method_config": meth.name,
-                           **{f"method.{a}": b for a, b in meth.params},
-                           "k": k, **score(emb, labels, truth)}
+                        labels = (
+                            family.labels(k)
+                            if family is not None
+                            else make_clusterer(meth, k, n, msd, seed).fit_predict(emb)
+                        )
+                    row = {
+                        "reducer": red.name,
+                        "reducer_kind": red.kind,
+                        **{f"reducer.{a}": b for a, b in red.params},
+                        "method": meth.method,
+                        "method_config": meth.name,
+                        **{f"method.{a}": b for a, b in meth.params},
+                        "k": k,
+                        **score(emb, labels, truth),
+                    }
                     row["point"] = len(rows)
                     rows.append(row)
                     if keep_labels is not None and keep_labels(row):

@@ -40,49 +40,71 @@ def curves(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def render_markdown(genre: Search, gmetrics: Mapping[str, Any], composer: Search | None,
-                    cmetrics: Mapping[str, Any], cinfo: Mapping[str, Any],
-                    figures: Mapping[str, str]) -> str:
+def render_markdown(
+    genre: Search,
+    gmetrics: Mapping[str, Any],
+    composer: Search | None,
+    cmetrics: Mapping[str, Any],
+    cinfo: Mapping[str, Any],
+    figures: Mapping[str, str],
+) -> str:
     t = genre.grid.table
     n_points = len(t)
     lines = [
-        "# Clustering", "",
+        "# Clustering",
+        "",
         f"Grid search by the `cluster` stage over {n_points} points (reducer × method × k) on "
         f"{len(genre.truth)} files and {genre.x.shape[1]} standardised features. Silhouette is "
         "Euclidean, computed in the space the clustering used (the reduced space for PCA/UMAP, "
-        "the standardised features for `none`); NMI and ARI are against genre.", "",
-        "## Genre", "",
+        "the standardised features for `none`); NMI and ARI are against genre.",
+        "",
+        "## Genre",
+        "",
         "| selection | method | reducer | k | silhouette | NMI | ARI |",
         "|---|---|---|---:|---:|---:|---:|",
     ]
-    for key, label in (("best_by_silhouette", "best by silhouette"),
-                       ("best_by_nmi", "best by NMI"),
-                       ("umap3_kmeans3", "seed's config: UMAP-3D → KMeans k=3")):
+    for key, label in (
+        ("best_by_silhouette", "best by silhouette"),
+        ("best_by_nmi", "best by NMI"),
+        ("umap3_kmeans3", "seed's config: UMAP-3D → KMeans k=3"),
+    ):
         r = gmetrics.get(key)
         if r:
-            lines.append(f"| {label} | {r['method']} | {r['reducer']} | {r['k']} | "
-                         f"{_f(r['silhouette'])} | {_f(r['nmi'])} | {_f(r['ari'])} |")
+            lines.append(
+                f"| {label} | {r['method']} | {r['reducer']} | {r['k']} | "
+                f"{_f(r['silhouette'])} | {_f(r['nmi'])} | {_f(r['ari'])} |"
+            )
     r = gmetrics.get("best_by_nmi_well_separated")
     if r:
-        lines.append(f"| best NMI with silhouette ≥ {r['min_silhouette']} | {r['method']} | "
-                     f"{r['reducer']} | {r['k']} | {_f(r['silhouette'])} | {_f(r['nmi'])} | "
-                     f"{_f(r['ari'])} |")
-    lines.append(f"| seed study (UMAP-3D → KMeans k=3, {SEED['files']:,} files) | kmeans | "
-                 f"umap3 | 3 | {SEED['umap3_kmeans3_silhouette']} | – | – |")
-    lines += ["", "Best grid point per method and reducer kind (by NMI):", "",
-              "| method | reducer | settings | k | silhouette | NMI | ARI |",
-              "|---|---|---|---:|---:|---:|---:|"]
+        lines.append(
+            f"| best NMI with silhouette ≥ {r['min_silhouette']} | {r['method']} | "
+            f"{r['reducer']} | {r['k']} | {_f(r['silhouette'])} | {_f(r['nmi'])} | "
+            f"{_f(r['ari'])} |"
+        )
+    lines.append(
+        f"| seed study (UMAP-3D → KMeans k=3, {SEED['files']:,} files) | kmeans | "
+        f"umap3 | 3 | {SEED['umap3_kmeans3_silhouette']} | – | – |"
+    )
+    lines += [
+        "",
+        "Best grid point per method and reducer kind (by NMI):",
+        "",
+        "| method | reducer | settings | k | silhouette | NMI | ARI |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
     t2 = t.assign(_kind=t["reducer"].str.extract(r"^(none|pca|umap\d)")[0])
     for (m, _), g in t2.groupby(["method", "_kind"], sort=True):
         r = g.sort_values(["nmi", "silhouette"], ascending=False).iloc[0]
-        lines.append(f"| {m} | {r['reducer']} | {r['method_config']} | {int(r['k'])} | "
-                     f"{_f(r['silhouette'])} | {_f(r['nmi'])} | {_f(r['ari'])} |")
+        lines.append(
+            f"| {m} | {r['reducer']} | {r['method_config']} | {int(r['k'])} | "
+            f"{_f(r['silhouette'])} | {_f(r['nmi'])} | {_f(r['ari'])} |"
+        )
     lines.append("")
-    for key, caption in (("umap2", "UMAP 2-D, coloured by genre and by the best-by-NMI "
-                                   "configuration's clusters"),
-                         ("umap3", "UMAP 3-D (seed's reducer), coloured by genre"),
-                         ("vs_k", "Silhouette and NMI against k (best over reducers and "
-                                  "settings, per method)")):
+    for key, caption in (
+        ("umap2", "UMAP 2-D, coloured by genre and by the best-by-NMI configuration's clusters"),
+        ("umap3", "UMAP 3-D (seed's reducer), coloured by genre"),
+        ("vs_k", "Silhouette and NMI against k (best over reducers and settings, per method)"),
+    ):
         if key in figures:
             lines += [f"![{caption}]({figures[key]})", ""]
 
@@ -95,7 +117,8 @@ def render_markdown(genre: Search, gmetrics: Mapping[str, Any], composer: Search
         f"{cinfo['n_files']} composer-labelled files, {n_comp} composers (files without a "
         "composer, e.g. the Christmas folder, left out). Per method, the best NMI over its "
         "reducers and settings; chance = mean NMI of random labelings with the same k "
-        "(NMI grows with k by chance alone, so compare against it; AMI corrects for it).", "",
+        "(NMI grows with k by chance alone, so compare against it; AMI corrects for it).",
+        "",
         "| method | NMI k=6 | NMI k=N | AMI k=N | best setting at k=N |",
         "|---|---:|---:|---:|---|",
     ]
@@ -105,13 +128,18 @@ def render_markdown(genre: Search, gmetrics: Mapping[str, Any], composer: Search
         best = g.sort_values("nmi", ascending=False).iloc[0] if len(g) else None
         setting = f"{best['reducer']} / {best['method_config']}" if best is not None else "–"
         ami = float(best["ami"]) if best is not None else None
-        lines.append(f"| {m} | {_f(cmetrics[m]['k6'])} | {_f(cmetrics[m]['kN'])} | "
-                     f"{_f(ami)} | {setting} |")
+        lines.append(
+            f"| {m} | {_f(cmetrics[m]['k6'])} | {_f(cmetrics[m]['kN'])} | {_f(ami)} | {setting} |"
+        )
     chance = cinfo.get("chance_nmi", {})
-    lines.append(f"| chance (random labels) | {_f(chance.get(cinfo['k_fixed']))} | "
-                 f"{_f(chance.get(n_comp))} | 0.000 | – |")
-    lines.append(f"| seed study ({SEED['composers']} composers) | – | "
-                 f"{SEED['composer_nmi_min']}–{SEED['composer_nmi_max']} | – | – |")
+    lines.append(
+        f"| chance (random labels) | {_f(chance.get(cinfo['k_fixed']))} | "
+        f"{_f(chance.get(n_comp))} | 0.000 | – |"
+    )
+    lines.append(
+        f"| seed study ({SEED['composers']} composers) | – | "
+        f"{SEED['composer_nmi_min']}–{SEED['composer_nmi_max']} | – | – |"
+    )
     lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -135,8 +163,9 @@ def scatter_2d(emb: np.ndarray, genre: np.ndarray, clusters: np.ndarray, title: 
         cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
         for i, name in enumerate(names):
             sel = idx == i
-            ax.scatter(emb[sel, 0], emb[sel, 1], s=9, alpha=0.75, color=cmap(i % cmap.N),
-                       label=name)
+            ax.scatter(
+                emb[sel, 0], emb[sel, 1], s=9, alpha=0.75, color=cmap(i % cmap.N), label=name
+            )
         ax.set_title(f"coloured by {what}")
         ax.set_xticks([])
         ax.set_yticks([])
@@ -158,8 +187,7 @@ def scatter_3d(emb: np.ndarray, genre: np.ndarray, title: str):
     cmap = plt.get_cmap("tab10")
     for i, name in enumerate(names):
         sel = idx == i
-        ax.scatter(emb[sel, 0], emb[sel, 1], emb[sel, 2], s=7, alpha=0.7, color=cmap(i),
-                   label=name)
+        ax.scatter(emb[sel, 0], emb[sel, 1], emb[sel, 2], s=7, alpha=0.7, color=cmap(i), label=name)
     ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -64,26 +64,43 @@ def grid_for(c: Mapping[str, Any], n_files: int) -> tuple[dict[str, Any], list[i
     return c["reducers"], list(c["k"])
 
 
-def genre_search(features: pd.DataFrame, cfg: Any, seed: int,
-                 on_point: Callable[[dict[str, Any]], None] | None = None) -> Search:
+def genre_search(
+    features: pd.DataFrame,
+    cfg: Any,
+    seed: int,
+    on_point: Callable[[dict[str, Any]], None] | None = None,
+) -> Search:
     """Cluster every file; score against genre."""
     c = _as_dict(cfg)
     x = standardise(features, c.get("drop_features", []))
     truth = features["genre"].astype(str).to_numpy()
     reducers_cfg, ks = grid_for(c, len(features))
     reducers = reducer_specs(reducers_cfg)
-    grid = run_grid(x, truth, reducers, method_specs(c["methods"]), ks, seed,
-                    keep_labels=lambda row: True, on_point=on_point,
-                    n_threads=c.get("n_threads", 1))
+    grid = run_grid(
+        x,
+        truth,
+        reducers,
+        method_specs(c["methods"]),
+        ks,
+        seed,
+        keep_labels=lambda row: True,
+        on_point=on_point,
+        n_threads=c.get("n_threads", 1),
+    )
     return Search("genre", grid, truth, x)
 
 
 def seed_row(table: pd.DataFrame, seed_cfg: Mapping[str, Any]) -> pd.Series | None:
     """The grid point matching the seed study's configuration (None if not in the grid)."""
-    red = ReducerSpec(str(seed_cfg["reducer"]["kind"]), tuple(sorted(
-        (k, v) for k, v in seed_cfg["reducer"].items() if k != "kind")))
-    hit = table[(table["reducer"] == red.name) & (table["method"] == seed_cfg["method"])
-                & (table["k"] == int(seed_cfg["k"]))]
+    red = ReducerSpec(
+        str(seed_cfg["reducer"]["kind"]),
+        tuple(sorted((k, v) for k, v in seed_cfg["reducer"].items() if k != "kind")),
+    )
+    hit = table[
+        (table["reducer"] == red.name)
+        & (table["method"] == seed_cfg["method"])
+        & (table["k"] == int(seed_cfg["k"]))
+    ]
     return hit.iloc[0] if len(hit) else None
 
 
@@ -117,14 +134,19 @@ def composer_files(features: pd.DataFrame, files: pd.DataFrame, genre: str) -> p
 def chance_nmi(truth: np.ndarray, k: int, draws: int, seed: int) -> float:
     """Mean NMI of uniformly random k-labelings: what NMI reads when nothing is learned."""
     rng = np.random.default_rng(seed)
-    vals = [normalized_mutual_info_score(truth, rng.integers(0, k, len(truth)))
-            for _ in range(draws)]
+    vals = [
+        normalized_mutual_info_score(truth, rng.integers(0, k, len(truth))) for _ in range(draws)
+    ]
     return float(np.mean(vals)) if vals else float("nan")
 
 
-def composer_search(features: pd.DataFrame, files: pd.DataFrame, cfg: Any, seed: int,
-                    on_point: Callable[[dict[str, Any]], None] | None = None
-                    ) -> tuple[Search | None, dict[str, Any]]:
+def composer_search(
+    features: pd.DataFrame,
+    files: pd.DataFrame,
+    cfg: Any,
+    seed: int,
+    on_point: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[Search | None, dict[str, Any]]:
     """Cluster one genre's composer-labelled files at k = k_fixed and k = composers."""
     c = _as_dict(cfg)["composer"]
     rows = composer_files(features, files, str(c["genre"]))
@@ -138,11 +160,17 @@ def composer_search(features: pd.DataFrame, files: pd.DataFrame, cfg: Any, seed:
     small = _as_dict(cfg).get("small") or {}
     if small and len(rows) < int(small.get("below_files", 0)):
         reducers_cfg = small.get("reducers", reducers_cfg)
-    grid = run_grid(x, truth, reducer_specs(reducers_cfg), method_specs(c["methods"]),
-                    [k_fixed, n_comp], seed, on_point=on_point,
-                    n_threads=_as_dict(cfg).get("n_threads", 1))
-    info = {"n_files": int(len(rows)), "n_composers": n_comp, "k_fixed": k_fixed,
-            "chance_nmi": {}}
+    grid = run_grid(
+        x,
+        truth,
+        reducer_specs(reducers_cfg),
+        method_specs(c["methods"]),
+        [k_fixed, n_comp],
+        seed,
+        on_point=on_point,
+        n_threads=_as_dict(cfg).get("n_threads", 1),
+    )
+    info = {"n_files": int(len(rows)), "n_composers": n_comp, "k_fixed": k_fixed, "chance_nmi": {}}
     for k in sorted({k_fixed, n_comp}):
         if 2 <= k <= len(rows) - 1:
             info["chance_nmi"][k] = round(chance_nmi(truth, k, int(c["chance_draws"]), seed), 4)

@@ -28,8 +28,9 @@ def build_corpus_source(source: Source, target: str | Path, progress: bool = Tru
     from music21 import converter
 
     spec = source.corpus
-    paths = corpus_paths(spec["composer"], list(spec.get("extensions", [".mxl"])),
-                         spec.get("limit"))
+    paths = corpus_paths(
+        spec["composer"], list(spec.get("extensions", [".mxl"])), spec.get("limit")
+    )
     written, skipped = 0, []
     with atomic_dir(target) as staging:
         out_dir = staging / spec["composer"]
@@ -42,7 +43,6 @@ def build_corpus_source(source: Source, target: str | Path, progress: bool = Tru
             except Exception as exc:  # a score music21 itself cannot render is reported
                 log.warning("skipped %s: %s", p.name, exc)
                 skipped.append({"score": p.name, "reason": str(exc)})
-        report = {"source": source.name, "extracted": written, "refused": [],
-                  "skipped": skipped}
+        report = {"source": source.name, "extracted": written, "refused": [], "skipped": skipped}
         write_json(staging / "_download.json", report)
     return report

@@ -32,7 +32,10 @@ def fetch_archive(url: str, dest_dir: Path, progress: bool = True) -> Path:
     )
     try:
         path = pooch.retrieve(
-            url, known_hash=None, fname=url.rsplit("/", 1)[-1], path=dest_dir,
+            url,
+            known_hash=None,
+            fname=url.rsplit("/", 1)[-1],
+            path=dest_dir,
             downloader=downloader,
         )
     except (requests.RequestException, OSError) as exc:
@@ -46,8 +49,12 @@ def fetch_archive(url: str, dest_dir: Path, progress: bool = True) -> Path:
     return Path(path)
 
 
-def download_source(source: Source, target: str | Path, progress: bool = True,
-                    expected: dict[str, str] | None = None) -> dict:
+def download_source(
+    source: Source,
+    target: str | Path,
+    progress: bool = True,
+    expected: dict[str, str] | None = None,
+) -> dict:
     """Fetch ``source``'s archive and leave its verified dataset files in ``target``.
 
     ``target`` appears only when everything succeeded: extraction happens in a

@@ -22,9 +22,17 @@ from midiml.data.sources import Source
 
 MIDI_SUFFIXES = {".mid", ".midi"}
 INFO_DEFAULTS = {
-    "length_s": np.nan, "n_tracks": 0, "n_messages": 0, "n_notes": 0,
-    "ticks_per_quarter": 0, "ts_numerator": 4, "ts_denominator": 4,
-    "n_timesig_changes": 0, "qpm_mean": np.nan, "qpm_std": np.nan, "n_tempo_changes": 0,
+    "length_s": np.nan,
+    "n_tracks": 0,
+    "n_messages": 0,
+    "n_notes": 0,
+    "ticks_per_quarter": 0,
+    "ts_numerator": 4,
+    "ts_denominator": 4,
+    "n_timesig_changes": 0,
+    "qpm_mean": np.nan,
+    "qpm_std": np.nan,
+    "n_tempo_changes": 0,
 }
 
 
@@ -84,9 +92,14 @@ def ingest_one(item: tuple[FoundFile, Rules]) -> tuple[dict, pd.DataFrame]:
     """Parse one file into (file row, notes); never raises for bad MIDI."""
     f, rules = item
     row: dict = {
-        "file_id": f.file_id, "path": f.path.as_posix(), "sha256": sha256_file(f.path),
-        "genre": f.genre, **labels_for(f.label_scheme, f.rel), **INFO_DEFAULTS,
-        "status": "ok", "reason": None,
+        "file_id": f.file_id,
+        "path": f.path.as_posix(),
+        "sha256": sha256_file(f.path),
+        "genre": f.genre,
+        **labels_for(f.label_scheme, f.rel),
+        **INFO_DEFAULTS,
+        "status": "ok",
+        "reason": None,
     }
     try:
         parsed = parse_midi(f.path, file_id=f.file_id)
@@ -101,16 +114,19 @@ def ingest_one(item: tuple[FoundFile, Rules]) -> tuple[dict, pd.DataFrame]:
     return row, parsed.notes
 
 
-def ingest(files: list[FoundFile], rules: Rules, workers: int = 0,
-           progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+def ingest(
+    files: list[FoundFile], rules: Rules, workers: int = 0, progress: bool = True
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Parse ``files`` in parallel; return (files table, notes table)."""
     workers = workers or os.cpu_count() or 1
     items = [(f, rules) for f in files]
     if workers > 1 and len(items) > 8:
-        results = process_map(ingest_one, items, max_workers=workers, chunksize=4,
-                              desc="ingest", disable=not progress)
+        results = process_map(
+            ingest_one, items, max_workers=workers, chunksize=4, desc="ingest", disable=not progress
+        )
     else:
         from tqdm import tqdm
+
         results = [ingest_one(it) for it in tqdm(items, desc="ingest", disable=not progress)]
     rows = [r for r, _ in results]
     files_df = pd.DataFrame(rows, columns=list(rows[0]) if rows else ["file_id"])

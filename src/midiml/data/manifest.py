@@ -71,8 +71,10 @@ def main() -> None:
     for name, cfg in compose_defaults()["data"]["sources"].items():
         src = Source.from_config(name, cfg)
         files = manifest_from_zip(archive_dir / src.archive_name, src.top_folder, src.include)
-        write_json(src.manifest_path, {"source": name, "repo": src.repo, "commit": src.commit,
-                                       "files": files})
+        write_json(
+            src.manifest_path,
+            {"source": name, "repo": src.repo, "commit": src.commit, "files": files},
+        )
         print(f"{name}: {len(files)} files -> {src.manifest_path}")
 
 

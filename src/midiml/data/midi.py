@@ -80,18 +80,22 @@ def parse_midi(path: str | Path, file_id: str | None = None) -> ParsedMidi:
             continue
         nt, ns = tt.notes.numpy(), ts.notes.numpy()
         n = len(nt["time"])
-        frames.append(pd.DataFrame({
-            "file_id": file_id,
-            "track": np.full(n, i, dtype=np.int16),
-            "program": np.full(n, tt.program, dtype=np.int16),
-            "is_drum": np.full(n, bool(tt.is_drum)),
-            "pitch": nt["pitch"].astype(np.int16),
-            "velocity": nt["velocity"].astype(np.int16),
-            "onset_s": ns["time"].astype(np.float64),
-            "duration_s": ns["duration"].astype(np.float64),
-            "onset_beats": nt["time"].astype(np.float64) / tpq,
-            "duration_beats": nt["duration"].astype(np.float64) / tpq,
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "file_id": file_id,
+                    "track": np.full(n, i, dtype=np.int16),
+                    "program": np.full(n, tt.program, dtype=np.int16),
+                    "is_drum": np.full(n, bool(tt.is_drum)),
+                    "pitch": nt["pitch"].astype(np.int16),
+                    "velocity": nt["velocity"].astype(np.int16),
+                    "onset_s": ns["time"].astype(np.float64),
+                    "duration_s": ns["duration"].astype(np.float64),
+                    "onset_beats": nt["time"].astype(np.float64) / tpq,
+                    "duration_beats": nt["duration"].astype(np.float64) / tpq,
+                }
+            )
+        )
     notes = pd.concat(frames, ignore_index=True) if frames else empty_notes()
     notes = notes.astype(NOTE_COLUMNS)
     if len(notes):

@@ -6,15 +6,41 @@ import pandas as pd
 
 # The seed study's published table (for comparison only; never used in our numbers).
 SEED_TABLE = {
-    "lofi": {"files": 93, "avg_length_s": 9.3, "max_length_s": 32.0, "avg_tracks": 1.3,
-             "avg_msgs_per_file": 96, "total_msgs": 8910},
-    "classical": {"files": 292, "avg_length_s": 254.8, "max_length_s": 2011.1, "avg_tracks": 11.2,
-                  "avg_msgs_per_file": 6218, "total_msgs": 1815652},
-    "videogame": {"files": 992, "avg_length_s": 10918.0, "max_length_s": 10737617.4,
-                  "avg_tracks": 8.7, "avg_msgs_per_file": 5342, "total_msgs": 5299385},
+    "lofi": {
+        "files": 93,
+        "avg_length_s": 9.3,
+        "max_length_s": 32.0,
+        "avg_tracks": 1.3,
+        "avg_msgs_per_file": 96,
+        "total_msgs": 8910,
+    },
+    "classical": {
+        "files": 292,
+        "avg_length_s": 254.8,
+        "max_length_s": 2011.1,
+        "avg_tracks": 11.2,
+        "avg_msgs_per_file": 6218,
+        "total_msgs": 1815652,
+    },
+    "videogame": {
+        "files": 992,
+        "avg_length_s": 10918.0,
+        "max_length_s": 10737617.4,
+        "avg_tracks": 8.7,
+        "avg_msgs_per_file": 5342,
+        "total_msgs": 5299385,
+    },
 }
-COLUMNS = ["found", "files", "quarantined", "avg_length_s", "max_length_s", "avg_tracks",
-           "avg_msgs_per_file", "total_msgs"]
+COLUMNS = [
+    "found",
+    "files",
+    "quarantined",
+    "avg_length_s",
+    "max_length_s",
+    "avg_tracks",
+    "avg_msgs_per_file",
+    "total_msgs",
+]
 
 
 def dataset_table(files: pd.DataFrame) -> dict[str, dict[str, float | int]]:
@@ -45,23 +71,31 @@ def _fmt(v: float | int | None) -> str:
 
 def render_markdown(table: dict, files: pd.DataFrame, figure: str | None = None) -> str:
     """Our table beside the seed study's, plus the quarantine list with reasons."""
-    lines = ["# Dataset", "",
-             "Per genre, computed by the `ingest` stage from `data/interim/files.parquet` "
-             "(seed study's figures in the second row of each genre, for comparison).", "",
-             "| genre | source | files | avg length (s) | max length (s) | avg tracks "
-             "| avg msgs/file | total msgs | quarantined |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "# Dataset",
+        "",
+        "Per genre, computed by the `ingest` stage from `data/interim/files.parquet` "
+        "(seed study's figures in the second row of each genre, for comparison).",
+        "",
+        "| genre | source | files | avg length (s) | max length (s) | avg tracks "
+        "| avg msgs/file | total msgs | quarantined |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for genre, row in table.items():
-        lines.append(f"| {genre} | ours | {_fmt(row['files'])} | {_fmt(row['avg_length_s'])} | "
-                     f"{_fmt(row['max_length_s'])} | {_fmt(row['avg_tracks'])} | "
-                     f"{_fmt(row['avg_msgs_per_file'])} | {_fmt(row['total_msgs'])} | "
-                     f"{_fmt(row['quarantined'])} |")
+        lines.append(
+            f"| {genre} | ours | {_fmt(row['files'])} | {_fmt(row['avg_length_s'])} | "
+            f"{_fmt(row['max_length_s'])} | {_fmt(row['avg_tracks'])} | "
+            f"{_fmt(row['avg_msgs_per_file'])} | {_fmt(row['total_msgs'])} | "
+            f"{_fmt(row['quarantined'])} |"
+        )
         seed = SEED_TABLE.get(genre)
         if seed:
-            lines.append(f"| {genre} | seed | {_fmt(seed['files'])} | "
-                         f"{_fmt(seed['avg_length_s'])} | {_fmt(seed['max_length_s'])} | "
-                         f"{_fmt(seed['avg_tracks'])} | {_fmt(seed['avg_msgs_per_file'])} | "
-                         f"{_fmt(seed['total_msgs'])} | – |")
+            lines.append(
+                f"| {genre} | seed | {_fmt(seed['files'])} | "
+                f"{_fmt(seed['avg_length_s'])} | {_fmt(seed['max_length_s'])} | "
+                f"{_fmt(seed['avg_tracks'])} | {_fmt(seed['avg_msgs_per_file'])} | "
+                f"{_fmt(seed['total_msgs'])} | – |"
+            )
     found = sum(r["found"] for r in table.values())
     used = sum(r["files"] for r in table.values())
     quarantined = sum(r["quarantined"] for r in table.values())
@@ -88,11 +122,16 @@ def distribution_figure(files: pd.DataFrame):
 
     ok = files[files["status"] == "ok"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, col, title in ((axes[0], "length_s", "length (s)"),
-                           (axes[1], "n_notes", "notes per file")):
+    for ax, col, title in (
+        (axes[0], "length_s", "length (s)"),
+        (axes[1], "n_notes", "notes per file"),
+    ):
         vals = ok[col].astype(float).clip(lower=1e-1)
-        bins = np.logspace(np.log10(max(vals.min(), 0.1)), np.log10(vals.max() + 1), 30) \
-            if len(vals) else 10
+        bins = (
+            np.logspace(np.log10(max(vals.min(), 0.1)), np.log10(vals.max() + 1), 30)
+            if len(vals)
+            else 10
+        )
         for genre, g in ok.groupby("genre", sort=True):
             ax.hist(g[col].astype(float), bins=bins, alpha=0.55, label=str(genre))
         ax.set_xscale("log")

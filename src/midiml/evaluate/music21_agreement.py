@@ -71,8 +71,9 @@ def music21_features(path: str | Path) -> dict[str, float]:
     return out
 
 
-def compare(ours: pd.DataFrame, theirs: pd.DataFrame,
-            tolerances: dict[str, float] | None = None) -> dict[str, dict[str, float]]:
+def compare(
+    ours: pd.DataFrame, theirs: pd.DataFrame, tolerances: dict[str, float] | None = None
+) -> dict[str, dict[str, float]]:
     """Per feature: files compared, share within tolerance, median and max absolute gap.
 
     ``ours`` and ``theirs`` are indexed by file with feature columns (NaN = not available).

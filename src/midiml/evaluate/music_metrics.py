@@ -97,14 +97,18 @@ def overlapping_area(a: np.ndarray, b: np.ndarray, grid: int = 1024) -> float:
     dens = []
     for x in (a, b):
         # jitter-free fallback when a sample is constant: a narrow bump at its value
-        dens.append(gaussian_kde(x)(xs) if np.ptp(x) > 0 else
-                    np.exp(-0.5 * ((xs - x[0]) / (0.01 * span)) ** 2))
+        dens.append(
+            gaussian_kde(x)(xs)
+            if np.ptp(x) > 0
+            else np.exp(-0.5 * ((xs - x[0]) / (0.01 * span)) ** 2)
+        )
     f, g = (d / np.trapezoid(d, xs) for d in dens)
     return float(np.clip(np.trapezoid(np.minimum(f, g), xs), 0.0, 1.0))
 
 
-def sample_statistics(samples: list[np.ndarray], reference: dict[str, np.ndarray]
-                      ) -> dict[str, float]:
+def sample_statistics(
+    samples: list[np.ndarray], reference: dict[str, np.ndarray]
+) -> dict[str, float]:
     """Per-sample statistics averaged over samples, and OA against ``reference`` values."""
     stats = {
         "repeat_rate": np.mean([repeat_rate(s[:, PITCH]) for s in samples]),

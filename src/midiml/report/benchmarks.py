@@ -16,8 +16,9 @@ METRICS = Path("reports/metrics/benchmarks.json")
 PAGE = Path("reports/benchmarks.md")
 
 
-def record(key: str, result: dict[str, Any], metrics: str | Path = METRICS,
-           page: str | Path = PAGE) -> dict[str, Any]:
+def record(
+    key: str, result: dict[str, Any], metrics: str | Path = METRICS, page: str | Path = PAGE
+) -> dict[str, Any]:
     """Merge one benchmark's result into the metrics file and re-render the page."""
     data = update_json(metrics, {key: result})
     write_text(page, render(data))
@@ -25,37 +26,57 @@ def record(key: str, result: dict[str, Any], metrics: str | Path = METRICS,
 
 
 def render(data: dict[str, Any]) -> str:
-    lines = ["# Benchmarks", "",
-             "Machine-dependent speed figures from `make bench` / `make bench-train` "
-             "(`reports/metrics/benchmarks.json`); they are not pipeline outputs.", ""]
+    lines = [
+        "# Benchmarks",
+        "",
+        "Machine-dependent speed figures from `make bench` / `make bench-train` "
+        "(`reports/metrics/benchmarks.json`); they are not pipeline outputs.",
+        "",
+    ]
     if f := data.get("features"):
-        lines += ["## Features vs music21", "",
-                  f"Same {f['n_files']} real files: ours {f['ours_s']} s, music21 parse + "
-                  f"equivalent features {f['music21_s']} s = **{f['speedup']}×**. The whole "
-                  f"dataset ({f['full_dataset_files']} files, {f['n_features']} features): "
-                  f"{f['full_dataset_features_s']} s.", "",
-                  "| feature | files | agree within tolerance | tolerance | median abs diff |",
-                  "|---|---:|---:|---:|---:|"]
+        lines += [
+            "## Features vs music21",
+            "",
+            f"Same {f['n_files']} real files: ours {f['ours_s']} s, music21 parse + "
+            f"equivalent features {f['music21_s']} s = **{f['speedup']}×**. The whole "
+            f"dataset ({f['full_dataset_files']} files, {f['n_features']} features): "
+            f"{f['full_dataset_features_s']} s.",
+            "",
+            "| feature | files | agree within tolerance | tolerance | median abs diff |",
+            "|---|---:|---:|---:|---:|",
+        ]
         for name, a in sorted(f.get("agreement", {}).items()):
-            lines.append(f"| {name} | {a['files']} | {a['agree_frac']:.1%} | {a['tolerance']} | "
-                         f"{a['median_abs_diff']} |")
+            lines.append(
+                f"| {name} | {a['files']} | {a['agree_frac']:.1%} | {a['tolerance']} | "
+                f"{a['median_abs_diff']} |"
+            )
         lines.append("")
     if i := data.get("ingest"):
-        lines += ["## Download and ingest", "",
-                  f"{i['files']} files, {i['notes']:,} notes on {i['machine']}: download + verify "
-                  f"{i['download_verify_s']} s, ingest {i['ingest_s']} s "
-                  f"({i['files_per_s']} files/s, {i['notes_per_s']:,} notes/s).", ""]
-    trainers = sorted(k.removeprefix("generators_train_") for k in data
-                      if k.startswith("generators_train_"))
+        lines += [
+            "## Download and ingest",
+            "",
+            f"{i['files']} files, {i['notes']:,} notes on {i['machine']}: download + verify "
+            f"{i['download_verify_s']} s, ingest {i['ingest_s']} s "
+            f"({i['files_per_s']} files/s, {i['notes_per_s']:,} notes/s).",
+            "",
+        ]
+    trainers = sorted(
+        k.removeprefix("generators_train_") for k in data if k.startswith("generators_train_")
+    )
     if trainers:
-        lines += ["## Generator training", "",
-                  "| trainer | device | model | seconds | epochs | best val loss |",
-                  "|---|---|---|---:|---:|---:|"]
+        lines += [
+            "## Generator training",
+            "",
+            "| trainer | device | model | seconds | epochs | best val loss |",
+            "|---|---|---|---:|---:|---:|",
+        ]
         for t in trainers:
             run = data[f"generators_train_{t}"]
             for model, m in run["models"].items():
-                lines.append(f"| {t} | {run['device']} | {model} | {m['train_seconds']} | "
-                             f"{m['epochs']} | {m['best_val_loss']} |")
+                lines.append(
+                    f"| {t} | {run['device']} | {model} | {m['train_seconds']} | "
+                    f"{m['epochs']} | {m['best_val_loss']} |"
+                )
         if s := data.get("generators_gpu_speedup"):
             lines += ["", "GPU speed-up: " + ", ".join(f"{m} {v}×" for m, v in s.items())]
         lines.append("")

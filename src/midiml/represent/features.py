@@ -36,19 +36,28 @@ ONSET_RESOLUTION = 48  # ticks per quarter note used to decide "same onset" (no 
 ONSET_DIVISORS = (4, 3)  # music21's quantizePost default: snap to 1/4 or 1/3 quarter notes
 GRID_TOLERANCE = 1 / 24  # quarter notes: an onset this close to a grid line lies on it
 CHORD_TEMPLATES = {  # pitch classes above the root
-    "maj": (0, 4, 7), "min": (0, 3, 7), "dim": (0, 3, 6), "aug": (0, 4, 8),
-    "dom7": (0, 4, 7, 10), "maj7": (0, 4, 7, 11), "min7": (0, 3, 7, 10),
+    "maj": (0, 4, 7),
+    "min": (0, 3, 7),
+    "dim": (0, 3, 6),
+    "aug": (0, 4, 8),
+    "dom7": (0, 4, 7, 10),
+    "maj7": (0, 4, 7, 11),
+    "min7": (0, 3, 7, 10),
 }
 INTERVAL_BINS = {  # name -> (low, high) absolute semitones, inclusive
-    "unison": (0, 0), "step": (1, 2), "third": (3, 4), "fourth_fifth": (5, 7),
-    "sixth_octave": (8, 12), "leap": (13, 127),
+    "unison": (0, 0),
+    "step": (1, 2),
+    "third": (3, 4),
+    "fourth_fifth": (5, 7),
+    "sixth_octave": (8, 12),
+    "leap": (13, 127),
 }
 
 FEATURE_DOCS: dict[str, str] = {
     "key_tonic": "Krumhansl–Schmuckler key tonic as pitch class 0–11 (C=0), as music21 finds it",
     "key_mode": "1 if the Krumhansl–Schmuckler key is major, 0 if minor",
     "key_corr": "Pearson correlation of the duration-weighted pitch-class histogram with the "
-                "key's profile (music21 correlationCoefficient)",
+    "key's profile (music21 correlationCoefficient)",
     "key_clarity": "best minus second-best correlation over the 24 keys (tonal clarity)",
     "ts_numerator": "numerator of the first time signature",
     "ts_denominator": "denominator of the first time signature",
@@ -68,8 +77,10 @@ FEATURE_DOCS: dict[str, str] = {
     "polyphony_mean": "mean number of distinct pitches starting together (per onset)",
     "polyphony_max": "largest number of distinct pitches starting together",
     "chord_onset_frac": "share of onsets whose simultaneity has 3 or more pitch classes",
-    **{f"chord_{n}": f"share of 3+-pitch-class simultaneities that are {n} chords"
-       for n in CHORD_TEMPLATES},
+    **{
+        f"chord_{n}": f"share of 3+-pitch-class simultaneities that are {n} chords"
+        for n in CHORD_TEMPLATES
+    },
     "chord_other": "share of 3+-pitch-class simultaneities matching no listed chord type",
     "dur_mean_beats": "mean note duration in quarter notes",
     "dur_std_beats": "standard deviation of note duration in quarter notes",
@@ -78,8 +89,10 @@ FEATURE_DOCS: dict[str, str] = {
     "interval_mean": "mean absolute melodic interval in semitones (jSymbolic M2)",
     "interval_std": "standard deviation of the absolute melodic interval",
     "interval_up_frac": "share of non-unison melodic intervals that go up",
-    **{f"interval_{n}": f"share of melodic intervals of {lo}–{hi} semitones"
-       for n, (lo, hi) in INTERVAL_BINS.items()},
+    **{
+        f"interval_{n}": f"share of melodic intervals of {lo}–{hi} semitones"
+        for n, (lo, hi) in INTERVAL_BINS.items()
+    },
     "ioi_mean_beats": "mean inter-onset interval between successive onsets, quarter notes",
     "ioi_std_beats": "standard deviation of the inter-onset interval, quarter notes",
     "ioi_cv": "coefficient of variation of the inter-onset interval in seconds",
@@ -97,8 +110,11 @@ FEATURE_DOCS: dict[str, str] = {
     "drum_frac": "share of notes on drum channels",
 }
 FEATURE_NAMES = list(FEATURE_DOCS)
-FILL = {name: 0.0 for name in FEATURE_NAMES} | {"pitch_mean": 60.0, "pitch_min": 60.0,
-                                                "pitch_max": 60.0}
+FILL = {name: 0.0 for name in FEATURE_NAMES} | {
+    "pitch_mean": 60.0,
+    "pitch_min": 60.0,
+    "pitch_max": 60.0,
+}
 
 
 def _rotations(profile: np.ndarray) -> np.ndarray:
@@ -115,14 +131,14 @@ def key_features(pc_weighted: np.ndarray) -> dict[str, np.ndarray]:
     """
     d = np.asarray(pc_weighted, dtype=float)
     dc = d - d.mean(axis=1, keepdims=True)
-    dn = np.sqrt((dc ** 2).sum(axis=1, keepdims=True))
+    dn = np.sqrt((dc**2).sum(axis=1, keepdims=True))
     out_corr = []
     out_tonic = []
     for prof in (KS_MAJOR, KS_MINOR):
         w = _rotations(prof)
         conv = d @ w.T
         wc = w - prof.mean()
-        wn = np.sqrt((wc ** 2).sum(axis=1))
+        wn = np.sqrt((wc**2).sum(axis=1))
         with np.errstate(invalid="ignore", divide="ignore"):
             corr = np.where(dn > 0, (dc @ wc.T) / (dn * wn[None, :]), 0.0)
         # music21 sorts (value, pc) descending, so ties go to the higher pitch class
@@ -167,12 +183,13 @@ def _group_stat(codes: np.ndarray, values: np.ndarray, n: int) -> tuple[np.ndarr
     s2 = np.bincount(codes, weights=values * values, minlength=n)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = s / cnt
-        var = np.maximum(s2 / cnt - mean ** 2, 0.0)
+        var = np.maximum(s2 / cnt - mean**2, 0.0)
     return cnt, mean, np.sqrt(var)
 
 
-def _share(mask: np.ndarray, codes: np.ndarray, n: int, weights: np.ndarray | None = None
-           ) -> np.ndarray:
+def _share(
+    mask: np.ndarray, codes: np.ndarray, n: int, weights: np.ndarray | None = None
+) -> np.ndarray:
     """Per code, the (weighted) share of rows where ``mask`` holds (NaN where no rows)."""
     w = np.ones(len(codes)) if weights is None else weights
     tot = np.bincount(codes, weights=w, minlength=n)
@@ -192,11 +209,13 @@ def snap(beats: np.ndarray, divisors: tuple[int, ...] | list[int]) -> np.ndarray
     return best.astype(np.int64)
 
 
-def extract_features(notes: pd.DataFrame, files: pd.DataFrame,
-                     onset_resolution: int = ONSET_RESOLUTION,
-                     grid_tolerance: float = GRID_TOLERANCE,
-                     onset_divisors: tuple[int, ...] | list[int] | None = ONSET_DIVISORS
-                     ) -> pd.DataFrame:
+def extract_features(
+    notes: pd.DataFrame,
+    files: pd.DataFrame,
+    onset_resolution: int = ONSET_RESOLUTION,
+    grid_tolerance: float = GRID_TOLERANCE,
+    onset_divisors: tuple[int, ...] | list[int] | None = ONSET_DIVISORS,
+) -> pd.DataFrame:
     """One row per usable file: ``file_id``, ``genre``, then the FEATURE_NAMES columns.
 
     ``notes`` has the columns of ``notes.parquet``; ``files`` those of ``files.parquet``
@@ -313,8 +332,9 @@ def extract_features(notes: pd.DataFrame, files: pd.DataFrame,
     np.maximum.at(pmax_poly, g_fid, g_poly)
     feats["polyphony_max"] = np.where(has, pmax_poly, np.nan)
     gp = pd.DataFrame({"g": grp, "pc": pc}).drop_duplicates()
-    mask = np.bincount(gp["g"].to_numpy(), weights=np.left_shift(1, gp["pc"].to_numpy()),
-                       minlength=n_groups).astype(np.int64)
+    mask = np.bincount(
+        gp["g"].to_numpy(), weights=np.left_shift(1, gp["pc"].to_numpy()), minlength=n_groups
+    ).astype(np.int64)
     n_pcs = np.bincount(gp["g"].to_numpy(), minlength=n_groups)
     is_chord = n_pcs >= 3
     feats["chord_onset_frac"] = _share(is_chord, g_fid, n)
@@ -351,7 +371,7 @@ def extract_features(notes: pd.DataFrame, files: pd.DataFrame,
     start = np.ones(len(tf), bool)
     start[1:] = (tf[1:] != tf[:-1]) | (tt[1:] != tt[:-1]) | (tk[1:] != tk[:-1])
     tg = np.cumsum(start) - 1
-    single = (np.bincount(tg)[tg] == 1)
+    single = np.bincount(tg)[tg] == 1
     sf, st, sp = tf[single], tt[single], tp[single]
     cont = (sf[1:] == sf[:-1]) & (st[1:] == st[:-1])
     step = np.diff(sp)[cont]
@@ -374,9 +394,12 @@ class FeatureExtractor:
 
     feature_names_out_ = FEATURE_NAMES
 
-    def __init__(self, onset_resolution: int = ONSET_RESOLUTION,
-                 grid_tolerance: float = GRID_TOLERANCE,
-                 onset_divisors: tuple[int, ...] | None = ONSET_DIVISORS) -> None:
+    def __init__(
+        self,
+        onset_resolution: int = ONSET_RESOLUTION,
+        grid_tolerance: float = GRID_TOLERANCE,
+        onset_divisors: tuple[int, ...] | None = ONSET_DIVISORS,
+    ) -> None:
         self.onset_resolution = onset_resolution
         self.grid_tolerance = grid_tolerance
         self.onset_divisors = onset_divisors
@@ -386,8 +409,9 @@ class FeatureExtractor:
 
     def transform(self, X: tuple[pd.DataFrame, pd.DataFrame]) -> pd.DataFrame:  # noqa: N803
         notes, files = X
-        return extract_features(notes, files, self.onset_resolution, self.grid_tolerance,
-                                self.onset_divisors)
+        return extract_features(
+            notes, files, self.onset_resolution, self.grid_tolerance, self.onset_divisors
+        )
 
     def get_feature_names_out(self) -> list[str]:
         return list(FEATURE_NAMES)

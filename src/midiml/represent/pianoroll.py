@@ -19,12 +19,12 @@ from scipy import sparse
 class RollSpec:
     """How notes become a roll: step size and unit, pitch rows kept, drums, velocity."""
 
-    step: float = 0.25            # one column = this many beats (or seconds)
-    unit: str = "beats"           # "beats" | "seconds"
-    pitch_low: int = 0            # first MIDI pitch kept (row 0)
-    pitch_high: int = 127         # last MIDI pitch kept (inclusive)
-    include_drums: bool = False   # drum "pitches" are instruments, not pitches
-    velocity: bool = False        # cell value: velocity/127 instead of 1
+    step: float = 0.25  # one column = this many beats (or seconds)
+    unit: str = "beats"  # "beats" | "seconds"
+    pitch_low: int = 0  # first MIDI pitch kept (row 0)
+    pitch_high: int = 127  # last MIDI pitch kept (inclusive)
+    include_drums: bool = False  # drum "pitches" are instruments, not pitches
+    velocity: bool = False  # cell value: velocity/127 instead of 1
     max_steps: int | None = None  # cap on columns (very long files)
 
     @property
@@ -34,11 +34,15 @@ class RollSpec:
     @classmethod
     def from_params(cls, cfg: object) -> RollSpec:
         get = cfg.get if hasattr(cfg, "get") else lambda k, d=None: getattr(cfg, k, d)
-        return cls(step=float(get("step", 0.25)), unit=str(get("unit", "beats")),
-                   pitch_low=int(get("pitch_low", 0)), pitch_high=int(get("pitch_high", 127)),
-                   include_drums=bool(get("include_drums", False)),
-                   velocity=bool(get("velocity", False)),
-                   max_steps=get("max_steps", None))
+        return cls(
+            step=float(get("step", 0.25)),
+            unit=str(get("unit", "beats")),
+            pitch_low=int(get("pitch_low", 0)),
+            pitch_high=int(get("pitch_high", 127)),
+            include_drums=bool(get("include_drums", False)),
+            velocity=bool(get("velocity", False)),
+            max_steps=get("max_steps", None),
+        )
 
 
 def piano_roll(notes: pd.DataFrame, spec: RollSpec | None = None) -> sparse.csr_matrix:
@@ -95,8 +99,9 @@ def _ramp(lengths: np.ndarray) -> np.ndarray:
     return np.arange(total, dtype=np.int64) - offsets
 
 
-def crop_starts(n_steps: int, length: int, n: int, rng: np.random.Generator | None = None
-                ) -> np.ndarray:
+def crop_starts(
+    n_steps: int, length: int, n: int, rng: np.random.Generator | None = None
+) -> np.ndarray:
     """Start columns of ``n`` crops of ``length`` steps.
 
     With ``rng`` the starts are random (training); without, they are evenly spaced over the
@@ -119,12 +124,13 @@ def crops(roll: sparse.csr_matrix, length: int, starts: np.ndarray) -> np.ndarra
     for i, s in enumerate(starts):
         e = min(int(s) + length, n_steps)
         if e > s:
-            out[i, :, : e - int(s)] = roll[:, int(s):e].toarray()
+            out[i, :, : e - int(s)] = roll[:, int(s) : e].toarray()
     return out
 
 
-def song_rolls(notes: pd.DataFrame, spec: RollSpec | None = None,
-               file_ids: list[str] | None = None) -> dict[str, sparse.csr_matrix]:
+def song_rolls(
+    notes: pd.DataFrame, spec: RollSpec | None = None, file_ids: list[str] | None = None
+) -> dict[str, sparse.csr_matrix]:
     """Rolls for every file in a note table (all files, or those in ``file_ids``)."""
     spec = spec or RollSpec()
     wanted = None if file_ids is None else set(file_ids)

@@ -29,8 +29,15 @@ def event_stream(notes: pd.DataFrame) -> np.ndarray:
     nd = nd.sort_values(["onset_s", "pitch"], kind="stable")
     onset = nd["onset_s"].to_numpy(dtype=np.float64)
     delta = np.diff(onset, prepend=onset[:1]) if len(onset) else onset
-    out = np.stack([nd["pitch"].to_numpy(np.float64), nd["velocity"].to_numpy(np.float64),
-                    np.maximum(delta, 0.0), nd["duration_s"].to_numpy(np.float64)], axis=1)
+    out = np.stack(
+        [
+            nd["pitch"].to_numpy(np.float64),
+            nd["velocity"].to_numpy(np.float64),
+            np.maximum(delta, 0.0),
+            nd["duration_s"].to_numpy(np.float64),
+        ],
+        axis=1,
+    )
     return out.astype(np.float32).reshape(-1, 4)
 
 
@@ -69,32 +76,46 @@ class EventData:
     n_out: int
 
     def song(self, s: int) -> np.ndarray:
-        return self.events[self.offsets[s]:self.offsets[s + 1]]
+        return self.events[self.offsets[s] : self.offsets[s + 1]]
 
     def songs(self, split: str) -> list[int]:
         return [int(i) for i in np.flatnonzero(self.splits == split)]
 
-    def windows(self, split: str, starts: np.ndarray | None = None
-                ) -> tuple[np.ndarray, np.ndarray]:
+    def windows(
+        self, split: str, starts: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Materialise X (W, n_in, 4), Y (W, n_out, 4) for a split (or given starts)."""
         st = self.starts[split] if starts is None else starts
         idx = st[:, None] + np.arange(self.n_in + self.n_out)[None, :]
         block = self.events[idx]
-        return block[:, :self.n_in], block[:, self.n_in:]
+        return block[:, : self.n_in], block[:, self.n_in :]
 
     def save(self, path: str | Path) -> None:
-        np.savez_compressed(path, events=self.events, offsets=self.offsets,
-                            file_ids=self.file_ids.astype(str), genres=self.genres.astype(str),
-                            splits=self.splits.astype(str), n_in=self.n_in, n_out=self.n_out,
-                            **{f"starts_{k}": v for k, v in self.starts.items()})
+        np.savez_compressed(
+            path,
+            events=self.events,
+            offsets=self.offsets,
+            file_ids=self.file_ids.astype(str),
+            genres=self.genres.astype(str),
+            splits=self.splits.astype(str),
+            n_in=self.n_in,
+            n_out=self.n_out,
+            **{f"starts_{k}": v for k, v in self.starts.items()},
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> EventData:
         z = np.load(path, allow_pickle=False)
-        return cls(events=z["events"], offsets=z["offsets"], file_ids=z["file_ids"],
-                   genres=z["genres"], splits=z["splits"],
-                   starts={k: z[f"starts_{k}"] for k in SPLITS},
-                   n_in=int(z["n_in"]), n_out=int(z["n_out"]))
+        return cls(
+            events=z["events"],
+            offsets=z["offsets"],
+            file_ids=z["file_ids"],
+            genres=z["genres"],
+            splits=z["splits"],
+            starts={k: z[f"starts_{k}"] for k in SPLITS},
+            n_in=int(z["n_in"]),
+            n_out=int(z["n_out"]),
+        )
 
 
 def spaced(n: int, k: int | None) -> np.ndarray:
@@ -104,8 +125,13 @@ def spaced(n: int, k: int | None) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, int(k)).round().astype(np.int64))
 
 
-def build_event_data(notes: pd.DataFrame, splits: pd.DataFrame, n_in: int, n_out: int,
-                     max_per_song: dict[str, int | None] | None = None) -> EventData:
+def build_event_data(
+    notes: pd.DataFrame,
+    splits: pd.DataFrame,
+    n_in: int,
+    n_out: int,
+    max_per_song: dict[str, int | None] | None = None,
+) -> EventData:
     """Event streams of every split song plus its window starts (capped per song and split).
 
     ``splits`` is the song-level split (file_id, genre, split): a test song's windows are only
@@ -131,8 +157,15 @@ def build_event_data(notes: pd.DataFrame, splits: pd.DataFrame, n_in: int, n_out
         w = n_windows(int(lengths[s]), n_in, n_out)
         starts[split].append(offsets[s] + spaced(w, max_per_song.get(split)))
     return EventData(
-        events=events.astype(np.float32), offsets=offsets, file_ids=np.array(fids, dtype=str),
-        genres=np.array(genres, dtype=str), splits=np.array(splits_out, dtype=str),
-        starts={k: (np.concatenate(v) if v else np.zeros(0, np.int64)).astype(np.int64)
-                for k, v in starts.items()},
-        n_in=int(n_in), n_out=int(n_out))
+        events=events.astype(np.float32),
+        offsets=offsets,
+        file_ids=np.array(fids, dtype=str),
+        genres=np.array(genres, dtype=str),
+        splits=np.array(splits_out, dtype=str),
+        starts={
+            k: (np.concatenate(v) if v else np.zeros(0, np.int64)).astype(np.int64)
+            for k, v in starts.items()
+        },
+        n_in=int(n_in),
+        n_out=int(n_out),
+    )

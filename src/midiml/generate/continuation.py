@@ -71,8 +71,12 @@ def plot_piano_roll(prompt: np.ndarray, continuation: np.ndarray, title: str = "
     n_p = len(prompt)
     for i, (ev, t0) in enumerate(zip(allev, t, strict=True)):
         colour = "0.55" if i < n_p else "tab:red"
-        ax.broken_barh([(t0, max(float(ev[DURATION]), 0.02))], (ev[PITCH] - 0.4, 0.8),
-                       facecolors=colour, alpha=0.35 + 0.6 * ev[VELOCITY] / 127)
+        ax.broken_barh(
+            [(t0, max(float(ev[DURATION]), 0.02))],
+            (ev[PITCH] - 0.4, 0.8),
+            facecolors=colour,
+            alpha=0.35 + 0.6 * ev[VELOCITY] / 127,
+        )
     if n_p and len(continuation):
         ax.axvline(t[n_p], color="k", lw=0.8, ls="--")
     ax.set_xlabel("time (s)")
@@ -89,23 +93,33 @@ class ContinueError(ValueError):
     """A user-facing reason why a file cannot be continued (missing model, bad file...)."""
 
 
-def continue_midi(song: str | Path, model: str, seconds: float, output: str | Path,
-                  models_dir: str | Path = "models", temperature: float = 1.0, seed: int = 0,
-                  top_k: int = 0, model_durations: bool = False) -> dict[str, float]:
+def continue_midi(
+    song: str | Path,
+    model: str,
+    seconds: float,
+    output: str | Path,
+    models_dir: str | Path = "models",
+    temperature: float = 1.0,
+    seed: int = 0,
+    top_k: int = 0,
+    model_durations: bool = False,
+) -> dict[str, float]:
     """Continue ``song`` with the trained generator ``models_dir/model`` for ``seconds``.
 
     Writes prompt + continuation to ``output`` and returns a short summary. Raises
     ContinueError with a clear message for a missing model, an unreadable file or too few notes.
     """
     from midiml.data.midi import MidiParseError
-    from midiml.models.base import load_generator
-    from midiml.models.sampling import continue_seconds
+    from midiml.generate.base import load_generator
+    from midiml.generate.sampling import continue_seconds
 
     model_dir = Path(models_dir) / model
     if not (model_dir / "meta.json").exists():
         found = sorted(p.name for p in Path(models_dir).glob("*") if (p / "meta.json").exists())
-        raise ContinueError(f"no trained model {model!r} in {models_dir}/ (found: "
-                            f"{', '.join(found) or 'none'}); train it with `dvc repro`")
+        raise ContinueError(
+            f"no trained model {model!r} in {models_dir}/ (found: "
+            f"{', '.join(found) or 'none'}); train it with `dvc repro`"
+        )
     if seconds <= 0:
         raise ContinueError(f"--seconds must be positive, got {seconds}")
     try:
@@ -114,11 +128,17 @@ def continue_midi(song: str | Path, model: str, seconds: float, output: str | Pa
         raise ContinueError(f"cannot read {song}: {exc}") from exc
     gen = load_generator(model_dir)
     if len(prompt) < gen.n_in:
-        raise ContinueError(f"{song} has {len(prompt)} (non-drum) notes; model {model!r} needs "
-                            f"at least {gen.n_in} to continue from")
-    cont = continue_seconds(gen, prompt, seconds, temperature, top_k, seed,
-                            model_durations=model_durations)
+        raise ContinueError(
+            f"{song} has {len(prompt)} (non-drum) notes; model {model!r} needs "
+            f"at least {gen.n_in} to continue from"
+        )
+    cont = continue_seconds(
+        gen, prompt, seconds, temperature, top_k, seed, model_durations=model_durations
+    )
     write_midi(np.concatenate([prompt, cont]), output)
-    return {"prompt_notes": len(prompt), "new_notes": len(cont),
-            "prompt_seconds": float(onsets(prompt)[-1] + prompt[-1, DURATION]),
-            "new_seconds": float(onsets(cont)[-1]) if len(cont) else 0.0}
+    return {
+        "prompt_notes": len(prompt),
+        "new_notes": len(cont),
+        "prompt_seconds": float(onsets(prompt)[-1] + prompt[-1, DURATION]),
+        "new_seconds": float(onsets(cont)[-1]) if len(cont) else 0.0,
+    }

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
-from midiml.models.base import Generator, read_meta, smooth, write_meta
+from midiml.generate.base import Generator, read_meta, smooth, write_meta
 from midiml.represent.windows import DELTA, DURATION, PITCH, VELOCITY, EventData
 
 LOG2 = math.log(2.0)
@@ -40,8 +40,14 @@ class WindowBatches(Dataset):
         return block[:, :-1], block[:, -1]
 
 
-def window_loaders(data: EventData, n_in: int, batch_size: int, windows_per_epoch: int | None,
-                   seed: int, num_workers: int = 0) -> tuple[DataLoader, DataLoader]:
+def window_loaders(
+    data: EventData,
+    n_in: int,
+    batch_size: int,
+    windows_per_epoch: int | None,
+    seed: int,
+    num_workers: int = 0,
+) -> tuple[DataLoader, DataLoader]:
     """(train, val) loaders over the last ``n_in`` events before each window's target.
 
     Windows were cut with ``data.n_in`` events of context; a model using fewer takes the
@@ -60,17 +66,28 @@ def window_loaders(data: EventData, n_in: int, batch_size: int, windows_per_epoc
         else:
             base = SequentialSampler(range(len(ds)))
         sampler = BatchSampler(base, batch_size=int(batch_size), drop_last=False)
-        loaders.append(DataLoader(ds, sampler=sampler, batch_size=None,
-                                  num_workers=int(num_workers),
-                                  persistent_workers=int(num_workers) > 0))
+        loaders.append(
+            DataLoader(
+                ds,
+                sampler=sampler,
+                batch_size=None,
+                num_workers=int(num_workers),
+                persistent_workers=int(num_workers) > 0,
+            )
+        )
     return loaders[0], loaders[1]
 
 
 def timing_features(windows: torch.Tensor) -> torch.Tensor:
     """(B, n, 4) events -> (B, n, 3): velocity / 127, log1p(10 * delta), log1p(10 * duration)."""
-    return torch.stack([windows[..., VELOCITY] / 127.0,
-                        torch.log1p(10.0 * windows[..., DELTA].clamp_min(0)),
-                        torch.log1p(10.0 * windows[..., DURATION].clamp_min(0))], dim=-1)
+    return torch.stack(
+        [
+            windows[..., VELOCITY] / 127.0,
+            torch.log1p(10.0 * windows[..., DELTA].clamp_min(0)),
+            torch.log1p(10.0 * windows[..., DURATION].clamp_min(0)),
+        ],
+        dim=-1,
+    )
 
 
 class NextNoteModule(L.LightningModule):
@@ -79,8 +96,9 @@ class NextNoteModule(L.LightningModule):
     def pitch_log_probs(self, windows: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def loss(self, windows: torch.Tensor, target: torch.Tensor
-             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def loss(
+        self, windows: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         raise NotImplementedError
 
     def predict_duration(self, windows: torch.Tensor) -> torch.Tensor | None:
@@ -105,8 +123,11 @@ class NextNoteModule(L.LightningModule):
             self.log(f"val_{k}", v, on_step=False, on_epoch=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=float(self.hparams.lr),
-                                weight_decay=float(self.hparams.get("weight_decay", 0.0)))
+        return torch.optim.Adam(
+            self.parameters(),
+            lr=float(self.hparams.lr),
+            weight_decay=float(self.hparams.get("weight_decay", 0.0)),
+        )
 
 
 class TorchGenerator(Generator):
@@ -118,14 +139,14 @@ class TorchGenerator(Generator):
         self.n_in = int(module.hparams.n_in)
 
     def _tensor(self, windows: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(windows, dtype=np.float32)[:, -self.n_in:])
+        return torch.as_tensor(np.asarray(windows, dtype=np.float32)[:, -self.n_in :])
 
     @torch.no_grad()
     def next_pitch_proba(self, windows: np.ndarray) -> np.ndarray:
         out = []
         w = self._tensor(windows)
         for i in range(0, len(w), 4096):
-            out.append(self.module.pitch_log_probs(w[i:i + 4096]).float().exp().numpy())
+            out.append(self.module.pitch_log_probs(w[i : i + 4096]).float().exp().numpy())
         return smooth(np.concatenate(out) if out else np.zeros((0, 128)))
 
     @torch.no_grad()
@@ -135,14 +156,20 @@ class TorchGenerator(Generator):
 
     def save(self, model_dir: Path, checkpoint: str = "best.ckpt") -> None:
         cls = type(self.module)
-        write_meta(model_dir, self.kind, n_in=self.n_in, checkpoint=checkpoint,
-                   module=f"{cls.__module__}:{cls.__name__}")
+        write_meta(
+            model_dir,
+            self.kind,
+            n_in=self.n_in,
+            checkpoint=checkpoint,
+            module=f"{cls.__module__}:{cls.__name__}",
+        )
 
     @classmethod
     def load(cls, model_dir: Path) -> TorchGenerator:
         meta = read_meta(model_dir)
         mod_name, cls_name = meta["module"].split(":")
         module_cls = getattr(importlib.import_module(mod_name), cls_name)
-        module = module_cls.load_from_checkpoint(Path(model_dir) / meta["checkpoint"],
-                                                 map_location="cpu", weights_only=False)
+        module = module_cls.load_from_checkpoint(
+            Path(model_dir) / meta["checkpoint"], map_location="cpu", weights_only=False
+        )
         return cls(module, meta["kind"])

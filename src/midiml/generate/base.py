@@ -44,14 +44,16 @@ def smooth(probs: np.ndarray, eps: float = 1e-6) -> np.ndarray:
 
 def write_meta(model_dir: Path, kind: str, **extra: Any) -> None:
     (Path(model_dir) / META).write_text(
-        json.dumps({"kind": kind, **extra}, indent=2, sort_keys=True) + "\n")
+        json.dumps({"kind": kind, **extra}, indent=2, sort_keys=True) + "\n"
+    )
 
 
 def read_meta(model_dir: str | Path) -> dict[str, Any]:
     path = Path(model_dir) / META
     if not path.exists():
-        raise FileNotFoundError(f"{model_dir}: no trained model here (missing {META}); "
-                                "run `dvc repro` to train it")
+        raise FileNotFoundError(
+            f"{model_dir}: no trained model here (missing {META}); run `dvc repro` to train it"
+        )
     return json.loads(path.read_text())
 
 
@@ -60,10 +62,13 @@ def load_generator(model_dir: str | Path) -> Generator:
     meta = read_meta(model_dir)
     kind = meta["kind"]
     if kind == "markov":
-        from midiml.models.markov import MarkovGenerator
+        from midiml.generate.markov import MarkovGenerator
+
         return MarkovGenerator.load(Path(model_dir))
     if kind == "forest":
-        from midiml.models.forest import ForestGenerator
+        from midiml.generate.forest import ForestGenerator
+
         return ForestGenerator.load(Path(model_dir))
-    from midiml.models.neural import TorchGenerator
+    from midiml.generate.neural import TorchGenerator
+
     return TorchGenerator.load(Path(model_dir))

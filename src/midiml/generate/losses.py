@@ -36,8 +36,9 @@ def _membership(pitches: torch.Tensor, n_classes: int = N_PITCHES) -> torch.Tens
     return mask.scatter_(1, pitches.long().clamp(0, n_classes - 1), 1.0)
 
 
-def soft_repeat_count(probs: torch.Tensor, window_pitches: torch.Tensor,
-                      rep_context: int = 1) -> torch.Tensor:
+def soft_repeat_count(
+    probs: torch.Tensor, window_pitches: torch.Tensor, rep_context: int = 1
+) -> torch.Tensor:
     """Per-example probability mass on the last ``rep_context`` input pitches, shape (B,)."""
     mask = _membership(window_pitches[:, -rep_context:], probs.shape[1])
     return (probs * mask).sum(dim=1)
@@ -52,9 +53,15 @@ def _power(x: torch.Tensor, alpha: float) -> torch.Tensor:
     return x.clamp_min(1e-8) ** alpha  # clamp keeps the gradient finite for alpha < 1
 
 
-def repetition_loss(logits: torch.Tensor, target: torch.Tensor, window_pitches: torch.Tensor,
-                    alpha: float = 1.0, lambda_rep: float = 0.0, lambda_sim: float = 0.0,
-                    rep_context: int = 1) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def repetition_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    window_pitches: torch.Tensor,
+    alpha: float = 1.0,
+    lambda_rep: float = 0.0,
+    lambda_sim: float = 0.0,
+    rep_context: int = 1,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """CE + lambda_rep * N_rep**alpha + lambda_sim * N_sim**alpha (see the module docstring)."""
     logits = logits.float()
     ce = F.cross_entropy(logits, target.long())
@@ -65,17 +72,23 @@ def repetition_loss(logits: torch.Tensor, target: torch.Tensor, window_pitches: 
     return total, {"ce": ce.detach(), "n_rep": n_rep.detach(), "n_sim": n_sim.detach()}
 
 
-def tonedeaf_loss(interval_logits: torch.Tensor, interval_target: torch.Tensor,
-                  duration_pred: torch.Tensor, duration_target: torch.Tensor,
-                  w_int: float = 2.0, w_dur: float = 1.0, w_jump: float = 0.1,
-                  max_interval: int = 48, jump: int = 12
-                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def tonedeaf_loss(
+    interval_logits: torch.Tensor,
+    interval_target: torch.Tensor,
+    duration_pred: torch.Tensor,
+    duration_target: torch.Tensor,
+    w_int: float = 2.0,
+    w_dur: float = 1.0,
+    w_jump: float = 0.1,
+    max_interval: int = 48,
+    jump: int = 12,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """w_int * L_interval + w_dur * L_duration + w_jump * L_jump (see the module docstring).
 
     ``interval_target`` holds intervals in semitones; class index = interval + max_interval.
     """
     interval_logits = interval_logits.float()
-    cls = (interval_target.long().clamp(-max_interval, max_interval) + max_interval)
+    cls = interval_target.long().clamp(-max_interval, max_interval) + max_interval
     l_int = F.cross_entropy(interval_logits, cls)
     l_dur = F.mse_loss(duration_pred.float(), duration_target.float())
     probs = interval_logits.softmax(dim=1)

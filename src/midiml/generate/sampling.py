@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from midiml.models.base import Generator
+from midiml.generate.base import Generator
 from midiml.represent.windows import DELTA, DURATION, PITCH
 
 MAX_EVENTS = 20_000  # a safety cap for "continue for N seconds" on prompts with tiny gaps
 
 
-def sample_pitches(probs: np.ndarray, temperature: float = 1.0, top_k: int = 0,
-                   rng: np.random.Generator | None = None) -> np.ndarray:
+def sample_pitches(
+    probs: np.ndarray,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
     """Draw one pitch per row. temperature 0 = argmax; top_k > 0 keeps the k likeliest."""
     probs = np.asarray(probs, dtype=np.float64)
     if temperature <= 0:
@@ -36,15 +40,21 @@ def sample_pitches(probs: np.ndarray, temperature: float = 1.0, top_k: int = 0,
     return np.minimum((p.cumsum(axis=1) < u).sum(axis=1), p.shape[1] - 1)
 
 
-def continue_events(gen: Generator, prompts: list[np.ndarray], n_new: int,
-                    temperature: float = 1.0, top_k: int = 0, seed: int = 0,
-                    model_durations: bool = False) -> list[np.ndarray]:
+def continue_events(
+    gen: Generator,
+    prompts: list[np.ndarray],
+    n_new: int,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    seed: int = 0,
+    model_durations: bool = False,
+) -> list[np.ndarray]:
     """Continue each (N_i, 4) prompt by ``n_new`` events; prompts need >= ``gen.n_in`` events."""
     rng = np.random.default_rng(seed)
     for p in prompts:
         if len(p) < gen.n_in:
             raise ValueError(f"a prompt needs at least {gen.n_in} notes, got {len(p)}")
-    ctx = np.stack([np.asarray(p[-gen.n_in:], np.float32) for p in prompts])
+    ctx = np.stack([np.asarray(p[-gen.n_in :], np.float32) for p in prompts])
     offsets = [int(rng.integers(len(p))) for p in prompts]
     out = np.zeros((len(prompts), n_new, 4), np.float32)
     for t in range(n_new):
@@ -55,13 +65,20 @@ def continue_events(gen: Generator, prompts: list[np.ndarray], n_new: int,
         out[:, t, PITCH] = pitch
         if dur is not None:
             out[:, t, DURATION] = dur
-        ctx = np.concatenate([ctx[:, 1:], out[:, t:t + 1]], axis=1)
+        ctx = np.concatenate([ctx[:, 1:], out[:, t : t + 1]], axis=1)
     return list(out)
 
 
-def continue_seconds(gen: Generator, prompt: np.ndarray, seconds: float,
-                     temperature: float = 1.0, top_k: int = 0, seed: int = 0,
-                     chunk: int = 64, model_durations: bool = False) -> np.ndarray:
+def continue_seconds(
+    gen: Generator,
+    prompt: np.ndarray,
+    seconds: float,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    seed: int = 0,
+    chunk: int = 64,
+    model_durations: bool = False,
+) -> np.ndarray:
     """Continue one prompt until the new events span ``seconds`` (onset of the last new note)."""
     rng = np.random.default_rng(seed)
     events = np.asarray(prompt, np.float32)
@@ -69,8 +86,15 @@ def continue_seconds(gen: Generator, prompt: np.ndarray, seconds: float,
     elapsed, total = 0.0, 0
     while elapsed < seconds and total < MAX_EVENTS:
         step_seed = int(rng.integers(2**31))
-        block = continue_events(gen, [np.concatenate([events, *new])], chunk, temperature,
-                                top_k, step_seed, model_durations)[0]
+        block = continue_events(
+            gen,
+            [np.concatenate([events, *new])],
+            chunk,
+            temperature,
+            top_k,
+            step_seed,
+            model_durations,
+        )[0]
         if block[:, DELTA].sum() <= 0 and elapsed == 0 and total > 4 * chunk:
             break  # a rhythm with no time between notes never reaches the target
         new.append(block)
@@ -79,4 +103,4 @@ def continue_seconds(gen: Generator, prompt: np.ndarray, seconds: float,
     cont = np.concatenate(new) if new else np.zeros((0, 4), np.float32)
     onset = np.cumsum(cont[:, DELTA])
     keep = int(np.searchsorted(onset, seconds, side="right"))
-    return cont[:max(keep, 1)]
+    return cont[: max(keep, 1)]

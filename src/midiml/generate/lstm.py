@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from midiml.models.losses import tonedeaf_loss
-from midiml.models.neural import NextNoteModule, timing_features
+from midiml.generate.losses import tonedeaf_loss
+from midiml.generate.neural import NextNoteModule, timing_features
 from midiml.represent.windows import DURATION, PITCH
 
 
@@ -26,55 +26,91 @@ def forget_bias_one(lstm: nn.LSTM) -> None:
         if name.startswith("bias_ih"):
             with torch.no_grad():
                 n = p.shape[0] // 4
-                p[n:2 * n].fill_(1.0)
+                p[n : 2 * n].fill_(1.0)
 
 
 class NoteLSTM(NextNoteModule):
-    def __init__(self, n_in: int = 16, embed: int = 48, hidden: int = 128, layers: int = 3,
-                 dense: int = 128, dropout: float = 0.2, lstm_dropout: float = 0.0,
-                 lr: float = 2e-3, weight_decay: float = 0.0) -> None:
+    def __init__(
+        self,
+        n_in: int = 16,
+        embed: int = 48,
+        hidden: int = 128,
+        layers: int = 3,
+        dense: int = 128,
+        dropout: float = 0.2,
+        lstm_dropout: float = 0.0,
+        lr: float = 2e-3,
+        weight_decay: float = 0.0,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.embed = nn.Embedding(128, embed)
-        self.lstm = nn.LSTM(embed + 3, hidden, num_layers=layers, batch_first=True,
-                            dropout=lstm_dropout if layers > 1 else 0.0)
+        self.lstm = nn.LSTM(
+            embed + 3,
+            hidden,
+            num_layers=layers,
+            batch_first=True,
+            dropout=lstm_dropout if layers > 1 else 0.0,
+        )
         forget_bias_one(self.lstm)
         # the dense layer also sees the current event (a skip past the LSTM stack): the deep
         # stack then trains in far fewer steps on a CPU budget
-        self.head = nn.Sequential(nn.Linear(hidden + embed + 3, dense), nn.ReLU(),
-                                  nn.Dropout(dropout), nn.Linear(dense, 128))
+        self.head = nn.Sequential(
+            nn.Linear(hidden + embed + 3, dense),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(dense, 128),
+        )
 
     def step_logits(self, events: torch.Tensor) -> torch.Tensor:
         """(B, T, 4) events -> (B, T, 128): logits of event t+1 after seeing events 0..t."""
-        x = torch.cat([self.embed(events[..., PITCH].long().clamp(0, 127)),
-                       timing_features(events)], -1)
+        x = torch.cat(
+            [self.embed(events[..., PITCH].long().clamp(0, 127)), timing_features(events)], -1
+        )
         out, _ = self.lstm(x)
         return self.head(torch.cat([out, x], -1))
 
     def pitch_log_probs(self, windows: torch.Tensor) -> torch.Tensor:
-        w = windows[:, -self.hparams.n_in:]
+        w = windows[:, -self.hparams.n_in :]
         return self.step_logits(w)[:, -1].float().log_softmax(dim=1)
 
     def loss(self, windows, target):
         """Cross-entropy of the next pitch at every step of the window (teacher forcing)."""
-        seq = torch.cat([windows[:, -self.hparams.n_in:], target[:, None]], dim=1)
+        seq = torch.cat([windows[:, -self.hparams.n_in :], target[:, None]], dim=1)
         logits = self.step_logits(seq[:, :-1]).float()
-        ce = nn.functional.cross_entropy(logits.reshape(-1, 128),
-                                         seq[:, 1:, PITCH].long().clamp(0, 127).reshape(-1))
+        ce = nn.functional.cross_entropy(
+            logits.reshape(-1, 128), seq[:, 1:, PITCH].long().clamp(0, 127).reshape(-1)
+        )
         return ce, {}
 
 
 class ToneDeafLSTM(NextNoteModule):
-    def __init__(self, n_in: int = 16, embed: int = 32, hidden: int = 128, layers: int = 2,
-                 dropout: float = 0.2, lr: float = 2e-3, weight_decay: float = 0.0,
-                 max_interval: int = 48, w_int: float = 2.0, w_dur: float = 1.0,
-                 w_jump: float = 0.1, jump: int = 12) -> None:
+    def __init__(
+        self,
+        n_in: int = 16,
+        embed: int = 32,
+        hidden: int = 128,
+        layers: int = 2,
+        dropout: float = 0.2,
+        lr: float = 2e-3,
+        weight_decay: float = 0.0,
+        max_interval: int = 48,
+        w_int: float = 2.0,
+        w_dur: float = 1.0,
+        w_jump: float = 0.1,
+        jump: int = 12,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         n_cls = 2 * max_interval + 1
         self.embed = nn.Embedding(n_cls, embed)
-        self.lstm = nn.LSTM(embed + 1, hidden, num_layers=layers, batch_first=True,
-                            dropout=dropout if layers > 1 else 0.0)
+        self.lstm = nn.LSTM(
+            embed + 1,
+            hidden,
+            num_layers=layers,
+            batch_first=True,
+            dropout=dropout if layers > 1 else 0.0,
+        )
         self.drop = nn.Dropout(dropout)
         self.interval_head = nn.Linear(hidden, n_cls)
         self.duration_head = nn.Linear(hidden, 1)
@@ -95,7 +131,7 @@ class ToneDeafLSTM(NextNoteModule):
 
     def heads(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Only the intervals between the window's events and their durations are seen."""
-        logits, dur = self.step_heads(windows[:, -self.hparams.n_in:])
+        logits, dur = self.step_heads(windows[:, -self.hparams.n_in :])
         return logits[:, -1], dur[:, -1]
 
     def pitch_log_probs(self, windows: torch.Tensor) -> torch.Tensor:
@@ -114,11 +150,19 @@ class ToneDeafLSTM(NextNoteModule):
 
     def loss(self, windows, target):
         """Tone-deaf loss at every step of the window (teacher forcing)."""
-        seq = torch.cat([windows[:, -self.hparams.n_in:], target[:, None]], dim=1)
+        seq = torch.cat([windows[:, -self.hparams.n_in :], target[:, None]], dim=1)
         logits, dur = self.step_heads(seq[:, :-1])
         interval, dur_t = self._intervals(seq[:, 1:])
         h = self.hparams
         n_cls = logits.shape[-1]
-        return tonedeaf_loss(logits.reshape(-1, n_cls), (interval - h.max_interval).reshape(-1),
-                             dur.reshape(-1), dur_t.reshape(-1), w_int=h.w_int, w_dur=h.w_dur,
-                             w_jump=h.w_jump, max_interval=h.max_interval, jump=h.jump)
+        return tonedeaf_loss(
+            logits.reshape(-1, n_cls),
+            (interval - h.max_interval).reshape(-1),
+            dur.reshape(-1),
+            dur_t.reshape(-1),
+            w_int=h.w_int,
+            w_dur=h.w_dur,
+            w_jump=h.w_jump,
+            max_interval=h.max_interval,
+            jump=h.jump,
+        )

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 
-from midiml.models.base import N_PITCHES, Generator, smooth, write_meta
+from midiml.generate.base import N_PITCHES, Generator, smooth, write_meta
 from midiml.represent.windows import DELTA, DURATION, PITCH
 
 
@@ -22,23 +22,35 @@ def window_features(windows: np.ndarray, context: int) -> np.ndarray:
     w = np.asarray(windows, dtype=np.float64)[:, -context:]
     pitch = w[..., PITCH]
     interval = np.diff(pitch, axis=1)
-    return np.concatenate([pitch, interval, np.log1p(w[..., DELTA] * 10.0),
-                           np.log1p(w[..., DURATION] * 10.0)], axis=1)
+    return np.concatenate(
+        [pitch, interval, np.log1p(w[..., DELTA] * 10.0), np.log1p(w[..., DURATION] * 10.0)], axis=1
+    )
 
 
 class ForestGenerator(Generator):
     kind = "forest"
 
-    def __init__(self, context: int = 8, n_estimators: int = 60, max_depth: int | None = 18,
-                 min_samples_leaf: int = 3, unigram_mix: float = 0.05, seed: int = 0,
-                 n_jobs: int = 1) -> None:
+    def __init__(
+        self,
+        context: int = 8,
+        n_estimators: int = 60,
+        max_depth: int | None = 18,
+        min_samples_leaf: int = 3,
+        unigram_mix: float = 0.05,
+        seed: int = 0,
+        n_jobs: int = 1,
+    ) -> None:
         self.context = int(context)
         self.n_in = self.context
         self.unigram_mix = float(unigram_mix)
         self.unigram = np.full(N_PITCHES, 1.0 / N_PITCHES)
         self.model = RandomForestClassifier(
-            n_estimators=n_estimators, max_depth=max_depth, min_samples_leaf=min_samples_leaf,
-            random_state=seed, n_jobs=n_jobs)
+            n_estimators=n_estimators,
+            max_depth=max_depth,
+            min_samples_leaf=min_samples_leaf,
+            random_state=seed,
+            n_jobs=n_jobs,
+        )
 
     def fit(self, windows: np.ndarray, next_pitch: np.ndarray) -> ForestGenerator:
         y = np.asarray(next_pitch).astype(np.int64)

@@ -28,8 +28,14 @@ from midiml.represent.pianoroll import RollSpec, crop_starts, crops
 class CropDataset(Dataset):
     """Item i is a crop of song ``i % n_songs``: random start when training, fixed otherwise."""
 
-    def __init__(self, rolls: list[sparse.spmatrix], labels: np.ndarray | None, length: int,
-                 starts: list[np.ndarray] | None = None, per_song: int = 1) -> None:
+    def __init__(
+        self,
+        rolls: list[sparse.spmatrix],
+        labels: np.ndarray | None,
+        length: int,
+        starts: list[np.ndarray] | None = None,
+        per_song: int = 1,
+    ) -> None:
         self.rolls = [sparse.csc_matrix(r) for r in rolls]  # CSC: cheap column slices
         self.labels = labels
         self.length = length
@@ -56,21 +62,35 @@ class CropDataset(Dataset):
 class PianoRollCNN(L.LightningModule):
     """Conv(3×3, first strided)-BN-ReLU-MaxPool blocks, global average pool, dropout, linear."""
 
-    def __init__(self, n_classes: int, channels: list[int] | tuple[int, ...] = (8, 16, 32),
-                 dropout: float = 0.3, lr: float = 2e-3, weight_decay: float = 1e-4,
-                 classes: list[str] | None = None, roll: dict | None = None,
-                 crop_steps: int = 64, eval_crops_per_song: int = 8, stride: int = 2) -> None:
+    def __init__(
+        self,
+        n_classes: int,
+        channels: list[int] | tuple[int, ...] = (8, 16, 32),
+        dropout: float = 0.3,
+        lr: float = 2e-3,
+        weight_decay: float = 1e-4,
+        classes: list[str] | None = None,
+        roll: dict | None = None,
+        crop_steps: int = 64,
+        eval_crops_per_song: int = 8,
+        stride: int = 2,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         layers: list[nn.Module] = []
         c_in = 1
         for i, c in enumerate(channels):  # a strided first conv keeps a CPU epoch to seconds
-            layers += [nn.Conv2d(c_in, c, 3, padding=1, stride=stride if i == 0 else 1),
-                       nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d(2)]
+            layers += [
+                nn.Conv2d(c_in, c, 3, padding=1, stride=stride if i == 0 else 1),
+                nn.BatchNorm2d(c),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+            ]
             c_in = c
         self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
-                                  nn.Linear(c_in, n_classes))
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(c_in, n_classes)
+        )
         self.loss = nn.CrossEntropyLoss()
         # macro-F1 over validation crops: what early stopping watches on unbalanced tasks
         self.val_f1 = MulticlassF1Score(num_classes=n_classes, average="macro")
@@ -97,8 +117,9 @@ class PianoRollCNN(L.LightningModule):
         self.log("val_f1", self.val_f1, prog_bar=True, on_epoch=True, on_step=False)
 
     def configure_optimizers(self):  # noqa: D102 (Lightning hook)
-        return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr,
-                                 weight_decay=self.hparams.weight_decay)
+        return torch.optim.AdamW(
+            self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
+        )
 
 
 class PianoRollCNNClassifier:
@@ -114,22 +135,37 @@ class PianoRollCNNClassifier:
         self.classes_: list[str] = []
         self.fit_result: Any = None
 
-    def _loader(self, ds: Dataset, shuffle_weights: np.ndarray | None, train: bool
-                ) -> DataLoader:
+    def _loader(self, ds: Dataset, shuffle_weights: np.ndarray | None, train: bool) -> DataLoader:
         bs = int(self.cfg.get("batch_size") or self.params.trainer.batch_size)
         workers = int(self.params.trainer.num_workers)
         sampler = None
         if train:
             n = len(ds)
-            sampler = (WeightedRandomSampler(torch.as_tensor(shuffle_weights, dtype=torch.double),
-                                             n, replacement=True)
-                       if shuffle_weights is not None else RandomSampler(ds))
-        return DataLoader(ds, batch_size=bs, sampler=sampler, shuffle=False,
-                          num_workers=workers, persistent_workers=workers > 0)
+            sampler = (
+                WeightedRandomSampler(
+                    torch.as_tensor(shuffle_weights, dtype=torch.double), n, replacement=True
+                )
+                if shuffle_weights is not None
+                else RandomSampler(ds)
+            )
+        return DataLoader(
+            ds,
+            batch_size=bs,
+            sampler=sampler,
+            shuffle=False,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+        )
 
-    def fit(self, rolls: list[sparse.spmatrix], y: np.ndarray, val_rolls: list[sparse.spmatrix],
-            val_y: np.ndarray, ckpt_dir: str | Path) -> PianoRollCNNClassifier:
-        from midiml.models.training import fit_lightning
+    def fit(
+        self,
+        rolls: list[sparse.spmatrix],
+        y: np.ndarray,
+        val_rolls: list[sparse.spmatrix],
+        val_y: np.ndarray,
+        ckpt_dir: str | Path,
+    ) -> PianoRollCNNClassifier:
+        from midiml.training import fit_lightning
 
         cfg = self.cfg
         self.classes_ = sorted({str(v) for v in y})
@@ -147,18 +183,34 @@ class PianoRollCNNClassifier:
             weights = np.tile(1.0 / counts[yi], per_song)
         val_ds = CropDataset(val_rolls, vi, length, starts=self._eval_starts(val_rolls))
         L.seed_everything(int(self.params.seed), workers=True, verbose=False)
-        module = PianoRollCNN(len(self.classes_), list(cfg.channels), float(cfg.dropout),
-                              float(cfg.lr), float(cfg.weight_decay), self.classes_,
-                              _roll_dict(cfg.roll), length, int(cfg.eval_crops_per_song),
-                              int(cfg.get("stride", 2)))
+        module = PianoRollCNN(
+            len(self.classes_),
+            list(cfg.channels),
+            float(cfg.dropout),
+            float(cfg.lr),
+            float(cfg.weight_decay),
+            self.classes_,
+            _roll_dict(cfg.roll),
+            length,
+            int(cfg.eval_crops_per_song),
+            int(cfg.get("stride", 2)),
+        )
         self.fit_result = fit_lightning(
-            module, (self._loader(train_ds, weights, True), self._loader(val_ds, None, False)),
-            self.params, self.run_name, ckpt_dir, concern="classification",
-            own_max_epochs=int(cfg.max_epochs), monitor=str(cfg.get("monitor", "val_f1")),
-            mode=str(cfg.get("monitor_mode", "max")), progress_bar=False)
+            module,
+            (self._loader(train_ds, weights, True), self._loader(val_ds, None, False)),
+            self.params,
+            self.run_name,
+            ckpt_dir,
+            concern="classification",
+            own_max_epochs=int(cfg.max_epochs),
+            monitor=str(cfg.get("monitor", "val_f1")),
+            mode=str(cfg.get("monitor_mode", "max")),
+            progress_bar=False,
+        )
         best = self.fit_result.best_checkpoint
-        self.module = PianoRollCNN.load_from_checkpoint(best, map_location="cpu") if best \
-            else module
+        self.module = (
+            PianoRollCNN.load_from_checkpoint(best, map_location="cpu") if best else module
+        )
         self.module.eval()
         return self
 
@@ -187,8 +239,9 @@ def load_cnn(path: str | Path) -> PianoRollCNN:
 
 
 @torch.no_grad()
-def predict_songs(module: PianoRollCNN, rolls: list[sparse.spmatrix],
-                  batch_size: int = 256) -> np.ndarray:
+def predict_songs(
+    module: PianoRollCNN, rolls: list[sparse.spmatrix], batch_size: int = 256
+) -> np.ndarray:
     """Per song, the mean softmax over evenly spaced crops (song-level probabilities)."""
     module.eval()
     length = int(module.hparams.crop_steps)
@@ -200,7 +253,7 @@ def predict_songs(module: PianoRollCNN, rolls: list[sparse.spmatrix],
         x = torch.from_numpy(crops(sparse.csc_matrix(r), length, starts)).unsqueeze(1)
         probs = []
         for b in range(0, len(x), batch_size):
-            logits = module(x[b:b + batch_size].to(device))
+            logits = module(x[b : b + batch_size].to(device))
             probs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
         out[i] = np.concatenate(probs).mean(axis=0)
     return out

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from midiml.models.base import N_PITCHES, Generator, smooth, write_meta
+from midiml.generate.base import N_PITCHES, Generator, smooth, write_meta
 from midiml.represent.windows import PITCH
 
 
@@ -49,9 +49,14 @@ class MarkovGenerator(Generator):
                     ctx_parts.append(np.lib.stride_tricks.sliding_window_view(p, k)[:-1])
                     nxt_parts.append(p[k:])
             if not ctx_parts:
-                self.tables.append({"keys": np.zeros(0, np.int64),
-                                    "indptr": np.zeros(1, np.int64),
-                                    "next": np.zeros(0, np.int64), "count": np.zeros(0)})
+                self.tables.append(
+                    {
+                        "keys": np.zeros(0, np.int64),
+                        "indptr": np.zeros(1, np.int64),
+                        "next": np.zeros(0, np.int64),
+                        "count": np.zeros(0),
+                    }
+                )
                 continue
             keys = _keys(np.concatenate(ctx_parts))
             nxt = np.concatenate(nxt_parts)
@@ -60,9 +65,14 @@ class MarkovGenerator(Generator):
             ukeys = uniq // N_PITCHES
             ctx_keys, first = np.unique(ukeys, return_index=True)
             indptr = np.append(first, len(uniq)).astype(np.int64)
-            self.tables.append({"keys": ctx_keys, "indptr": indptr,
-                                "next": (uniq % N_PITCHES).astype(np.int64),
-                                "count": cnt.astype(np.float64)})
+            self.tables.append(
+                {
+                    "keys": ctx_keys,
+                    "indptr": indptr,
+                    "next": (uniq % N_PITCHES).astype(np.int64),
+                    "count": cnt.astype(np.float64),
+                }
+            )
         return self
 
     def next_pitch_proba(self, windows: np.ndarray) -> np.ndarray:
@@ -101,6 +111,8 @@ class MarkovGenerator(Generator):
         z = np.load(Path(model_dir) / "markov.npz")
         gen = cls(int(z["order"]))
         gen.unigram = z["unigram"]
-        gen.tables = [{name: z[f"{name}_{k}"] for name in ("keys", "indptr", "next", "count")}
-                      for k in range(1, gen.order)]
+        gen.tables = [
+            {name: z[f"{name}_{k}"] for name in ("keys", "indptr", "next", "count")}
+            for k in range(1, gen.order)
+        ]
         return gen

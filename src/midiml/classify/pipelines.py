@@ -41,9 +41,9 @@ class TaskData:
     """Labels of one task per song, with each song's split."""
 
     name: str
-    labels: pd.Series                      # index file_id -> label (str)
-    split: pd.Series                       # index file_id -> train/val/test
-    positive: str | None = None            # binary tasks: the class F0.5 is about
+    labels: pd.Series  # index file_id -> label (str)
+    split: pd.Series  # index file_id -> train/val/test
+    positive: str | None = None  # binary tasks: the class F0.5 is about
     genres: list[str] = field(default_factory=list)  # genres the task's songs come from
 
     def ids(self, split: str) -> list[str]:
@@ -76,34 +76,45 @@ def build_task(name: str, files: pd.DataFrame, splits: pd.DataFrame, cfg: Any) -
             labels = has.loc[has["composer"].isin(keep), "composer"].astype(str)
         else:
             positive = str(tcfg.positive)
-            labels = pd.Series(np.where(has["composer"].astype(str) == positive, positive,
-                                        str(tcfg.negative)), index=has.index)
+            labels = pd.Series(
+                np.where(has["composer"].astype(str) == positive, positive, str(tcfg.negative)),
+                index=has.index,
+            )
     else:
         raise ValueError(f"unknown task {name!r}; expected one of {TASKS}")
     labels = labels.sort_index()
-    task = TaskData(name, labels, split.loc[labels.index], positive,
-                    sorted(ok.loc[labels.index, "genre"].astype(str).unique()))
+    task = TaskData(
+        name,
+        labels,
+        split.loc[labels.index],
+        positive,
+        sorted(ok.loc[labels.index, "genre"].astype(str).unique()),
+    )
     _check_learnable(task, int(cfg.min_train_per_class))
     return task
 
 
 def _check_learnable(task: TaskData, min_train: int) -> None:
     if task.labels.nunique() < 2:
-        raise TaskSkipped(f"{task.labels.nunique()} class(es) with enough songs; need 2 "
-                          f"({len(task.labels)} songs)")
+        raise TaskSkipped(
+            f"{task.labels.nunique()} class(es) with enough songs; need 2 "
+            f"({len(task.labels)} songs)"
+        )
     train = pd.Series(task.y("train")).value_counts()
     missing = [c for c in task.classes if train.get(c, 0) < min_train]
     if missing:
-        raise TaskSkipped(f"class(es) {', '.join(missing)} have fewer than {min_train} "
-                          "training songs")
+        raise TaskSkipped(
+            f"class(es) {', '.join(missing)} have fewer than {min_train} training songs"
+        )
     if len(task.ids("test")) == 0:
         raise TaskSkipped("no test songs")
 
 
 def feature_columns(table: pd.DataFrame) -> list[str]:
     """Every numeric column of the feature table except the identifiers."""
-    return [c for c in table.columns
-            if c not in ID_COLUMNS and pd.api.types.is_numeric_dtype(table[c])]
+    return [
+        c for c in table.columns if c not in ID_COLUMNS and pd.api.types.is_numeric_dtype(table[c])
+    ]
 
 
 def feature_matrix(table: pd.DataFrame, ids: list[str], columns: list[str]) -> np.ndarray:
@@ -134,8 +145,9 @@ def param_grid(grid_cfg: Any) -> dict[str, list]:
     from omegaconf import DictConfig, OmegaConf
 
     plain = OmegaConf.to_container(grid_cfg) if isinstance(grid_cfg, DictConfig) else grid_cfg
-    return {f"clf__{k}": list(v) if isinstance(v, list | tuple) else [v]
-            for k, v in dict(plain).items()}
+    return {
+        f"clf__{k}": list(v) if isinstance(v, list | tuple) else [v] for k, v in dict(plain).items()
+    }
 
 
 def cv_folds(y: np.ndarray, wanted: int) -> int:
@@ -170,8 +182,9 @@ class FittedModel:
         return np.asarray(self.classes, dtype=object)[self.predict_proba(X).argmax(axis=1)]
 
 
-def fit_feature_model(task: TaskData, model: str, table: pd.DataFrame, cfg: Any,
-                      seed: int) -> FittedModel:
+def fit_feature_model(
+    task: TaskData, model: str, table: pd.DataFrame, cfg: Any, seed: int
+) -> FittedModel:
     """Grid-search ``model`` on the task's training songs (stratified CV) and refit there."""
     columns = feature_columns(table)
     X, y = feature_matrix(table, task.ids("train"), columns), task.y("train")
@@ -179,25 +192,43 @@ def fit_feature_model(task: TaskData, model: str, table: pd.DataFrame, cfg: Any,
     if folds < 2:
         raise TaskSkipped("a class has fewer than 2 training songs: no cross-validation")
     start = time.perf_counter()
-    search = GridSearchCV(make_pipeline(model, seed), param_grid(cfg.models[model]),
-                          scoring=str(cfg.scoring),
-                          cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
-                          n_jobs=int(cfg.get("n_jobs", 1)), refit=True, error_score="raise")
+    search = GridSearchCV(
+        make_pipeline(model, seed),
+        param_grid(cfg.models[model]),
+        scoring=str(cfg.scoring),
+        cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
+        n_jobs=int(cfg.get("n_jobs", 1)),
+        refit=True,
+        error_score="raise",
+    )
     search.fit(X, y)
     best = {k.removeprefix("clf__"): v for k, v in search.best_params_.items()}
     pipeline = search.best_estimator_
     if model == "svm":  # SVC has no probabilities of its own: calibrate the tuned SVC (Platt)
-        calibrated = CalibratedClassifierCV(pipeline.named_steps["clf"], ensemble=False,
-                                            cv=StratifiedKFold(folds, shuffle=True,
-                                                               random_state=seed))
+        calibrated = CalibratedClassifierCV(
+            pipeline.named_steps["clf"],
+            ensemble=False,
+            cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
+        )
         pipeline = Pipeline([("scale", StandardScaler()), ("clf", calibrated)]).fit(X, y)
-    return FittedModel(task.name, model, pipeline, task.classes, columns,
-                       task.positive, task.genres, best, float(search.best_score_), folds,
-                       time.perf_counter() - start)
+    return FittedModel(
+        task.name,
+        model,
+        pipeline,
+        task.classes,
+        columns,
+        task.positive,
+        task.genres,
+        best,
+        float(search.best_score_),
+        folds,
+        time.perf_counter() - start,
+    )
 
 
-def fit_vote(task: TaskData, members: list[FittedModel], table: pd.DataFrame, cfg: Any,
-             seed: int) -> FittedModel:
+def fit_vote(
+    task: TaskData, members: list[FittedModel], table: pd.DataFrame, cfg: Any, seed: int
+) -> FittedModel:
     """Soft vote (mean probability) of already tuned feature models.
 
     On small classes (composers with ten pieces) the single models err on different songs,
@@ -230,14 +261,31 @@ def fit_vote(task: TaskData, members: list[FittedModel], table: pd.DataFrame, cf
         return pipe
 
     fresh = VotingClassifier([(m.model, refit_copy(m)) for m in members], voting="soft")
-    cv = cross_val_score(fresh, X, y, scoring=str(cfg.scoring),
-                         cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
-                         n_jobs=int(cfg.get("n_jobs", 1)), error_score="raise")
-    vote = VotingClassifier([(m.model, FrozenEstimator(m.pipeline)) for m in members],
-                            voting="soft").fit(X, y)
-    return FittedModel(task.name, VOTE, vote, task.classes, columns, task.positive,
-                       task.genres, {"members": [m.model for m in members]},
-                       float(np.mean(cv)), folds, time.perf_counter() - start)
+    cv = cross_val_score(
+        fresh,
+        X,
+        y,
+        scoring=str(cfg.scoring),
+        cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
+        n_jobs=int(cfg.get("n_jobs", 1)),
+        error_score="raise",
+    )
+    vote = VotingClassifier(
+        [(m.model, FrozenEstimator(m.pipeline)) for m in members], voting="soft"
+    ).fit(X, y)
+    return FittedModel(
+        task.name,
+        VOTE,
+        vote,
+        task.classes,
+        columns,
+        task.positive,
+        task.genres,
+        {"members": [m.model for m in members]},
+        float(np.mean(cv)),
+        folds,
+        time.perf_counter() - start,
+    )
 
 
 def save_model(fitted: FittedModel, path: str | Path) -> None:
@@ -253,4 +301,3 @@ def load_model(path: str | Path) -> FittedModel:
     import joblib
 
     return joblib.load(path)
-

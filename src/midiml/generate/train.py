@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
-from midiml.models.base import Generator
+from midiml.generate.base import Generator
 from midiml.represent.windows import PITCH, EventData
 
 NAMES = ("markov", "forest", "ffnn", "lstm_tonedeaf", "note_lstm")
@@ -29,21 +29,30 @@ def build_module(name: str, cfg: dict[str, Any], loss: dict[str, Any] | None = N
     """The LightningModule of a neural generator from its config (and ffnn's ``model.loss``)."""
     arch = {k: v for k, v in cfg.items() if k not in _ARCH_KEYS}
     if name == "ffnn":
-        from midiml.models.ffnn import FFNNModule
+        from midiml.generate.ffnn import FFNNModule
+
         return FFNNModule(**arch, **(loss or {}))
     if name == "lstm_tonedeaf":
-        from midiml.models.lstm import ToneDeafLSTM
+        from midiml.generate.lstm import ToneDeafLSTM
+
         return ToneDeafLSTM(**arch, **cfg.get("loss", {}))
     if name == "note_lstm":
-        from midiml.models.lstm import NoteLSTM
+        from midiml.generate.lstm import NoteLSTM
+
         return NoteLSTM(**arch)
     raise ValueError(f"unknown neural generator {name!r}; choose from {NEURAL}")
 
 
-def train_generator(name: str, params: Any, data: EventData, model_dir: str | Path,
-                    run_name: str | None = None, cfg: dict[str, Any] | None = None,
-                    loss: dict[str, Any] | None = None, progress_bar: bool = True
-                    ) -> dict[str, Any]:
+def train_generator(
+    name: str,
+    params: Any,
+    data: EventData,
+    model_dir: str | Path,
+    run_name: str | None = None,
+    cfg: dict[str, Any] | None = None,
+    loss: dict[str, Any] | None = None,
+    progress_bar: bool = True,
+) -> dict[str, Any]:
     """Fit generator ``name`` on the training windows, save it into ``model_dir``.
 
     ``cfg``/``loss`` override ``params.model.<name>`` / ``params.model.loss`` (the ablation
@@ -57,8 +66,8 @@ def train_generator(name: str, params: Any, data: EventData, model_dir: str | Pa
         return _train_classic(name, params, data, model_dir, run_name, cfg)
     if name not in NEURAL:
         raise ValueError(f"unknown generator {name!r}; choose from {NAMES}")
-    from midiml.models.neural import TorchGenerator, window_loaders
-    from midiml.models.training import fit_lightning
+    from midiml.generate.neural import TorchGenerator, window_loaders
+    from midiml.training import fit_lightning
 
     if name == "ffnn" and loss is None:
         loss = _cfg(params.model.loss)
@@ -67,22 +76,40 @@ def train_generator(name: str, params: Any, data: EventData, model_dir: str | Pa
     # seed before the weights are drawn: torch's own start seed differs in every process
     L.seed_everything(int(params.seed), workers=True, verbose=False)
     module = build_module(name, cfg, loss)
-    loaders = window_loaders(data, int(cfg["n_in"]), int(params.trainer.batch_size),
-                             cfg.get("windows_per_epoch"), int(params.seed),
-                             int(params.trainer.num_workers))
-    result = fit_lightning(module, loaders, params, run_name, model_dir,
-                           own_max_epochs=cfg.get("max_epochs"), progress_bar=progress_bar)
+    loaders = window_loaders(
+        data,
+        int(cfg["n_in"]),
+        int(params.trainer.batch_size),
+        cfg.get("windows_per_epoch"),
+        int(params.seed),
+        int(params.trainer.num_workers),
+    )
+    result = fit_lightning(
+        module,
+        loaders,
+        params,
+        run_name,
+        model_dir,
+        own_max_epochs=cfg.get("max_epochs"),
+        progress_bar=progress_bar,
+    )
     if result.best_checkpoint is None:
         raise RuntimeError(f"{name}: training produced no checkpoint")
-    best = type(module).load_from_checkpoint(result.best_checkpoint, map_location="cpu",
-                                             weights_only=False)
+    best = type(module).load_from_checkpoint(
+        result.best_checkpoint, map_location="cpu", weights_only=False
+    )
     TorchGenerator(best, name).save(model_dir, checkpoint=result.best_checkpoint.name)
-    return {"train_seconds": result.train_seconds, "epochs": result.epochs,
-            "history": result.history, "run_id": result.run_id}
+    return {
+        "train_seconds": result.train_seconds,
+        "epochs": result.epochs,
+        "history": result.history,
+        "run_id": result.run_id,
+    }
 
 
-def _train_classic(name: str, params: Any, data: EventData, model_dir: Path, run_name: str,
-                   cfg: dict[str, Any]) -> dict[str, Any]:
+def _train_classic(
+    name: str, params: Any, data: EventData, model_dir: Path, run_name: str, cfg: dict[str, Any]
+) -> dict[str, Any]:
     import mlflow
 
     from midiml import tracking
@@ -90,12 +117,15 @@ def _train_classic(name: str, params: Any, data: EventData, model_dir: Path, run
     start = time.perf_counter()
     gen: Generator
     if name == "markov":
-        from midiml.models.markov import MarkovGenerator
+        from midiml.generate.markov import MarkovGenerator
+
         gen = MarkovGenerator(order=int(cfg["order"])).fit(
-            [data.song(s) for s in data.songs("train")])
+            [data.song(s) for s in data.songs("train")]
+        )
     else:
-        from midiml.models.forest import ForestGenerator
+        from midiml.generate.forest import ForestGenerator
         from midiml.represent.windows import spaced
+
         starts = data.starts["train"]
         starts = starts[spaced(len(starts), cfg.get("max_train_windows"))]
         x, y = data.windows("train", starts)

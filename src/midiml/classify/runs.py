@@ -18,8 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from midiml.evaluate import classification as ev
-from midiml.models.classifiers import (
+from midiml.classify.pipelines import (
     FEATURE_MODELS,
     TASKS,
     VOTE,
@@ -32,6 +31,7 @@ from midiml.models.classifiers import (
     load_model,
     save_model,
 )
+from midiml.evaluate import classification as ev
 
 CONCERN = "classification"
 
@@ -39,8 +39,11 @@ CONCERN = "classification"
 def _plain(cfg: Any) -> Any:
     from omegaconf import DictConfig, ListConfig, OmegaConf
 
-    return OmegaConf.to_container(cfg, resolve=True) \
-        if isinstance(cfg, DictConfig | ListConfig) else cfg
+    return (
+        OmegaConf.to_container(cfg, resolve=True)
+        if isinstance(cfg, DictConfig | ListConfig)
+        else cfg
+    )
 
 
 def _rolls_for(notes: pd.DataFrame | None, roll_cfg: Any, ids: list[str]) -> list:
@@ -50,19 +53,30 @@ def _rolls_for(notes: pd.DataFrame | None, roll_cfg: Any, ids: list[str]) -> lis
     return [rolls[i] for i in ids]
 
 
-def read_tables(with_notes: bool = True, root: str | Path = "data") -> tuple[
-        pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
+def read_tables(
+    with_notes: bool = True, root: str | Path = "data"
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
     """(files, splits, features, notes) as the data stages wrote them; notes only if asked
     (the note table is the large one and only the CNN needs it)."""
     root = Path(root)
     notes = pd.read_parquet(root / "interim/notes.parquet") if with_notes else None
-    return (pd.read_parquet(root / "interim/files.parquet"),
-            pd.read_parquet(root / "interim/splits.parquet"),
-            pd.read_parquet(root / "features/features.parquet"), notes)
+    return (
+        pd.read_parquet(root / "interim/files.parquet"),
+        pd.read_parquet(root / "interim/splits.parquet"),
+        pd.read_parquet(root / "features/features.parquet"),
+        notes,
+    )
 
 
-def train_all(params: Any, files: pd.DataFrame, splits: pd.DataFrame, table: pd.DataFrame,
-              notes: pd.DataFrame | None, out_dir: Path, log=print) -> dict[str, Any]:
+def train_all(
+    params: Any,
+    files: pd.DataFrame,
+    splits: pd.DataFrame,
+    table: pd.DataFrame,
+    notes: pd.DataFrame | None,
+    out_dir: Path,
+    log=print,
+) -> dict[str, Any]:
     """Fit every configured model of every task into ``out_dir``; return the manifest."""
     from midiml import tracking
 
@@ -78,8 +92,12 @@ def train_all(params: Any, files: pd.DataFrame, splits: pd.DataFrame, table: pd.
             manifest["tasks"][name] = {"skipped": str(exc)}
             log(f"{name}: skipped ({exc})")
             continue
-        entry: dict[str, Any] = {"classes": task.classes, "positive": task.positive,
-                                 "genres": task.genres, "models": {}}
+        entry: dict[str, Any] = {
+            "classes": task.classes,
+            "positive": task.positive,
+            "genres": task.genres,
+            "models": {},
+        }
         (out_dir / name).mkdir(parents=True, exist_ok=True)
         members: dict[str, Any] = {}
         vote = [m for m in (cfg.get("vote") or []) if m in cfg.models]
@@ -87,9 +105,11 @@ def train_all(params: Any, files: pd.DataFrame, splits: pd.DataFrame, table: pd.
             start = time.perf_counter()
             with tracking.run(params, CONCERN, f"{name}/{model}") as run:
                 try:
-                    fitted = (fit_vote(task, [members[m] for m in vote if m in members],
-                                       table, cfg, seed) if model == VOTE
-                              else fit_feature_model(task, model, table, cfg, seed))
+                    fitted = (
+                        fit_vote(task, [members[m] for m in vote if m in members], table, cfg, seed)
+                        if model == VOTE
+                        else fit_feature_model(task, model, table, cfg, seed)
+                    )
                 except TaskSkipped as exc:
                     entry["models"][model] = {"skipped": str(exc)}
                     continue
@@ -98,11 +118,17 @@ def train_all(params: Any, files: pd.DataFrame, splits: pd.DataFrame, table: pd.
                 if run is not None:
                     _log_fit(fitted)
                 entry["models"][model] = {
-                    "kind": "features", "file": f"{name}/{model}.joblib",
-                    "best_params": fitted.best_params, "cv_macro_f1": fitted.cv_macro_f1,
-                    "cv_folds": fitted.cv_folds, "run_id": run.info.run_id if run else None}
-            log(f"{name}/{model}: CV macro-F1 {fitted.cv_macro_f1:.3f} "
-                f"{fitted.best_params} ({time.perf_counter() - start:.1f} s)")
+                    "kind": "features",
+                    "file": f"{name}/{model}.joblib",
+                    "best_params": fitted.best_params,
+                    "cv_macro_f1": fitted.cv_macro_f1,
+                    "cv_folds": fitted.cv_folds,
+                    "run_id": run.info.run_id if run else None,
+                }
+            log(
+                f"{name}/{model}: CV macro-F1 {fitted.cv_macro_f1:.3f} "
+                f"{fitted.best_params} ({time.perf_counter() - start:.1f} s)"
+            )
         if name in cnn_tasks:
             entry["models"]["cnn"] = _train_cnn(params, task, notes, out_dir, log)
         entry["serve"] = _served_model(entry["models"], str(cfg.get("serve_model", "auto")))
@@ -118,9 +144,10 @@ def _log_fit(fitted: Any) -> None:
     mlflow.log_metric("cv_macro_f1", fitted.cv_macro_f1)
 
 
-def _train_cnn(params: Any, task: TaskData, notes: pd.DataFrame | None, out_dir: Path,
-               log) -> dict[str, Any]:
-    from midiml.models.pianoroll_cnn import PianoRollCNNClassifier
+def _train_cnn(
+    params: Any, task: TaskData, notes: pd.DataFrame | None, out_dir: Path, log
+) -> dict[str, Any]:
+    from midiml.classify.cnn import PianoRollCNNClassifier
 
     if notes is None:
         return {"skipped": "no note table given"}
@@ -132,8 +159,13 @@ def _train_cnn(params: Any, task: TaskData, notes: pd.DataFrame | None, out_dir:
     start = time.perf_counter()
     tmp = out_dir / task.name / ".cnn_ckpt"
     clf = PianoRollCNNClassifier(ccfg, params, f"{task.name}/cnn")
-    clf.fit(_rolls_for(notes, ccfg.roll, task.ids("train")), task.y("train"),
-            _rolls_for(notes, ccfg.roll, task.ids("val")), task.y("val"), tmp)
+    clf.fit(
+        _rolls_for(notes, ccfg.roll, task.ids("train")),
+        task.y("train"),
+        _rolls_for(notes, ccfg.roll, task.ids("val")),
+        task.y("val"),
+        tmp,
+    )
     res = clf.fit_result
     target = out_dir / task.name / "cnn.ckpt"
     if res.best_checkpoint is None:
@@ -141,12 +173,19 @@ def _train_cnn(params: Any, task: TaskData, notes: pd.DataFrame | None, out_dir:
         return {"skipped": "training produced no checkpoint"}
     shutil.move(str(res.best_checkpoint), target)
     shutil.rmtree(tmp, ignore_errors=True)
-    log(f"{task.name}/cnn: {len(res.history)} epochs, best {ccfg.get('monitor', 'val_f1')} "
+    log(
+        f"{task.name}/cnn: {len(res.history)} epochs, best {ccfg.get('monitor', 'val_f1')} "
         f"{res.best_score} "
-        f"({time.perf_counter() - start:.1f} s)")
-    return {"kind": "cnn", "file": f"{task.name}/cnn.ckpt", "epochs": len(res.history),
-            "monitor": str(ccfg.get("monitor", "val_f1")), "best_score": res.best_score,
-            "run_id": res.run_id}
+        f"({time.perf_counter() - start:.1f} s)"
+    )
+    return {
+        "kind": "cnn",
+        "file": f"{task.name}/cnn.ckpt",
+        "epochs": len(res.history),
+        "monitor": str(ccfg.get("monitor", "val_f1")),
+        "best_score": res.best_score,
+        "run_id": res.run_id,
+    }
 
 
 def _served_model(models: dict[str, Any], wanted: str) -> str | None:
@@ -165,23 +204,38 @@ def _served_model(models: dict[str, Any], wanted: str) -> str | None:
 # ---------------------------------------------------------------- evaluation
 
 
-def song_predictor(info: dict[str, Any], model_dir: Path, table: pd.DataFrame,
-                   notes: pd.DataFrame | None, roll_cfg: Any):
+def song_predictor(
+    info: dict[str, Any],
+    model_dir: Path,
+    table: pd.DataFrame,
+    notes: pd.DataFrame | None,
+    roll_cfg: Any,
+):
     """Load a trained model once; return a function from song ids to predicted labels."""
     if info["kind"] == "features":
         fitted = load_model(model_dir / info["file"])
         return lambda ids: fitted.predict(feature_matrix(table, ids, fitted.columns))
-    from midiml.models.pianoroll_cnn import load_cnn, predict_songs
+    from midiml.classify.cnn import load_cnn, predict_songs
 
     module = load_cnn(model_dir / info["file"])
     classes = np.asarray(module.hparams.classes, dtype=object)
-    return lambda ids: classes[predict_songs(module, _rolls_for(notes, roll_cfg, ids))
-                               .argmax(axis=1)]
+    return lambda ids: classes[
+        predict_songs(module, _rolls_for(notes, roll_cfg, ids)).argmax(axis=1)
+    ]
 
 
-def evaluate_all(params: Any, manifest: dict[str, Any], model_dir: Path, files: pd.DataFrame,
-                 splits: pd.DataFrame, table: pd.DataFrame, notes: pd.DataFrame | None,
-                 fig_dir: Path, plot_dir: Path, log=print) -> tuple[dict, dict[str, str]]:
+def evaluate_all(
+    params: Any,
+    manifest: dict[str, Any],
+    model_dir: Path,
+    files: pd.DataFrame,
+    splits: pd.DataFrame,
+    table: pd.DataFrame,
+    notes: pd.DataFrame | None,
+    fig_dir: Path,
+    plot_dir: Path,
+    log=print,
+) -> tuple[dict, dict[str, str]]:
     """Test (and validation) scores of every trained model; figures and plot tables written."""
     from midiml.io import save_figure
 
@@ -196,10 +250,14 @@ def evaluate_all(params: Any, manifest: dict[str, Any], model_dir: Path, files: 
         task = build_task(name, files, splits, cfg)
         y_train, y_val, y_test = task.y("train"), task.y("val"), task.y("test")
         res: dict[str, Any] = {
-            "classes": task.classes, "n_train": len(y_train), "n_val": len(y_val),
-            "n_test": len(y_test), "majority": ev.majority_baseline(y_train, y_test,
-                                                                    task.positive),
-            "models": {}, "serve": entry.get("serve")}
+            "classes": task.classes,
+            "n_train": len(y_train),
+            "n_val": len(y_val),
+            "n_test": len(y_test),
+            "majority": ev.majority_baseline(y_train, y_test, task.positive),
+            "models": {},
+            "serve": entry.get("serve"),
+        }
         if task.positive is not None:
             res["positive"] = task.positive
             res["naive_positive"] = ev.naive_positive_baseline(y_test, task.positive)
@@ -227,14 +285,20 @@ def evaluate_all(params: Any, manifest: dict[str, Any], model_dir: Path, files: 
             _write_csv(ev.confusion_rows(y_test, pred), plot_dir / f"{name}_{model}.csv")
             _log_eval(info.get("run_id"), params, m, fig_path)
             res["models"][model] = m
-            log(f"{name}/{model}: test accuracy {m['accuracy']:.3f} macro-F1 "
-                f"{m['macro_f1']:.3f}" + (f" F0.5 {m['f05']:.3f}" if "f05" in m else ""))
+            log(
+                f"{name}/{model}: test accuracy {m['accuracy']:.3f} macro-F1 "
+                f"{m['macro_f1']:.3f}" + (f" F0.5 {m['f05']:.3f}" if "f05" in m else "")
+            )
         scored = {k: v for k, v in res["models"].items() if "accuracy" in v}
         if scored:  # "best" looks at test scores (reporting); "selected" only at validation
-            res["best"] = max(scored, key=lambda k: (scored[k]["macro_f1"],
-                                                     scored[k]["accuracy"]))
-            res["selected"] = max(scored, key=lambda k: (scored[k].get("val_macro_f1", 0.0),
-                                                         scored[k].get("cv_macro_f1", 0.0)))
+            res["best"] = max(scored, key=lambda k: (scored[k]["macro_f1"], scored[k]["accuracy"]))
+            res["selected"] = max(
+                scored,
+                key=lambda k: (
+                    scored[k].get("val_macro_f1", 0.0),
+                    scored[k].get("cv_macro_f1", 0.0),
+                ),
+            )
         metrics["tasks"][name] = res
     return metrics, figures
 
@@ -258,8 +322,13 @@ def _log_eval(run_id: str | None, params: Any, m: dict[str, Any], fig_path: Path
         return
     try:
         with mlflow.start_run(run_id=run_id):
-            mlflow.log_metrics({f"test_{k}": float(v) for k, v in m.items()
-                                if k in ("accuracy", "macro_f1", "f05")})
+            mlflow.log_metrics(
+                {
+                    f"test_{k}": float(v)
+                    for k, v in m.items()
+                    if k in ("accuracy", "macro_f1", "f05")
+                }
+            )
             if "val_accuracy" in m:
                 mlflow.log_metric("val_song_accuracy", float(m["val_accuracy"]))
             mlflow.log_artifact(str(fig_path))

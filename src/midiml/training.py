@@ -72,19 +72,31 @@ def make_logger(params: Any, run_name: str, concern: str = "generation") -> Any:
 
     tracking.setup(tcfg, concern)  # creates the experiment with the configured artifact location
     prefix = (tcfg or {}).get("experiment_prefix", "midiml")
-    logger = MLFlowLogger(experiment_name=f"{prefix}-{concern}", run_name=run_name,
-                          tracking_uri=tracking.tracking_uri(tcfg),
-                          tags=tracking.standard_tags(), log_model=False)
+    logger = MLFlowLogger(
+        experiment_name=f"{prefix}-{concern}",
+        run_name=run_name,
+        tracking_uri=tracking.tracking_uri(tcfg),
+        tags=tracking.standard_tags(),
+        log_model=False,
+    )
     flat = {k: str(v)[:MAX_PARAM_LEN] for k, v in flatten(params).items()}
     logger.log_hyperparams(flat)
     return logger
 
 
-def fit_lightning(module: L.LightningModule, data: Any, params: Any, run_name: str,
-                  ckpt_dir: str | Path, concern: str = "generation",
-                  own_max_epochs: int | None = None, monitor: str = "val_loss",
-                  mode: str = "min", extra_callbacks: list[Callback] | None = None,
-                  progress_bar: bool = True) -> FitResult:
+def fit_lightning(
+    module: L.LightningModule,
+    data: Any,
+    params: Any,
+    run_name: str,
+    ckpt_dir: str | Path,
+    concern: str = "generation",
+    own_max_epochs: int | None = None,
+    monitor: str = "val_loss",
+    mode: str = "min",
+    extra_callbacks: list[Callback] | None = None,
+    progress_bar: bool = True,
+) -> FitResult:
     """Train ``module`` with a Lightning ``Trainer`` built from ``params.trainer``.
 
     ``data`` is a ``LightningDataModule`` or a ``(train_loader, val_loader)`` pair.
@@ -112,20 +124,37 @@ def fit_lightning(module: L.LightningModule, data: Any, params: Any, run_name: s
     L.seed_everything(int(params.seed), workers=True, verbose=False)
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode=mode,
-                                 save_top_k=1, save_last=False, enable_version_counter=False)
+    checkpoint = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="best",
+        monitor=monitor,
+        mode=mode,
+        save_top_k=1,
+        save_last=False,
+        enable_version_counter=False,
+    )
     history = _History()
     callbacks: list[Callback] = [
         EarlyStopping(monitor=monitor, mode=mode, patience=int(tcfg.patience)),
-        checkpoint, history, *(extra_callbacks or [])]
+        checkpoint,
+        history,
+        *(extra_callbacks or []),
+    ]
     logger = make_logger(params, run_name, concern)
     trainer = L.Trainer(
-        accelerator=str(tcfg.accelerator), devices=tcfg.devices, precision=str(tcfg.precision),
+        accelerator=str(tcfg.accelerator),
+        devices=tcfg.devices,
+        precision=str(tcfg.precision),
         max_epochs=effective_max_epochs(params, own_max_epochs),
-        deterministic=bool(tcfg.deterministic), logger=logger, callbacks=callbacks,
-        enable_progress_bar=progress_bar, enable_model_summary=False,
-        log_every_n_steps=10, num_sanity_val_steps=0,
-        default_root_dir=str(ckpt_dir))
+        deterministic=bool(tcfg.deterministic),
+        logger=logger,
+        callbacks=callbacks,
+        enable_progress_bar=progress_bar,
+        enable_model_summary=False,
+        log_every_n_steps=10,
+        num_sanity_val_steps=0,
+        default_root_dir=str(ckpt_dir),
+    )
     if isinstance(data, L.LightningDataModule):
         loaders: dict[str, Any] = {"datamodule": data}
     else:
@@ -143,6 +172,11 @@ def fit_lightning(module: L.LightningModule, data: Any, params: Any, run_name: s
         logger.finalize("success")
     for stray in ckpt_dir.glob("lightning_logs"):
         shutil.rmtree(stray, ignore_errors=True)
-    return FitResult(best_checkpoint=best, best_score=None if score is None else float(score),
-                     history=history.rows, epochs=trainer.current_epoch, run_id=run_id,
-                     train_seconds=seconds)
+    return FitResult(
+        best_checkpoint=best,
+        best_score=None if score is None else float(score),
+        history=history.rows,
+        epochs=trainer.current_epoch,
+        run_id=run_id,
+        train_seconds=seconds,
+    )

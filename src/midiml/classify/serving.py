@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from midiml.classify.pipelines import FittedModel, load_model
 from midiml.data.midi import MidiParseError, read_user_file
 from midiml.evaluate.classification import scores
-from midiml.models.classifiers import FittedModel, load_model
 
 MIDI_SUFFIXES = {".mid", ".midi"}
 MANIFEST = "manifest.json"
@@ -53,8 +53,10 @@ def load_served(model_dir: str | Path = "models/classifiers") -> Served:
         if served:
             models[task] = load_model(model_dir / entry["models"][served]["file"])
     if "genre" not in models:
-        raise ModelsMissing(f"{model_dir}: no trained genre classifier "
-                            f"({manifest.get('tasks', {}).get('genre', {}).get('skipped', '')})")
+        raise ModelsMissing(
+            f"{model_dir}: no trained genre classifier "
+            f"({manifest.get('tasks', {}).get('genre', {}).get('skipped', '')})"
+        )
     return Served(manifest, models)
 
 
@@ -62,12 +64,15 @@ def features_for(parsed: list[tuple[str, Any]], feature_params: dict[str, Any]) 
     """Feature rows for parsed files [(file_id, ParsedMidi)], as the features stage makes them."""
     from midiml.represent.features import extract_features
 
-    files = pd.DataFrame([{"file_id": fid, "genre": "", "status": "ok", **p.info}
-                          for fid, p in parsed])
+    files = pd.DataFrame(
+        [{"file_id": fid, "genre": "", "status": "ok", **p.info} for fid, p in parsed]
+    )
     notes = pd.concat([p.notes.assign(file_id=fid) for fid, p in parsed], ignore_index=True)
-    kwargs = {k: feature_params[k]
-              for k in ("onset_resolution", "grid_tolerance", "onset_divisors")
-              if k in feature_params}
+    kwargs = {
+        k: feature_params[k]
+        for k in ("onset_resolution", "grid_tolerance", "onset_divisors")
+        if k in feature_params
+    }
     return extract_features(notes, files, **kwargs)
 
 
@@ -97,9 +102,12 @@ def classify_files(paths: list[str | Path], served: Served) -> list[dict[str, An
     out = []
     for i, (fid, _) in enumerate(parsed):
         pred = genre.classes[int(g_proba[i].argmax())]
-        res: dict[str, Any] = {"file": fid, "genre": pred,
-                               "genre_probabilities": _named(genre.classes, g_proba[i]),
-                               "genre_model": genre.model}
+        res: dict[str, Any] = {
+            "file": fid,
+            "genre": pred,
+            "genre_probabilities": _named(genre.classes, g_proba[i]),
+            "genre_model": genre.model,
+        }
         if composer is not None and pred in composer.genres:
             res["composer"] = composer.classes[int(c_proba[i].argmax())]
             res["composer_probabilities"] = _named(composer.classes, c_proba[i])
@@ -132,8 +140,11 @@ def blind_files(folder: str | Path, classes: list[str]) -> tuple[list[tuple[Path
         if genre is None:
             unknown.append(sub.name)
             continue
-        pairs += [(f, genre) for f in sorted(sub.rglob("*"))
-                  if f.is_file() and f.suffix.lower() in MIDI_SUFFIXES]
+        pairs += [
+            (f, genre)
+            for f in sorted(sub.rglob("*"))
+            if f.is_file() and f.suffix.lower() in MIDI_SUFFIXES
+        ]
     return pairs, unknown
 
 
@@ -144,7 +155,8 @@ def evaluate_blind(folder: str | Path, served: Served) -> dict[str, Any]:
     if not pairs:
         raise FileNotFoundError(
             f"{folder}: no MIDI files in genre sub-folders (expected one of "
-            f"{', '.join(genre.classes)}; found {', '.join(unknown) or 'none'})")
+            f"{', '.join(genre.classes)}; found {', '.join(unknown) or 'none'})"
+        )
     parsed, truth, skipped = [], [], []
     for path, label in pairs:
         rel = str(path.relative_to(folder))
@@ -153,8 +165,12 @@ def evaluate_blind(folder: str | Path, served: Served) -> dict[str, Any]:
             truth.append(label)
         except (MidiParseError, OSError) as exc:
             skipped.append({"file": rel, "reason": str(exc).replace(str(path), rel)})
-    result: dict[str, Any] = {"model": genre.model, "n_files": len(pairs),
-                              "skipped_files": skipped, "unknown_folders": unknown}
+    result: dict[str, Any] = {
+        "model": genre.model,
+        "n_files": len(pairs),
+        "skipped_files": skipped,
+        "unknown_folders": unknown,
+    }
     if not parsed:
         result.update(per_genre={}, overall={"n": 0, "accuracy": None, "macro_f1": None})
         return result
@@ -166,7 +182,12 @@ def evaluate_blind(folder: str | Path, served: Served) -> dict[str, Any]:
         m = truth_arr == g
         per_genre[g] = {"n": int(m.sum()), "accuracy": float((pred[m] == g).mean())}
     overall = scores(truth_arr, pred)
-    result.update(per_genre=per_genre, overall=overall,
-                  predictions=[{"file": f, "actual": t, "predicted": str(p)}
-                               for (f, _), t, p in zip(parsed, truth, pred, strict=True)])
+    result.update(
+        per_genre=per_genre,
+        overall=overall,
+        predictions=[
+            {"file": f, "actual": t, "predicted": str(p)}
+            for (f, _), t, p in zip(parsed, truth, pred, strict=True)
+        ],
+    )
     return result

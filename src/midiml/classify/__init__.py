@@ -1,0 +1,1 @@
+"""Classifiers: feature pipelines, the piano-roll CNN, training runs and serving."""

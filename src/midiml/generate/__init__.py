@@ -1,0 +1,1 @@
+"""Generators: next-event models, their losses, training, sampling and continuation."""

@@ -1,1 +1,0 @@
-"""Learners: next-event generators and classifiers, their losses and data modules."""
