@@ -15,99 +15,80 @@ import numpy as np
 from midiml import tracking
 from midiml.config import load_params
 from midiml.evaluate import generators as ev
-from midiml.generate import losses
+from midiml.generate import heldout, losses
 from midiml.generate.base import load_generator
-from midiml.generate.continuation import plot_piano_roll, write_midi
-from midiml.generate.train import NAMES, NEURAL
+from midiml.generate.continuation import write_midi
+from midiml.generate.train import generator_names, is_neural
 from midiml.io import atomic_dir, save_figure, write_json, write_text
+from midiml.report import generators as page
 from midiml.represent.windows import EventData
 
-
-def _log_to_run(params, name: str, run_id: str | None, metrics: dict, files: list[Path]) -> None:
-    """Attach test metrics and samples to the model's training run (a new run if it is gone)."""
-    import mlflow
-
-    if tracking.setup(params.get("tracking"), "generation") is None:
-        return
-    try:
-        ctx = mlflow.start_run(run_id=run_id) if run_id else None
-    except Exception:  # noqa: BLE001 - the run may live in another tracking store
-        ctx = None
-    ctx = ctx or mlflow.start_run(run_name=f"{name}-evaluation", tags=tracking.standard_tags())
-    with ctx:
-        mlflow.log_metrics(
-            {
-                k: float(v)
-                for k, v in metrics.items()
-                if isinstance(v, int | float) and not isinstance(v, bool)
-            }
-        )
-        for f in files:
-            mlflow.log_artifact(str(f), artifact_path="samples")
+MODELS = Path("models/generators")
 
 
 def main() -> None:
     params = load_params()
     sampling = params.model.sampling
+    names = generator_names(params)
+    neural = [n for n in names if is_neural(params.model.generators[n])]
     data = EventData.load("data/processed/windows.npz")
-    reference = ev.reference_values(data)
-    results: dict = {"real": ev.real_metrics(data, sampling, reference)}
+    reference = ev.reference_values(heldout.test_songs(data))
+    _, real, _ = heldout.prompt_segments(
+        data, int(sampling.n_prompts), int(sampling.prompt_len), int(sampling.n_new)
+    )
+    results: dict = {"real": ev.real_metrics(real, reference, len(data.songs("test")))}
     timings, histories = {}, {}
     with atomic_dir("reports/samples") as samples_dir, atomic_dir("data/samples") as midi_dir:
-        for name in NAMES:
-            model_dir = Path("models") / name
+        for name in names:
+            model_dir = MODELS / name
             gen = load_generator(model_dir)
             train = json.loads((model_dir / "train.json").read_text())
-            stats, prompts, samples = ev.sample_metrics(gen, data, sampling, reference)
-            results[name] = {**ev.prediction_metrics(gen, data), **stats, "epochs": train["epochs"]}
+            prompts, samples = heldout.sample_continuations(gen, data, sampling)
+            results[name] = {
+                **ev.prediction_metrics(*heldout.test_predictions(gen, data)),
+                **ev.sample_metrics(samples, reference),
+                "epochs": train["epochs"],
+            }
             timings[name] = {
                 "train_seconds": round(train["train_seconds"], 2),
                 "epochs": train["epochs"],
             }
-            if name in NEURAL:
+            if name in neural:
                 histories[name] = train["history"]
             files = []
             for i in range(min(int(sampling.n_saved), len(samples))):
                 mid = midi_dir / f"{name}_{i}.mid"
                 write_midi(np.concatenate([prompts[i], samples[i]]), mid)
                 png = samples_dir / f"{name}_{i}.png"
-                fig = plot_piano_roll(prompts[i], samples[i], f"{name}: continuation {i}")
+                fig = page.plot_piano_roll(prompts[i], samples[i], f"{name}: continuation {i}")
                 save_figure(fig, png)
                 files += [mid, png]
-            _log_to_run(params, name, train.get("run_id"), results[name], files)
-            print(
-                name,
-                {
-                    k: results[name][k]
-                    for k in (
-                        "test_bits_per_note",
-                        "test_top1",
-                        "sample_repeat_rate",
-                        "sample_oa_mean",
-                    )
-                },
+            tracking.log_evaluation(
+                params, "generation", name, train.get("run_id"), results[name], files
             )
+            shown = ("test_bits_per_note", "test_top1", "sample_repeat_rate", "sample_oa_mean")
+            print(name, {k: results[name][k] for k in shown})
     ablation_file = Path("models/ffnn_ablation/results.json")
     if ablation_file.exists():
         results["ffnn_ablation"] = json.loads(ablation_file.read_text())
         ab_t = Path("models/ffnn_ablation/timings.json")
         if ab_t.exists():
             timings["ffnn_ablation"] = json.loads(ab_t.read_text())
-    results["targets"] = ev.targets(results, list(NEURAL))
+    results["targets"] = ev.targets(results, neural)
     write_json("reports/metrics/generators.json", results)
     write_json(
         "reports/metrics/generator_timings.json",
         {"device": str(params.trainer.accelerator), "models": timings},
     )
-    save_figure(ev.plot_bits(results, list(NAMES)), "reports/figures/generators_bits.png")
-    save_figure(ev.plot_curves(histories), "reports/figures/generators_val_curves.png")
+    save_figure(page.plot_bits(results, names), "reports/figures/generators_bits.png")
+    save_figure(page.plot_curves(histories), "reports/figures/generators_val_curves.png")
     if "ffnn_ablation" in results:
         save_figure(
-            ev.plot_ablation(results["ffnn_ablation"], results["real"]["sample_repeat_rate"]),
+            page.plot_ablation(results["ffnn_ablation"], results["real"]["sample_repeat_rate"]),
             "reports/figures/generators_ablation.png",
         )
     write_text(
-        "reports/generators.md", ev.markdown(results, timings, list(NAMES), losses.__doc__ or "")
+        "reports/generators.md", page.markdown(results, timings, names, losses.__doc__ or "")
     )
 
 

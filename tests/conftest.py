@@ -87,3 +87,65 @@ def mirror() -> Path:
     if not (MIRROR / "SHA256SUMS").exists():
         pytest.skip("offline dataset mirror ../shared/datasets is absent")
     return MIRROR
+
+
+def tiny_params(overrides: list[str] | None = None, **nodes) -> object:
+    """The project's real composed config, shrunk for tests: 1-epoch CPU training, small
+    generators, tracking off. ``overrides`` are Hydra overrides; ``nodes`` merge on top."""
+    from omegaconf import OmegaConf
+
+    from midiml.config import compose_defaults
+
+    cfg = OmegaConf.create(compose_defaults(overrides, conf_dir=str(REPO / "conf")))
+    small = {
+        "seed": 0,
+        "data": {"max_epochs": 1},
+        "tracking": {"enabled": False},
+        "trainer": {"max_epochs": 1, "enable_progress_bar": False},
+        "loader": {"batch_size": 64},
+        "model": {
+            "windows": {"n_in": 8},
+            "generators": {
+                "forest": {
+                    "module": {
+                        "context": 4,
+                        "n_estimators": 5,
+                        "max_depth": 6,
+                        "min_samples_leaf": 1,
+                        "max_train_windows": 500,
+                    }
+                },
+                "ffnn": {
+                    "module": {"n_in": 8, "embed": 8, "hidden": 32, "dropout": 0.0, "lr": 0.01},
+                    "datamodule": {"n_in": 8, "windows_per_epoch": 300},
+                    "max_epochs": 1,
+                },
+                "lstm_tonedeaf": {
+                    "module": {
+                        "n_in": 8,
+                        "embed": 8,
+                        "hidden": 16,
+                        "layers": 1,
+                        "dropout": 0.0,
+                        "lr": 0.01,
+                    },
+                    "datamodule": {"n_in": 8, "windows_per_epoch": 300},
+                    "max_epochs": 1,
+                },
+                "note_lstm": {
+                    "module": {
+                        "n_in": 8,
+                        "embed": 8,
+                        "hidden": 16,
+                        "layers": 3,
+                        "dense": 16,
+                        "dropout": 0.1,
+                        "lr": 0.01,
+                    },
+                    "datamodule": {"n_in": 8, "windows_per_epoch": 300},
+                    "max_epochs": 1,
+                },
+            },
+        },
+    }
+    return OmegaConf.merge(cfg, small, nodes)

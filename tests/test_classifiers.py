@@ -17,6 +17,7 @@ from midiml.classify.pipelines import (
     save_model,
 )
 from midiml.evaluate import classification as ev
+from tests.conftest import tiny_params
 
 CFG = OmegaConf.create(
     {
@@ -207,35 +208,26 @@ def test_piano_roll_cnn_trains_saves_and_reloads(tmp_path):
     cfg = OmegaConf.create(
         {
             "roll": {"pitch_low": 0, "pitch_high": 23},
-            "crop_steps": 16,
-            "train_crops_per_song": 4,
-            "eval_crops_per_song": 3,
-            "channels": [4],
-            "stride": 1,
-            "dropout": 0.0,
-            "lr": 0.02,
-            "weight_decay": 0.0,
-            "balanced": True,
+            "module": {
+                "_target_": "midiml.classify.cnn.PianoRollCNN",
+                "channels": [4],
+                "stride": 1,
+                "dropout": 0.0,
+                "lr": 0.02,
+                "weight_decay": 0.0,
+            },
+            "datamodule": {
+                "_target_": "midiml.classify.cnn.CropDataModule",
+                "crop_steps": 16,
+                "train_crops_per_song": 4,
+                "eval_crops_per_song": 3,
+                "balanced": True,
+                "batch_size": 16,
+            },
             "max_epochs": 3,
         }
     )
-    params = OmegaConf.create(
-        {
-            "seed": 0,
-            "data": {"max_epochs": None},
-            "tracking": {"enabled": False},
-            "trainer": {
-                "accelerator": "cpu",
-                "devices": 1,
-                "precision": "32-true",
-                "max_epochs": 3,
-                "patience": 5,
-                "batch_size": 16,
-                "num_workers": 0,
-                "deterministic": True,
-            },
-        }
-    )
+    params = tiny_params(trainer={"max_epochs": 3})
     clf = PianoRollCNNClassifier(cfg, params, "t").fit(
         rolls[:8], y[:8], rolls[8:], y[8:], tmp_path / "ck"
     )

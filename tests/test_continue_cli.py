@@ -7,8 +7,8 @@ import pytest
 from typer.testing import CliRunner
 
 from midiml.cli import app
-from midiml.generate.markov import MarkovGenerator
-from tests.conftest import write_midi
+from midiml.generate.train import train_generator
+from tests.conftest import tiny_params, write_midi
 from tests.test_generators import scale_data
 
 runner = CliRunner()
@@ -19,8 +19,8 @@ def models_dir(tmp_path):
     """A tiny Markov model trained here, saved the way the training stage saves it."""
     data = scale_data()
     root = tmp_path / "models"
-    (root / "markov").mkdir(parents=True)
-    MarkovGenerator(order=3).fit([data.song(s) for s in data.songs("train")]).save(root / "markov")
+    params = tiny_params()
+    train_generator("markov", params.model.generators.markov, params, data, root / "markov")
     return root
 
 

@@ -6,78 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from midiml.generate.base import load_generator
 from midiml.generate.markov import MarkovGenerator
 from midiml.generate.sampling import continue_events, continue_seconds, sample_pitches
 from midiml.generate.train import train_generator
 from midiml.represent.windows import build_event_data
+from tests.conftest import tiny_params
 
 SCALE = [60, 62, 64, 65, 67, 69, 71, 72]
-
-
-def tiny_params(tmp_path, **model) -> OmegaConf:
-    base = {
-        "seed": 0,
-        "data": {"max_epochs": 1},
-        "tracking": {"enabled": False},
-        "trainer": {
-            "accelerator": "cpu",
-            "devices": 1,
-            "precision": "32-true",
-            "max_epochs": 1,
-            "patience": 2,
-            "batch_size": 64,
-            "num_workers": 0,
-            "deterministic": True,
-        },
-        "model": {
-            "markov": {"order": 3},
-            "forest": {
-                "context": 4,
-                "n_estimators": 5,
-                "max_depth": 6,
-                "min_samples_leaf": 1,
-                "unigram_mix": 0.05,
-                "max_train_windows": 500,
-            },
-            "ffnn": {
-                "n_in": 8,
-                "embed": 8,
-                "hidden": 32,
-                "dropout": 0.0,
-                "lr": 0.01,
-                "max_epochs": 1,
-                "windows_per_epoch": 300,
-            },
-            "loss": {"alpha": 1.5, "lambda_rep": 1.0, "lambda_sim": 0.0, "rep_context": 1},
-            "lstm_tonedeaf": {
-                "n_in": 8,
-                "embed": 8,
-                "hidden": 16,
-                "layers": 1,
-                "dropout": 0.0,
-                "lr": 0.01,
-                "max_epochs": 1,
-                "windows_per_epoch": 300,
-                "loss": {"w_int": 2.0, "w_dur": 1.0, "w_jump": 0.1, "jump": 12, "max_interval": 48},
-            },
-            "note_lstm": {
-                "n_in": 8,
-                "embed": 8,
-                "hidden": 16,
-                "layers": 3,
-                "dense": 16,
-                "dropout": 0.1,
-                "lr": 0.01,
-                "max_epochs": 1,
-                "windows_per_epoch": 300,
-            },
-            **model,
-        },
-    }
-    return OmegaConf.create(base)
 
 
 def scale_data(n_songs: int = 6, length: int = 80):
@@ -129,7 +66,9 @@ def test_markov_learns_the_scale_walk():
 def test_train_save_load_roundtrip(tmp_path, name):
     torch.set_num_threads(1)
     data = scale_data()
-    info = train_generator(name, tiny_params(tmp_path), data, tmp_path / name, progress_bar=False)
+    params = tiny_params()
+    spec = params.model.generators[name]
+    info = train_generator(name, spec, params, data, tmp_path / name, progress_bar=False)
     assert info["train_seconds"] >= 0
     assert (tmp_path / name / "meta.json").exists()
     gen = load_generator(tmp_path / name)
@@ -213,33 +152,24 @@ def test_model_durations_are_used_only_when_asked():
     assert np.array_equal(own[:, 0], replayed[:, 0])  # pitches do not depend on the flag here
 
 
-def test_only_the_ffnn_stage_reads_the_repetition_loss_params():
-    """`dvc exp run -S model.loss.alpha=...` must retrain ffnn alone (dvc.yaml params)."""
-    from pathlib import Path
+def stages_reading(key: str) -> list[str]:
+    """The DVC stages (foreach expanded by DVC itself) whose params include ``key``."""
+    from dvc.repo import Repo
 
-    import yaml
+    from tests.conftest import REPO
 
-    stages = yaml.safe_load((Path(__file__).parents[1] / "dvc.yaml").read_text())["stages"]
     readers = []
-    for name, st in stages.items():
-        if "foreach" in st and not isinstance(st["foreach"], dict):
-            if any("model.loss" in str(p) for p in st["do"].get("params", [])):
-                readers.append(name)
-        elif "foreach" in st:
-            for key, item in st["foreach"].items():
-                params = [
-                    str(p).replace("${key}", key).replace("${item.extra}", item["extra"])
-                    for p in st["do"].get("params", [])
-                ]
-                if any(p == "model.loss" or p.startswith("model.loss.") for p in params):
-                    readers.append(f"{name}@{key}")
-        elif any(str(p).startswith("model.loss") for p in st.get("params", [])):
-            readers.append(name)
-    assert readers == ["train_generator@ffnn"]
-    assert set(stages["train_generator"]["foreach"]) == {
-        "markov",
-        "forest",
-        "ffnn",
-        "lstm_tonedeaf",
-        "note_lstm",
-    }
+    with Repo(str(REPO)) as repo:
+        for stage in repo.index.stages:
+            for dep in stage.params:
+                if any(key == p or key.startswith(f"{p}.") for p in dep.params):
+                    readers.append(stage.addressing)
+    return sorted(set(readers))
+
+
+def test_one_generator_setting_retrains_that_generator_alone():
+    """`dvc exp run -S model.generators.ffnn.module.loss.alpha=...`: ffnn, then evaluation."""
+    readers = stages_reading("model.generators.ffnn.module.loss.alpha")
+    assert readers == ["evaluate_generators", "ffnn_ablation", "train_generator@ffnn"]
+    assert "train_generator@markov" in stages_reading("model.generators.markov.module.order")
+    assert "train_generator@ffnn" not in stages_reading("model.generators.markov.module.order")

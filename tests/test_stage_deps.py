@@ -70,9 +70,7 @@ def script_of(cmd: str) -> Path:
 def uncovered(script: Path, deps: list[str]) -> list[str]:
     dep_paths = [(REPO / d).resolve() for d in deps if "${" not in d]
     needed = import_closure(script) | {script}
-    missing = [
-        f for f in needed if not any(f == d or d in f.parents for d in dep_paths)
-    ]
+    missing = [f for f in needed if not any(f == d or d in f.parents for d in dep_paths)]
     return sorted(str(f.relative_to(REPO)) for f in missing)
 
 
@@ -91,8 +89,21 @@ def test_the_check_catches_a_removed_dependency():
     assert "src/midiml/generate/train.py" in uncovered(script_of(stage["cmd"]), deps)
 
 
-LAYERS = ["config", "io", "tracking", "training", "data", "represent",
-          "generate", "classify", "cluster", "evaluate", "report", "cli", "params_sync"]
+LAYERS = [
+    "config",
+    "io",
+    "tracking",
+    "training",
+    "data",
+    "represent",
+    "generate",
+    "classify",
+    "cluster",
+    "evaluate",
+    "report",
+    "cli",
+    "params_sync",
+]
 
 
 def package_of(path: Path) -> str:
@@ -114,7 +125,8 @@ def package_graph() -> dict[str, set[str]]:
 
 
 def test_packages_import_in_one_direction():
-    """No cycle between packages: data -> represent -> generate/classify/cluster -> evaluate -> report."""
+    """No cycle between packages (data -> represent -> generate/classify/cluster -> evaluate
+    -> report)."""
     graph = package_graph()
     state: dict[str, int] = {}
 
@@ -134,3 +146,57 @@ def test_packages_import_in_one_direction():
 def test_evaluate_holds_pure_metrics_only():
     """evaluate/ measures arrays and tables; it never imports the models it measures."""
     assert not package_graph().get("evaluate", set()) & {"generate", "classify", "cluster"}
+
+
+def needed_deps(script: Path) -> list[str]:
+    """The smallest dvc.yaml deps covering ``script``: its file, the packages it reaches (as
+    folders) and the top-level modules it imports. ``python -m tests.test_stage_deps`` prints
+    them for every stage."""
+    out = {str(script.relative_to(REPO))}
+    for f in import_closure(script):
+        rel = f.relative_to(LIB)
+        if len(rel.parts) > 1:
+            out.add(f"src/midiml/{rel.parts[0]}")
+        else:
+            out.add(str(f.relative_to(REPO)))
+    return sorted(out, key=lambda d: (not d.startswith("stages/"), d))
+
+
+def test_stage_deps_are_exactly_the_code_the_script_needs():
+    """No stale code dep either (it would rerun a stage for nothing): regenerate with
+    ``python -m tests.test_stage_deps --write``."""
+    for name, stage in stages().items():
+        code = [d for d in stage.get("deps", []) if d.startswith(("src/", "stages/"))]
+        assert code == needed_deps(script_of(stage["cmd"])), f"stage {name!r}"
+
+
+def write_deps() -> None:
+    """Rewrite each stage's code deps in dvc.yaml (data deps and comments are kept)."""
+    path = REPO / "dvc.yaml"
+    lines = path.read_text().split("\n")
+    code = {n: needed_deps(script_of(s["cmd"])) for n, s in stages().items()}
+    out, stage, i = [], None, 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("  ") and not line.startswith("   ") and line.rstrip().endswith(":"):
+            stage = line.strip()[:-1]
+        out.append(line)
+        i += 1
+        if line.strip() == "deps:" and stage in code:
+            indent = line[: len(line) - len(line.lstrip())] + "  "
+            kept = []
+            while i < len(lines) and lines[i].startswith(indent + "- "):
+                if not lines[i].strip()[2:].startswith(("src/", "stages/")):
+                    kept.append(lines[i])
+                i += 1
+            out += [f"{indent}- {d}" for d in code[stage]] + kept
+    path.write_text("\n".join(out))
+
+
+if __name__ == "__main__":
+    import sys
+
+    if "--write" in sys.argv:
+        write_deps()
+    for stage_name, stage in stages().items():
+        print(stage_name, needed_deps(script_of(stage["cmd"])))

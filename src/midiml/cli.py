@@ -41,7 +41,9 @@ def continue_(
         "--model-durations",
         help="durations from the model's own head (lstm_tonedeaf) instead of the prompt's rhythm",
     ),
-    models_dir: str = typer.Option("models", "--models-dir", help="where `dvc repro` saved models"),
+    models_dir: str = typer.Option(
+        "models/generators", "--models-dir", help="where `dvc repro` saved the generators"
+    ),
 ) -> None:
     """Continue a MIDI file with a trained generator: writes the prompt followed by new music."""
     from midiml.generate.continuation import ContinueError, continue_midi

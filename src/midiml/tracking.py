@@ -92,3 +92,34 @@ def run(params: Any, concern: str, run_name: str, nested: bool = False) -> Itera
     with mlflow.start_run(run_name=run_name, nested=nested, tags=standard_tags()) as active:
         log_params(params)
         yield active
+
+
+def log_evaluation(
+    params: Any,
+    concern: str,
+    name: str,
+    parent_run_id: str | None,
+    metrics: dict[str, Any],
+    files: list[Path] | None = None,
+) -> None:
+    """Log test metrics and samples as a child run of the model's training run.
+
+    A new child run, not the training run re-opened: re-opening would stretch the training
+    run's duration to the time of evaluation.
+    """
+    import mlflow
+
+    if setup(params.get("tracking"), concern) is None:
+        return
+    tags = standard_tags()
+    if parent_run_id:
+        tags["mlflow.parentRunId"] = parent_run_id
+    with mlflow.start_run(run_name=f"{name}-evaluation", tags=tags):
+        numbers = {
+            k: float(v)
+            for k, v in metrics.items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        }
+        mlflow.log_metrics(numbers)
+        for f in files or []:
+            mlflow.log_artifact(str(f), artifact_path="samples")

@@ -1,8 +1,11 @@
 """One way to train every Lightning model of the project: ``fit_lightning``.
 
-Generators (issue 4) and sequence classifiers (issue 5) share it, so early stopping,
-checkpointing, seeding, CPU/GPU selection and MLflow logging behave the same everywhere
-and are driven only by ``params.trainer`` / ``params.data`` / ``params.tracking``.
+Generators and sequence classifiers share it, so early stopping, checkpointing, seeding,
+CPU/GPU selection and MLflow logging behave the same everywhere. The ``Trainer`` and its
+callbacks are built from config with ``hydra.utils.instantiate``: every key under
+``params.trainer`` reaches ``lightning.Trainer`` (``+trainer.strategy=ddp``,
+``trainer.devices=2``, ``+trainer.num_nodes=2`` ...); ``params.callbacks`` holds the early
+stopping; ``params.cpu_threads`` the torch threads on a CPU.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from midiml.config import flatten
 
@@ -102,12 +106,12 @@ def fit_lightning(
     ``data`` is a ``LightningDataModule`` or a ``(train_loader, val_loader)`` pair.
     The module must log ``monitor`` (default ``val_loss``) once per validation epoch.
 
-    - seeds everything with ``params.seed``; ``deterministic`` from ``params.trainer``;
-    - on ``accelerator: cpu`` uses ``trainer.cpu_threads`` torch threads (default 1);
-    - ``accelerator``/``devices``/``precision`` from ``params.trainer`` (``trainer=gpu`` gives
-      bf16 on a GPU; nothing here assumes a CPU);
+    - seeds everything with ``params.seed``;
+    - on ``accelerator: cpu`` uses ``params.cpu_threads`` torch threads (default 1);
+    - the Trainer is ``instantiate(params.trainer)``: every key there reaches it (``trainer=gpu``
+      gives bf16 on a GPU, ``+trainer.strategy=ddp`` several processes);
     - epochs = min(``params.trainer.max_epochs``, ``own_max_epochs``, ``params.data.max_epochs``
-      when not null); EarlyStopping on ``monitor`` with ``params.trainer.patience``;
+      when not null); early stopping is ``params.callbacks.early_stopping`` on ``monitor``;
     - ModelCheckpoint keeps the best epoch as ``<ckpt_dir>/best.ckpt``;
     - logs per-epoch curves through Lightning's ``MLFlowLogger`` into experiment
       ``<tracking.experiment_prefix>-<concern>``, run ``run_name``, on the same tracking URI as
@@ -116,11 +120,10 @@ def fit_lightning(
     Returns a :class:`FitResult` (best checkpoint path, best score, per-epoch history, MLflow
     run id, wall time of the fit).
     """
-    tcfg = params.trainer
-    if str(tcfg.accelerator) == "cpu":
+    if str(params.trainer.accelerator) == "cpu":
         # one intra-op thread by default: on a small shared CPU, more threads oversubscribe
-        # the cores and made an epoch ~10x slower here (trainer.cpu_threads overrides)
-        torch.set_num_threads(int(tcfg.get("cpu_threads", 1) or 1))
+        # the cores and made an epoch ~10x slower here (cpu_threads overrides)
+        torch.set_num_threads(int(params.get("cpu_threads", 1) or 1))
     L.seed_everything(int(params.seed), workers=True, verbose=False)
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -134,25 +137,15 @@ def fit_lightning(
         enable_version_counter=False,
     )
     history = _History()
-    callbacks: list[Callback] = [
-        EarlyStopping(monitor=monitor, mode=mode, patience=int(tcfg.patience)),
-        checkpoint,
-        history,
-        *(extra_callbacks or []),
-    ]
+    early = instantiate(params.callbacks.early_stopping, monitor=monitor, mode=mode)
+    callbacks: list[Callback] = [early, checkpoint, history, *(extra_callbacks or [])]
     logger = make_logger(params, run_name, concern)
-    trainer = L.Trainer(
-        accelerator=str(tcfg.accelerator),
-        devices=tcfg.devices,
-        precision=str(tcfg.precision),
+    trainer = instantiate(
+        params.trainer,
         max_epochs=effective_max_epochs(params, own_max_epochs),
-        deterministic=bool(tcfg.deterministic),
         logger=logger,
         callbacks=callbacks,
         enable_progress_bar=progress_bar,
-        enable_model_summary=False,
-        log_every_n_steps=10,
-        num_sanity_val_steps=0,
         default_root_dir=str(ckpt_dir),
     )
     if isinstance(data, L.LightningDataModule):
@@ -163,6 +156,9 @@ def fit_lightning(
     start = time.perf_counter()
     trainer.fit(module, **loaders)
     seconds = time.perf_counter() - start
+    if trainer.global_rank != 0:
+        # several processes (DDP): the others end with training; rank 0 saves and reports
+        raise SystemExit(0)
     best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
     score = checkpoint.best_model_score
     run_id = None

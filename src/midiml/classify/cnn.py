@@ -5,7 +5,8 @@ The seed classified piano-roll images; here each song gives many fixed-size crop
 so that every class is seen equally often), early-stops on the validation songs' crops,
 and a song's prediction is the mean of the class probabilities of evenly spaced crops.
 Convolutions over pitch make a motif look the same in any register. Training goes through
-the project's ``fit_lightning`` (Trainer from ``params.trainer``, MLflow, checkpoints).
+the project's ``fit_lightning`` (Trainer from ``params.trainer``, MLflow, checkpoints); the
+module and its data module are built from ``classifier.cnn.module`` / ``.datamodule``.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from hydra.utils import instantiate
 from scipy import sparse
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, RandomSampler, WeightedRandomSampler
 from torchmetrics.classification import MulticlassF1Score
 
 from midiml.represent.pianoroll import RollSpec, crop_starts, crops
+from midiml.training import fit_lightning
 
 
 class CropDataset(Dataset):
@@ -59,11 +62,60 @@ class CropDataset(Dataset):
         return torch.from_numpy(x).unsqueeze(0), y
 
 
+class CropDataModule(L.LightningDataModule):
+    """Random crops of the training songs (class-balanced when ``balanced``), fixed evenly
+    spaced crops of the validation songs."""
+
+    def __init__(
+        self,
+        rolls: list[sparse.spmatrix],
+        labels: np.ndarray,
+        val_rolls: list[sparse.spmatrix],
+        val_labels: np.ndarray,
+        crop_steps: int = 64,
+        train_crops_per_song: int = 8,
+        eval_crops_per_song: int = 8,
+        balanced: bool = True,
+        batch_size: int = 64,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        self.length, self.per_song = int(crop_steps), int(train_crops_per_song)
+        self.train_ds = CropDataset(rolls, labels, self.length, per_song=self.per_song)
+        starts = [crop_starts(r.shape[1], self.length, int(eval_crops_per_song)) for r in val_rolls]
+        self.val_ds = CropDataset(val_rolls, val_labels, self.length, starts=starts)
+        self.weights = None
+        if balanced:
+            counts = np.bincount(labels).astype(float)
+            self.weights = np.tile(1.0 / counts[labels], self.per_song)
+        self.batch_size, self.num_workers = int(batch_size), int(num_workers)
+
+    def _loader(self, ds: Dataset, sampler: Any) -> DataLoader:
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            shuffle=False,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        if self.weights is not None:
+            weights = torch.as_tensor(self.weights, dtype=torch.double)
+            return self._loader(self.train_ds, WeightedRandomSampler(weights, len(self.train_ds)))
+        return self._loader(self.train_ds, RandomSampler(self.train_ds))
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_ds, None)
+
+
 class PianoRollCNN(L.LightningModule):
     """Conv(3×3, first strided)-BN-ReLU-MaxPool blocks, global average pool, dropout, linear."""
 
     def __init__(
         self,
+        *,
         n_classes: int,
         channels: list[int] | tuple[int, ...] = (8, 16, 32),
         dropout: float = 0.3,
@@ -135,28 +187,6 @@ class PianoRollCNNClassifier:
         self.classes_: list[str] = []
         self.fit_result: Any = None
 
-    def _loader(self, ds: Dataset, shuffle_weights: np.ndarray | None, train: bool) -> DataLoader:
-        bs = int(self.cfg.get("batch_size") or self.params.trainer.batch_size)
-        workers = int(self.params.trainer.num_workers)
-        sampler = None
-        if train:
-            n = len(ds)
-            sampler = (
-                WeightedRandomSampler(
-                    torch.as_tensor(shuffle_weights, dtype=torch.double), n, replacement=True
-                )
-                if shuffle_weights is not None
-                else RandomSampler(ds)
-            )
-        return DataLoader(
-            ds,
-            batch_size=bs,
-            sampler=sampler,
-            shuffle=False,
-            num_workers=workers,
-            persistent_workers=workers > 0,
-        )
-
     def fit(
         self,
         rolls: list[sparse.spmatrix],
@@ -165,8 +195,6 @@ class PianoRollCNNClassifier:
         val_y: np.ndarray,
         ckpt_dir: str | Path,
     ) -> PianoRollCNNClassifier:
-        from midiml.training import fit_lightning
-
         cfg = self.cfg
         self.classes_ = sorted({str(v) for v in y})
         index = {c: i for i, c in enumerate(self.classes_)}
@@ -175,29 +203,27 @@ class PianoRollCNNClassifier:
         if unseen:
             raise ValueError(f"validation classes not in training: {unseen}")
         vi = np.array([index[str(v)] for v in val_y])
-        length, per_song = int(cfg.crop_steps), int(cfg.train_crops_per_song)
-        train_ds = CropDataset(rolls, yi, length, per_song=per_song)
-        weights = None
-        if cfg.get("balanced", True):
-            counts = np.bincount(yi, minlength=len(self.classes_)).astype(float)
-            weights = np.tile(1.0 / counts[yi], per_song)
-        val_ds = CropDataset(val_rolls, vi, length, starts=self._eval_starts(val_rolls))
+        datamodule = instantiate(cfg.datamodule, _partial_=True)(
+            rolls=rolls,
+            labels=yi,
+            val_rolls=val_rolls,
+            val_labels=vi,
+            batch_size=int(cfg.datamodule.get("batch_size") or self.params.loader.batch_size),
+            num_workers=int(self.params.loader.num_workers),
+        )
         L.seed_everything(int(self.params.seed), workers=True, verbose=False)
-        module = PianoRollCNN(
-            len(self.classes_),
-            list(cfg.channels),
-            float(cfg.dropout),
-            float(cfg.lr),
-            float(cfg.weight_decay),
-            self.classes_,
-            _roll_dict(cfg.roll),
-            length,
-            int(cfg.eval_crops_per_song),
-            int(cfg.get("stride", 2)),
+        module = instantiate(
+            cfg.module,
+            n_classes=len(self.classes_),
+            classes=self.classes_,
+            roll=_roll_dict(cfg.roll),
+            crop_steps=int(cfg.datamodule.crop_steps),
+            eval_crops_per_song=int(cfg.datamodule.eval_crops_per_song),
+            _convert_="all",
         )
         self.fit_result = fit_lightning(
             module,
-            (self._loader(train_ds, weights, True), self._loader(val_ds, None, False)),
+            datamodule,
             self.params,
             self.run_name,
             ckpt_dir,
@@ -213,10 +239,6 @@ class PianoRollCNNClassifier:
         )
         self.module.eval()
         return self
-
-    def _eval_starts(self, rolls: list[sparse.spmatrix]) -> list[np.ndarray]:
-        length, n = int(self.cfg.crop_steps), int(self.cfg.eval_crops_per_song)
-        return [crop_starts(r.shape[1], length, n) for r in rolls]
 
     def predict_proba(self, rolls: list[sparse.spmatrix]) -> np.ndarray:
         if self.module is None:

@@ -4,6 +4,10 @@ A generator sees the last ``n_in`` events ``[pitch, velocity, delta_onset, durat
 gives a distribution over the 128 MIDI pitches of the next event. That is all evaluation
 (bits per note, top-k) and sampling need, so Markov chains, forests and networks compare
 on one footing. A model may also predict the next duration (the tone-deaf LSTM does).
+
+A saved generator's folder holds ``meta.json`` with the config it was built from
+(``_target_`` + keyword arguments), so loading needs no table of model names: the class named
+by ``_target_`` loads its own files (``load_saved``).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from hydra.utils import get_class
 
 N_PITCHES = 128
 META = "meta.json"
@@ -21,8 +26,11 @@ META = "meta.json"
 class Generator:
     """Base class: ``next_pitch_proba(windows) -> (B, 128)`` rows summing to 1."""
 
-    kind: str = "base"
     n_in: int = 1
+
+    def fit_data(self, data: Any) -> Generator:
+        """Fit on the training split of an ``EventData`` (models trained without Lightning)."""
+        raise NotImplementedError
 
     def next_pitch_proba(self, windows: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -32,6 +40,11 @@ class Generator:
         return None
 
     def save(self, model_dir: Path) -> None:
+        """Write the model's own files into ``model_dir`` (``meta.json`` is written by training)."""
+        raise NotImplementedError
+
+    @classmethod
+    def load_saved(cls, model_dir: Path) -> Generator:
         raise NotImplementedError
 
 
@@ -42,10 +55,10 @@ def smooth(probs: np.ndarray, eps: float = 1e-6) -> np.ndarray:
     return (1.0 - eps) * probs + eps / probs.shape[1]
 
 
-def write_meta(model_dir: Path, kind: str, **extra: Any) -> None:
-    (Path(model_dir) / META).write_text(
-        json.dumps({"kind": kind, **extra}, indent=2, sort_keys=True) + "\n"
-    )
+def write_meta(model_dir: str | Path, name: str, config: dict[str, Any], **extra: Any) -> None:
+    """Record what was built (``config`` has the ``_target_``) beside the model's files."""
+    meta = {"name": name, "config": config, **extra}
+    (Path(model_dir) / META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
 def read_meta(model_dir: str | Path) -> dict[str, Any]:
@@ -58,17 +71,6 @@ def read_meta(model_dir: str | Path) -> dict[str, Any]:
 
 
 def load_generator(model_dir: str | Path) -> Generator:
-    """Load any generator saved by a training stage (``models/<name>/``)."""
+    """Load any generator saved by a training stage (``models/generators/<name>/``)."""
     meta = read_meta(model_dir)
-    kind = meta["kind"]
-    if kind == "markov":
-        from midiml.generate.markov import MarkovGenerator
-
-        return MarkovGenerator.load(Path(model_dir))
-    if kind == "forest":
-        from midiml.generate.forest import ForestGenerator
-
-        return ForestGenerator.load(Path(model_dir))
-    from midiml.generate.neural import TorchGenerator
-
-    return TorchGenerator.load(Path(model_dir))
+    return get_class(meta["config"]["_target_"]).load_saved(Path(model_dir))

@@ -12,7 +12,7 @@ from pathlib import Path
 import mido
 import numpy as np
 
-from midiml.represent.windows import DELTA, DURATION, PITCH, VELOCITY, event_stream
+from midiml.represent.windows import DELTA, DURATION, event_stream
 
 TPQ = 480
 TEMPO = 500_000  # microseconds per quarter = 120 qpm
@@ -58,37 +58,6 @@ def write_midi(events: np.ndarray, path: str | Path, program: int = 0) -> None:
         mid.save(tmp)
 
 
-def plot_piano_roll(prompt: np.ndarray, continuation: np.ndarray, title: str = "") -> object:
-    """Piano roll of prompt (grey) followed by continuation (colour); returns the figure."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    allev = np.concatenate([prompt, continuation])
-    t = onsets(allev)
-    fig, ax = plt.subplots(figsize=(9, 3.2))
-    n_p = len(prompt)
-    for i, (ev, t0) in enumerate(zip(allev, t, strict=True)):
-        colour = "0.55" if i < n_p else "tab:red"
-        ax.broken_barh(
-            [(t0, max(float(ev[DURATION]), 0.02))],
-            (ev[PITCH] - 0.4, 0.8),
-            facecolors=colour,
-            alpha=0.35 + 0.6 * ev[VELOCITY] / 127,
-        )
-    if n_p and len(continuation):
-        ax.axvline(t[n_p], color="k", lw=0.8, ls="--")
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("MIDI pitch")
-    ax.set_title(title or "prompt (grey) and continuation (red)")
-    if len(allev):
-        ax.set_ylim(allev[:, PITCH].min() - 2, allev[:, PITCH].max() + 2)
-        ax.set_xlim(0, float(t[-1] + max(allev[-1, DURATION], 0.1)))
-    fig.tight_layout()
-    return fig
-
-
 class ContinueError(ValueError):
     """A user-facing reason why a file cannot be continued (missing model, bad file...)."""
 
@@ -98,7 +67,7 @@ def continue_midi(
     model: str,
     seconds: float,
     output: str | Path,
-    models_dir: str | Path = "models",
+    models_dir: str | Path = "models/generators",
     temperature: float = 1.0,
     seed: int = 0,
     top_k: int = 0,

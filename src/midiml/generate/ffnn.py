@@ -2,7 +2,8 @@
 
 Pitch window -> embedding -> MLP -> softmax over 128 pitches. Trained with
 ``losses.repetition_loss``: CE + lambda_rep * N_rep**alpha + lambda_sim * N_sim**alpha
-(``model.loss.*``), the seed's cure for a net that "converged to sequences of the same note".
+(``model.generators.ffnn.module.loss``), the seed study's cure for a net that "converged to
+sequences of the same note".
 """
 
 from __future__ import annotations
@@ -24,13 +25,12 @@ class FFNNModule(NextNoteModule):
         dropout: float = 0.2,
         lr: float = 2e-3,
         weight_decay: float = 0.0,
-        alpha: float = 1.0,
-        lambda_rep: float = 0.0,
-        lambda_sim: float = 0.0,
-        rep_context: int = 1,
+        loss: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        # repetition_loss's keyword arguments: alpha, lambda_rep, lambda_sim, rep_context
+        self.loss_weights = dict(loss or {})
         self.embed = nn.Embedding(128, embed)
         self.net = nn.Sequential(
             nn.Flatten(),
@@ -56,8 +56,5 @@ class FFNNModule(NextNoteModule):
             self.logits(windows),
             target[:, PITCH].long().clamp(0, 127),
             windows[:, -h.n_in :, PITCH],
-            alpha=h.alpha,
-            lambda_rep=h.lambda_rep,
-            lambda_sim=h.lambda_sim,
-            rep_context=h.rep_context,
+            **self.loss_weights,
         )

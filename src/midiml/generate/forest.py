@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 
-from midiml.generate.base import N_PITCHES, Generator, smooth, write_meta
-from midiml.represent.windows import DELTA, DURATION, PITCH
+from midiml.generate.base import N_PITCHES, Generator, smooth
+from midiml.represent.windows import DELTA, DURATION, PITCH, EventData, spaced
 
 
 def window_features(windows: np.ndarray, context: int) -> np.ndarray:
@@ -28,8 +28,6 @@ def window_features(windows: np.ndarray, context: int) -> np.ndarray:
 
 
 class ForestGenerator(Generator):
-    kind = "forest"
-
     def __init__(
         self,
         context: int = 8,
@@ -37,12 +35,14 @@ class ForestGenerator(Generator):
         max_depth: int | None = 18,
         min_samples_leaf: int = 3,
         unigram_mix: float = 0.05,
+        max_train_windows: int | None = None,
         seed: int = 0,
         n_jobs: int = 1,
     ) -> None:
         self.context = int(context)
         self.n_in = self.context
         self.unigram_mix = float(unigram_mix)
+        self.max_train_windows = max_train_windows
         self.unigram = np.full(N_PITCHES, 1.0 / N_PITCHES)
         self.model = RandomForestClassifier(
             n_estimators=n_estimators,
@@ -59,6 +59,13 @@ class ForestGenerator(Generator):
         self.unigram = self.unigram / self.unigram.sum()
         return self
 
+    def fit_data(self, data: EventData) -> ForestGenerator:
+        """Fit on an evenly spaced subsample of the training windows (CPU time)."""
+        starts = data.starts["train"]
+        starts = starts[spaced(len(starts), self.max_train_windows)]
+        x, y = data.windows("train", starts)
+        return self.fit(x, y[:, 0, PITCH])
+
     def next_pitch_proba(self, windows: np.ndarray) -> np.ndarray:
         proba = self.model.predict_proba(window_features(windows, self.context))
         full = np.zeros((proba.shape[0], N_PITCHES))
@@ -69,9 +76,8 @@ class ForestGenerator(Generator):
     def save(self, model_dir: Path) -> None:
         with open(Path(model_dir) / "forest.pkl", "wb") as fh:
             pickle.dump(self, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        write_meta(model_dir, self.kind, n_in=self.n_in)
 
     @classmethod
-    def load(cls, model_dir: Path) -> ForestGenerator:
+    def load_saved(cls, model_dir: Path) -> ForestGenerator:
         with open(Path(model_dir) / "forest.pkl", "rb") as fh:
             return pickle.load(fh)

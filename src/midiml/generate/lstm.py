@@ -95,13 +95,12 @@ class ToneDeafLSTM(NextNoteModule):
         lr: float = 2e-3,
         weight_decay: float = 0.0,
         max_interval: int = 48,
-        w_int: float = 2.0,
-        w_dur: float = 1.0,
-        w_jump: float = 0.1,
-        jump: int = 12,
+        loss: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        # tonedeaf_loss's keyword arguments: w_int, w_dur, w_jump, jump
+        self.loss_weights = dict(loss or {})
         n_cls = 2 * max_interval + 1
         self.embed = nn.Embedding(n_cls, embed)
         self.lstm = nn.LSTM(
@@ -160,9 +159,6 @@ class ToneDeafLSTM(NextNoteModule):
             (interval - h.max_interval).reshape(-1),
             dur.reshape(-1),
             dur_t.reshape(-1),
-            w_int=h.w_int,
-            w_dur=h.w_dur,
-            w_jump=h.w_jump,
             max_interval=h.max_interval,
-            jump=h.jump,
+            **self.loss_weights,
         )

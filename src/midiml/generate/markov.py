@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from midiml.generate.base import N_PITCHES, Generator, smooth, write_meta
-from midiml.represent.windows import PITCH
+from midiml.generate.base import N_PITCHES, Generator, smooth
+from midiml.represent.windows import PITCH, EventData
 
 
 def _keys(ctx: np.ndarray) -> np.ndarray:
@@ -24,8 +24,6 @@ def _keys(ctx: np.ndarray) -> np.ndarray:
 
 
 class MarkovGenerator(Generator):
-    kind = "markov"
-
     def __init__(self, order: int = 3) -> None:
         if not 1 <= order <= 8:
             raise ValueError(f"markov order must be in 1..8, got {order}")
@@ -75,6 +73,9 @@ class MarkovGenerator(Generator):
             )
         return self
 
+    def fit_data(self, data: EventData) -> MarkovGenerator:
+        return self.fit([data.song(s) for s in data.songs("train")])
+
     def next_pitch_proba(self, windows: np.ndarray) -> np.ndarray:
         pitches = np.asarray(windows)[..., PITCH].astype(np.int64)
         b = pitches.shape[0]
@@ -104,10 +105,9 @@ class MarkovGenerator(Generator):
         for k, tab in enumerate(self.tables, start=1):
             arrays.update({f"{name}_{k}": v for name, v in tab.items()})
         np.savez_compressed(Path(model_dir) / "markov.npz", **arrays)
-        write_meta(model_dir, self.kind, n_in=self.n_in, order=self.order)
 
     @classmethod
-    def load(cls, model_dir: Path) -> MarkovGenerator:
+    def load_saved(cls, model_dir: Path) -> MarkovGenerator:
         z = np.load(Path(model_dir) / "markov.npz")
         gen = cls(int(z["order"]))
         gen.unigram = z["unigram"]

@@ -1,13 +1,10 @@
-"""What the neural generators share: window loaders, a Lightning base module, loading.
+"""What the neural generators share: a Lightning base module and its numpy wrapper.
 
-Batches are ``(windows (B, n_in, 4), next_event (B, 4))`` drawn from the concatenated event
-array by start index (no copy of the corpus per window). Each epoch draws a fresh random
-subset of ``windows_per_epoch`` training windows, which bounds CPU time on long pieces.
+Batches (from ``datamodules.WindowDataModule``) are ``(windows (B, n_in, 4), next_event (B, 4))``.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 from pathlib import Path
 from typing import Any
@@ -15,67 +12,11 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
-from midiml.generate.base import Generator, read_meta, smooth, write_meta
-from midiml.represent.windows import DELTA, DURATION, PITCH, VELOCITY, EventData
+from midiml.generate.base import Generator, read_meta, smooth
+from midiml.represent.windows import DELTA, DURATION, PITCH, VELOCITY
 
 LOG2 = math.log(2.0)
-
-
-class WindowBatches(Dataset):
-    """Indexable by a list of window numbers; returns a whole batch at once."""
-
-    def __init__(self, events: np.ndarray, starts: np.ndarray, n_in: int) -> None:
-        self.events = torch.as_tensor(np.asarray(events, dtype=np.float32))
-        self.starts = torch.as_tensor(np.asarray(starts, dtype=np.int64))
-        self.offsets = torch.arange(n_in + 1)
-
-    def __len__(self) -> int:
-        return len(self.starts)
-
-    def __getitem__(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = self.starts[torch.as_tensor(idx)][:, None] + self.offsets[None, :]
-        block = self.events[rows]
-        return block[:, :-1], block[:, -1]
-
-
-def window_loaders(
-    data: EventData,
-    n_in: int,
-    batch_size: int,
-    windows_per_epoch: int | None,
-    seed: int,
-    num_workers: int = 0,
-) -> tuple[DataLoader, DataLoader]:
-    """(train, val) loaders over the last ``n_in`` events before each window's target.
-
-    Windows were cut with ``data.n_in`` events of context; a model using fewer takes the
-    most recent ``n_in`` of them (its starts shift right by ``data.n_in - n_in``).
-    """
-    shift = data.n_in - n_in
-    if shift < 0:
-        raise ValueError(f"model context {n_in} exceeds the window size {data.n_in}")
-    loaders = []
-    for split in ("train", "val"):
-        ds = WindowBatches(data.events, data.starts[split] + shift, n_in)
-        if split == "train":
-            n = len(ds) if not windows_per_epoch else min(int(windows_per_epoch), len(ds))
-            gen = torch.Generator().manual_seed(int(seed))
-            base = RandomSampler(range(len(ds)), replacement=False, num_samples=n, generator=gen)
-        else:
-            base = SequentialSampler(range(len(ds)))
-        sampler = BatchSampler(base, batch_size=int(batch_size), drop_last=False)
-        loaders.append(
-            DataLoader(
-                ds,
-                sampler=sampler,
-                batch_size=None,
-                num_workers=int(num_workers),
-                persistent_workers=int(num_workers) > 0,
-            )
-        )
-    return loaders[0], loaders[1]
 
 
 def timing_features(windows: torch.Tensor) -> torch.Tensor:
@@ -122,6 +63,15 @@ class NextNoteModule(L.LightningModule):
         for k, v in parts.items():
             self.log(f"val_{k}", v, on_step=False, on_epoch=True)
 
+    @classmethod
+    def load_saved(cls, model_dir: Path) -> TorchGenerator:
+        """The best checkpoint a training stage saved, behind the numpy interface."""
+        meta = read_meta(model_dir)
+        module = cls.load_from_checkpoint(
+            Path(model_dir) / meta["checkpoint"], map_location="cpu", weights_only=False
+        )
+        return TorchGenerator(module)
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(
             self.parameters(),
@@ -133,9 +83,8 @@ class NextNoteModule(L.LightningModule):
 class TorchGenerator(Generator):
     """A trained ``NextNoteModule`` behind the numpy ``Generator`` interface (CPU inference)."""
 
-    def __init__(self, module: NextNoteModule, kind: str) -> None:
+    def __init__(self, module: NextNoteModule) -> None:
         self.module = module.eval().cpu().float()
-        self.kind = kind
         self.n_in = int(module.hparams.n_in)
 
     def _tensor(self, windows: np.ndarray) -> torch.Tensor:
@@ -154,22 +103,5 @@ class TorchGenerator(Generator):
         d = self.module.predict_duration(self._tensor(windows))
         return None if d is None else d.float().numpy()
 
-    def save(self, model_dir: Path, checkpoint: str = "best.ckpt") -> None:
-        cls = type(self.module)
-        write_meta(
-            model_dir,
-            self.kind,
-            n_in=self.n_in,
-            checkpoint=checkpoint,
-            module=f"{cls.__module__}:{cls.__name__}",
-        )
-
-    @classmethod
-    def load(cls, model_dir: Path) -> TorchGenerator:
-        meta = read_meta(model_dir)
-        mod_name, cls_name = meta["module"].split(":")
-        module_cls = getattr(importlib.import_module(mod_name), cls_name)
-        module = module_cls.load_from_checkpoint(
-            Path(model_dir) / meta["checkpoint"], map_location="cpu", weights_only=False
-        )
-        return cls(module, meta["kind"])
+    def save(self, model_dir: Path) -> None:
+        """Nothing beyond the checkpoint Lightning wrote (``meta.json`` names it)."""

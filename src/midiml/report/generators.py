@@ -1,0 +1,240 @@
+"""reports/generators.md and its figures: the generators' table, curves, ablation, samples."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from midiml.represent.windows import DELTA, DURATION, PITCH, VELOCITY
+
+COLUMNS = [
+    "test_bits_per_note",
+    "test_top1",
+    "test_top5",
+    "sample_repeat_rate",
+    "sample_pitch_class_entropy",
+    "sample_scale_consistency",
+    "sample_pitch_range",
+    "sample_oa_pitch",
+    "sample_oa_interval",
+    "sample_oa_ioi",
+    "sample_oa_mean",
+]
+
+
+def results_table(results: dict[str, dict[str, Any]], names: list[str]) -> pd.DataFrame:
+    rows = {n: {c: results[n].get(c) for c in COLUMNS} for n in names if n in results}
+    if "real" in results:
+        rows["real (test songs)"] = {c: results["real"].get(c) for c in COLUMNS}
+    return pd.DataFrame.from_dict(rows, orient="index")[COLUMNS]
+
+
+def _fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return "–"
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    head = "| model | " + " | ".join(df.columns) + " |"
+    sep = "|---|" + "---:|" * len(df.columns)
+    rows = [f"| {i} | " + " | ".join(_fmt(v) for v in r) + " |" for i, r in df.iterrows()]
+    return "\n".join([head, sep, *rows])
+
+
+def plot_bits(results: dict[str, dict[str, Any]], names: list[str]) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    present = [n for n in names if n in results]
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.bar(present, [results[n]["test_bits_per_note"] for n in present], color="tab:blue")
+    if "markov" in results:
+        ax.axhline(
+            0.85 * results["markov"]["test_bits_per_note"],
+            color="tab:red",
+            ls="--",
+            label="0.85 x markov (target)",
+        )
+        ax.legend(fontsize=8)
+    ax.set_ylabel("test bits per note")
+    ax.set_title("Next-pitch cost on the test songs (lower is better)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_curves(histories: dict[str, list[dict[str, float]]]) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3))
+    for name, rows in histories.items():
+        rows = [r for r in rows if "val_bits" in r]
+        if rows:
+            ax.plot(
+                [r["epoch"] for r in rows], [r["val_bits"] for r in rows], marker="o", label=name
+            )
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation bits per note")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def ablation_order(ablation: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """No penalty first, then by lambda_rep and alpha (JSON files sort keys alphabetically)."""
+    return sorted(ablation.items(), key=lambda kv: (kv[1]["lambda_rep"], kv[1]["alpha"]))
+
+
+def plot_ablation(ablation: dict[str, dict[str, Any]], real_rate: float) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [k for k, _ in ablation_order(ablation)]
+    x = np.arange(len(labels))
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.bar(x - 0.2, [ablation[k]["sample_repeat_rate"] for k in labels], 0.4, label="sampled")
+    ax.bar(x + 0.2, [ablation[k]["greedy_repeat_rate"] for k in labels], 0.4, label="greedy")
+    ax.axhline(real_rate, color="k", ls="--", label="real test songs")
+    ax.set_xticks(x, labels)
+    ax.set_ylabel("repeat rate of samples")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def markdown(
+    results: dict[str, Any], timings: dict[str, Any], names: list[str], loss_doc: str
+) -> str:
+    """reports/generators.md: the table, the ablation, the targets, the loss formulas."""
+    real = results["real"]
+    lines = [
+        "# Generators: continuing the music",
+        "",
+        f"Five next-note generators, measured on the same {real['test_songs']} held-out "
+        "test songs (song-level split: no window of a test song is trained on). "
+        "`test_*`: every test window (N_in events -> next pitch; interval models through "
+        "the previous pitch); `sample_*`: continuations sampled from "
+        f"{real['n_prompts']} test-song prompts, compared with all test songs' notes "
+        "(OA = overlapping area, Yang & Lerch 2020). The last row is the same statistics "
+        "for the songs' real continuations.",
+        "",
+        markdown_table(results_table(results, names)),
+        "",
+        "Reading the OA columns: they compare pooled per-note distributions, and every "
+        "continuation starts from a real prompt and replays its rhythm, so OA mostly says "
+        "a model stays in real music's register, interval and IOI range; scale "
+        "consistency, pitch range and the prediction columns separate the models more.",
+        "",
+        "![bits per note](figures/generators_bits.png)",
+        "",
+        "![validation curves](figures/generators_val_curves.png)",
+        "",
+    ]
+    t = results.get("targets") or {}
+    if t:
+        lines += [
+            "## Targets",
+            "",
+            f"- Best neural model: `{t['best_neural']}`; bits per note = "
+            f"{t['bits_ratio_to_markov']:.3f} x markov's (target <= 0.85: "
+            f"{'met' if t['bits_target_met'] else 'NOT met'}).",
+            f"- Its samples' repeat rate = {_fmt(t['repeat_ratio_to_real'])} x real "
+            f"(target 0.5-1.5: {'met' if t['repeat_target_met'] else 'NOT met'}); "
+            f"sample_oa_mean = {results[t['best_neural']]['sample_oa_mean']:.3f} "
+            f"(target >= 0.70: {'met' if t['oa_target_met'] else 'NOT met'}).",
+            "",
+        ]
+    ab = results.get("ffnn_ablation")
+    if ab:
+        lines += [
+            "## The seed's collapse and its cure (ffnn, repetition loss)",
+            "",
+            "The same ffnn trained without the repetition penalty (lambda_rep = 0) and "
+            "with it for each alpha; repeat rate of its sampled (temperature as "
+            "configured) and greedy (argmax) continuations. Real test continuations: "
+            f"{real['sample_repeat_rate']:.3f}.",
+            "",
+            "| variant | lambda_rep | alpha | sample_repeat_rate | greedy_repeat_rate "
+            "| test_bits_per_note | sample_oa_mean |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for k, v in ablation_order(ab):
+            lines.append(
+                f"| {k} | {v['lambda_rep']:g} | {v['alpha']:g} | "
+                f"{v['sample_repeat_rate']:.3f} | {v['greedy_repeat_rate']:.3f} | "
+                f"{v['test_bits_per_note']:.3f} | {v['sample_oa_mean']:.3f} |"
+            )
+        lines += ["", "![ablation](figures/generators_ablation.png)", ""]
+    if timings:
+        lines += [
+            "## Training wall time (machine-dependent)",
+            "",
+            "Wall time of each training stage's fit on the machine that ran it "
+            "(also in `metrics/generator_timings.json` and MLflow; not in "
+            "`generators.json`, which must be reproducible).",
+            "",
+            "| model | train_seconds | epochs |",
+            "|---|---:|---:|",
+        ]
+        for k in names:
+            if k in timings:
+                lines.append(
+                    f"| {k} | {timings[k]['train_seconds']:.1f} | {timings[k]['epochs']} |"
+                )
+        if "ffnn_ablation" in timings:
+            for k, v in timings["ffnn_ablation"].items():
+                lines.append(f"| ffnn ablation {k} | {v:.1f} | |")
+        lines.append("")
+    lines += [
+        "## Samples",
+        "",
+        "Prompt (grey) and continuation (red); the MIDI files are in `data/samples/` "
+        "(DVC-cached, not in git: a prompt is an excerpt of a dataset song) and in "
+        "each model's MLflow run. Each model picks the pitches; velocity, onset gaps "
+        "and durations replay the prompt's rhythm (`model.sampling.model_durations: "
+        "true` lets the tone-deaf LSTM use its own duration head instead).",
+        "",
+    ]
+    lines += [f"![{n}](samples/{n}_0.png)" for n in names]
+    lines += ["", "## Losses", "", "```", loss_doc.strip(), "```", ""]
+    return "\n".join(lines)
+
+
+def plot_piano_roll(prompt: np.ndarray, continuation: np.ndarray, title: str = "") -> object:
+    """Piano roll of prompt (grey) followed by continuation (colour); returns the figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    allev = np.concatenate([prompt, continuation])
+    t = np.cumsum(allev[:, DELTA])
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    n_p = len(prompt)
+    for i, (ev, t0) in enumerate(zip(allev, t, strict=True)):
+        colour = "0.55" if i < n_p else "tab:red"
+        ax.broken_barh(
+            [(t0, max(float(ev[DURATION]), 0.02))],
+            (ev[PITCH] - 0.4, 0.8),
+            facecolors=colour,
+            alpha=0.35 + 0.6 * ev[VELOCITY] / 127,
+        )
+    if n_p and len(continuation):
+        ax.axvline(t[n_p], color="k", lw=0.8, ls="--")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("MIDI pitch")
+    ax.set_title(title or "prompt (grey) and continuation (red)")
+    if len(allev):
+        ax.set_ylim(allev[:, PITCH].min() - 2, allev[:, PITCH].max() + 2)
+        ax.set_xlim(0, float(t[-1] + max(allev[-1, DURATION], 0.1)))
+    fig.tight_layout()
+    return fig
