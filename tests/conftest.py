@@ -149,3 +149,10 @@ def tiny_params(overrides: list[str] | None = None, **nodes) -> object:
         },
     }
     return OmegaConf.merge(cfg, small, nodes)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests that use the mirror carry the ``mirror`` marker (``pytest -m "not mirror"``)."""
+    for item in items:
+        if "mirror" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.mirror)

@@ -36,6 +36,7 @@ class FitResult:
     epochs: int = 0
     run_id: str | None = None  # MLflow run id (None when tracking is disabled)
     train_seconds: float = 0.0  # wall time of trainer.fit (machine-dependent; keep out of metrics)
+    world_size: int = 1  # processes that trained (DDP: devices x nodes)
 
 
 class _History(Callback):
@@ -175,4 +176,5 @@ def fit_lightning(
         epochs=trainer.current_epoch,
         run_id=run_id,
         train_seconds=seconds,
+        world_size=trainer.world_size,
     )

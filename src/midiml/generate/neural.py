@@ -47,9 +47,9 @@ class NextNoteModule(L.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         total, parts = self.loss(*batch)
-        self.log("train_loss", total, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("train_loss", total, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         for k, v in parts.items():
-            self.log(f"train_{k}", v, on_step=False, on_epoch=True)
+            self.log(f"train_{k}", v, on_step=False, on_epoch=True, sync_dist=True)
         return total
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
@@ -58,10 +58,12 @@ class NextNoteModule(L.LightningModule):
         logp = self.pitch_log_probs(windows).float()
         picked = logp.gather(1, target[:, PITCH].long().clamp(0, 127)[:, None])
         nll = -picked.clamp_min(math.log(1e-6)).mean()  # as the 1e-6 floor of evaluation
-        self.log("val_loss", total, on_step=False, on_epoch=True, prog_bar=True)
-        self.log("val_bits", nll / LOG2, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("val_loss", total, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
+        self.log(
+            "val_bits", nll / LOG2, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True
+        )
         for k, v in parts.items():
-            self.log(f"val_{k}", v, on_step=False, on_epoch=True)
+            self.log(f"val_{k}", v, on_step=False, on_epoch=True, sync_dist=True)
 
     @classmethod
     def load_saved(cls, model_dir: Path) -> TorchGenerator:

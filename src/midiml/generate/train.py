@@ -87,6 +87,7 @@ def train_generator(
         "epochs": result.epochs,
         "history": result.history,
         "run_id": result.run_id,
+        "world_size": result.world_size,
     }
 
 
@@ -102,4 +103,4 @@ def _fit_direct(
         if active is not None:
             mlflow.log_metric("train_seconds", seconds)
             run_id = active.info.run_id
-    return {"train_seconds": seconds, "epochs": 1, "history": [], "run_id": run_id}
+    return {"train_seconds": seconds, "epochs": 1, "history": [], "run_id": run_id, "world_size": 1}

@@ -1,0 +1,84 @@
+"""The Lightning Trainer is built from config: every ``trainer.*`` key reaches it, DDP included."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import lightning as L
+import pytest
+
+from midiml.generate.train import train_generator
+from tests.conftest import REPO, tiny_params
+from tests.test_generators import scale_data
+
+
+class Seen(L.Callback):
+    """Remember the Trainer the fit ran with."""
+
+    trainer: L.Trainer | None = None
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        Seen.trainer = trainer
+
+
+def test_every_trainer_key_reaches_lightning(tmp_path, monkeypatch):
+    from midiml import training
+
+    params = tiny_params(
+        trainer={
+            "gradient_clip_val": 0.25,
+            "limit_val_batches": 2,
+            "accumulate_grad_batches": 3,
+            "max_epochs": 1,
+        },
+        callbacks={"early_stopping": {"patience": 7}},
+    )
+    original = training.fit_lightning
+
+    def with_probe(*args, **kwargs):
+        kwargs["extra_callbacks"] = [Seen()]
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr("midiml.generate.train.fit_lightning", with_probe)
+    train_generator(
+        "ffnn",
+        params.model.generators.ffnn,
+        params,
+        scale_data(),
+        tmp_path / "m",
+        progress_bar=False,
+    )
+    trainer = Seen.trainer
+    assert trainer is not None
+    assert trainer.gradient_clip_val == 0.25
+    assert trainer.limit_val_batches == 2
+    assert trainer.accumulate_grad_batches == 3
+    assert trainer.early_stopping_callback.patience == 7
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes_trains_a_generator(tmp_path):
+    """``+trainer.strategy=ddp trainer.devices=2``: two processes (gloo), rank 0 saves."""
+    script = tmp_path / "ddp.py"
+    script.write_text(
+        textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(REPO)!r})
+        from tests.conftest import tiny_params
+        from tests.test_generators import scale_data
+        from midiml.generate.train import train_generator
+        params = tiny_params(["+trainer.strategy=ddp", "trainer.devices=2"])
+        out = {str(tmp_path / "out")!r}
+        info = train_generator("ffnn", params.model.generators.ffnn, params, scale_data(), out,
+                               progress_bar=False)
+        print("WORLD", info["world_size"])
+    """)
+    )
+    res = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "WORLD 2" in res.stdout
+    assert (tmp_path / "out" / "best.ckpt").exists()
