@@ -205,7 +205,8 @@ def test_composer_search_uses_composer_files_only(blobs):
     assert set(search.grid.table["k"]) == {3, 6}
     m = composer_metrics(search, info)
     assert set(m) == {"kmeans", "gmm", "spectral"}
-    assert all(set(v) == {"k6", "kN"} and v["kN"] is not None for v in m.values())
+    assert all(set(v) == {"nmi_at_k_fixed", "nmi_at_k_composers"} for v in m.values())
+    assert all(v["nmi_at_k_composers"] is not None for v in m.values())
 
 
 def test_chance_nmi_grows_with_k():

@@ -129,7 +129,8 @@ def render_markdown(
         setting = f"{best['reducer']} / {best['method_config']}" if best is not None else "–"
         ami = float(best["ami"]) if best is not None else None
         lines.append(
-            f"| {m} | {_f(cmetrics[m]['k6'])} | {_f(cmetrics[m]['kN'])} | {_f(ami)} | {setting} |"
+            f"| {m} | {_f(cmetrics[m]['nmi_at_k_fixed'])} "
+            f"| {_f(cmetrics[m]['nmi_at_k_composers'])} | {_f(ami)} | {setting} |"
         )
     chance = cinfo.get("chance_nmi", {})
     lines.append(

@@ -111,7 +111,7 @@ def genre_metrics(search: Search, cfg: Any) -> dict[str, Any]:
     best_sil = t.loc[t["silhouette"].fillna(-2).idxmax()]
     best_nmi = t.loc[t.sort_values(["nmi", "silhouette"], ascending=False).index[0]]
     out = {"best_by_silhouette": summary(best_sil), "best_by_nmi": summary(best_nmi)}
-    # The issue's target reads NMI and silhouette together: best NMI among well-separated points.
+    # The clustering target reads NMI and silhouette together: best NMI among well-separated points.
     min_sil = float(_as_dict(cfg).get("min_silhouette", 0.5))
     ok = t[t["silhouette"] >= min_sil]
     if len(ok):
@@ -178,15 +178,17 @@ def composer_search(
 
 
 def composer_metrics(search: Search | None, info: Mapping[str, Any]) -> dict[str, Any]:
-    """Per method: best NMI over its settings at k = k_fixed (``k6``) and k = composers."""
+    """Per method: best NMI over its settings at k = k_fixed (``nmi_at_k_fixed``) and at
+    k = number of composers (``nmi_at_k_composers``)."""
     out: dict[str, Any] = {}
     for method in METHODS:
-        out[method] = {"k6": None, "kN": None}
+        out[method] = {"nmi_at_k_fixed": None, "nmi_at_k_composers": None}
         if search is None:
             continue
         t = search.grid.table
         t = t[t["method"] == method]
-        for key, k in (("k6", info["k_fixed"]), ("kN", info["n_composers"])):
+        ks = (("nmi_at_k_fixed", info["k_fixed"]), ("nmi_at_k_composers", info["n_composers"]))
+        for key, k in ks:
             hit = t[t["k"] == k]
             if len(hit):
                 out[method][key] = round(float(hit["nmi"].max()), 4)

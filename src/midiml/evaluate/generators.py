@@ -46,7 +46,7 @@ def real_metrics(
 
 
 def targets(results: dict[str, dict[str, Any]], neural: list[str]) -> dict[str, Any]:
-    """The issue's targets, checked by code: bits vs. the Markov baseline, best model's samples."""
+    """The generator targets, checked by code: bits vs. Markov's, the best model's samples."""
     present = [n for n in neural if n in results]
     if not present or "markov" not in results:
         return {}
