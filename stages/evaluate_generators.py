@@ -24,24 +24,13 @@ from midiml.represent.windows import EventData
 
 
 def _log_to_run(params, name: str, run_id: str | None, metrics: dict, files: list[Path]) -> None:
-    """Attach test metrics and samples to the model's training run (a new run if it is gone)."""
+    """Test metrics and samples as an evaluation run nested under the model's training run."""
     import mlflow
 
-    if tracking.setup(params.get("tracking"), "generation") is None:
-        return
-    try:
-        ctx = mlflow.start_run(run_id=run_id) if run_id else None
-    except Exception:  # noqa: BLE001 - the run may live in another tracking store
-        ctx = None
-    ctx = ctx or mlflow.start_run(run_name=f"{name}-evaluation", tags=tracking.standard_tags())
-    with ctx:
-        mlflow.log_metrics(
-            {
-                k: float(v)
-                for k, v in metrics.items()
-                if isinstance(v, int | float) and not isinstance(v, bool)
-            }
-        )
+    with tracking.evaluation_run(params, "generation", run_id, f"{name}/evaluation") as run:
+        if run is None:
+            return
+        tracking.log_metrics(metrics)
         for f in files:
             mlflow.log_artifact(str(f), artifact_path="samples")
 
