@@ -1,6 +1,11 @@
 """DVC stage `cluster`: genre and composer grid searches -> metrics, report page, figures.
 
 MLflow: one parent run per grid search, one nested child run per grid point.
+
+The per-file cluster assignments (data/clusters/assignments.parquet) are a DVC-cached output,
+like the other stages' models and tables: a fresh clone has the committed reports but not
+this file, so ``dvc repro`` runs the stage there and MLflow gets its clustering runs, while a
+second ``dvc repro`` finds everything up to date.
 """
 
 from __future__ import annotations
@@ -8,6 +13,7 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 
+import numpy as np
 import pandas as pd
 
 from midiml import tracking
@@ -22,7 +28,7 @@ from midiml.cluster.search import (
     seed_row,
 )
 from midiml.config import load_params
-from midiml.io import atomic_path, save_figure, write_json, write_text
+from midiml.io import atomic_path, save_figure, write_metrics, write_text
 
 FIG = "reports/figures"
 FIGURES = {
@@ -31,6 +37,7 @@ FIGURES = {
     "vs_k": "figures/cluster_vs_k.png",
 }
 PLOT = "reports/plots/cluster_vs_k.csv"
+ASSIGNMENTS = "data/clusters/assignments.parquet"
 
 
 @contextmanager
@@ -81,6 +88,22 @@ def write_figures(genre, cfg, seed: int) -> dict[str, str]:
     return figures
 
 
+def write_assignments(features: pd.DataFrame, genre) -> None:
+    """Each file's cluster under the genre search's best points (by NMI, by silhouette)."""
+    t = genre.grid.table
+    points = {
+        "best_by_nmi": t.sort_values(["nmi", "silhouette"], ascending=False).iloc[0]["point"],
+        "best_by_silhouette": t.loc[t["silhouette"].fillna(-2).idxmax(), "point"],
+    }
+    out = pd.DataFrame({"file_id": features["file_id"].astype(str), "genre": genre.truth})
+    for key, point in points.items():
+        labels = genre.grid.labels.get(int(point))
+        if labels is not None:
+            out[f"cluster_{key}"] = np.asarray(labels, dtype=np.int32)
+    with atomic_path(ASSIGNMENTS) as tmp:
+        out.to_parquet(tmp, index=False)
+
+
 def main() -> None:
     t0 = time.perf_counter()
     params = load_params()
@@ -93,6 +116,7 @@ def main() -> None:
         genre = genre_search(features, cfg, seed, on_point=log_point)
         gmetrics = genre_metrics(genre, cfg)
         figures = write_figures(genre, cfg, seed)
+        write_assignments(features, genre)
         if log_point is not None:
             log_point.close()  # children first: one SQLite writer at a time
         if run is not None:
@@ -114,7 +138,7 @@ def main() -> None:
         cmetrics = composer_metrics(composer, cinfo)
         if log_point is not None:
             log_point.close()
-        write_json("reports/metrics/clustering.json", {"genre": gmetrics, "composer": cmetrics})
+        write_metrics("reports/metrics/clustering.json", {"genre": gmetrics, "composer": cmetrics})
         md = report.render_markdown(genre, gmetrics, composer, cmetrics, cinfo, figures)
         write_text("reports/clustering.md", md)
         if run is not None:

@@ -19,7 +19,7 @@ from midiml.generate import losses
 from midiml.generate.base import load_generator
 from midiml.generate.continuation import plot_piano_roll, write_midi
 from midiml.generate.train import NAMES, NEURAL
-from midiml.io import atomic_dir, save_figure, write_json, write_text
+from midiml.io import atomic_dir, save_figure, write_json, write_metrics, write_text
 from midiml.represent.windows import EventData
 
 
@@ -83,7 +83,7 @@ def main() -> None:
         if ab_t.exists():
             timings["ffnn_ablation"] = json.loads(ab_t.read_text())
     results["targets"] = ev.targets(results, list(NEURAL))
-    write_json("reports/metrics/generators.json", results)
+    write_metrics("reports/metrics/generators.json", results)
     write_json(
         "reports/metrics/generator_timings.json",
         {"device": str(params.trainer.accelerator), "models": timings},
