@@ -7,7 +7,7 @@
 #   3. otherwise one line saying what to do, exit code 3.
 has_midiml() {
     command -v "$1" >/dev/null 2>&1 &&
-        "$1" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("midiml") is None)' \
+        "$1" -c 'import midiml.config' \
             2>/dev/null
 }
 for py in python python3 .venv/bin/python; do
