@@ -156,6 +156,22 @@ def _random_tracks() -> bytes:
     return header() + track(body)
 
 
+def meta(kind: int, data: bytes, delta: int = 0) -> bytes:
+    return vlq(delta) + bytes([0xFF, kind]) + vlq(len(data)) + data
+
+
+def _same_onset(n: int = 10_000) -> bytes:
+    ons = b"".join(bytes([0, 0x90, 40 + i % 60, 80]) for i in range(n))
+    offs = b"".join(bytes([0x80, 40 + i % 60, 0, 0]) for i in range(n))[:-1]
+    return simple(body=ons + vlq(100) + offs)
+
+
+def _zero_durations() -> bytes:
+    return simple(
+        body=b"".join(vlq(10) + b"\x90\x3c\x50" + vlq(0) + b"\x80\x3c\x00" for _ in range(50))
+    )
+
+
 CASES: dict[str, Callable[[], bytes]] = {
     "empty.mid": lambda: b"",
     "not_midi.mid": lambda: b"This is a text file, not a MIDI file.\n" * 20,
@@ -198,6 +214,30 @@ CASES: dict[str, Callable[[], bytes]] = {
     "unknown_chunk.mid": lambda: (
         header() + b"XFIH" + struct.pack(">I", 4) + b"abcd" + simple(4)[14:]
     ),
+    "tempo_meta_too_short.mid": lambda: simple(body=meta(0x51, b"\x07") + notes_body(4)),
+    "time_signature_empty.mid": lambda: simple(body=meta(0x58, b"") + notes_body(4)),
+    "key_signature_empty.mid": lambda: simple(body=meta(0x59, b"") + notes_body(4)),
+    "time_signature_2^255.mid": lambda: simple(
+        body=meta(0x58, bytes([4, 255, 24, 8])) + notes_body(4)
+    ),
+    "track_name_bad_utf8.mid": lambda: simple(body=meta(0x03, b"\xff\xfe\xc3(") + notes_body(4)),
+    "text_3MB.mid": lambda: simple(body=meta(0x01, b"a" * 3_000_000) + notes_body(4)),
+    "tempo_1us.mid": lambda: simple(body=tempo(1) + notes_body(8)),
+    "tempo_max.mid": lambda: simple(body=tempo(0xFFFFFF) + notes_body(8)),
+    "same_onset_10k.mid": _same_onset,
+    "zero_durations.mid": _zero_durations,
+    "note_on_twice.mid": lambda: simple(body=b"\x00\x90\x3c\x40\x00\x90\x3c\x40\x10\x80\x3c\x00"),
+    "events_after_end_of_track.mid": lambda: (
+        header() + track(tempo(500_000) + notes_body(2) + end_of_track() + notes_body(4))
+    ),
+    "empty_track_first.mid": lambda: (
+        header(1, 2) + track(b"") + track(notes_body(4) + end_of_track())
+    ),
+    "sixteen_channels.mid": lambda: simple(
+        body=b"".join(notes_body(2, channel=c) for c in range(16))
+    ),
+    "quotes 'and' $dollar;.mid": lambda: simple(6),
+    "too_large.mid": lambda: b"MThd" + b"\x00" * (9 * 1024 * 1024),
 }
 
 

@@ -37,6 +37,14 @@ MUST_READ = {
     "track_without_eot.mid": 6,
     "unknown_chunk.mid": 4,
     "trailing_garbage.mid": 8,
+    "track_name_bad_utf8.mid": 4,
+    "text_3MB.mid": 4,
+    "sixteen_channels.mid": 32,
+    "empty_track_first.mid": 4,
+    "events_after_end_of_track.mid": 2,
+    "same_onset_10k.mid": 10_000,
+    "zero_durations.mid": 50,
+    "quotes 'and' $dollar;.mid": 6,
 }
 MUST_REFUSE = {
     "empty.mid": "unreadable MIDI: empty file",
@@ -52,6 +60,10 @@ MUST_REFUSE = {
     "absurd_length.mid": "absurd length",
     "tempo_zero.mid": "unreadable MIDI: tempo of 0",
     "huge_deltas_overflow.mid": "absurd length",
+    "tempo_meta_too_short.mid": "unreadable MIDI: bad tempo event",
+    "time_signature_empty.mid": "unreadable MIDI: bad time signature event",
+    "key_signature_empty.mid": "unreadable MIDI: bad key signature event",
+    "too_large.mid": "unreadable MIDI: too large",
 }
 
 

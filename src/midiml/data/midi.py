@@ -39,6 +39,9 @@ MAX_TRACKS = 4096  # real files have tens; the note table stores track numbers i
 MAX_TICK = 2**31 - 1  # symusic counts ticks in 32 bits
 # Data bytes each channel-voice status takes (0x80 note off ... 0xE0 pitch bend).
 _DATA_BYTES = {0x8: 2, 0x9: 2, 0xA: 2, 0xB: 2, 0xC: 1, 0xD: 1, 0xE: 2}
+# Meta events symusic decodes by fixed offsets: shorter ones would be read past their end.
+_META_MIN_LENGTH = {0x51: 3, 0x58: 4, 0x59: 2}
+_META_NAMES = {0x51: "tempo", 0x58: "time signature", 0x59: "key signature"}
 
 
 class MidiParseError(ValueError):
@@ -126,7 +129,9 @@ def _scan_track(buf: bytes, start: int, end: int, number: int) -> tuple[bytes, i
             length, i = _vlq(buf, i + 1, end)
             if i + length > end:
                 raise _Bad(f"event runs past the end of track {number}")
-            if kind == 0x51 and length == 3 and int.from_bytes(buf[i : i + 3], "big") == 0:
+            if length < _META_MIN_LENGTH.get(kind, 0):
+                raise _Bad(f"bad {_META_NAMES[kind]} event (length {length}) in track {number}")
+            if kind == 0x51 and int.from_bytes(buf[i : i + 3], "big") == 0:
                 raise _Bad("tempo of 0 microseconds per beat")
             i += length
             if kind == 0x2F:
