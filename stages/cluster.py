@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 
-import numpy as np
 import pandas as pd
 
 from midiml import tracking
@@ -21,6 +20,7 @@ from midiml.cluster import report
 from midiml.cluster.children import ChildRunLogger
 from midiml.cluster.grid import ReducerSpec, reduce
 from midiml.cluster.search import (
+    assignments,
     composer_metrics,
     composer_search,
     genre_metrics,
@@ -88,22 +88,6 @@ def write_figures(genre, cfg, seed: int) -> dict[str, str]:
     return figures
 
 
-def write_assignments(features: pd.DataFrame, genre) -> None:
-    """Each file's cluster under the genre search's best points (by NMI, by silhouette)."""
-    t = genre.grid.table
-    points = {
-        "best_by_nmi": t.sort_values(["nmi", "silhouette"], ascending=False).iloc[0]["point"],
-        "best_by_silhouette": t.loc[t["silhouette"].fillna(-2).idxmax(), "point"],
-    }
-    out = pd.DataFrame({"file_id": features["file_id"].astype(str), "genre": genre.truth})
-    for key, point in points.items():
-        labels = genre.grid.labels.get(int(point))
-        if labels is not None:
-            out[f"cluster_{key}"] = np.asarray(labels, dtype=np.int32)
-    with atomic_path(ASSIGNMENTS) as tmp:
-        out.to_parquet(tmp, index=False)
-
-
 def main() -> None:
     t0 = time.perf_counter()
     params = load_params()
@@ -116,7 +100,8 @@ def main() -> None:
         genre = genre_search(features, cfg, seed, on_point=log_point)
         gmetrics = genre_metrics(genre, cfg)
         figures = write_figures(genre, cfg, seed)
-        write_assignments(features, genre)
+        with atomic_path(ASSIGNMENTS) as tmp:
+            assignments(genre, features["file_id"]).to_parquet(tmp, index=False)
         if log_point is not None:
             log_point.close()  # children first: one SQLite writer at a time
         if run is not None:
