@@ -5,7 +5,7 @@ from midiml.config import load_params
 from midiml.data.ingest import Rules, find_files, ingest, subset
 from midiml.data.sources import sources_from_params
 from midiml.evaluate.dataset_table import dataset_table, distribution_figure, render_markdown
-from midiml.io import save_figure, write_json, write_parquet, write_text
+from midiml.io import save_figure, write_metrics, write_parquet, write_text
 
 FIGURE = "reports/figures/dataset_distributions.png"
 
@@ -21,7 +21,7 @@ def main() -> None:
 
     write_parquet(notes, "data/interim/notes.parquet")
     write_parquet(files, "data/interim/files.parquet")
-    write_json("reports/metrics/dataset.json", table)
+    write_metrics("reports/metrics/dataset.json", table)
     fig = distribution_figure(files)
     save_figure(fig, FIGURE)
     md = render_markdown(table, files, "figures/dataset_distributions.png")

@@ -21,6 +21,7 @@ from midiml.cluster.grid import (
 )
 from midiml.cluster.report import curves, render_markdown
 from midiml.cluster.search import (
+    assignments,
     chance_nmi,
     composer_files,
     composer_metrics,
@@ -229,3 +230,22 @@ def test_dvc_params_isolate_cluster_from_features():
     assert "reports/clustering.md" in stages["report"]["deps"]
     outs = [next(iter(o)) if isinstance(o, dict) else o for o in stages["cluster"]["outs"]]
     assert "reports/clustering.md" in outs
+
+
+def test_assignments_give_every_file_its_best_cluster(blobs):
+    """The cluster stage's DVC-cached output: one row per file, labels of the best points."""
+    x, y = blobs
+    cfg = {"k": [2, 3], "n_threads": 1, "reducers": {"none": {}}, "methods": METHODS_CFG}
+    frame = _feature_frame(x, y)
+    search = genre_search(frame, cfg, seed=0)
+    table = assignments(search, frame["file_id"])
+    assert list(table.columns) == [
+        "file_id",
+        "genre",
+        "cluster_best_by_nmi",
+        "cluster_best_by_silhouette",
+    ]
+    assert table["file_id"].tolist() == frame["file_id"].tolist()
+    assert table["genre"].tolist() == list(y.astype(str))
+    # three well-separated blobs: the best-by-NMI clusters are the blobs themselves
+    assert normalized_mutual_info_score(table["genre"], table["cluster_best_by_nmi"]) > 0.99

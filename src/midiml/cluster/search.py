@@ -193,3 +193,24 @@ def composer_metrics(search: Search | None, info: Mapping[str, Any]) -> dict[str
             if len(hit):
                 out[method][key] = round(float(hit["nmi"].max()), 4)
     return out
+
+
+def assignments(search: Search, file_ids: Any) -> pd.DataFrame:
+    """Each file's cluster under the search's best grid points (by NMI, by silhouette).
+
+    The cluster stage's DVC-cached output: one row per file, ``file_id``, the label it was
+    scored against and ``cluster_best_by_nmi`` / ``cluster_best_by_silhouette``.
+    """
+    t = search.grid.table
+    points = {
+        "best_by_nmi": t.sort_values(["nmi", "silhouette"], ascending=False).iloc[0]["point"],
+        "best_by_silhouette": t.loc[t["silhouette"].fillna(-2).idxmax(), "point"],
+    }
+    out = pd.DataFrame(
+        {"file_id": pd.Series(file_ids).astype(str).to_numpy(), search.name: search.truth}
+    )
+    for key, point in points.items():
+        labels = search.grid.labels.get(int(point))
+        if labels is not None:
+            out[f"cluster_{key}"] = np.asarray(labels, dtype=np.int32)
+    return out

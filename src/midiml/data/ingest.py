@@ -17,7 +17,7 @@ from tqdm.contrib.concurrent import process_map
 
 from midiml.data.labels import LABEL_FIELDS, labels_for
 from midiml.data.manifest import sha256_file
-from midiml.data.midi import MidiParseError, empty_notes, parse_midi
+from midiml.data.midi import MidiParseError, Rules, empty_notes, read_checked
 from midiml.data.sources import Source
 
 MIDI_SUFFIXES = {".mid", ".midi"}
@@ -33,22 +33,8 @@ INFO_DEFAULTS = {
     "qpm_mean": np.nan,
     "qpm_std": np.nan,
     "n_tempo_changes": 0,
+    "hanging_notes": 0,
 }
-
-
-@dataclass(frozen=True)
-class Rules:
-    """When a readable file is still unusable."""
-
-    max_length_s: float = 3600.0
-    min_notes: int = 1
-
-    def reason(self, info: dict) -> str | None:
-        if info["n_notes"] < self.min_notes:
-            return "no notes" if info["n_notes"] == 0 else f"fewer than {self.min_notes} notes"
-        if not np.isfinite(info["length_s"]) or info["length_s"] > self.max_length_s:
-            return f"absurd length: {info['length_s']:.1f} s > {self.max_length_s:.0f} s"
-        return None
 
 
 @dataclass(frozen=True)
@@ -102,15 +88,13 @@ def ingest_one(item: tuple[FoundFile, Rules]) -> tuple[dict, pd.DataFrame]:
         "reason": None,
     }
     try:
-        parsed = parse_midi(f.path, file_id=f.file_id)
-    except MidiParseError as exc:
-        row.update(status="quarantined", reason=str(exc).split(": ", 1)[-1])
+        parsed = read_checked(f.path, rules, file_id=f.file_id)
+    except MidiParseError as exc:  # the same reasons the CLI prints
+        row.update(status="quarantined", reason=exc.reason)
+        if exc.info:
+            row.update(exc.info)
         return row, empty_notes()
     row.update(parsed.info)
-    reason = rules.reason(parsed.info)
-    if reason:
-        row.update(status="quarantined", reason=reason)
-        return row, empty_notes()
     return row, parsed.notes
 
 
