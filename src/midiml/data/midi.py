@@ -1,17 +1,17 @@
 """Parse one MIDI file into note events (one row per note) and a one-row file summary.
 
-symusic (C++) reads the notes, tempo map and time signatures fast; mido reads the raw
-message stream, which gives the seed study's "messages" and "tracks" counts and a
-second, strict opinion on whether the file is readable at all.
+symusic (C++) reads the notes, tempo map and time signatures fast, and the seed study's
+"tracks" and "messages" counts come from the same parse (see ``event_counts``): one parse
+per file, so ingest runs at the parser's speed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import mido
 import numpy as np
 import pandas as pd
 import symusic
@@ -46,11 +46,13 @@ def empty_notes() -> pd.DataFrame:
 
 def _tempo_stats(score: symusic.Score, end_tick: int) -> dict[str, float]:
     """Time-weighted mean/std of the tempo (quarter notes per minute) and its change count."""
-    tempos = sorted(((t.time, t.qpm) for t in score.tempos), key=lambda x: x[0])
-    if not tempos:
+    raw = score.tempos.numpy()  # vectorised: some files carry tens of thousands of tempo events
+    if not len(raw["time"]):
         return {"qpm_mean": 120.0, "qpm_std": 0.0, "n_tempo_changes": 0}
-    times = np.array([t for t, _ in tempos] + [max(end_tick, tempos[-1][0])], dtype=float)
-    qpm = np.array([q for _, q in tempos], dtype=float)
+    order = np.argsort(raw["time"], kind="stable")
+    ticks = raw["time"][order].astype(float)
+    qpm = 60_000_000.0 / raw["mspq"][order].astype(float)
+    times = np.append(ticks, max(end_tick, ticks[-1]))
     weights = np.diff(times)
     if weights.sum() <= 0:
         weights = np.ones_like(qpm)
@@ -60,60 +62,117 @@ def _tempo_stats(score: symusic.Score, end_tick: int) -> dict[str, float]:
     return {"qpm_mean": mean, "qpm_std": std, "n_tempo_changes": changes}
 
 
-def parse_midi(path: str | Path, file_id: str | None = None) -> ParsedMidi:
-    """Read ``path``; raise MidiParseError (naming the file) when it cannot be read."""
+def event_counts(score: symusic.Score) -> int:
+    """The file's "messages", counted on the parsed score instead of a second (mido) parse.
+
+    Two per note (on + off) + control changes + pitch bends + lyrics + tempo, time-signature,
+    key-signature and marker events. Unlike mido's raw count it leaves out track names,
+    program changes, sysex and end-of-track messages, so the figures are a little lower.
+    """
+    n = sum(
+        2 * t.note_num() + len(t.controls) + len(t.pitch_bends) + len(t.lyrics)
+        for t in score.tracks
+    )
+    meta = len(score.tempos) + len(score.time_signatures) + len(score.key_signatures)
+    return n + meta + len(score.markers)
+
+
+def header_track_count(data: bytes) -> int:
+    """Track chunks the MIDI header announces (what mido's ``len(tracks)`` reported)."""
+    return int.from_bytes(data[10:12], "big") if data[:4] == b"MThd" else 0
+
+
+def tick_to_seconds(score: symusic.Score, tpq: int) -> Callable[[np.ndarray], np.ndarray]:
+    """Ticks -> seconds through the tempo map, vectorised (float64; symusic's own seconds
+    conversion is float32 and costs as much as the parse). Before the first tempo event,
+    and in files without one, MIDI's default 120 qpm applies; of several tempo events at
+    one tick the last wins."""
+    raw = score.tempos.numpy()
+    order = np.argsort(raw["time"], kind="stable")
+    ticks = raw["time"][order].astype(np.int64)
+    mspq = raw["mspq"][order].astype(np.float64)
+    if not len(ticks) or ticks[0] > 0:
+        ticks, mspq = np.append(0, ticks), np.append(500_000.0, mspq)
+    sec_per_tick = mspq / 1e6 / tpq
+    start_s = np.concatenate([[0.0], np.cumsum(np.diff(ticks) * sec_per_tick[:-1])])
+
+    def convert(t: np.ndarray) -> np.ndarray:
+        k = np.searchsorted(ticks, t, side="right") - 1
+        return start_s[k] + (t - ticks[k]) * sec_per_tick[k]
+
+    return convert
+
+
+def parse_columns(
+    path: str | Path, data: bytes | None = None
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read ``path`` (or its bytes ``data``) into note columns (numpy, no file_id) and a summary.
+
+    Raises MidiParseError (naming the file) when it cannot be read. Notes are sorted by
+    onset, pitch, track. No pandas here: ingest calls this once per file.
+    """
     path = Path(path)
-    file_id = file_id or path.name
     try:
-        raw = mido.MidiFile(path, clip=True)
-        n_messages = sum(len(t) for t in raw.tracks)
-        n_tracks = len(raw.tracks)
-        score = symusic.Score(str(path))
-        seconds = score.to("second")
-    except Exception as exc:  # mido raises OSError/EOFError/ValueError/KeyError...
+        data = path.read_bytes() if data is None else data
+        score = symusic.Score.from_midi(data)
+    except Exception as exc:  # symusic raises RuntimeError/ValueError...; OSError for the file
         raise MidiParseError(f"{path}: unreadable MIDI ({type(exc).__name__}: {exc})") from exc
 
     tpq = max(int(score.ticks_per_quarter), 1)
-    frames = []
-    for i, (tt, ts) in enumerate(zip(score.tracks, seconds.tracks, strict=True)):
+    to_seconds = tick_to_seconds(score, tpq)
+    parts: dict[str, list[np.ndarray]] = {c: [] for c in NOTE_COLUMNS if c != "file_id"}
+    for i, tt in enumerate(score.tracks):
         if tt.note_num() == 0:
             continue
-        nt, ns = tt.notes.numpy(), ts.notes.numpy()
+        nt = tt.notes.numpy()
         n = len(nt["time"])
-        frames.append(
-            pd.DataFrame(
-                {
-                    "file_id": file_id,
-                    "track": np.full(n, i, dtype=np.int16),
-                    "program": np.full(n, tt.program, dtype=np.int16),
-                    "is_drum": np.full(n, bool(tt.is_drum)),
-                    "pitch": nt["pitch"].astype(np.int16),
-                    "velocity": nt["velocity"].astype(np.int16),
-                    "onset_s": ns["time"].astype(np.float64),
-                    "duration_s": ns["duration"].astype(np.float64),
-                    "onset_beats": nt["time"].astype(np.float64) / tpq,
-                    "duration_beats": nt["duration"].astype(np.float64) / tpq,
-                }
-            )
-        )
-    notes = pd.concat(frames, ignore_index=True) if frames else empty_notes()
-    notes = notes.astype(NOTE_COLUMNS)
-    if len(notes):
-        notes = notes.sort_values(["onset_s", "pitch", "track"], kind="stable", ignore_index=True)
+        onset, end = nt["time"].astype(np.int64), nt["time"].astype(np.int64) + nt["duration"]
+        onset_s = to_seconds(onset)
+        parts["track"].append(np.full(n, i, dtype=np.int16))
+        parts["program"].append(np.full(n, tt.program, dtype=np.int16))
+        parts["is_drum"].append(np.full(n, bool(tt.is_drum)))
+        parts["pitch"].append(nt["pitch"].astype(np.int16))
+        parts["velocity"].append(nt["velocity"].astype(np.int16))
+        parts["onset_s"].append(onset_s)
+        parts["duration_s"].append(to_seconds(end) - onset_s)
+        parts["onset_beats"].append(nt["time"].astype(np.float64) / tpq)
+        parts["duration_beats"].append(nt["duration"].astype(np.float64) / tpq)
+    cols = {
+        c: np.concatenate(v) if v else np.empty(0, dtype=NOTE_COLUMNS[c]) for c, v in parts.items()
+    }
+    n_notes = len(cols["pitch"])
+    if n_notes:
+        order = np.lexsort((cols["track"], cols["pitch"], cols["onset_s"]))  # stable
+        cols = {c: v[order] for c, v in cols.items()}
 
     ts_first = score.time_signatures[0] if len(score.time_signatures) else None
     info = {
-        "length_s": float(seconds.end()) if len(notes) or score.end() else 0.0,
-        "n_tracks": n_tracks,
-        "n_messages": n_messages,
-        "n_notes": len(notes),
+        "length_s": float(to_seconds(np.array([score.end()]))[0])
+        if n_notes or score.end()
+        else 0.0,
+        "n_tracks": header_track_count(data),
+        "n_messages": event_counts(score),
+        "n_notes": n_notes,
         "ticks_per_quarter": tpq,
         "ts_numerator": int(ts_first.numerator) if ts_first else 4,
         "ts_denominator": int(ts_first.denominator) if ts_first else 4,
         "n_timesig_changes": max(len(score.time_signatures) - 1, 0),
         **_tempo_stats(score, int(score.end())),
     }
-    return ParsedMidi(notes=notes, info=info)
+    return cols, info
+
+
+def notes_frame(cols: dict[str, np.ndarray], file_id: str) -> pd.DataFrame:
+    """Note columns from ``parse_columns`` as the notes table's frame for one file."""
+    n = len(cols["pitch"])
+    df = pd.DataFrame({"file_id": np.full(n, file_id, dtype=object), **cols})
+    return df.astype(NOTE_COLUMNS)
+
+
+def parse_midi(path: str | Path, file_id: str | None = None) -> ParsedMidi:
+    """Read ``path``; raise MidiParseError (naming the file) when it cannot be read."""
+    cols, info = parse_columns(path)
+    return ParsedMidi(notes=notes_frame(cols, file_id or Path(path).name), info=info)
 
 
 def read_user_file(path: str | Path) -> ParsedMidi:
