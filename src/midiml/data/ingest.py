@@ -27,13 +27,11 @@ from tqdm import tqdm
 
 from midiml.data.labels import LABEL_FIELDS, labels_for, read_csv
 from midiml.data.midi import NOTE_COLUMNS, MidiParseError, empty_notes, notes_frame, parse_columns
-from midiml.data.sources import Source
+from midiml.data.sources import LABELS_CSV_NAME, MIDI_SUFFIXES, Source
 from midiml.io import atomic_path
 
 log = logging.getLogger(__name__)
 
-MIDI_SUFFIXES = {".mid", ".midi"}
-LABELS_CSV_NAME = "_labels.csv"  # a source's labels CSV, copied next to its files by download
 NOTES_BATCH_ROWS = 250_000  # notes per parquet row group: bounds ingest's memory
 INFO_DEFAULTS = {
     "length_s": np.nan,

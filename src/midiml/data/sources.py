@@ -10,6 +10,8 @@ from typing import Any
 
 MIRROR_ENV = "MIDIML_MIRROR"
 MANIFEST_DIR = Path(__file__).parent / "manifests"
+MIDI_SUFFIXES = {".mid", ".midi"}  # compared lower-case
+LABELS_CSV_NAME = "_labels.csv"  # a source's labels CSV, copied next to its files by download
 
 
 @dataclass(frozen=True)
