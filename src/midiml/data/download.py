@@ -58,7 +58,7 @@ def fetch_archive(
     except ValueError as exc:  # pooch: "SHA256 hash of downloaded file (...) does not match"
         if "does not match" not in str(exc):
             raise
-        got = re.search(r"\(([0-9a-f]{64})\)", str(exc))
+        got = re.search(r"but got ([0-9a-f]{64})", str(exc))
         raise ChecksumError(
             f"{fname}: sha256 mismatch (expected {sha256}, downloaded "
             f"{got.group(1) if got else 'something else'}) from {url}"
