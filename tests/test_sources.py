@@ -8,6 +8,7 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -19,7 +20,8 @@ from midiml.data.labels import LabelsCsvError
 from midiml.data.manifest import ChecksumError
 from midiml.data.sources import Source
 from midiml.data.split import split_songs
-from midiml.represent.features import extract_features
+from midiml.represent.features import extract_features, extract_features_streamed
+from midiml.represent.windows import build_event_data, build_event_data_streamed
 from tests.test_classifiers import CFG
 
 GENRES3 = ["jazz", "piano", "chiptune"]
@@ -207,3 +209,14 @@ def test_streamed_ingest_matches_in_memory_and_parallel_matches_serial(tmp_path,
     assert pq.read_table(tmp_path / "s.parquet").equals(pq.read_table(tmp_path / "p.parquet"))
     assert pq.ParquetFile(tmp_path / "s.parquet").num_row_groups > 1  # streamed in batches
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "s.parquet"), notes_mem)
+
+    # features and windows stream the row groups and give what the whole table gives
+    whole = extract_features(notes_mem, files_mem)
+    pd.testing.assert_frame_equal(
+        extract_features_streamed(tmp_path / "s.parquet", files_mem), whole
+    )
+    splits = split_songs(files_mem, 0.2, 0.2, seed=0)
+    a = build_event_data(notes_mem, splits, 4, 1, {"val": 3})
+    b = build_event_data_streamed(tmp_path / "s.parquet", splits, 4, 1, {"val": 3})
+    assert np.array_equal(a.events, b.events) and np.array_equal(a.file_ids, b.file_ids)
+    assert all(np.array_equal(a.starts[k], b.starts[k]) for k in a.starts)
