@@ -54,10 +54,11 @@ def _tempo_stats(score: symusic.Score, end_tick: int) -> dict[str, float]:
     qpm = 60_000_000.0 / raw["mspq"][order].astype(float)
     times = np.append(ticks, max(end_tick, ticks[-1]))
     weights = np.diff(times)
-    if weights.sum() <= 0:
-        weights = np.ones_like(qpm)
-    mean = float(np.average(qpm, weights=weights))
-    std = float(np.sqrt(np.average((qpm - mean) ** 2, weights=weights)))
+    total = weights.sum()
+    if total <= 0:
+        weights, total = np.ones_like(qpm), float(len(qpm))
+    mean = float((qpm * weights).sum() / total)
+    std = float(np.sqrt(((qpm - mean) ** 2 * weights).sum() / total))
     changes = int(np.count_nonzero(np.abs(np.diff(qpm)) > 1e-6))
     return {"qpm_mean": mean, "qpm_std": std, "n_tempo_changes": changes}
 
@@ -120,25 +121,29 @@ def parse_columns(
 
     tpq = max(int(score.ticks_per_quarter), 1)
     to_seconds = tick_to_seconds(score, tpq)
-    parts: dict[str, list[np.ndarray]] = {c: [] for c in NOTE_COLUMNS if c != "file_id"}
-    for i, tt in enumerate(score.tracks):
-        if tt.note_num() == 0:
-            continue
-        nt = tt.notes.numpy()
-        n = len(nt["time"])
-        onset, end = nt["time"].astype(np.int64), nt["time"].astype(np.int64) + nt["duration"]
-        onset_s = to_seconds(onset)
-        parts["track"].append(np.full(n, i, dtype=np.int16))
-        parts["program"].append(np.full(n, tt.program, dtype=np.int16))
-        parts["is_drum"].append(np.full(n, bool(tt.is_drum)))
-        parts["pitch"].append(nt["pitch"].astype(np.int16))
-        parts["velocity"].append(nt["velocity"].astype(np.int16))
-        parts["onset_s"].append(onset_s)
-        parts["duration_s"].append(to_seconds(end) - onset_s)
-        parts["onset_beats"].append(nt["time"].astype(np.float64) / tpq)
-        parts["duration_beats"].append(nt["duration"].astype(np.float64) / tpq)
+    # all tracks' notes at once: numpy calls per file, not per track (ingest runs this per file)
+    tracks = [(i, t, t.notes.numpy()) for i, t in enumerate(score.tracks) if t.note_num()]
+    counts = [len(nt["time"]) for _, _, nt in tracks]
+
+    def joined(key: str) -> np.ndarray:
+        return np.concatenate([nt[key] for _, _, nt in tracks]) if tracks else np.zeros(0)
+
+    def per_track(values: list, dtype: type) -> np.ndarray:
+        return np.repeat(np.array(values, dtype=dtype), counts)
+
+    ticks, dur = joined("time").astype(np.int64), joined("duration").astype(np.int64)
+    seconds = to_seconds(np.concatenate([ticks, ticks + dur]))
+    onset_s = seconds[: len(ticks)]
     cols = {
-        c: np.concatenate(v) if v else np.empty(0, dtype=NOTE_COLUMNS[c]) for c, v in parts.items()
+        "track": per_track([i for i, _, _ in tracks], np.int16),
+        "program": per_track([t.program for _, t, _ in tracks], np.int16),
+        "is_drum": per_track([bool(t.is_drum) for _, t, _ in tracks], bool),
+        "pitch": joined("pitch").astype(np.int16),
+        "velocity": joined("velocity").astype(np.int16),
+        "onset_s": onset_s,
+        "duration_s": seconds[len(ticks) :] - onset_s,
+        "onset_beats": ticks.astype(np.float64) / tpq,
+        "duration_beats": dur.astype(np.float64) / tpq,
     }
     n_notes = len(cols["pitch"])
     if n_notes:
