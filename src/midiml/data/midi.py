@@ -98,6 +98,8 @@ def tick_to_seconds(score: symusic.Score, tpq: int) -> Callable[[np.ndarray], np
     start_s = np.concatenate([[0.0], np.cumsum(np.diff(ticks) * sec_per_tick[:-1])])
 
     def convert(t: np.ndarray) -> np.ndarray:
+        if len(ticks) == 1:  # one tempo (most files): no lookup, the same numbers
+            return start_s[0] + (t - ticks[0]) * sec_per_tick[0]
         k = np.searchsorted(ticks, t, side="right") - 1
         return start_s[k] + (t - ticks[k]) * sec_per_tick[k]
 
@@ -147,7 +149,9 @@ def parse_columns(
     }
     n_notes = len(cols["pitch"])
     if n_notes:
-        order = np.lexsort((cols["track"], cols["pitch"], cols["onset_s"]))  # stable
+        # by onset, pitch, track: seconds grow with ticks, so one integer key sorts the same
+        key = (ticks * 128 + cols["pitch"]) * (len(score.tracks) + 1) + cols["track"]
+        order = np.argsort(key, kind="stable")
         cols = {c: v[order] for c, v in cols.items()}
 
     ts_first = score.time_signatures[0] if len(score.time_signatures) else None
