@@ -93,6 +93,18 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
         tmp.write_text(text)
 
 
+def iter_row_groups(path: str | os.PathLike[str]) -> Iterator[Any]:
+    """A parquet file one row group at a time, as pandas frames: memory holds one group.
+
+    The ingest writes each file's notes inside one row group, so per-file work can stream.
+    """
+    import pyarrow.parquet as pq  # deferred: most users of this module never read parquet
+
+    pf = pq.ParquetFile(path)
+    for i in range(pf.num_row_groups):
+        yield pf.read_row_group(i).to_pandas()
+
+
 def write_parquet(df: Any, path: str | os.PathLike[str]) -> None:
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)

@@ -75,6 +75,7 @@ def genre_search(
     x = standardise(features, c.get("drop_features", []))
     truth = features["genre"].astype(str).to_numpy()
     reducers_cfg, ks = grid_for(c, len(features))
+    ks = sorted(set(ks) | {len(np.unique(truth))})  # always try k = number of genres
     reducers = reducer_specs(reducers_cfg)
     grid = run_grid(
         x,
@@ -123,10 +124,17 @@ def genre_metrics(search: Search, cfg: Any) -> dict[str, Any]:
     return out
 
 
-def composer_files(features: pd.DataFrame, files: pd.DataFrame, genre: str) -> pd.DataFrame:
-    """Feature rows of ``genre`` files that have a composer (drops e.g. 'Christmas')."""
+def composer_files(features: pd.DataFrame, files: pd.DataFrame, genre: str | None) -> pd.DataFrame:
+    """Feature rows of ``genre`` files that have a composer (drops e.g. 'Christmas').
+
+    ``genre`` None: the genre with the most composer-labelled files (any collection).
+    """
     meta = files[["file_id", "composer"]].drop_duplicates("file_id")
     merged = features.merge(meta, on="file_id", how="left")
+    if genre is None:
+        labelled = merged.loc[merged["composer"].notna(), "genre"].astype(str)
+        counts = labelled.value_counts()
+        genre = str(counts.index[0]) if len(counts) else ""
     keep = (merged["genre"] == genre) & merged["composer"].notna()
     return merged[keep].reset_index(drop=True)
 
@@ -149,7 +157,7 @@ def composer_search(
 ) -> tuple[Search | None, dict[str, Any]]:
     """Cluster one genre's composer-labelled files at k = k_fixed and k = composers."""
     c = _as_dict(cfg)["composer"]
-    rows = composer_files(features, files, str(c["genre"]))
+    rows = composer_files(features, files, None if c.get("genre") is None else str(c["genre"]))
     if len(rows) < 3:
         return None, {"n_files": len(rows), "n_composers": 0}
     truth = rows["composer"].astype(str).to_numpy()

@@ -1,17 +1,19 @@
 """Parse one MIDI file into note events (one row per note) and a one-row file summary.
 
 Every file, whether the ingest stage or a ``midiml`` command reads it, goes through one
-path: :func:`read_checked`. A pure-Python scan of the raw bytes (:func:`scan_smf`) checks the
-structure, counts tracks and messages, and closes notes that are switched on and never off at
+path: :func:`check_columns` (:func:`read_checked` as a table). A scan of the raw bytes
+(:func:`scan_smf`) checks the structure, counts tracks and messages, and closes notes that are switched on and never off at
 the end of their track (symusic would drop them); it hands symusic a canonical file, which
-reads the notes, tempo map and time signatures fast. :class:`Rules` then says whether a
-readable file is usable. Bad files raise :class:`MidiParseError` with one short reason, the
-same string in the file table and on the command line.
+reads the notes, tempo map and time signatures fast (seconds come from the tempo map in
+float64, vectorised). :class:`Rules` then says whether a readable file is usable. Bad files
+raise :class:`MidiParseError` with one short reason, the same string in the file table and on
+the command line.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -239,30 +241,120 @@ def empty_notes() -> pd.DataFrame:
 
 def _tempo_stats(score: symusic.Score, end_tick: int) -> dict[str, float]:
     """Time-weighted mean/std of the tempo (quarter notes per minute) and its change count."""
-    tempos = sorted(((t.time, t.qpm) for t in score.tempos), key=lambda x: x[0])
-    if not tempos:
+    raw = score.tempos.numpy()  # vectorised: some files carry tens of thousands of tempo events
+    if not len(raw["time"]):
         return {"qpm_mean": 120.0, "qpm_std": 0.0, "n_tempo_changes": 0}
-    times = np.array([t for t, _ in tempos] + [max(end_tick, tempos[-1][0])], dtype=float)
-    qpm = np.array([q for _, q in tempos], dtype=float)
+    order = np.argsort(raw["time"], kind="stable")
+    ticks = raw["time"][order].astype(float)
+    qpm = 60_000_000.0 / raw["mspq"][order].astype(float)
+    times = np.append(ticks, max(end_tick, ticks[-1]))
     weights = np.diff(times)
-    if weights.sum() <= 0:
-        weights = np.ones_like(qpm)
-    mean = float(np.average(qpm, weights=weights))
-    std = float(np.sqrt(np.average((qpm - mean) ** 2, weights=weights)))
+    total = weights.sum()
+    if total <= 0:
+        weights, total = np.ones_like(qpm), float(len(qpm))
+    mean = float((qpm * weights).sum() / total)
+    std = float(np.sqrt(((qpm - mean) ** 2 * weights).sum() / total))
     changes = int(np.count_nonzero(np.abs(np.diff(qpm)) > 1e-6))
     return {"qpm_mean": mean, "qpm_std": std, "n_tempo_changes": changes}
 
 
-def parse_midi(path: str | Path, file_id: str | None = None) -> ParsedMidi:
-    """Read ``path``; raise MidiParseError (naming the file) when it cannot be read."""
+def tick_to_seconds(score: symusic.Score, tpq: int) -> Callable[[np.ndarray], np.ndarray]:
+    """Ticks -> seconds through the tempo map, vectorised (float64; symusic's own seconds
+    conversion is float32 and costs as much as the parse). Before the first tempo event,
+    and in files without one, MIDI's default 120 qpm applies; of several tempo events at
+    one tick the last wins."""
+    raw = score.tempos.numpy()
+    order = np.argsort(raw["time"], kind="stable")
+    ticks = raw["time"][order].astype(np.int64)
+    mspq = raw["mspq"][order].astype(np.float64)
+    if not len(ticks) or ticks[0] > 0:
+        ticks, mspq = np.append(0, ticks), np.append(500_000.0, mspq)
+    sec_per_tick = mspq / 1e6 / tpq
+    start_s = np.concatenate([[0.0], np.cumsum(np.diff(ticks) * sec_per_tick[:-1])])
+
+    def convert(t: np.ndarray) -> np.ndarray:
+        if len(ticks) == 1:  # one tempo (most files): no lookup, the same numbers
+            return start_s[0] + (t - ticks[0]) * sec_per_tick[0]
+        k = np.searchsorted(ticks, t, side="right") - 1
+        return start_s[k] + (t - ticks[k]) * sec_per_tick[k]
+
+    return convert
+
+
+def _columns(score: symusic.Score, scan: Scan, path: Path) -> tuple[dict[str, np.ndarray], dict]:
+    """Note columns (numpy, sorted by onset, pitch, track) and the file summary of a score."""
+    if len(score.tracks) > MAX_TRACKS:
+        raise MidiParseError(
+            path, f"unreadable MIDI: too many tracks: {len(score.tracks)} > {MAX_TRACKS}"
+        )
+    tpq = max(int(score.ticks_per_quarter), 1)
+    to_seconds = tick_to_seconds(score, tpq)
+    # all tracks' notes at once: numpy calls per file, not per track (ingest runs this per file)
+    tracks = [(i, t, t.notes.numpy()) for i, t in enumerate(score.tracks) if t.note_num()]
+    counts = [len(nt["time"]) for _, _, nt in tracks]
+
+    def joined(key: str) -> np.ndarray:
+        return np.concatenate([nt[key] for _, _, nt in tracks]) if tracks else np.zeros(0)
+
+    def per_track(values: list, dtype: type) -> np.ndarray:
+        return np.repeat(np.array(values, dtype=dtype), counts)
+
+    ticks, dur = joined("time").astype(np.int64), joined("duration").astype(np.int64)
+    seconds = to_seconds(np.concatenate([ticks, ticks + dur]))
+    onset_s = seconds[: len(ticks)]
+    cols = {
+        "track": per_track([i for i, _, _ in tracks], np.int16),
+        "program": per_track([t.program for _, t, _ in tracks], np.int16),
+        "is_drum": per_track([bool(t.is_drum) for _, t, _ in tracks], bool),
+        "pitch": joined("pitch").astype(np.int16),
+        "velocity": joined("velocity").astype(np.int16),
+        "onset_s": onset_s,
+        "duration_s": seconds[len(ticks) :] - onset_s,
+        "onset_beats": ticks.astype(np.float64) / tpq,
+        "duration_beats": dur.astype(np.float64) / tpq,
+    }
+    n_notes = len(cols["pitch"])
+    if n_notes:
+        # by onset, pitch, track: seconds grow with ticks, so one integer key sorts the same
+        key = (ticks * 128 + cols["pitch"]) * (len(score.tracks) + 1) + cols["track"]
+        order = np.argsort(key, kind="stable")
+        cols = {c: v[order] for c, v in cols.items()}
+        if not np.isfinite(cols["onset_s"]).all() or not np.isfinite(cols["duration_s"]).all():
+            raise MidiParseError(path, "note times are not finite")
+    ts_first = score.time_signatures[0] if len(score.time_signatures) else None
+    end = int(score.end())
+    info = {
+        "length_s": float(to_seconds(np.array([end]))[0]) if n_notes or end else 0.0,
+        "n_tracks": scan.n_tracks,
+        "n_messages": scan.n_messages,
+        "n_notes": n_notes,
+        "ticks_per_quarter": tpq,
+        "ts_numerator": int(ts_first.numerator) if ts_first else 4,
+        "ts_denominator": int(ts_first.denominator) if ts_first else 4,
+        "n_timesig_changes": max(len(score.time_signatures) - 1, 0),
+        **_tempo_stats(score, end),
+        "hanging_notes": scan.hanging_notes,
+    }
+    return cols, info
+
+
+def parse_columns(
+    path: str | Path, data: bytes | None = None
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read ``path`` (or its bytes ``data``) into note columns (numpy, no file_id) and a summary.
+
+    Raises MidiParseError (naming the file, with one short reason) when it cannot be read.
+    No pandas here: ingest calls this once per file.
+    """
     path = Path(path)
-    file_id = file_id or path.name
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:  # do not even read it
-            raise _Bad(f"too large: {size / 2**20:.1f} MiB > {MAX_FILE_BYTES / 2**20:.0f} MiB")
-        scan = scan_smf(path.read_bytes())
-    except _Bad as exc:  # "unreadable MIDI: <what>" groups in the file table, like ingest did
+        if data is None:
+            size = path.stat().st_size
+            if size > MAX_FILE_BYTES:  # do not even read it
+                raise _Bad(f"too large: {size / 2**20:.1f} MiB > {MAX_FILE_BYTES / 2**20:.0f} MiB")
+            data = path.read_bytes()
+        scan = scan_smf(data)
+    except _Bad as exc:  # "unreadable MIDI: <what>" groups in the file table
         reason = str(exc)
         if not reason.startswith("absurd length"):
             reason = f"unreadable MIDI: {reason}"
@@ -271,79 +363,49 @@ def parse_midi(path: str | Path, file_id: str | None = None) -> ParsedMidi:
         raise MidiParseError(path, f"cannot read ({exc.strerror or type(exc).__name__})") from None
     try:
         score = symusic.Score.from_midi(scan.data)
-        seconds = score.to("second")
     except Exception as exc:  # symusic's checks are stricter than the scan in places
         raise MidiParseError(path, f"unreadable MIDI: {str(exc).splitlines()[0][:120]}") from None
     try:
-        return _read_score(score, seconds, scan, file_id, path)
+        return _columns(score, scan, path)
     except MidiParseError:
         raise
     except Exception as exc:  # a safety net: an odd file must never crash a command
         raise MidiParseError(path, f"unreadable MIDI: {type(exc).__name__}: {exc}") from None
 
 
-def _read_score(
-    score: symusic.Score, seconds: symusic.Score, scan: Scan, file_id: str, path: Path
-) -> ParsedMidi:
-    """Note table and file summary from symusic's ticks and seconds views of one file."""
-    n_messages, n_tracks = scan.n_messages, scan.n_tracks
-    if len(score.tracks) > MAX_TRACKS:
-        raise MidiParseError(
-            path, f"unreadable MIDI: too many tracks: {len(score.tracks)} > {MAX_TRACKS}"
-        )
-    tpq = max(int(score.ticks_per_quarter), 1)
-    cols: dict[str, list[np.ndarray]] = {c: [] for c in NOTE_COLUMNS if c != "file_id"}
-    for i, (tt, ts) in enumerate(zip(score.tracks, seconds.tracks, strict=True)):
-        if tt.note_num() == 0:
-            continue
-        nt, ns = tt.notes.numpy(), ts.notes.numpy()
-        n = len(nt["time"])
-        cols["track"].append(np.full(n, i, dtype=np.int16))
-        cols["program"].append(np.full(n, tt.program, dtype=np.int16))
-        cols["is_drum"].append(np.full(n, bool(tt.is_drum)))
-        cols["pitch"].append(nt["pitch"].astype(np.int16))
-        cols["velocity"].append(nt["velocity"].astype(np.int16))
-        cols["onset_s"].append(ns["time"].astype(np.float64))
-        cols["duration_s"].append(ns["duration"].astype(np.float64))
-        cols["onset_beats"].append(nt["time"].astype(np.float64) / tpq)
-        cols["duration_beats"].append(nt["duration"].astype(np.float64) / tpq)
-    if cols["track"]:  # one frame for all tracks: thousands of tiny frames are slow to join
-        notes = pd.DataFrame(
-            {"file_id": file_id, **{c: np.concatenate(v) for c, v in cols.items()}}
-        )
-    else:
-        notes = empty_notes()
-    notes = notes.astype(NOTE_COLUMNS)
-    if len(notes):
-        notes = notes.sort_values(["onset_s", "pitch", "track"], kind="stable", ignore_index=True)
+def check_columns(
+    path: str | Path, rules: Rules | None = None, data: bytes | None = None
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The one way every file is read and judged: parse, then apply ``rules``.
 
-    ts_first = score.time_signatures[0] if len(score.time_signatures) else None
-    info = {
-        "length_s": float(seconds.end()) if len(notes) or score.end() else 0.0,
-        "n_tracks": n_tracks,
-        "n_messages": n_messages,
-        "n_notes": len(notes),
-        "ticks_per_quarter": tpq,
-        "ts_numerator": int(ts_first.numerator) if ts_first else 4,
-        "ts_denominator": int(ts_first.denominator) if ts_first else 4,
-        "n_timesig_changes": max(len(score.time_signatures) - 1, 0),
-        **_tempo_stats(score, int(score.end())),
-        "hanging_notes": scan.hanging_notes,
-    }
-    if len(notes) and not np.isfinite(notes[["onset_s", "duration_s"]].to_numpy()).all():
-        raise MidiParseError(path, "note times are not finite")
-    return ParsedMidi(notes=notes, info=info)
+    Raises MidiParseError (with the file summary when the file was readable) if unusable.
+    """
+    cols, info = parse_columns(path, data)
+    reason = (rules or Rules()).reason(info)
+    if reason:
+        raise MidiParseError(path, reason, info)
+    return cols, info
+
+
+def notes_frame(cols: dict[str, np.ndarray], file_id: str) -> pd.DataFrame:
+    """Note columns from ``parse_columns`` as the notes table's frame for one file."""
+    n = len(cols["pitch"])
+    df = pd.DataFrame({"file_id": np.full(n, file_id, dtype=object), **cols})
+    return df.astype(NOTE_COLUMNS)
+
+
+def parse_midi(path: str | Path, file_id: str | None = None) -> ParsedMidi:
+    """Read ``path``; raise MidiParseError (naming the file) when it cannot be read."""
+    cols, info = parse_columns(path)
+    return ParsedMidi(notes=notes_frame(cols, file_id or Path(path).name), info=info)
 
 
 def read_checked(
     path: str | Path, rules: Rules | None = None, file_id: str | None = None
 ) -> ParsedMidi:
-    """The one way every file is read: parse, then apply ``rules``; MidiParseError if unusable."""
-    parsed = parse_midi(path, file_id)
-    reason = (rules or Rules()).reason(parsed.info)
-    if reason:
-        raise MidiParseError(path, reason, parsed.info)
-    return parsed
+    """:func:`check_columns` as a note table (what the CLI and tests use)."""
+    cols, info = check_columns(path, rules)
+    return ParsedMidi(notes=notes_frame(cols, file_id or Path(path).name), info=info)
 
 
 def read_user_file(path: str | Path, rules: Rules | None = None) -> ParsedMidi:
