@@ -1,13 +1,13 @@
 """Parse one MIDI file into note events (one row per note) and a one-row file summary.
 
-Every file, whether the ingest stage or a ``midiml`` command reads it, goes through one
-path: :func:`check_columns` (:func:`read_checked` as a table). A scan of the raw bytes
-(:func:`scan_smf`) checks the structure, counts tracks and messages, and closes notes that
-are switched on and never off at the end of their track (symusic would drop them); it hands symusic a canonical file, which
-reads the notes, tempo map and time signatures fast (seconds come from the tempo map in
-float64, vectorised). :class:`Rules` then says whether a readable file is usable. Bad files
-raise :class:`MidiParseError` with one short reason, the same string in the file table and on
-the command line.
+Every file, whether the ingest stage or a ``midiml`` command reads it, goes through one path:
+:func:`check_columns` (:func:`read_checked` as a table). A scan of the raw bytes
+(:func:`scan_smf`) checks the structure, counts tracks and messages, and closes notes that are
+switched on and never off at the end of their track (symusic would drop them); it hands
+symusic a canonical file, which reads the notes, tempo map and time signatures fast (seconds
+come from the tempo map in float64, vectorised). :class:`Rules` then says whether a readable
+file is usable. Bad files raise :class:`MidiParseError` with one short reason, the same string
+in the file table and on the command line.
 """
 
 from __future__ import annotations
