@@ -17,6 +17,7 @@ from midiml.generate.vae_use import (
     Decoding,
     choose_thresholds,
     continue_with_vae,
+    pick_within_band,
     save_model,
 )
 from midiml.represent.onset_frame import Grid, onset_frame_rolls, rolls_to_notes, transpose_rolls
@@ -224,3 +225,30 @@ def test_interpolate_cli_errors_are_one_line(tmp_path, tiny_vae_dir, case, messa
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0]
     assert "Traceback" not in res.output
+
+
+def test_a_smeared_onset_decodes_to_one_note():
+    onset = np.zeros((GRID.n_pitches, 16), np.float32)
+    frame = np.zeros_like(onset)
+    onset[39, 3:7] = [0.5, 0.9, 0.6, 0.5]  # one uncertain onset spread over four steps ...
+    onset[40, 4] = 0.7  # ... and a semitone
+    frame[39, 3:10] = 0.8
+    notes = rolls_to_notes(onset, frame, GRID, 0.4, 0.5)
+    assert list(zip(notes["pitch"], notes["onset_s"], strict=True)) == [(60, 4 * GRID.step)]
+    assert notes["duration_s"].iloc[0] == pytest.approx(6 * GRID.step)
+    assert len(rolls_to_notes(onset, frame, GRID, 0.4, 0.5, peak_pick=False)) == 5
+
+
+def test_thresholds_keep_note_count_and_length_near_the_real_ones():
+    """Thresholds land above a haze of false probabilities; and the rule takes the best F1
+    only among candidates whose note count / length is within the band of the real one."""
+    y = _toy_batch().numpy()
+    rng = np.random.default_rng(1)
+    haze = rng.uniform(0.2, 0.3, y.shape) * (rng.random(y.shape) < 0.2)
+    probs = np.maximum(0.35 * y, haze)
+    dec = choose_thresholds(probs, y, frame_only=False)
+    assert dec.onset_threshold >= 0.3 and dec.frame_threshold >= 0.3
+    scores = np.array([0.30, 0.25, 0.20])  # F1 falls as the threshold rises ...
+    misfit = np.abs(np.log([3.0, 1.2, 0.9]))  # ... but the first sprays 3x the notes
+    assert pick_within_band(scores, misfit, 1.5) == 1
+    assert pick_within_band(scores, np.log([3.0, 2.5, 2.0]), 1.5) == 2  # none fits: the closest

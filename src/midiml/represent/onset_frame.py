@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
+from scipy import ndimage, sparse
 
 from midiml.represent.pianoroll import RollSpec, piano_roll
 
@@ -69,10 +69,13 @@ def rolls_to_notes(
     velocity: int = 80,
     time_offset: float = 0.0,
     onsets_from_frames: bool = False,
+    peak_pick: bool = True,
 ) -> pd.DataFrame:
     """Decode (probability) rolls (n_pitches × T) into a note table.
 
-    A note starts where the onset channel crosses ``onset_threshold`` and lasts while the
+    A note starts where the onset channel crosses ``onset_threshold`` at a local peak
+    (``peak_pick``: a model unsure by a step or a semitone spreads one onset over
+    neighbouring cells, which would otherwise become a burst of notes) and lasts while the
     frame channel stays above ``frame_threshold`` (at least one step), ending early at the
     next onset on the same pitch. ``onsets_from_frames`` decodes a frame-only model (the
     seed study's): a note starts where the frame channel switches on.
@@ -84,6 +87,8 @@ def rolls_to_notes(
         on = frame_on & ~prev
     else:
         on = np.asarray(onset) >= onset_threshold
+        if peak_pick:
+            on &= onset_peaks(onset)
     rows: list[tuple[int, float, float]] = []
     n_steps = on.shape[1]
     for r, t in zip(*np.nonzero(on), strict=True):
@@ -95,6 +100,30 @@ def rolls_to_notes(
     out["onset_s"] = out["onset_s"] + time_offset
     out.insert(1, "velocity", velocity)
     return note_table(out)
+
+
+def onset_peaks(onset: np.ndarray, time_radius: int = 2, pitch_radius: int = 1) -> np.ndarray:
+    """Cells that are the maximum of their (2·pitch_radius+1) × (2·time_radius+1) neighbourhood.
+
+    Ties all count, so a clean 0/1 roll keeps every onset (the round trip stays exact).
+    """
+    x = np.asarray(onset, np.float32)
+    size = (2 * pitch_radius + 1, 2 * time_radius + 1)
+    return (x >= ndimage.maximum_filter(x, size=size, mode="constant")) & (x > 0)
+
+
+def note_cells(on: np.ndarray, frame_on: np.ndarray) -> np.ndarray:
+    """The cells the decoded notes cover (same rule as :func:`rolls_to_notes`), vectorised.
+
+    ``on`` / ``frame_on``: boolean (..., P, T). A cell is covered if a note starts there,
+    or it is an active frame cell right after a covered one with no new onset.
+    """
+    on, frame_on = np.asarray(on, bool), np.asarray(frame_on, bool)
+    out = np.zeros_like(on)
+    out[..., 0] = on[..., 0]
+    for t in range(1, on.shape[-1]):
+        out[..., t] = on[..., t] | (frame_on[..., t] & out[..., t - 1])
+    return out
 
 
 def note_table(df: pd.DataFrame) -> pd.DataFrame:
