@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from midiml.cli import app
 from midiml.evaluate import rolls as rm
 from midiml.generate.vae import RollVAE, kl_term, roll_loss
-from midiml.generate.vae_data import valid_starts
+from midiml.generate.vae_data import RollWindowDataModule, valid_starts
 from midiml.generate.vae_use import (
     Decoding,
     choose_thresholds,
@@ -252,3 +252,33 @@ def test_thresholds_keep_note_count_and_length_near_the_real_ones():
     misfit = np.abs(np.log([3.0, 1.2, 0.9]))  # ... but the first sprays 3x the notes
     assert pick_within_band(scores, misfit, 1.5) == 1
     assert pick_within_band(scores, np.log([3.0, 2.5, 2.0]), 1.5) == 2  # none fits: the closest
+
+
+def test_datamodule_cuts_song_level_windows(tmp_path):
+    rows = []
+    for song in ("a", "b", "c"):
+        for i in range(64):
+            rows.append((song, 48 + i % 12, i * 0.25, 0.25))
+    notes = pd.DataFrame(rows, columns=["file_id", "pitch", "onset_s", "duration_s"]).assign(
+        velocity=80, is_drum=False
+    )
+    notes.to_parquet(tmp_path / "notes.parquet")
+    splits = pd.DataFrame({"file_id": ["a", "b", "c"], "split": ["train", "val", "test"]})
+    splits.to_parquet(tmp_path / "splits.parquet")
+    dm = RollWindowDataModule(
+        str(tmp_path / "notes.parquet"),
+        str(tmp_path / "splits.parquet"),
+        step=0.125,
+        window=64,
+        hop=8,
+        min_notes=4,
+        batch_size=4,
+        transpose=3,
+    )
+    dm.setup()
+    assert dm.rolls["train"].file_ids == ["a"] and dm.rolls["test"].file_ids == ["c"]
+    batch = next(iter(dm.train_dataloader()))
+    assert batch.shape[1:] == (2, 88, 64)
+    assert float(batch[:, 0].sum()) == pytest.approx(32 * len(batch))  # 32 onsets per window
+    val = next(iter(dm.val_dataloader()))
+    assert val.shape[1:] == (2, 88, 64)

@@ -107,6 +107,7 @@ def run_study(params: Any, out_dir: str | Path, progress_bar: bool = False) -> d
         info[f"{variant}_epochs"] = res.epochs
         info[f"{variant}_run_id"] = res.run_id
         info[f"{variant}_decoding"] = decodings[variant].__dict__
+        info[f"{variant}_val_kl"] = res.history[-1].get("val_kl") if res.history else None
     notes = pd.read_parquet(
         dm.notes_path, columns=["file_id", "is_drum", "pitch", "velocity", "onset_s", "duration_s"]
     )
