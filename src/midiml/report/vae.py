@@ -18,7 +18,7 @@ COLUMNS = {
     "sustained_share": "sustained-cell share",
     "onset_f1": "onset F1",
     "key_consistency": "in prompt key",
-    "register_gap": "|Δ median pitch|",
+    "register_gap": "Δ median pitch (semitones)",
     "step_share": "step share",
 }
 LABELS = {
@@ -98,7 +98,8 @@ def loss_figure(histories: dict[str, list[dict[str, float]]]) -> Any:
 
 
 def table_markdown(table: pd.DataFrame) -> str:
-    df = table.copy()
+    order = {name: i for i, name in enumerate(LABELS)}
+    df = table.sort_values("model", key=lambda m: m.map(lambda x: order.get(x, len(order))))
     df["model"] = df["model"].map(lambda m: LABELS.get(m, m))
     df = df[list(COLUMNS)].rename(columns=COLUMNS)
     lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
@@ -139,8 +140,8 @@ from the prior.
   **sustained-cell share**: share of sounding cells in notes ≥ 2 s; **onset F1**: a
   generated onset matches a real one on the same pitch within ±1 step ({grid.step * 1000:g} ms);
   **in prompt key**: share of new notes in the prompt's Krumhansl key;
-  **|Δ median pitch|**: register jump from the prompt; **step share**: successive
-  intervals of 1–2 semitones.
+  **Δ median pitch**: register jump from the prompt, |median new − median prompt|;
+  **step share**: successive intervals of 1–2 semitones.
 - The study's loss: density ratio {study["density_ratio"]:.2f}, length ratio
   {study["length_ratio"]:.2f}, sustained share {study["sustained_share"]:.2f}.
   Ours: density ratio {ours["density_ratio"]:.2f} ({"within" if ok_density else "outside"}
