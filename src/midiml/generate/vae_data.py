@@ -3,9 +3,9 @@
 Each song becomes a sparse (onset, frame) roll once; a window is ``window`` steps cut from
 it, its first half the context (what the listener heard) and its second the continuation
 (what the model must guess). Only windows with at least ``min_notes`` onsets in each half
-count, so the model never learns to continue silence with silence. Training draws a fresh
-random subsample of windows every epoch (``windows_per_epoch``; long Classical pieces would
-otherwise drown the short loops) and transposes each by a random interval; validation and
+count, so the model never learns to continue silence with silence. Training uses one seeded
+random subsample of the qualifying windows per fit (``windows_per_epoch``; it keeps a CPU
+epoch short) and transposes each by a random interval; validation and
 test use fixed, evenly spaced windows of the held-out songs (song-level splits).
 """
 
