@@ -153,7 +153,8 @@ Why the plain loss fails: ~98 % of the cells are empty, and a frame-only target 
 about where a note *starts*. Unweighted BCE is minimised by low, smeared probabilities on
 the pitches the context used, nearly constant over time; with the full KL weight from the
 first step the latent carries less (final validation KL {kl["study"]:.1f} nats vs
-ours {kl["ours"]:.1f}), so the decoder has little rhythm to follow, and whatever threshold is chosen turns the smear into held notes. The cure has
+ours {kl["ours"]:.1f}), so the decoder has little rhythm to follow, and whatever threshold
+is chosen turns the smear into held notes. The cure has
 three parts, all in the table's "ours" row: an onset head with class-balanced BCE (a missed
 note start costs about as much as an invented one), KL warm-up with free bits (the latent
 carries the continuation's rhythm, so a prior sample gives *a* rhythm instead of the average
