@@ -171,5 +171,27 @@ def evaluate_blind_cmd(
         typer.echo("overall: no readable files")
 
 
+@app.command()
+def interpolate(
+    file_a: str = typer.Argument(..., help="first song (the morph starts here)"),
+    file_b: str = typer.Argument(..., help="second song (the morph ends here)"),
+    output: str = typer.Option("interpolated.mid", "--output", "-o", help="MIDI file to write"),
+    steps: int = typer.Option(5, "--steps", help="segments from A to B (at least 2)"),
+    segment_seconds: float = typer.Option(8.0, "--segment-seconds", help="length of each"),
+    model_dir: str = typer.Option(
+        "models/generators/vae", "--model-dir", help="where `dvc repro` saved the VAE"
+    ),
+) -> None:
+    """Morph between two songs through the roll VAE's latent space: writes one short MIDI."""
+    from midiml.generate.vae_use import VaeUseError, interpolate_files
+
+    try:
+        out = interpolate_files(file_a, file_b, output, steps, segment_seconds, model_dir)
+    except VaeUseError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"{output}: {out['notes']} notes, {out['seconds']:.1f} s in {out['steps']} steps")
+
+
 if __name__ == "__main__":
     app()
