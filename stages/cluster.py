@@ -59,7 +59,9 @@ def write_figures(genre, cfg, seed: int) -> dict[str, str]:
     table = genre.grid.table
     best = table.sort_values(["nmi", "silhouette"], ascending=False).iloc[0]
     u2 = ReducerSpec(
-        "umap", tuple(sorted((k, v) for k, v in cfg.figure_umap2.items() if k != "kind"))
+        "umap",
+        tuple(sorted((k, v) for k, v in cfg.figure_umap2.items() if k != "kind")),
+        str(cfg.reducers.umap._target_),
     )
     emb2 = genre.grid.embeddings.get(u2.name)
     if emb2 is None:

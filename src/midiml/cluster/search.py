@@ -22,6 +22,7 @@ from midiml.cluster.grid import (
     reducer_specs,
     run_grid,
     standardise,
+    targets_of,
 )
 
 SUMMARY_KEYS = ("method", "reducer", "k", "silhouette", "nmi", "ari")
@@ -76,7 +77,7 @@ def genre_search(
     truth = features["genre"].astype(str).to_numpy()
     reducers_cfg, ks = grid_for(c, len(features))
     ks = sorted(set(ks) | {len(np.unique(truth))})  # always try k = number of genres
-    reducers = reducer_specs(reducers_cfg)
+    reducers = reducer_specs(reducers_cfg, targets_of(c["reducers"]))
     grid = run_grid(
         x,
         truth,
@@ -171,8 +172,8 @@ def composer_search(
     grid = run_grid(
         x,
         truth,
-        reducer_specs(reducers_cfg),
-        method_specs(c["methods"]),
+        reducer_specs(reducers_cfg, targets_of(_as_dict(cfg).get("reducers", {}))),
+        method_specs(c["methods"], targets_of(_as_dict(cfg).get("methods", {}))),
         [k_fixed, n_comp],
         seed,
         on_point=on_point,
