@@ -41,9 +41,11 @@ lint: setup
 params: setup       ## rewrite params.yaml as the composition of conf/ defaults
 	$(BIN)/python -m midiml.params_sync
 
-bench: setup        ## speed benchmarks -> reports/metrics/benchmarks.json
+bench: setup        ## speed benchmarks -> reports/metrics/benchmarks.json (SIZES: synthetic collection sizes)
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/scale.py --sizes $(SIZES)
 
+SIZES ?= 1000,5000,20000,50000
 TRAINER ?= cpu
 bench-train: setup  ## generator training times on TRAINER=cpu|gpu (after the pipeline) -> benchmarks.json
 	$(BIN)/python benchmarks/train_generators.py --trainer $(TRAINER)

@@ -1,6 +1,11 @@
 """DVC stage `cluster`: genre and composer grid searches -> metrics, report page, figures.
 
 MLflow: one parent run per grid search, one nested child run per grid point.
+
+The per-file cluster assignments (data/clusters/assignments.parquet) are a DVC-cached output,
+like the other stages' models and tables: a fresh clone has the committed reports but not
+this file, so ``dvc repro`` runs the stage there and MLflow gets its clustering runs, while a
+second ``dvc repro`` finds everything up to date.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from midiml.cluster import report
 from midiml.cluster.children import ChildRunLogger
 from midiml.cluster.grid import ReducerSpec, reduce
 from midiml.cluster.search import (
+    assignments,
     composer_metrics,
     composer_search,
     genre_metrics,
@@ -22,7 +28,7 @@ from midiml.cluster.search import (
     seed_row,
 )
 from midiml.config import load_params
-from midiml.io import atomic_path, save_figure, write_json, write_text
+from midiml.io import atomic_path, save_figure, write_metrics, write_text
 
 FIG = "reports/figures"
 FIGURES = {
@@ -31,6 +37,7 @@ FIGURES = {
     "vs_k": "figures/cluster_vs_k.png",
 }
 PLOT = "reports/plots/cluster_vs_k.csv"
+ASSIGNMENTS = "data/clusters/assignments.parquet"
 
 
 @contextmanager
@@ -52,7 +59,9 @@ def write_figures(genre, cfg, seed: int) -> dict[str, str]:
     table = genre.grid.table
     best = table.sort_values(["nmi", "silhouette"], ascending=False).iloc[0]
     u2 = ReducerSpec(
-        "umap", tuple(sorted((k, v) for k, v in cfg.figure_umap2.items() if k != "kind"))
+        "umap",
+        tuple(sorted((k, v) for k, v in cfg.figure_umap2.items() if k != "kind")),
+        str(cfg.reducers.umap._target_),
     )
     emb2 = genre.grid.embeddings.get(u2.name)
     if emb2 is None:
@@ -93,6 +102,8 @@ def main() -> None:
         genre = genre_search(features, cfg, seed, on_point=log_point)
         gmetrics = genre_metrics(genre, cfg)
         figures = write_figures(genre, cfg, seed)
+        with atomic_path(ASSIGNMENTS) as tmp:
+            assignments(genre, features["file_id"]).to_parquet(tmp, index=False)
         if log_point is not None:
             log_point.close()  # children first: one SQLite writer at a time
         if run is not None:
@@ -114,7 +125,7 @@ def main() -> None:
         cmetrics = composer_metrics(composer, cinfo)
         if log_point is not None:
             log_point.close()
-        write_json("reports/metrics/clustering.json", {"genre": gmetrics, "composer": cmetrics})
+        write_metrics("reports/metrics/clustering.json", {"genre": gmetrics, "composer": cmetrics})
         md = report.render_markdown(genre, gmetrics, composer, cmetrics, cinfo, figures)
         write_text("reports/clustering.md", md)
         if run is not None:

@@ -1,11 +1,11 @@
-"""DVC stage `download@<source>`: fetch (or, for data=corpus, build) one genre's MIDI files."""
+"""DVC stage `download@<source>`: fetch, copy (folder) or build (music21) one source's MIDI."""
 
 import logging
 import sys
 
 from midiml.config import load_params
 from midiml.data.corpus import build_corpus_source
-from midiml.data.download import download_source
+from midiml.data.download import get_source
 from midiml.data.sources import sources_from_params
 
 
@@ -16,7 +16,7 @@ def main(name: str) -> None:
     if source.kind == "music21":
         report = build_corpus_source(source, target)
     else:
-        report = download_source(source, target)
+        report = get_source(source, target)
     notes = []
     if report["refused"]:
         notes.append(f"refused {len(report['refused'])} unsafe archive member(s)")

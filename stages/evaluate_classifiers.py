@@ -12,7 +12,7 @@ from midiml.classify.runs import (
 from midiml.classify.serving import ModelsMissing, evaluate_blind, load_served
 from midiml.config import load_params
 from midiml.evaluate.classification import render_markdown
-from midiml.io import atomic_dir, write_json, write_text
+from midiml.io import atomic_dir, write_metrics, write_text
 
 MODELS = Path("models/classifiers")
 BLIND = Path("data/blind")
@@ -39,7 +39,7 @@ def main() -> None:
     except (ModelsMissing, FileNotFoundError) as exc:
         blind = {"skipped": str(exc)}
     metrics["blind_test"] = blind
-    write_json("reports/metrics/classifiers.json", metrics)
+    write_metrics("reports/metrics/classifiers.json", metrics)
     write_text("reports/classifiers.md", render_markdown(metrics, figures))
     print(f"evaluate_classifiers: done in {time.perf_counter() - start:.1f} s")
 

@@ -19,7 +19,7 @@ from midiml.generate import heldout, losses
 from midiml.generate.base import load_generator
 from midiml.generate.continuation import write_midi
 from midiml.generate.train import generator_names, is_neural
-from midiml.io import atomic_dir, save_figure, write_json, write_text
+from midiml.io import atomic_dir, save_figure, write_json, write_metrics, write_text
 from midiml.report import generators as page
 from midiml.represent.windows import EventData
 
@@ -75,7 +75,7 @@ def main() -> None:
         if ab_t.exists():
             timings["ffnn_ablation"] = json.loads(ab_t.read_text())
     results["targets"] = ev.targets(results, neural)
-    write_json("reports/metrics/generators.json", results)
+    write_metrics("reports/metrics/generators.json", results)
     write_json(
         "reports/metrics/generator_timings.json",
         {"device": str(params.trainer.accelerator), "models": timings},

@@ -6,17 +6,20 @@ import pandas as pd
 
 from midiml.config import load_params
 from midiml.io import write_parquet
-from midiml.represent.features import extract_features
+from midiml.represent.features import extract_features_streamed
 
 
 def main() -> None:
     params = load_params()
     f = params.features
-    notes = pd.read_parquet("data/interim/notes.parquet")
     files = pd.read_parquet("data/interim/files.parquet")
     start = time.perf_counter()
-    table = extract_features(
-        notes, files, f.onset_resolution, f.grid_tolerance, list(f.onset_divisors or [])
+    table = extract_features_streamed(
+        "data/interim/notes.parquet",
+        files,
+        f.onset_resolution,
+        f.grid_tolerance,
+        list(f.onset_divisors or []),
     )
     took = time.perf_counter() - start
     write_parquet(table, "data/features/features.parquet")

@@ -2,10 +2,10 @@
 
 from midiml import tracking
 from midiml.config import load_params
-from midiml.data.ingest import Rules, find_files, ingest, subset
+from midiml.data.ingest import Rules, find_files, ingest_to_parquet, subset
 from midiml.data.sources import sources_from_params
 from midiml.evaluate.dataset_table import dataset_table, distribution_figure, render_markdown
-from midiml.io import save_figure, write_json, write_parquet, write_text
+from midiml.io import save_figure, write_metrics, write_parquet, write_text
 
 FIGURE = "reports/figures/dataset_distributions.png"
 
@@ -16,12 +16,12 @@ def main() -> None:
     found = subset(
         find_files("data/raw", sources_from_params(params).values()), d.subset_per_genre, d.seed
     )
-    files, notes = ingest(found, Rules(d.max_length_s, d.min_notes), workers=d.workers)
+    rules = Rules(d.max_length_s, d.min_notes)
+    files, n_notes = ingest_to_parquet(found, rules, "data/interim/notes.parquet", d.workers)
     table = dataset_table(files)
 
-    write_parquet(notes, "data/interim/notes.parquet")
     write_parquet(files, "data/interim/files.parquet")
-    write_json("reports/metrics/dataset.json", table)
+    write_metrics("reports/metrics/dataset.json", table)
     fig = distribution_figure(files)
     save_figure(fig, FIGURE)
     md = render_markdown(table, files, "figures/dataset_distributions.png")
@@ -37,8 +37,7 @@ def main() -> None:
             mlflow.log_artifact(FIGURE)
     n_q = int((files["status"] == "quarantined").sum())
     print(
-        f"ingest: found {len(files)} = ok {len(files) - n_q} + quarantined {n_q}; "
-        f"{len(notes):,} notes"
+        f"ingest: found {len(files)} = ok {len(files) - n_q} + quarantined {n_q}; {n_notes:,} notes"
     )
 
 

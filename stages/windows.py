@@ -5,7 +5,7 @@ from omegaconf import OmegaConf
 
 from midiml.config import load_params
 from midiml.io import atomic_path
-from midiml.represent.windows import build_event_data
+from midiml.represent.windows import build_event_data_streamed
 
 OUT = "data/processed/windows.npz"
 
@@ -13,10 +13,13 @@ OUT = "data/processed/windows.npz"
 def main() -> None:
     params = load_params()
     w = params.model.windows
-    notes = pd.read_parquet("data/interim/notes.parquet")
     splits = pd.read_parquet("data/interim/splits.parquet")
-    data = build_event_data(
-        notes, splits, int(w.n_in), int(w.n_out), OmegaConf.to_container(w.max_per_song)
+    data = build_event_data_streamed(
+        "data/interim/notes.parquet",
+        splits,
+        int(w.n_in),
+        int(w.n_out),
+        OmegaConf.to_container(w.max_per_song),
     )
     with atomic_path(OUT) as tmp, open(tmp, "wb") as fh:
         data.save(fh)

@@ -18,9 +18,11 @@ from midiml.cluster.grid import (
     reducer_specs,
     run_grid,
     standardise,
+    targets_of,
 )
 from midiml.cluster.report import curves, render_markdown
 from midiml.cluster.search import (
+    assignments,
     chance_nmi,
     composer_files,
     composer_metrics,
@@ -29,14 +31,22 @@ from midiml.cluster.search import (
     genre_search,
     grid_for,
 )
+from midiml.config import compose_defaults
 from tests.conftest import REPO
 
+CLUSTER = compose_defaults(conf_dir=str(REPO / "conf"))["cluster"]
+RT = targets_of(CLUSTER["reducers"])  # the classes conf/cluster builds, e.g. umap.UMAP
+MT = targets_of(CLUSTER["methods"])
 METHODS_CFG = {
-    "kmeans": {"n_init": 4},
-    "gmm": {"covariance_type": ["full", "diag"]},
+    "kmeans": {"_target_": "sklearn.cluster.KMeans", "n_init": 4},
+    "gmm": {"_target_": "sklearn.mixture.GaussianMixture", "covariance_type": ["full", "diag"]},
     "spectral": [
-        {"affinity": "rbf", "gamma": [1.0]},
-        {"affinity": "nearest_neighbors", "n_neighbors": [8]},
+        {"_target_": "sklearn.cluster.SpectralClustering", "affinity": "rbf", "gamma": [1.0]},
+        {
+            "_target_": "sklearn.cluster.SpectralClustering",
+            "affinity": "nearest_neighbors",
+            "n_neighbors": [8],
+        },
     ],
 }
 
@@ -61,11 +71,12 @@ def test_specs_expand_every_combination():
             "none": {},
             "pca": {"n_components": [2, 3]},
             "umap": {"n_components": [2, 3], "n_neighbors": [5, 10], "min_dist": [0.1]},
-        }
+        },
+        RT,
     )
     assert [r.name for r in reducers][:3] == ["none", "pca2", "pca3"]
     assert len(reducers) == 1 + 2 + 4 and "umap3_nn10_md0.1" in {r.name for r in reducers}
-    methods = method_specs(METHODS_CFG)
+    methods = method_specs(METHODS_CFG, MT)
     assert [m.name for m in methods] == [
         "kmeans_n_init4",
         "gmm_covariance_typefull",
@@ -81,8 +92,8 @@ def test_grid_recovers_separated_blobs(blobs):
     res = run_grid(
         x,
         y,
-        reducer_specs({"none": {}, "pca": {"n_components": [2]}}),
-        method_specs(METHODS_CFG),
+        reducer_specs({"none": {}, "pca": {"n_components": [2]}}, RT),
+        method_specs(METHODS_CFG, MT),
         [2, 3, 4, 100],
         seed=0,
         on_point=seen.append,
@@ -125,8 +136,14 @@ def test_spectral_family_matches_sklearn(blobs, affinity):
 
 def test_seeded_runs_repeat_exactly_with_umap(blobs):
     x, y = blobs
-    reducers = [ReducerSpec("umap", (("min_dist", 0.1), ("n_components", 2), ("n_neighbors", 10)))]
-    methods = method_specs({"kmeans": {"n_init": 4}, "spectral": {"affinity": "rbf", "gamma": 1.0}})
+    reducers = [
+        ReducerSpec(
+            "umap", (("min_dist", 0.1), ("n_components", 2), ("n_neighbors", 10)), RT["umap"]
+        )
+    ]
+    methods = method_specs(
+        {"kmeans": {"n_init": 4}, "spectral": {"affinity": "rbf", "gamma": 1.0}}, MT
+    )
     a = run_grid(x, y, reducers, methods, [3], seed=7).table
     b = run_grid(x, y, reducers, methods, [3], seed=7).table
     pd.testing.assert_frame_equal(a, b)
@@ -141,7 +158,12 @@ def test_genre_metrics_have_exactly_the_issue_keys(blobs):
         "n_threads": 1,
         "reducers": {
             "none": {},
-            "umap": {"n_components": [3], "n_neighbors": [10], "min_dist": [0.1]},
+            "umap": {
+                "_target_": "umap.UMAP",
+                "n_components": [3],
+                "n_neighbors": [10],
+                "min_dist": [0.1],
+            },
         },
         "methods": METHODS_CFG,
         "seed_config": {
@@ -229,3 +251,22 @@ def test_dvc_params_isolate_cluster_from_features():
     assert "reports/clustering.md" in stages["report"]["deps"]
     outs = [next(iter(o)) if isinstance(o, dict) else o for o in stages["cluster"]["outs"]]
     assert "reports/clustering.md" in outs
+
+
+def test_assignments_give_every_file_its_best_cluster(blobs):
+    """The cluster stage's DVC-cached output: one row per file, labels of the best points."""
+    x, y = blobs
+    cfg = {"k": [2, 3], "n_threads": 1, "reducers": {"none": {}}, "methods": METHODS_CFG}
+    frame = _feature_frame(x, y)
+    search = genre_search(frame, cfg, seed=0)
+    table = assignments(search, frame["file_id"])
+    assert list(table.columns) == [
+        "file_id",
+        "genre",
+        "cluster_best_by_nmi",
+        "cluster_best_by_silhouette",
+    ]
+    assert table["file_id"].tolist() == frame["file_id"].tolist()
+    assert table["genre"].tolist() == list(y.astype(str))
+    # three well-separated blobs: the best-by-NMI clusters are the blobs themselves
+    assert normalized_mutual_info_score(table["genre"], table["cluster_best_by_nmi"]) > 0.99

@@ -48,3 +48,54 @@ def test_disabled_tracking_yields_none(tmp_path, monkeypatch):
     with tracking.run(params, "data", "x") as run:
         assert run is None
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def _params(tmp_path):
+    return OmegaConf.create(
+        {
+            "seed": 0,
+            "tracking": {
+                "tracking_uri": f"sqlite:///{tmp_path}/mlflow.db",
+                "artifact_location": str(tmp_path / "mlartifacts"),
+                "experiment_prefix": "t",
+                "enabled": True,
+            },
+        }
+    )
+
+
+def test_experiments_open_as_model_training_in_the_ui(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    params = _params(tmp_path)
+    with tracking.run(params, "clustering", "grid"):
+        pass
+    logger = tracking.lightning_logger(params, "generation", "ffnn")
+    client = mlflow.tracking.MlflowClient(params.tracking.tracking_uri)
+    for name in ("t-clustering", "t-generation"):
+        exp = client.get_experiment_by_name(name)
+        assert exp.tags[tracking.EXPERIMENT_KIND_TAG] == "custom_model_development"
+    assert logger.experiment_id == client.get_experiment_by_name("t-generation").experiment_id
+
+
+def test_evaluation_is_a_child_run_and_leaves_the_training_run_closed(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    params = _params(tmp_path)
+    with tracking.run(params, "generation", "markov") as train:
+        mlflow.log_metric("train_seconds", 0.1)
+    client = mlflow.tracking.MlflowClient(params.tracking.tracking_uri)
+    before = client.get_run(train.info.run_id).info
+    with tracking.evaluation_run(params, "generation", train.info.run_id, "markov/eval") as ev:
+        tracking.log_metrics({"bits_per_note": 3.25, "name": "skipped", "flag": True})
+    after = client.get_run(train.info.run_id).info
+    assert (after.start_time, after.end_time, after.status) == (
+        before.start_time,
+        before.end_time,
+        "FINISHED",
+    )
+    child = client.get_run(ev.info.run_id)
+    assert child.data.tags["mlflow.parentRunId"] == train.info.run_id
+    assert child.data.metrics == {"bits_per_note": 3.25}
+    # a parent from another store (or a fresh mlflow.db) gives a top-level evaluation run
+    with tracking.evaluation_run(params, "generation", "0" * 32, "lost/eval") as ev2:
+        pass
+    assert "mlflow.parentRunId" not in client.get_run(ev2.info.run_id).data.tags

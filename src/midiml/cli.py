@@ -1,31 +1,70 @@
-"""The ``midiml`` command: use trained models on your own MIDI files."""
+"""The ``midiml`` command: use trained models on your own MIDI files.
+
+Exit codes: 0 done; 2 bad input (a file that is missing or unusable, no trained models, a bad
+option), answered with one line naming the file and the reason; 1 an unexpected error (a bug),
+also one line (``MIDIML_DEBUG=1`` shows the traceback). Folder commands report and skip bad
+files and exit 0. Files are checked with the ingest stage's rules (:func:`read_user_file`).
+"""
 
 from __future__ import annotations
 
+import functools
+import os
+from collections.abc import Callable
+from typing import Any
+
 import typer
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 1
 
 app = typer.Typer(
     help="midiml: continue or classify MIDI files with the pipeline's models.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_enable=False,
 )
 
 
+def one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn any error a command did not expect into one line naming its input, exit code 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if os.environ.get("MIDIML_DEBUG"):
+                raise
+            target = kwargs.get("file") or kwargs.get("folder") or ""
+            detail = " ".join(str(exc).split())[:300]
+            typer.echo(f"error: {target}: {type(exc).__name__}: {detail}", err=True)
+            raise typer.Exit(EXIT_INTERNAL) from None
+
+    return wrapper
+
+
 @app.command()
+@one_line_errors
 def info(file: str) -> None:
     """Summarise a MIDI file: length, tracks, messages and notes (as the ingest stage sees it)."""
-    from midiml.data.midi import MidiParseError, parse_midi
+    from midiml.data.midi import MidiParseError, read_user_file
 
     try:
-        parsed = parse_midi(file)
-    except (MidiParseError, FileNotFoundError) as exc:
+        parsed = read_user_file(file)
+    except MidiParseError as exc:
+        for k, v in exc.info.items():  # readable but unusable: still say what it holds
+            typer.echo(f"{k}: {v}")
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     for k, v in parsed.info.items():
         typer.echo(f"{k}: {v}")
 
 
 @app.command("continue")
+@one_line_errors
 def continue_(
     file: str = typer.Argument(..., help="MIDI file to continue"),
     model: str = typer.Option(
@@ -54,7 +93,7 @@ def continue_(
         )
     except ContinueError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     typer.echo(
         f"{output}: {out['prompt_notes']} prompt notes + {out['new_notes']} new notes "
         f"({out['new_seconds']:.1f} s) from {model}"
@@ -62,6 +101,7 @@ def continue_(
 
 
 @app.command()
+@one_line_errors
 def classify(
     file: str = typer.Argument(..., help="a MIDI file"),
     models: str = typer.Option("models/classifiers", help="folder of trained classifiers"),
@@ -78,7 +118,7 @@ def classify(
         res = classify_files([file], served)[0]
     except (MidiParseError, ModelsMissing, FileNotFoundError, IsADirectoryError) as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     if as_json:
         typer.echo(json.dumps(res, indent=2, sort_keys=True))
         return
@@ -93,6 +133,7 @@ def classify(
 
 
 @app.command("evaluate-blind")
+@one_line_errors
 def evaluate_blind_cmd(
     folder: str = typer.Argument(..., help="FOLDER/<genre>/*.mid, one sub-folder per genre"),
     models: str = typer.Option("models/classifiers", help="folder of trained classifiers"),
@@ -107,7 +148,7 @@ def evaluate_blind_cmd(
         res = evaluate_blind(folder, load_served(models))
     except (ModelsMissing, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     for skipped in res["skipped_files"]:
         typer.echo(f"skipped {skipped['file']}: {skipped['reason']}", err=True)
     for name in res["unknown_folders"]:
@@ -128,6 +169,28 @@ def evaluate_blind_cmd(
         )
     else:
         typer.echo("overall: no readable files")
+
+
+@app.command()
+def interpolate(
+    file_a: str = typer.Argument(..., help="first song (the morph starts here)"),
+    file_b: str = typer.Argument(..., help="second song (the morph ends here)"),
+    output: str = typer.Option("interpolated.mid", "--output", "-o", help="MIDI file to write"),
+    steps: int = typer.Option(5, "--steps", help="segments from A to B (at least 2)"),
+    segment_seconds: float = typer.Option(8.0, "--segment-seconds", help="length of each"),
+    model_dir: str = typer.Option(
+        "models/generators/vae", "--model-dir", help="where `dvc repro` saved the VAE"
+    ),
+) -> None:
+    """Morph between two songs through the roll VAE's latent space: writes one short MIDI."""
+    from midiml.generate.vae_use import VaeUseError, interpolate_files
+
+    try:
+        out = interpolate_files(file_a, file_b, output, steps, segment_seconds, model_dir)
+    except VaeUseError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"{output}: {out['notes']} notes, {out['seconds']:.1f} s in {out['steps']} steps")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -51,6 +52,30 @@ def write_json(path: str | os.PathLike[str], data: Any) -> None:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n")
 
 
+# DVC metrics files are rounded at write time: float noise below this (a different BLAS path
+# on another CPU) then does not show in `dvc metrics diff` (see README, "Reproducibility").
+METRIC_DECIMALS = 3
+
+
+def round_floats(data: Any, decimals: int = METRIC_DECIMALS) -> Any:
+    """``data`` with every float (also numpy floats, in dicts and lists) rounded."""
+    if isinstance(data, bool | int | str) or data is None:
+        return data
+    if isinstance(data, dict):
+        return {k: round_floats(v, decimals) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [round_floats(v, decimals) for v in data]
+    if isinstance(data, float) or getattr(getattr(data, "dtype", None), "kind", "") == "f":
+        value = float(data)
+        return round(value, decimals) if math.isfinite(value) else value
+    return data
+
+
+def write_metrics(path: str | os.PathLike[str], data: Any) -> None:
+    """Write a DVC metrics file: JSON with floats rounded to ``METRIC_DECIMALS``."""
+    write_json(path, round_floats(data))
+
+
 def update_json(path: str | os.PathLike[str], updates: dict[str, Any]) -> dict[str, Any]:
     """Merge ``updates`` into the JSON object at ``path`` (top-level keys), atomically.
 
@@ -66,6 +91,18 @@ def update_json(path: str | os.PathLike[str], updates: dict[str, Any]) -> dict[s
 def write_text(path: str | os.PathLike[str], text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def iter_row_groups(path: str | os.PathLike[str]) -> Iterator[Any]:
+    """A parquet file one row group at a time, as pandas frames: memory holds one group.
+
+    The ingest writes each file's notes inside one row group, so per-file work can stream.
+    """
+    import pyarrow.parquet as pq  # deferred: most users of this module never read parquet
+
+    pf = pq.ParquetFile(path)
+    for i in range(pf.num_row_groups):
+        yield pf.read_row_group(i).to_pandas()
 
 
 def write_parquet(df: Any, path: str | os.PathLike[str]) -> None:

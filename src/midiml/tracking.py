@@ -1,5 +1,12 @@
 """MLflow tracking: one experiment per concern, runs tagged with git commit and DVC experiment.
 
+This module is the one way the project opens runs: :func:`run` (a stage's run),
+:func:`evaluation_run` (a child of a training run, opened by the training run's id; the
+training run itself is never re-opened, so its duration stays the fit's),
+:func:`child_run` (many light children written by a client, e.g. one per grid point) and
+:func:`lightning_logger` (Lightning's MLFlowLogger on the same store). Experiments are tagged
+as model-training experiments so the MLflow 3 UI does not open them in its GenAI view.
+
 SQLite (``sqlite:///mlflow.db``) is the default backend; ``MLFLOW_TRACKING_URI`` wins,
 so a team can point every stage at a shared server without touching params.
 """
@@ -15,7 +22,12 @@ from typing import Any
 
 from midiml.config import flatten
 
-MAX_PARAM_LEN = 500
+# One limit on a param value's length for every run: Lightning's MLFlowLogger cuts at 250
+# (MLflow itself allows more), so runs logged either way show the same values.
+MAX_PARAM_LEN = 250
+# MLflow 3's UI picks the experiment's view from this tag (else it may infer "GenAI").
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 
 
 def tracking_uri(cfg: Any | None = None) -> str:
@@ -42,23 +54,41 @@ def dvc_experiment_name() -> str:
     return os.environ.get("DVC_EXP_NAME", "workspace")
 
 
+def tracking_config(params: Any) -> Any:
+    """The ``tracking`` section of params (None when params have none)."""
+    return params.get("tracking") if hasattr(params, "get") else None
+
+
+def enabled(tracking_cfg: Any) -> bool:
+    return tracking_cfg is None or bool(tracking_cfg.get("enabled", True))
+
+
+def experiment_name(tracking_cfg: Any, concern: str) -> str:
+    return f"{(tracking_cfg or {}).get('experiment_prefix', 'midiml')}-{concern}"
+
+
 def setup(tracking_cfg: Any, concern: str) -> str | None:
     """Point MLflow at the configured store and pick the concern's experiment; return its id."""
     import mlflow
 
-    if tracking_cfg is not None and not tracking_cfg.get("enabled", True):
+    if not enabled(tracking_cfg):
         return None
     uri = tracking_uri(tracking_cfg)
     mlflow.set_tracking_uri(uri)
-    prefix = (tracking_cfg or {}).get("experiment_prefix", "midiml")
-    name = f"{prefix}-{concern}"
+    name = experiment_name(tracking_cfg, concern)
     exp = mlflow.get_experiment_by_name(name)
     if exp is not None:
+        if exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:  # stores made before the tag
+            mlflow.MlflowClient().set_experiment_tag(
+                exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND
+            )
         mlflow.set_experiment(name)
         return exp.experiment_id
     artifacts = (tracking_cfg or {}).get("artifact_location")
     location = Path(artifacts).resolve().as_uri() + f"/{name}" if artifacts else None
-    exp_id = mlflow.create_experiment(name, artifact_location=location)
+    exp_id = mlflow.create_experiment(
+        name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+    )
     mlflow.set_experiment(name)
     return exp_id
 
@@ -67,12 +97,16 @@ def standard_tags() -> dict[str, str]:
     return {"git_commit": git_commit(), "dvc_experiment": dvc_experiment_name()}
 
 
+def param_values(params: Any) -> dict[str, str]:
+    """A (nested) config as flat MLflow params, values cut to MLflow's length limit."""
+    return {k: str(v)[:MAX_PARAM_LEN] for k, v in flatten(params).items()}
+
+
 def log_params(params: Any) -> None:
     """Log a (nested) config as flattened MLflow params, values truncated to MLflow's limit."""
     import mlflow
 
-    flat = {k: str(v)[:MAX_PARAM_LEN] for k, v in flatten(params).items()}
-    items = list(flat.items())
+    items = list(param_values(params).items())
     for i in range(0, len(items), 100):  # MLflow caps a batch at 100 params
         mlflow.log_params(dict(items[i : i + 100]))
 
@@ -85,13 +119,92 @@ def run(params: Any, concern: str, run_name: str, nested: bool = False) -> Itera
     """
     import mlflow
 
-    tracking_cfg = params.get("tracking") if hasattr(params, "get") else None
+    tracking_cfg = tracking_config(params)
     if not nested and setup(tracking_cfg, concern) is None:
         yield None
         return
     with mlflow.start_run(run_name=run_name, nested=nested, tags=standard_tags()) as active:
         log_params(params)
         yield active
+
+
+def _numeric(metrics: dict[str, Any]) -> dict[str, float]:
+    return {
+        k: float(v)
+        for k, v in metrics.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+
+
+@contextmanager
+def evaluation_run(
+    params: Any, concern: str, parent_run_id: str | None, run_name: str
+) -> Iterator[Any]:
+    """A new run for evaluating a trained model, nested under its training run by id.
+
+    The training run is never re-opened (re-opening it would stretch its duration to the
+    evaluation's end). When the parent is unknown or gone (a fresh ``mlflow.db``), the
+    evaluation is a top-level run of the concern. Yields None when tracking is off.
+    """
+    import mlflow
+
+    tracking_cfg = tracking_config(params)
+    if setup(tracking_cfg, concern) is None:
+        yield None
+        return
+    parent = None
+    if parent_run_id:
+        try:
+            parent = mlflow.MlflowClient().get_run(parent_run_id)
+        except Exception:  # noqa: BLE001 - the run may live in another tracking store
+            parent = None
+        if parent is not None and parent.info.lifecycle_stage != "active":
+            parent = None
+    tags = {**standard_tags(), "role": "evaluation"}
+    with mlflow.start_run(
+        run_name=run_name,
+        experiment_id=parent.info.experiment_id if parent else None,
+        parent_run_id=parent.info.run_id if parent else None,
+        tags=tags,
+    ) as active:
+        yield active
+
+
+def log_metrics(metrics: dict[str, Any]) -> None:
+    """Log the numeric values of ``metrics`` (others are skipped) to the active run."""
+    import mlflow
+
+    mlflow.log_metrics(_numeric(metrics))
+
+
+def child_run(
+    client: Any, experiment_id: str, parent_run_id: str, run_name: str, tags: dict[str, str]
+) -> str:
+    """Create a child run under ``parent_run_id`` through ``client``; return its id.
+
+    For many small runs (one per grid point) written by a client without the fluent
+    API's active-run stack; the caller logs with ``client.log_batch`` and terminates it.
+    """
+    tags = {"mlflow.parentRunId": parent_run_id, **tags}
+    return client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+
+
+def lightning_logger(params: Any, concern: str, run_name: str) -> Any:
+    """Lightning's MLFlowLogger on the project's store and experiment (False: tracking off)."""
+    tracking_cfg = tracking_config(params)
+    if setup(tracking_cfg, concern) is None:  # creates the experiment with its tags
+        return False
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    logger = MLFlowLogger(
+        experiment_name=experiment_name(tracking_cfg, concern),
+        run_name=run_name,
+        tracking_uri=tracking_uri(tracking_cfg),
+        tags=standard_tags(),
+        log_model=False,
+    )
+    logger.log_hyperparams(param_values(params))
+    return logger
 
 
 def log_evaluation(
@@ -102,24 +215,12 @@ def log_evaluation(
     metrics: dict[str, Any],
     files: list[Path] | None = None,
 ) -> None:
-    """Log test metrics and samples as a child run of the model's training run.
-
-    A new child run, not the training run re-opened: re-opening would stretch the training
-    run's duration to the time of evaluation.
-    """
+    """Test metrics and files (samples, figures) as an evaluation run under the training run."""
     import mlflow
 
-    if setup(params.get("tracking"), concern) is None:
-        return
-    tags = standard_tags()
-    if parent_run_id:
-        tags["mlflow.parentRunId"] = parent_run_id
-    with mlflow.start_run(run_name=f"{name}-evaluation", tags=tags):
-        numbers = {
-            k: float(v)
-            for k, v in metrics.items()
-            if isinstance(v, int | float) and not isinstance(v, bool)
-        }
-        mlflow.log_metrics(numbers)
+    with evaluation_run(params, concern, parent_run_id, f"{name}/evaluation") as active:
+        if active is None:
+            return
+        log_metrics(metrics)
         for f in files or []:
             mlflow.log_artifact(str(f), artifact_path="samples")

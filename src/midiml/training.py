@@ -21,9 +21,7 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
-from midiml.config import flatten
-
-MAX_PARAM_LEN = 250  # Lightning's MLFlowLogger truncates at this length anyway
+from midiml import tracking
 
 
 @dataclass
@@ -68,25 +66,7 @@ def effective_max_epochs(params: Any, own_max_epochs: int | None = None) -> int:
 
 def make_logger(params: Any, run_name: str, concern: str = "generation") -> Any:
     """Lightning's MLFlowLogger on the project's tracking store, or False when tracking is off."""
-    tcfg = params.get("tracking") if hasattr(params, "get") else None
-    if tcfg is not None and not tcfg.get("enabled", True):
-        return False
-    from lightning.pytorch.loggers import MLFlowLogger
-
-    from midiml import tracking
-
-    tracking.setup(tcfg, concern)  # creates the experiment with the configured artifact location
-    prefix = (tcfg or {}).get("experiment_prefix", "midiml")
-    logger = MLFlowLogger(
-        experiment_name=f"{prefix}-{concern}",
-        run_name=run_name,
-        tracking_uri=tracking.tracking_uri(tcfg),
-        tags=tracking.standard_tags(),
-        log_model=False,
-    )
-    flat = {k: str(v)[:MAX_PARAM_LEN] for k, v in flatten(params).items()}
-    logger.log_hyperparams(flat)
-    return logger
+    return tracking.lightning_logger(params, concern, run_name)
 
 
 def fit_lightning(

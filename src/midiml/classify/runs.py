@@ -311,29 +311,22 @@ def _write_csv(df: pd.DataFrame, path: Path) -> None:
 
 
 def _log_eval(run_id: str | None, params: Any, m: dict[str, Any], fig_path: Path) -> None:
-    """Add test metrics and the confusion matrix to the model's training run."""
+    """Test metrics and the confusion matrix as an evaluation run nested under the training run."""
     if not run_id:
         return
     import mlflow
 
     from midiml import tracking
 
-    if tracking.setup(params.get("tracking"), CONCERN) is None:
-        return
-    try:
-        with mlflow.start_run(run_id=run_id):
-            mlflow.log_metrics(
-                {
-                    f"test_{k}": float(v)
-                    for k, v in m.items()
-                    if k in ("accuracy", "macro_f1", "f05")
-                }
-            )
-            if "val_accuracy" in m:
-                mlflow.log_metric("val_song_accuracy", float(m["val_accuracy"]))
-            mlflow.log_artifact(str(fig_path))
-    except Exception as exc:  # a missing run (e.g. a fresh mlflow.db) must not fail the stage
-        print(f"mlflow: could not log to run {run_id}: {exc}")
+    with tracking.evaluation_run(params, CONCERN, run_id, "evaluation") as run:
+        if run is None:
+            return
+        tracking.log_metrics(
+            {f"test_{k}": v for k, v in m.items() if k in ("accuracy", "macro_f1", "f05")}
+        )
+        if "val_accuracy" in m:
+            tracking.log_metrics({"val_song_accuracy": m["val_accuracy"]})
+        mlflow.log_artifact(str(fig_path))
 
 
 def write_blind_folder(files: pd.DataFrame, splits: pd.DataFrame, folder: Path) -> int:

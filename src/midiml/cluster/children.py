@@ -12,6 +12,8 @@ import threading
 import time
 from typing import Any
 
+from midiml import tracking
+
 METRICS = ("silhouette", "nmi", "ami", "ari")
 NOT_PARAMS = {*METRICS, "point", "n_clusters_found"}
 
@@ -25,7 +27,7 @@ class ChildRunLogger:
         self.client = MlflowClient()
         self.parent_id = parent_run.info.run_id
         self.experiment_id = parent_run.info.experiment_id
-        self.tags = {"mlflow.parentRunId": self.parent_id, **(tags or {})}
+        self.tags = dict(tags or {})
         self.queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.error: BaseException | None = None
         self.count = 0
@@ -41,16 +43,22 @@ class ChildRunLogger:
         from mlflow.entities import Metric, Param
 
         name = f"{row['reducer']}/{row['method_config']}/k{row['k']}"
-        child = self.client.create_run(self.experiment_id, run_name=name, tags=self.tags)
+        child_id = tracking.child_run(
+            self.client, self.experiment_id, self.parent_id, name, self.tags
+        )
         now = int(time.time() * 1000)
         metrics = [
             Metric(m, float(row[m]), now, 0)
             for m in METRICS
             if row.get(m) is not None and row[m] == row[m]
         ]  # skip NaN
-        params = [Param(k, str(v)) for k, v in row.items() if k not in NOT_PARAMS]
-        self.client.log_batch(child.info.run_id, metrics=metrics, params=params)
-        self.client.set_terminated(child.info.run_id)
+        params = [
+            Param(k, str(v)[: tracking.MAX_PARAM_LEN])
+            for k, v in row.items()
+            if k not in NOT_PARAMS
+        ]
+        self.client.log_batch(child_id, metrics=metrics, params=params)
+        self.client.set_terminated(child_id)
         self.count += 1
 
     def _work(self) -> None:

@@ -7,6 +7,7 @@ the standardised feature space for ``none``.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import warnings
 from collections.abc import Callable, Iterable, Mapping
@@ -15,15 +16,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from hydra.utils import get_class, instantiate
 from sklearn.cluster import KMeans, SpectralClustering
-from sklearn.decomposition import PCA
 from sklearn.metrics import (
     adjusted_mutual_info_score,
     adjusted_rand_score,
     normalized_mutual_info_score,
     silhouette_score,
 )
-from sklearn.mixture import GaussianMixture
 from sklearn.preprocessing import StandardScaler
 
 METHODS = ("kmeans", "gmm", "spectral")
@@ -31,10 +31,12 @@ METHODS = ("kmeans", "gmm", "spectral")
 
 @dataclass(frozen=True)
 class ReducerSpec:
-    """One reducer setting: kind in none|pca|umap, its parameters, and a stable name."""
+    """One reducer setting: its config key (none|pca|umap...), parameters, the class that
+    ``hydra.utils.instantiate`` builds (``_target_``; none: no reducer) and a stable name."""
 
     kind: str
     params: tuple[tuple[str, Any], ...] = ()
+    target: str = ""
 
     @property
     def name(self) -> str:
@@ -48,10 +50,11 @@ class ReducerSpec:
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """One clustering method setting (k is swept separately)."""
+    """One clustering method setting (k is swept separately); ``target`` is its class."""
 
     method: str
     params: tuple[tuple[str, Any], ...] = ()
+    target: str = ""
 
     @property
     def name(self) -> str:
@@ -75,23 +78,47 @@ def _product(options: Mapping[str, Any]) -> list[tuple[tuple[str, Any], ...]]:
     return [tuple(zip(keys, combo, strict=True)) for combo in itertools.product(*values)]
 
 
-def reducer_specs(cfg: Mapping[str, Any]) -> list[ReducerSpec]:
-    """Expand ``cluster.reducers`` ({none: {}, pca: {...}, umap: {...}}) into settings."""
+def targets_of(cfg: Mapping[str, Any]) -> dict[str, str]:
+    """{key: _target_} of a reducers/methods config (smaller grids reuse the main ones')."""
+    out = {}
+    for key, options in cfg.items():
+        first = options[0] if isinstance(options, list | tuple) and options else options
+        if isinstance(first, Mapping) and first.get("_target_"):
+            out[str(key)] = str(first["_target_"])
+    return out
+
+
+def reducer_specs(
+    cfg: Mapping[str, Any], targets: Mapping[str, str] | None = None
+) -> list[ReducerSpec]:
+    """Expand ``cluster.reducers`` ({none: {}, pca: {...}, umap: {...}}) into settings;
+    ``targets`` gives the class of a key whose options have no ``_target_``."""
     specs: list[ReducerSpec] = []
     for kind, options in cfg.items():
         if options is None:
             continue
-        specs += [ReducerSpec(str(kind), p) for p in _product(dict(options))]
+        opts = dict(options)
+        target = str(opts.pop("_target_", "") or (targets or {}).get(str(kind), ""))
+        if not target and kind != "none":
+            raise ValueError(f"cluster.reducers.{kind} needs a _target_ (the reducer's class)")
+        specs += [ReducerSpec(str(kind), p, target) for p in _product(opts)]
     return specs
 
 
-def method_specs(cfg: Mapping[str, Any]) -> list[MethodSpec]:
-    """Expand ``cluster.methods``; a method maps to one option dict or a list of them."""
+def method_specs(
+    cfg: Mapping[str, Any], targets: Mapping[str, str] | None = None
+) -> list[MethodSpec]:
+    """Expand ``cluster.methods``; a method maps to one option dict or a list of them;
+    ``targets`` gives the class of a method whose options have no ``_target_``."""
     specs: list[MethodSpec] = []
     for method, options in cfg.items():
         variants = options if isinstance(options, list | tuple) else [options or {}]
         for variant in variants:
-            specs += [MethodSpec(str(method), p) for p in _product(dict(variant))]
+            opts = dict(variant)
+            target = str(opts.pop("_target_", "") or (targets or {}).get(str(method), ""))
+            if not target:
+                raise ValueError(f"cluster.methods.{method} needs a _target_ (the estimator)")
+            specs += [MethodSpec(str(method), p, target) for p in _product(opts)]
     return specs
 
 
@@ -102,64 +129,51 @@ def standardise(features: pd.DataFrame, drop: Iterable[str] = ()) -> np.ndarray:
     return StandardScaler().fit_transform(num.to_numpy(np.float64))
 
 
-def reduce(x: np.ndarray, spec: ReducerSpec, seed: int) -> np.ndarray:
-    """Fit the reducer on ``x`` and return the embedding (``x`` itself for ``none``)."""
-    p = dict(spec.params)
-    if spec.kind == "none":
-        return x
-    if spec.kind == "pca":
-        n = int(min(p["n_components"], x.shape[1], x.shape[0]))
-        return PCA(n_components=n, random_state=seed).fit_transform(x)
-    if spec.kind == "umap":
-        import umap
+def _accepts(cls: type, name: str) -> bool:
+    return name in inspect.signature(cls).parameters
 
-        nn = int(min(p["n_neighbors"], x.shape[0] - 1))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model = umap.UMAP(
-                n_components=int(p["n_components"]),
-                n_neighbors=max(nn, 2),
-                min_dist=float(p["min_dist"]),
-                random_state=seed,
-                n_jobs=1,
-            )
-            return model.fit_transform(x)
-    raise ValueError(f"unknown reducer {spec.kind!r}")
+
+def reduce(x: np.ndarray, spec: ReducerSpec, seed: int) -> np.ndarray:
+    """Fit the reducer built from ``spec`` on ``x``; return the embedding (``x`` for none).
+
+    Sizes are capped by the data (components by the feature count, neighbours by the number
+    of files - 1), and every reducer gets the seed and one thread.
+    """
+    if not spec.target:
+        return x
+    kwargs = dict(spec.params)
+    if "n_components" in kwargs:
+        kwargs["n_components"] = int(min(kwargs["n_components"], x.shape[1], x.shape[0]))
+    if "n_neighbors" in kwargs:
+        kwargs["n_neighbors"] = max(int(min(kwargs["n_neighbors"], x.shape[0] - 1)), 2)
+    cls = get_class(spec.target)
+    if _accepts(cls, "n_jobs"):
+        kwargs["n_jobs"] = 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = instantiate({"_target_": spec.target, **kwargs, "random_state": seed})
+        return model.fit_transform(x)
 
 
 def make_clusterer(
     spec: MethodSpec, k: int, n_samples: int, median_sq_dist: float, seed: int
 ) -> Any:
-    """A scikit-learn estimator with fit_predict for this method setting and k.
+    """The estimator of this method setting with ``k`` clusters, built from ``spec.target``.
 
-    Spectral ``gamma`` is relative: the RBF uses gamma / median squared pairwise distance,
-    so one setting means the same in every (reduced) space.
+    ``k`` goes to ``n_clusters`` (KMeans, spectral) or ``n_components`` (mixtures). A spectral
+    ``gamma`` is relative: the RBF uses gamma / median squared pairwise distance, so one
+    setting means the same in every (reduced) space; mixtures get a small ``reg_covar``.
     """
-    p = dict(spec.params)
-    if spec.method == "kmeans":
-        return KMeans(n_clusters=k, n_init=int(p.get("n_init", 10)), random_state=seed)
-    if spec.method == "gmm":
-        return GaussianMixture(
-            n_components=k,
-            covariance_type=str(p["covariance_type"]),
-            n_init=int(p.get("n_init", 1)),
-            reg_covar=1e-4,
-            random_state=seed,
-        )
-    if spec.method == "spectral":
-        affinity = str(p["affinity"])
-        kw: dict[str, Any] = {
-            "n_clusters": k,
-            "affinity": affinity,
-            "random_state": seed,
-            "assign_labels": str(p.get("assign_labels", "kmeans")),
-        }
-        if affinity == "rbf":
-            kw["gamma"] = float(p["gamma"]) / max(median_sq_dist, 1e-12)
-        else:
-            kw["n_neighbors"] = int(min(p["n_neighbors"], n_samples - 1))
-        return SpectralClustering(**kw)
-    raise ValueError(f"unknown method {spec.method!r}")
+    cls = get_class(spec.target)
+    kwargs = dict(spec.params)
+    kwargs["n_clusters" if _accepts(cls, "n_clusters") else "n_components"] = k
+    if "gamma" in kwargs:
+        kwargs["gamma"] = float(kwargs["gamma"]) / max(median_sq_dist, 1e-12)
+    if "n_neighbors" in kwargs:
+        kwargs["n_neighbors"] = int(min(kwargs["n_neighbors"], n_samples - 1))
+    if _accepts(cls, "reg_covar"):
+        kwargs.setdefault("reg_covar", 1e-4)
+    return instantiate({"_target_": spec.target, **kwargs, "random_state": seed})
 
 
 def score(x: np.ndarray, labels: np.ndarray, truth: np.ndarray) -> dict[str, float]:
@@ -180,6 +194,11 @@ def _median_sq_dist(x: np.ndarray) -> float:
 
     d = pairwise_distances(x, metric="sqeuclidean")
     return float(np.median(d[np.triu_indices_from(d, 1)])) if len(x) > 1 else 1.0
+
+
+def is_spectral(spec: MethodSpec) -> bool:
+    """Spectral clustering runs as a :class:`SpectralFamily`: one eigendecomposition for all k."""
+    return issubclass(get_class(spec.target), SpectralClustering)
 
 
 class SpectralFamily:
@@ -256,7 +275,7 @@ def run_grid(
                     warnings.simplefilter("ignore")  # e.g. "graph is not fully connected"
                     family = (
                         SpectralFamily(meth, msd, seed).fit(emb, max(ks))
-                        if meth.method == "spectral"
+                        if is_spectral(meth)
                         else None
                     )
                 for k in ks:

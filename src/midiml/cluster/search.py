@@ -22,6 +22,7 @@ from midiml.cluster.grid import (
     reducer_specs,
     run_grid,
     standardise,
+    targets_of,
 )
 
 SUMMARY_KEYS = ("method", "reducer", "k", "silhouette", "nmi", "ari")
@@ -75,7 +76,8 @@ def genre_search(
     x = standardise(features, c.get("drop_features", []))
     truth = features["genre"].astype(str).to_numpy()
     reducers_cfg, ks = grid_for(c, len(features))
-    reducers = reducer_specs(reducers_cfg)
+    ks = sorted(set(ks) | {len(np.unique(truth))})  # always try k = number of genres
+    reducers = reducer_specs(reducers_cfg, targets_of(c["reducers"]))
     grid = run_grid(
         x,
         truth,
@@ -123,10 +125,17 @@ def genre_metrics(search: Search, cfg: Any) -> dict[str, Any]:
     return out
 
 
-def composer_files(features: pd.DataFrame, files: pd.DataFrame, genre: str) -> pd.DataFrame:
-    """Feature rows of ``genre`` files that have a composer (drops e.g. 'Christmas')."""
+def composer_files(features: pd.DataFrame, files: pd.DataFrame, genre: str | None) -> pd.DataFrame:
+    """Feature rows of ``genre`` files that have a composer (drops e.g. 'Christmas').
+
+    ``genre`` None: the genre with the most composer-labelled files (any collection).
+    """
     meta = files[["file_id", "composer"]].drop_duplicates("file_id")
     merged = features.merge(meta, on="file_id", how="left")
+    if genre is None:
+        labelled = merged.loc[merged["composer"].notna(), "genre"].astype(str)
+        counts = labelled.value_counts()
+        genre = str(counts.index[0]) if len(counts) else ""
     keep = (merged["genre"] == genre) & merged["composer"].notna()
     return merged[keep].reset_index(drop=True)
 
@@ -149,7 +158,7 @@ def composer_search(
 ) -> tuple[Search | None, dict[str, Any]]:
     """Cluster one genre's composer-labelled files at k = k_fixed and k = composers."""
     c = _as_dict(cfg)["composer"]
-    rows = composer_files(features, files, str(c["genre"]))
+    rows = composer_files(features, files, None if c.get("genre") is None else str(c["genre"]))
     if len(rows) < 3:
         return None, {"n_files": len(rows), "n_composers": 0}
     truth = rows["composer"].astype(str).to_numpy()
@@ -163,8 +172,8 @@ def composer_search(
     grid = run_grid(
         x,
         truth,
-        reducer_specs(reducers_cfg),
-        method_specs(c["methods"]),
+        reducer_specs(reducers_cfg, targets_of(_as_dict(cfg).get("reducers", {}))),
+        method_specs(c["methods"], targets_of(_as_dict(cfg).get("methods", {}))),
         [k_fixed, n_comp],
         seed,
         on_point=on_point,
@@ -192,4 +201,25 @@ def composer_metrics(search: Search | None, info: Mapping[str, Any]) -> dict[str
             hit = t[t["k"] == k]
             if len(hit):
                 out[method][key] = round(float(hit["nmi"].max()), 4)
+    return out
+
+
+def assignments(search: Search, file_ids: Any) -> pd.DataFrame:
+    """Each file's cluster under the search's best grid points (by NMI, by silhouette).
+
+    The cluster stage's DVC-cached output: one row per file, ``file_id``, the label it was
+    scored against and ``cluster_best_by_nmi`` / ``cluster_best_by_silhouette``.
+    """
+    t = search.grid.table
+    points = {
+        "best_by_nmi": t.sort_values(["nmi", "silhouette"], ascending=False).iloc[0]["point"],
+        "best_by_silhouette": t.loc[t["silhouette"].fillna(-2).idxmax(), "point"],
+    }
+    out = pd.DataFrame(
+        {"file_id": pd.Series(file_ids).astype(str).to_numpy(), search.name: search.truth}
+    )
+    for key, point in points.items():
+        labels = search.grid.labels.get(int(point))
+        if labels is not None:
+            out[f"cluster_{key}"] = np.asarray(labels, dtype=np.int32)
     return out

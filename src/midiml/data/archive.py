@@ -1,11 +1,12 @@
-"""Safe extraction of dataset archives: no member may land outside the target folder."""
+"""Safe extraction of dataset archives (zip, tar): no member may land outside the target folder."""
 
 from __future__ import annotations
 
 import logging
 import stat
+import tarfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 
@@ -19,9 +20,15 @@ def unsafe_reason(name: str, top: str) -> str | None:
         return "absolute path"
     if ".." in p.parts:
         return "path escapes the target folder ('..')"
-    if not p.parts or p.parts[0] != top:
+    top_parts = PurePosixPath(top).parts if top else ()
+    if not p.parts or tuple(p.parts[: len(top_parts)]) != top_parts:
         return f"outside the archive's top folder {top!r}"
     return None
+
+
+def _relative(name: str, top: str) -> str:
+    p = PurePosixPath(name.replace("\\", "/"))
+    return (p.relative_to(top) if top else p).as_posix()
 
 
 def _is_symlink(info: zipfile.ZipInfo) -> bool:
@@ -46,25 +53,78 @@ def dataset_members(
             if refused is not None:
                 refused.append({"member": info.filename, "reason": reason})
             continue
-        rel = PurePosixPath(info.filename).relative_to(top).as_posix()
+        rel = _relative(info.filename, top)
         if any(fnmatchcase(rel, pat) for pat in include):
             yield info, rel
 
 
-def extract(zip_path: str | Path, target: str | Path, top: str, include: tuple[str, ...]) -> dict:
-    """Extract matching members below ``target``; return counts and refused members."""
+Accept = Callable[[str], bool]
+
+
+def extract(
+    archive_path: str | Path,
+    target: str | Path,
+    top: str,
+    include: tuple[str, ...],
+    accept: Accept | None = None,
+) -> dict:
+    """Extract matching members below ``target``; return counts and refused members.
+
+    ``top`` is the folder inside the archive that holds the dataset ("" = the whole archive);
+    ``accept(rel)``, when given, also has to say yes. Zip and tar (any compression) archives.
+    """
     target = Path(target).resolve()
     refused: list[dict] = []
-    n = 0
-    with zipfile.ZipFile(zip_path) as zf:
-        for info, rel in dataset_members(zf, top, include, refused):
-            dest = (target / rel).resolve()
-            if not dest.is_relative_to(target):  # belt and braces after unsafe_reason
-                refused.append({"member": info.filename, "reason": "resolves outside target"})
-                continue
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, open(dest, "wb") as out:
-                while block := src.read(1 << 20):
-                    out.write(block)
-            n += 1
+    if zipfile.is_zipfile(archive_path):
+        with zipfile.ZipFile(archive_path) as zf:
+            members = (
+                (info.filename, rel, lambda info=info: zf.open(info))
+                for info, rel in dataset_members(zf, top, include, refused)
+            )
+            n = _write_members(members, target, refused, accept)
+    elif tarfile.is_tarfile(archive_path):
+        with tarfile.open(archive_path) as tf:
+            members = (
+                (m.name, rel, lambda m=m: tf.extractfile(m))
+                for m, rel in tar_members(tf, top, include, refused)
+            )
+            n = _write_members(members, target, refused, accept)
+    else:
+        raise ValueError(f"{Path(archive_path).name}: neither a zip nor a tar archive")
     return {"extracted": n, "refused": refused}
+
+
+def tar_members(
+    tf: tarfile.TarFile, top: str, include: tuple[str, ...], refused: list[dict]
+) -> Iterator[tuple[tarfile.TarInfo, str]]:
+    """Like ``dataset_members`` for tar: only regular files (no links, devices, fifos)."""
+    for m in tf:
+        if m.isdir():
+            continue
+        reason = unsafe_reason(m.name, top)
+        if reason is None and not m.isfile():
+            reason = "link or special file" if (m.issym() or m.islnk()) else "not a regular file"
+        if reason is not None:
+            log.warning("refused archive member %r: %s", m.name, reason)
+            refused.append({"member": m.name, "reason": reason})
+            continue
+        rel = _relative(m.name, top)
+        if any(fnmatchcase(rel, pat) for pat in include):
+            yield m, rel
+
+
+def _write_members(members, target: Path, refused: list[dict], accept: Accept | None) -> int:
+    n = 0
+    for name, rel, open_member in members:
+        if accept is not None and not accept(rel):
+            continue
+        dest = (target / rel).resolve()
+        if not dest.is_relative_to(target):  # belt and braces after unsafe_reason
+            refused.append({"member": name, "reason": "resolves outside target"})
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with open_member() as src, open(dest, "wb") as out:
+            while block := src.read(1 << 20):
+                out.write(block)
+        n += 1
+    return n

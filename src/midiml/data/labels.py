@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import re
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 LABEL_FIELDS = ("label", "composer", "family", "franchise", "console", "game", "title")
 NOT_A_COMPOSER = {"Christmas"}  # a folder of carols in ClassicalPianoMIDI, not a person
@@ -47,7 +48,43 @@ def music21(rel: str) -> dict[str, str | None]:
     return out
 
 
-READERS = {"lofi": lofi, "classical": classical, "videogame": videogame, "music21": music21}
+def none(rel: str) -> dict[str, str | None]:
+    """A user's collection without path conventions: labels come only from a CSV, if any."""
+    return _empty()
+
+
+READERS = {
+    "lofi": lofi,
+    "classical": classical,
+    "videogame": videogame,
+    "music21": music21,
+    "none": none,
+}
+
+
+class LabelsCsvError(ValueError):
+    """The labels CSV cannot be used; the message names the file and the reason."""
+
+
+def read_csv(path: str | Path) -> dict[str, dict[str, str]]:
+    """Labels per file from a CSV: a ``path`` column (relative to the collection's folder,
+    ``/``-separated) and any of the label columns; empty cells mean "unknown"."""
+    path = Path(path)
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        columns = reader.fieldnames or []
+        if "path" not in columns:
+            raise LabelsCsvError(f"{path}: no 'path' column (columns: {columns})")
+        unknown = sorted(set(columns) - {"path", *LABEL_FIELDS})
+        if unknown:
+            raise LabelsCsvError(
+                f"{path}: unknown column(s) {unknown}; use 'path' and any of {list(LABEL_FIELDS)}"
+            )
+        out: dict[str, dict[str, str]] = {}
+        for row in reader:
+            rel = PurePosixPath(row["path"].strip().replace("\\", "/")).as_posix()
+            out[rel] = {k: v.strip() for k, v in row.items() if k != "path" and v and v.strip()}
+    return out
 
 
 def labels_for(scheme: str, rel: str) -> dict[str, str | None]:

@@ -1,4 +1,5 @@
-"""Dataset sources as plain data: a pinned GitHub archive or the corpus inside music21."""
+"""Dataset sources as plain data: a pinned GitHub archive, the corpus inside music21, a local
+folder (the user's own collection) or any zip/tar archive at a URL with its sha256."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Any
 
 MIRROR_ENV = "MIDIML_MIRROR"
 MANIFEST_DIR = Path(__file__).parent / "manifests"
+MIDI_SUFFIXES = {".mid", ".midi"}  # compared lower-case
+LABELS_CSV_NAME = "_labels.csv"  # a source's labels CSV, copied next to its files by download
 
 
 @dataclass(frozen=True)
@@ -16,25 +19,48 @@ class Source:
     """One genre's data: where to get it and which files in it are the dataset."""
 
     name: str
-    kind: str  # "github" or "music21"
+    kind: str  # "github" | "music21" | "folder" | "url"
     repo: str = ""  # owner/name, for kind == "github"
     commit: str = ""
     include: tuple[str, ...] = ("**/*.mid",)
-    labels: str = ""  # how labels are read from paths: lofi | classical | videogame | music21
+    labels: str = ""  # path conventions: lofi | classical | videogame | music21 | none
     corpus: dict[str, Any] = field(default_factory=dict)  # for kind == "music21"
+    path: str = ""  # for kind == "folder": the user's folder
+    archive_url: str = ""  # for kind == "url": a .zip/.tar(.gz|.bz2|.xz) archive
+    sha256: str = ""  # for kind == "url": the archive's checksum (required)
+    top: str = ""  # for kind == "url": folder inside the archive that holds the dataset
+    genre: str = ""  # the genre of every file ("" = the source's name)
+    genre_from_folder: bool = False  # each file's first sub-folder is its genre
+    labels_csv: str = ""  # optional CSV: a `path` column + label columns (see labels.read_csv)
 
     @classmethod
     def from_config(cls, name: str, cfg: Any) -> Source:
         d = dict(cfg)
+        kind = d.get("kind", "github")
+        own = kind in ("folder", "url")  # a user's collection: genres from sub-folders
         return cls(
             name=name,
-            kind=d.get("kind", "github"),
+            kind=kind,
             repo=d.get("repo", ""),
             commit=d.get("commit", ""),
-            include=tuple(d.get("include", ("**/*.mid",))),
-            labels=d.get("labels", name),
+            include=tuple(d.get("include") or (("*",) if own else ("**/*.mid",))),
+            labels=d.get("labels") or ("none" if own else name),
             corpus=dict(d.get("corpus", {}) or {}),
+            path=str(d.get("path") or ""),
+            archive_url=str(d.get("url") or ""),
+            sha256=str(d.get("sha256") or "").lower().removeprefix("sha256:"),
+            top=str(d.get("top") or ""),
+            genre=str(d.get("genre") or ""),
+            genre_from_folder=own and not d.get("genre"),
+            labels_csv=str(d.get("labels_csv") or ""),
         )
+
+    def genre_of(self, rel: str) -> str | None:
+        """The genre of the file at ``rel`` (None: a file outside any genre sub-folder)."""
+        if not self.genre_from_folder:
+            return self.genre or self.name
+        parts = rel.split("/")
+        return parts[0] if len(parts) > 1 else None
 
     @property
     def archive_name(self) -> str:
@@ -47,6 +73,8 @@ class Source:
 
     def url(self, mirror: str | None = None) -> str:
         """The archive URL: the mirror when ``MIDIML_MIRROR`` is set, else GitHub."""
+        if self.kind == "url":
+            return self.archive_url
         mirror = mirror if mirror is not None else os.environ.get(MIRROR_ENV)
         if mirror:
             return f"{mirror.rstrip('/')}/{self.archive_name}"

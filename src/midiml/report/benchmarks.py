@@ -60,6 +60,35 @@ def render(data: dict[str, Any]) -> str:
             f"({i['files_per_s']} files/s, {i['notes_per_s']:,} notes/s).",
             "",
         ]
+    if v := data.get("ingest_vs_parse"):
+        lines += [
+            "## Ingest against symusic's bare parse",
+            "",
+            f"{v['files']} real files, {v['notes']:,} notes on {v['machine']} (load average "
+            f"{v['load_average_1min']}), best of several runs in one process: symusic's bare "
+            f"parse {v['bare_parse_s']} s; ingest {v['ingest_serial_s']} s serial "
+            f"(**{v['ratio_serial']}×**), {v['ingest_pool_s']} s with {v['pool_workers']} "
+            f"process(es) ({v['ratio_pool']}×); CPU time {v['bare_parse_cpu_s']} s vs "
+            f"{v['ingest_serial_cpu_s']} s serial (**{v['ratio_serial_cpu']}×**).",
+            "",
+        ]
+    if sc := data.get("scale"):
+        lines += [
+            "## Collection size",
+            "",
+            "Synthetic collections written from the real files (transposed, cropped and "
+            f"re-tempoed copies) on {sc['machine']}; each step in its own process.",
+            "",
+            "| files | step | seconds | ms per file | peak memory (MB) |",
+            "|---:|---|---:|---:|---:|",
+        ]
+        for r in sc["rows"]:
+            peak = max(r["peak_rss_mb"], r.get("worker_peak_rss_mb", 0.0))
+            lines.append(
+                f"| {r['n_files']:,} | {r['step']} | {r['seconds']} | "
+                f"{1000 * r['seconds'] / r['n_files']:.2f} | {peak:,.0f} |"
+            )
+        lines += ["", f"![Cost against collection size]({sc['figure']})", ""]
     trainers = sorted(
         k.removeprefix("generators_train_") for k in data if k.startswith("generators_train_")
     )

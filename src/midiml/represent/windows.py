@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from midiml.io import iter_row_groups
+
 FEATURES = ("pitch", "velocity", "delta_onset", "duration")
 PITCH, VELOCITY, DELTA, DURATION = range(4)
 SPLITS = ("train", "val", "test")
@@ -138,14 +140,44 @@ def build_event_data(
     ever in ``starts['test']``. ``max_per_song[split]`` keeps that many evenly spaced windows of
     a long song (None = all) so a 17,000-note piece does not drown the lo-fi loops.
     """
+    by_file = {fid: event_stream(g) for fid, g in notes.groupby("file_id", sort=False)}
+    return assemble_event_data(by_file, splits, n_in, n_out, max_per_song)
+
+
+def build_event_data_streamed(
+    notes_path: str | Path,
+    splits: pd.DataFrame,
+    n_in: int,
+    n_out: int,
+    max_per_song: dict[str, int | None] | None = None,
+) -> EventData:
+    """``build_event_data`` reading the notes parquet one row group at a time: memory holds
+    one batch of notes plus the compact (N, 4) float32 event streams, never the notes table."""
+    wanted = set(splits["file_id"].astype(str))
+    by_file: dict[str, np.ndarray] = {}
+    for group in iter_row_groups(notes_path):
+        for fid, g in group.groupby("file_id", sort=False):
+            if fid in wanted:
+                if fid in by_file:
+                    raise ValueError(f"{notes_path}: {fid}'s notes span several row groups")
+                by_file[fid] = event_stream(g)
+    return assemble_event_data(by_file, splits, n_in, n_out, max_per_song)
+
+
+def assemble_event_data(
+    by_file: dict[str, np.ndarray],
+    splits: pd.DataFrame,
+    n_in: int,
+    n_out: int,
+    max_per_song: dict[str, int | None] | None = None,
+) -> EventData:
+    """Event streams per file (``event_stream``) -> EventData in file_id order with windows."""
     max_per_song = max_per_song or {}
     sp = splits.sort_values("file_id").reset_index(drop=True)
-    grouped = {fid: g for fid, g in notes.groupby("file_id", sort=False)}
     streams, fids, genres, splits_out = [], [], [], []
     for row in sp.itertuples(index=False):
-        g = grouped.get(row.file_id)
-        stream = event_stream(g) if g is not None else np.zeros((0, 4), np.float32)
-        streams.append(stream)
+        stream = by_file.get(row.file_id)
+        streams.append(stream if stream is not None else np.zeros((0, 4), np.float32))
         fids.append(row.file_id)
         genres.append(row.genre)
         splits_out.append(row.split)

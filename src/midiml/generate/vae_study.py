@@ -1,0 +1,144 @@
+"""Train the roll VAE twice (the seed study's plain loss, ours) and judge both on test windows.
+
+What the DVC stage calls: one datamodule, the same network built from
+``model.vae.module`` twice (``loss: plain`` and the configured loss), each fitted
+with :func:`midiml.training.fit_lightning`, thresholds chosen on validation windows, then the
+continuation metrics of both and of the Markov baseline on the same test prompts.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from midiml import tracking
+from midiml.generate.vae import RollVAE, mean_probs
+from midiml.generate.vae_data import RollWindowDataModule, spaced_pairs
+from midiml.generate.vae_use import (
+    Decoding,
+    choose_thresholds,
+    evaluate_windows,
+    fit_markov,
+    save_model,
+    window_notes,
+)
+from midiml.training import fit_lightning
+
+VARIANTS = {"study": "plain", "ours": None}  # None = the configured loss
+SUBDIRS = {"study": "study", "ours": "."}  # ours is the model `midiml continue -m vae` loads
+
+
+def _windows(dm: RollWindowDataModule, split: str, limit: int | None = None) -> torch.Tensor:
+    rolls = dm.rolls[split]
+    pairs = spaced_pairs(rolls, dm.eval_per_song)
+    if limit is not None and len(pairs) > limit:
+        pairs = pairs[np.unique(np.linspace(0, len(pairs) - 1, limit).round().astype(int))]
+    return torch.stack(
+        [torch.from_numpy(rolls.window(int(s), int(t), dm.window)) for s, t in pairs]
+    )
+
+
+def run_study(params: Any, out_dir: str | Path, progress_bar: bool = False) -> dict[str, Any]:
+    """Fit both variants (ours into ``out_dir``, the study's into ``out_dir/study``).
+
+    Returns the test table, timings, per-epoch histories and one example window for figures.
+    """
+    gcfg = params.model.vae
+    study = params.model.vae_study
+    dm: RollWindowDataModule = instantiate(gcfg.datamodule)
+    t0 = time.perf_counter()
+    dm.setup("fit")
+    setup_seconds = time.perf_counter() - t0
+    val = _windows(dm, "val")
+    test = _windows(dm, "test", int(study.eval_windows))
+    seed = int(study.seed)
+    out_dir = Path(out_dir)
+    probs: dict[str, np.ndarray] = {}
+    decodings: dict[str, Decoding] = {}
+    info: dict[str, Any] = {
+        "setup_seconds": setup_seconds,
+        "train_windows": int(len(dm.rolls["train"].pairs())),
+        "val_windows": len(val),
+        "test_windows": len(test),
+    }
+    histories: dict[str, list[dict[str, float]]] = {}
+    for variant, loss in VARIANTS.items():
+        mcfg = OmegaConf.to_container(gcfg.module, resolve=True)
+        if loss is not None:
+            mcfg["loss"] = loss
+        model: RollVAE = instantiate(mcfg)
+        dm._epoch = 0  # the same training windows for both variants
+        res = fit_lightning(
+            model,
+            dm,
+            params,
+            run_name=f"vae-{variant}",
+            ckpt_dir=out_dir / f"ckpt_{variant}",
+            own_max_epochs=int(study.max_epochs),
+            progress_bar=progress_bar,
+        )
+        if res.best_checkpoint is not None:
+            state = torch.load(res.best_checkpoint, map_location="cpu", weights_only=False)
+            model.load_state_dict(state["state_dict"])
+        model = model.float().cpu().eval()
+        frame_only = mcfg["loss"] == "plain"
+        decodings[variant] = choose_thresholds(
+            mean_probs(model, val, seed), val[..., model.half :].numpy(), frame_only
+        )
+        probs[variant] = mean_probs(model, test, seed)
+        save_model(
+            model,
+            out_dir / SUBDIRS[variant],
+            dm.grid,
+            decodings[variant],
+            {"train_seconds": res.train_seconds, "epochs": res.epochs, "run_id": res.run_id},
+        )
+        shutil.rmtree(out_dir / f"ckpt_{variant}", ignore_errors=True)
+        histories[variant] = res.history
+        info[f"{variant}_train_seconds"] = res.train_seconds
+        info[f"{variant}_epochs"] = res.epochs
+        info[f"{variant}_run_id"] = res.run_id
+        info[f"{variant}_decoding"] = decodings[variant].__dict__
+        info[f"{variant}_val_kl"] = res.history[-1].get("val_kl") if res.history else None
+    notes = pd.read_parquet(
+        dm.notes_path, columns=["file_id", "is_drum", "pitch", "velocity", "onset_s", "duration_s"]
+    )
+    markov = fit_markov(notes, dm.rolls["train"].file_ids, int(study.markov_order))
+    table = evaluate_windows(probs, decodings, test.numpy(), dm.grid, markov, seed)
+    example = int(np.argmax([len(window_notes(w, dm.grid)[1]) for w in test.numpy()[:40]]))
+    return {
+        "table": table,
+        "info": info,
+        "histories": histories,
+        "example": {
+            "window": test[example].numpy(),
+            "probs": {k: v[example] for k, v in probs.items()},
+            "decodings": decodings,
+            "grid": dm.grid,
+        },
+    }
+
+
+def log_results(
+    params: Any, run_id: str | None, metrics: dict[str, float], artifacts: list[Path]
+) -> None:
+    """Add test metrics and figures (sample rolls, loss curves) to a finished training run."""
+    if run_id is None:
+        return
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=tracking.tracking_uri(params.get("tracking")))
+    for key, value in metrics.items():
+        if value == value:  # NaN is not a metric
+            client.log_metric(run_id, key, float(value))
+    for path in artifacts:
+        if Path(path).exists():
+            client.log_artifact(run_id, str(path), artifact_path="figures")
