@@ -16,7 +16,6 @@ from contextlib import contextmanager
 import pandas as pd
 
 from midiml import tracking
-from midiml.cluster import report
 from midiml.cluster.children import ChildRunLogger
 from midiml.cluster.grid import ReducerSpec, reduce
 from midiml.cluster.search import (
@@ -29,6 +28,7 @@ from midiml.cluster.search import (
 )
 from midiml.config import load_params
 from midiml.io import atomic_path, save_figure, write_metrics, write_text
+from midiml.report import clustering as report
 
 FIG = "reports/figures"
 FIGURES = {

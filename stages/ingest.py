@@ -4,8 +4,9 @@ from midiml import tracking
 from midiml.config import load_params
 from midiml.data.ingest import Rules, find_files, ingest_to_parquet, subset
 from midiml.data.sources import sources_from_params
-from midiml.evaluate.dataset_table import dataset_table, distribution_figure, render_markdown
+from midiml.evaluate.dataset_table import dataset_table
 from midiml.io import save_figure, write_metrics, write_parquet, write_text
+from midiml.report.dataset import distribution_figure, render_markdown
 
 FIGURE = "reports/figures/dataset_distributions.png"
 

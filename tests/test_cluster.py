@@ -20,7 +20,6 @@ from midiml.cluster.grid import (
     standardise,
     targets_of,
 )
-from midiml.cluster.report import curves, render_markdown
 from midiml.cluster.search import (
     assignments,
     chance_nmi,
@@ -32,6 +31,7 @@ from midiml.cluster.search import (
     grid_for,
 )
 from midiml.config import compose_defaults
+from midiml.report.clustering import curves, render_markdown
 from tests.conftest import REPO
 
 CLUSTER = compose_defaults(conf_dir=str(REPO / "conf"))["cluster"]

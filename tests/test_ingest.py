@@ -11,7 +11,8 @@ from midiml.data.ingest import Rules, find_files, ingest, subset
 from midiml.data.labels import labels_for
 from midiml.data.midi import MidiParseError, parse_midi
 from midiml.data.sources import Source
-from midiml.evaluate.dataset_table import dataset_table, render_markdown
+from midiml.evaluate.dataset_table import dataset_table
+from midiml.report.dataset import render_markdown
 
 SOURCES = [
     Source(name="alpha", kind="music21", labels="music21"),

@@ -1,4 +1,4 @@
-"""What the cluster stage writes for people: markdown tables, figures, DVC plot data."""
+"""reports/clustering.md and its figures: the grid search, best points, composer table."""
 
 from __future__ import annotations
 
