@@ -142,3 +142,105 @@ def continue_midi(
         "prompt_seconds": float(onsets(prompt)[-1] + prompt[-1, DURATION]),
         "new_seconds": float(onsets(cont)[-1]) if len(cont) else 0.0,
     }
+
+
+DEFAULT_MODEL = "markov"  # best by the listening metrics with the default guards (and fastest)
+
+
+def find_model_dir(models_dir: str | Path, model: str) -> Path:
+    """``models/<name>`` or ``models/generators/<name>``; ContinueError naming what exists."""
+    root = Path(models_dir)
+    for cand in (root / model, root / "generators" / model):
+        if (cand / "meta.json").exists():
+            return cand
+    found = sorted(
+        p.name for p in [*root.glob("*"), *root.glob("generators/*")] if (p / "meta.json").exists()
+    )
+    raise ContinueError(
+        f"no trained model {model!r} in {models_dir}/ (found: {', '.join(found) or 'none'}); "
+        "train it with `dvc repro`"
+    )
+
+
+def load_continuer(models_dir: str | Path, model: str, top_k: int = 0, guards: bool = True):
+    """The saved generator as a ``Continuer`` (see generate/prompted.py)."""
+    from midiml.generate.base import load_generator
+    from midiml.generate.prompted import SamplingGuards, WindowContinuer
+
+    gen = load_generator(find_model_dir(models_dir, model))
+    if hasattr(gen, "continue_notes"):
+        return gen
+    off = SamplingGuards(key=False, register=False, steps=False)
+    return WindowContinuer(gen, SamplingGuards() if guards else off, top_k=top_k)
+
+
+def variation_paths(output: str | Path, variations: int) -> list[Path]:
+    """``out.mid`` for one variation, ``out_1.mid .. out_N.mid`` for several."""
+    out = Path(output)
+    if variations == 1:
+        return [out]
+    return [
+        out.with_name(f"{out.stem}_{i}{out.suffix or '.mid'}") for i in range(1, variations + 1)
+    ]
+
+
+def continue_file(
+    song: str | Path,
+    continuer,
+    output: str | Path,
+    seconds: float | None = 20.0,
+    bars: float | None = None,
+    variations: int = 1,
+    temperature: float = 1.0,
+    top_p: float = 0.95,
+    seed: int = 0,
+    genre: str | None = None,
+    wav: bool = False,
+) -> list[dict[str, object]]:
+    """Write ``variations`` files: the user's file untouched plus one continuation track each."""
+    from midiml.data.midi import MidiParseError
+    from midiml.generate.songfile import TempoMap, append_continuation, beats_per_bar, prompt_track
+    from midiml.io import atomic_path
+
+    if variations < 1:
+        raise ContinueError(f"--variations must be at least 1, got {variations}")
+    try:
+        notes = read_user_file_notes(song)
+        original = mido.MidiFile(str(song))
+    except (MidiParseError, FileNotFoundError, OSError, ValueError, EOFError) as exc:
+        raise ContinueError(f"cannot read {song}: {exc}") from exc
+    prompt = prompt_track(notes)
+    if prompt.empty:
+        raise ContinueError(f"{song}: no (non-drum) notes to continue from")
+    end = float((prompt["onset_s"] + prompt["duration_s"]).max())
+    if bars is not None:
+        qpm = TempoMap.of(original).qpm_at(end)
+        seconds = bars * beats_per_bar(original) * 60.0 / qpm
+    if seconds is None or seconds <= 0:
+        raise ContinueError(f"the continuation must be longer than 0 s, got {seconds}")
+    program = int(prompt["program"].mode().iloc[0])
+    results = []
+    for i, path in enumerate(variation_paths(output, variations)):
+        new = continuer.continue_notes(prompt, seconds, temperature, top_p, seed + i, genre)
+        out = append_continuation(original, new, program)
+        with atomic_path(path) as tmp:
+            out.save(str(tmp))
+        res: dict[str, object] = {
+            "file": str(path),
+            "prompt_notes": len(prompt),
+            "new_notes": len(new),
+        }
+        if wav:
+            from midiml.represent.audio import render_wav
+
+            wav_path = Path(path).with_suffix(".wav")
+            render_wav(path, wav_path)
+            res["wav"] = str(wav_path)
+        results.append(res)
+    return results
+
+
+def read_user_file_notes(song: str | Path):
+    from midiml.data.midi import read_user_file
+
+    return read_user_file(song).notes
