@@ -198,19 +198,26 @@ def continue_file(
     wav: bool = False,
 ) -> list[dict[str, object]]:
     """Write ``variations`` files: the user's file untouched plus one continuation track each."""
-    from midiml.data.midi import MidiParseError
-    from midiml.generate.songfile import TempoMap, append_continuation, beats_per_bar, prompt_track
+    from midiml.generate.songfile import (
+        TempoMap,
+        append_continuation,
+        beats_per_bar,
+        prompt_track,
+        read_notes,
+    )
     from midiml.io import atomic_path
 
     if variations < 1:
         raise ContinueError(f"--variations must be at least 1, got {variations}")
+    if not Path(song).is_file():
+        raise ContinueError(f"cannot read {song}: no such file")
     try:
-        notes = read_user_file_notes(song)
         original = mido.MidiFile(str(song))
-    except (MidiParseError, FileNotFoundError, OSError, ValueError, EOFError) as exc:
-        raise ContinueError(f"cannot read {song}: {exc}") from exc
+        notes = read_notes(original)
+    except (OSError, ValueError, EOFError, KeyError, IndexError) as exc:
+        raise ContinueError(f"cannot read {song}: not a readable MIDI file ({exc})") from exc
     prompt = prompt_track(notes)
-    if prompt.empty:
+    if len(prompt["pitch"]) == 0:
         raise ContinueError(f"{song}: no (non-drum) notes to continue from")
     end = float((prompt["onset_s"] + prompt["duration_s"]).max())
     if bars is not None:
@@ -218,7 +225,7 @@ def continue_file(
         seconds = bars * beats_per_bar(original) * 60.0 / qpm
     if seconds is None or seconds <= 0:
         raise ContinueError(f"the continuation must be longer than 0 s, got {seconds}")
-    program = int(prompt["program"].mode().iloc[0])
+    program = int(np.bincount(prompt["program"]).argmax())
     results = []
     for i, path in enumerate(variation_paths(output, variations)):
         new = continuer.continue_notes(prompt, seconds, temperature, top_p, seed + i, genre)
@@ -238,9 +245,3 @@ def continue_file(
             res["wav"] = str(wav_path)
         results.append(res)
     return results
-
-
-def read_user_file_notes(song: str | Path):
-    from midiml.data.midi import read_user_file
-
-    return read_user_file(song).notes

@@ -3,11 +3,14 @@
 Interface (what `midiml continue`, the listening evaluation and any new generator share)::
 
     continue_notes(prompt_notes, seconds, temperature=1.0, top_p=0.95, seed=0, genre=None)
-        -> DataFrame[pitch, velocity, onset_s, duration_s]
+        -> {pitch, velocity, onset_s, duration_s}
 
-``prompt_notes`` is a notes table (the ingest schema; only those four columns are needed,
-``is_drum`` rows are ignored), the result holds only the *new* notes, on the prompt's time
-axis (the first starts when the prompt ends). A generator class that implements this method
+``prompt_notes`` is a notes table: a pandas DataFrame in the ingest schema or any mapping of
+column name -> array (``pitch``, ``velocity``, ``onset_s``, ``duration_s``; rows with a true
+``is_drum`` are ignored). The result is the same kind of mapping (``pd.DataFrame(result)``
+makes a table) holding only the *new* notes, on the prompt's time axis: the first starts
+when the prompt ends. Mappings rather than DataFrames keep pandas off `midiml continue`'s
+start-up path. A generator class that implements this method
 plugs into the CLI and the metrics without anything else; ``WindowContinuer`` adapts the
 next-pitch generators (Markov, forest, networks) to it.
 
@@ -21,17 +24,18 @@ Short prompts are fine: the context window is filled by looping the prompt.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-import pandas as pd
 
 from midiml.generate.base import N_PITCHES, Generator
 from midiml.represent.tonality import estimate_key
-from midiml.represent.windows import DELTA, DURATION, PITCH, VELOCITY, event_stream
+from midiml.represent.windows import DELTA, DURATION, PITCH, VELOCITY
 
 NOTE_FIELDS = ("pitch", "velocity", "onset_s", "duration_s")
+NoteColumns = Mapping[str, np.ndarray]
 MAX_NEW_NOTES = 4000  # cap for prompts whose notes are packed in tiny gaps
 
 
@@ -40,13 +44,13 @@ class Continuer(Protocol):
 
     def continue_notes(
         self,
-        prompt_notes: pd.DataFrame,
+        prompt_notes: NoteColumns,
         seconds: float,
         temperature: float = 1.0,
         top_p: float = 0.95,
         seed: int = 0,
         genre: str | None = None,
-    ) -> pd.DataFrame: ...
+    ) -> dict[str, np.ndarray]: ...
 
 
 @dataclass(frozen=True)
@@ -84,9 +88,26 @@ class SamplingGuards:
     recent_penalty: float = 0.2
 
 
-def prompt_events(prompt_notes: pd.DataFrame) -> np.ndarray:
-    """Non-drum notes -> (N, 4) events ordered by (onset, pitch)."""
-    return event_stream(prompt_notes)
+def column(notes: NoteColumns, name: str, dtype: type = np.float64) -> np.ndarray:
+    return np.asarray(notes[name], dtype=dtype).reshape(-1)
+
+
+def pitched(notes: NoteColumns) -> dict[str, np.ndarray]:
+    """The non-drum notes' four columns, ordered by (onset, pitch)."""
+    keep = ~column(notes, "is_drum", bool) if "is_drum" in notes else slice(None)
+    cols = {name: column(notes, name)[keep] for name in NOTE_FIELDS}
+    order = np.lexsort((cols["pitch"], cols["onset_s"]))
+    return {name: v[order] for name, v in cols.items()}
+
+
+def prompt_events(notes: NoteColumns) -> np.ndarray:
+    """Non-drum notes -> (N, 4) ``[pitch, velocity, delta_onset, duration]`` events."""
+    cols = pitched(notes)
+    onset = cols["onset_s"]
+    delta = np.maximum(np.diff(onset, prepend=onset[:1]), 0.0)
+    return np.stack([cols["pitch"], cols["velocity"], delta, cols["duration_s"]], 1).astype(
+        np.float32
+    )
 
 
 def static_weights(events: np.ndarray, guards: SamplingGuards) -> np.ndarray:
@@ -189,13 +210,13 @@ class WindowContinuer:
 
     def continue_notes(
         self,
-        prompt_notes: pd.DataFrame,
+        prompt_notes: NoteColumns,
         seconds: float,
         temperature: float = 1.0,
         top_p: float = 0.95,
         seed: int = 0,
         genre: str | None = None,
-    ) -> pd.DataFrame:
+    ) -> dict[str, np.ndarray]:
         """New notes after the prompt for ``seconds`` (genre is ignored: not conditioned)."""
         events = prompt_events(prompt_notes)
         if len(events) == 0:
@@ -203,9 +224,7 @@ class WindowContinuer:
         rng = np.random.default_rng(seed)
         n = len(events)
         onset = np.cumsum(events[:, DELTA].astype(np.float64))
-        start0 = float(
-            prompt_notes.loc[~_drums(prompt_notes), "onset_s"].min()
-        )  # the event stream's time zero
+        start0 = float(pitched(prompt_notes)["onset_s"][0])  # the event stream's time zero
         end = float((onset + events[:, DURATION]).max())
         positive = events[1:, DELTA][events[1:, DELTA] > 0]
         beat = float(np.median(positive)) if len(positive) else max(float(events[-1, 3]), 0.25)
@@ -251,12 +270,7 @@ class WindowContinuer:
             ev = np.array([[pitch, src[VELOCITY], delta, src[DURATION]]], np.float32)
             ctx = np.concatenate([ctx[:, 1:], ev[None]], axis=1)
             prev = pitch
-        out = pd.DataFrame(new, columns=list(NOTE_FIELDS))
-        out["onset_s"] += start0
-        return out.sort_values(["onset_s", "pitch"], kind="stable").reset_index(drop=True)
-
-
-def _drums(notes: pd.DataFrame) -> np.ndarray:
-    if "is_drum" in notes:
-        return notes["is_drum"].astype(bool).to_numpy()
-    return np.zeros(len(notes), bool)
+        table = np.array(new, np.float64).reshape(-1, 4)
+        table[:, 2] += start0
+        table = table[np.lexsort((table[:, 0], table[:, 2]))]
+        return {name: table[:, i] for i, name in enumerate(NOTE_FIELDS)}

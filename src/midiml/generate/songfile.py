@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import mido
 import numpy as np
-import pandas as pd
 
 DEFAULT_TEMPO = 500_000  # microseconds per quarter (120 qpm) when a file sets none
 DRUM_CHANNEL = 9
@@ -52,19 +51,61 @@ class TempoMap:
         ticks = self.ticks[i] + (s - self.seconds[i]) * 1e6 * self.ticks_per_beat / self.tempos[i]
         return np.round(ticks).astype(np.int64)
 
+    def to_seconds(self, ticks: np.ndarray) -> np.ndarray:
+        t = np.asarray(ticks, np.float64)
+        i = np.clip(np.searchsorted(self.ticks, t, side="right") - 1, 0, len(self.ticks) - 1)
+        return self.seconds[i] + (t - self.ticks[i]) * self.tempos[i] / 1e6 / self.ticks_per_beat
+
     def qpm_at(self, seconds: float) -> float:
         i = max(int(np.searchsorted(self.seconds, seconds, side="right")) - 1, 0)
         return 60e6 / float(self.tempos[i])
 
 
-def prompt_track(notes: pd.DataFrame) -> pd.DataFrame:
+NoteArrays = dict[str, np.ndarray]
+
+
+def read_notes(mid: mido.MidiFile) -> NoteArrays:
+    """Every note of the file as columns (track, program, is_drum, pitch, velocity, onset_s,
+    duration_s); note-ons pair with the oldest open note of their channel and pitch."""
+    tempo_map = TempoMap.of(mid)
+    rows: list[tuple[int, int, int, int, int, int, int]] = []
+    for index, track in enumerate(mid.tracks):
+        now = 0
+        program = [0] * 16
+        open_notes: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        for msg in track:
+            now += msg.time
+            if msg.type == "program_change":
+                program[msg.channel] = msg.program
+            elif msg.type == "note_on" and msg.velocity > 0:
+                open_notes.setdefault((msg.channel, msg.note), []).append((now, msg.velocity))
+            elif msg.type in ("note_off", "note_on") and open_notes.get((msg.channel, msg.note)):
+                start, vel = open_notes[(msg.channel, msg.note)].pop(0)
+                rows.append((index, program[msg.channel], msg.channel, msg.note, vel, start, now))
+        for (channel, pitch), starts in open_notes.items():  # never released: end of track
+            rows += [(index, program[channel], channel, pitch, v, t, now) for t, v in starts]
+    table = np.array(rows, np.int64).reshape(-1, 7)
+    onset = tempo_map.to_seconds(table[:, 5])
+    return {
+        "track": table[:, 0],
+        "program": table[:, 1],
+        "is_drum": table[:, 2] == DRUM_CHANNEL,
+        "pitch": table[:, 3],
+        "velocity": table[:, 4],
+        "onset_s": onset,
+        "duration_s": tempo_map.to_seconds(table[:, 6]) - onset,
+    }
+
+
+def prompt_track(notes: NoteArrays) -> NoteArrays:
     """The busiest non-drum track's notes (ties: the lower track index)."""
-    nd = notes.loc[~notes["is_drum"].astype(bool)]
-    if nd.empty:
-        return nd
-    counts = nd.groupby("track").size()
-    best = int(counts[counts == counts.max()].index.min())
-    return nd.loc[nd["track"] == best].reset_index(drop=True)
+    pitched = ~np.asarray(notes["is_drum"], bool)
+    tracks = np.asarray(notes["track"])[pitched]
+    if len(tracks) == 0:
+        return {k: np.asarray(v)[:0] for k, v in notes.items()}
+    best = np.bincount(tracks).argmax()
+    keep = pitched & (np.asarray(notes["track"]) == best)
+    return {k: np.asarray(v)[keep] for k, v in notes.items()}
 
 
 def beats_per_bar(mid: mido.MidiFile) -> float:
@@ -86,15 +127,16 @@ def free_channel(mid: mido.MidiFile, preferred: int) -> int:
 
 
 def append_continuation(
-    mid: mido.MidiFile, new_notes: pd.DataFrame, program: int, name: str = "midiml continuation"
+    mid: mido.MidiFile, new_notes: NoteArrays, program: int, name: str = "midiml continuation"
 ) -> mido.MidiFile:
     """A copy of ``mid`` with ``new_notes`` (seconds on the file's clock) on a new track."""
     out = mido.MidiFile(type=1 if mid.type == 0 else mid.type, ticks_per_beat=mid.ticks_per_beat)
     out.tracks = [mido.MidiTrack([m.copy() for m in t]) for t in mid.tracks]
     tempo_map = TempoMap.of(mid)
     channel = free_channel(mid, 0)
-    on = tempo_map.to_ticks(new_notes["onset_s"].to_numpy())
-    off = tempo_map.to_ticks((new_notes["onset_s"] + new_notes["duration_s"]).to_numpy())
+    onset = np.asarray(new_notes["onset_s"], np.float64)
+    on = tempo_map.to_ticks(onset)
+    off = tempo_map.to_ticks(onset + np.asarray(new_notes["duration_s"], np.float64))
     events: list[tuple[int, int, mido.Message]] = []
     for p, v, a, b in zip(new_notes["pitch"], new_notes["velocity"], on, off, strict=True):
         pitch, vel = int(np.clip(p, 0, 127)), int(np.clip(v, 1, 127))
