@@ -70,7 +70,9 @@ def script_of(cmd: str) -> Path:
 def uncovered(script: Path, deps: list[str]) -> list[str]:
     dep_paths = [(REPO / d).resolve() for d in deps if "${" not in d]
     needed = import_closure(script) | {script}
-    missing = [f for f in needed if not any(f == d or d in f.parents for d in dep_paths)]
+    missing = [
+        f for f in needed if not any(f == d or d in f.parents for d in dep_paths)
+    ]
     return sorted(str(f.relative_to(REPO)) for f in missing)
 
 
@@ -89,21 +91,8 @@ def test_the_check_catches_a_removed_dependency():
     assert "src/midiml/generate/train.py" in uncovered(script_of(stage["cmd"]), deps)
 
 
-LAYERS = [
-    "config",
-    "io",
-    "tracking",
-    "training",
-    "data",
-    "represent",
-    "generate",
-    "classify",
-    "cluster",
-    "evaluate",
-    "report",
-    "cli",
-    "params_sync",
-]
+LAYERS = ["config", "io", "tracking", "training", "data", "represent",
+          "generate", "classify", "cluster", "evaluate", "report", "cli", "params_sync"]
 
 
 def package_of(path: Path) -> str:
