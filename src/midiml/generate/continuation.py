@@ -164,14 +164,19 @@ def find_model_dir(models_dir: str | Path, model: str) -> Path:
 
 def load_continuer(models_dir: str | Path, model: str, top_k: int = 0, guards: bool = True):
     """The saved generator as a ``Continuer`` (see generate/prompted.py)."""
-    from midiml.generate.base import load_generator
+    from midiml.generate.base import load_generator, read_meta
     from midiml.generate.prompted import SamplingGuards, WindowContinuer
 
-    gen = load_generator(find_model_dir(models_dir, model))
+    model_dir = find_model_dir(models_dir, model)
+    chosen = SamplingGuards() if guards else SamplingGuards(False, False, False, False)
+    if read_meta(model_dir)["kind"] == "transformer":
+        from midiml.generate.transformer import TransformerContinuer
+
+        return TransformerContinuer.load(model_dir, chosen, top_k)
+    gen = load_generator(model_dir)
     if hasattr(gen, "continue_notes"):
         return gen
-    off = SamplingGuards(key=False, register=False, steps=False)
-    return WindowContinuer(gen, SamplingGuards() if guards else off, top_k=top_k)
+    return WindowContinuer(gen, chosen, top_k=top_k)
 
 
 def variation_paths(output: str | Path, variations: int) -> list[Path]:
@@ -228,7 +233,10 @@ def continue_file(
     program = int(np.bincount(prompt["program"]).argmax())
     results = []
     for i, path in enumerate(variation_paths(output, variations)):
-        new = continuer.continue_notes(prompt, seconds, temperature, top_p, seed + i, genre)
+        try:
+            new = continuer.continue_notes(prompt, seconds, temperature, top_p, seed + i, genre)
+        except ValueError as exc:  # e.g. a genre the model does not know
+            raise ContinueError(f"{song}: {exc}") from exc
         out = append_continuation(original, new, program)
         with atomic_path(path) as tmp:
             out.save(str(tmp))

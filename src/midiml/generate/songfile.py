@@ -65,8 +65,9 @@ NoteArrays = dict[str, np.ndarray]
 
 
 def read_notes(mid: mido.MidiFile) -> NoteArrays:
-    """Every note of the file as columns (track, program, is_drum, pitch, velocity, onset_s,
-    duration_s); note-ons pair with the oldest open note of their channel and pitch."""
+    """Every note of the file as columns: track, program, is_drum, pitch, velocity, onset_s,
+    duration_s, onset_beats, duration_beats. A note-off closes the oldest open note of its
+    channel and pitch."""
     tempo_map = TempoMap.of(mid)
     rows: list[tuple[int, int, int, int, int, int, int]] = []
     for index, track in enumerate(mid.tracks):
@@ -94,6 +95,8 @@ def read_notes(mid: mido.MidiFile) -> NoteArrays:
         "velocity": table[:, 4],
         "onset_s": onset,
         "duration_s": tempo_map.to_seconds(table[:, 6]) - onset,
+        "onset_beats": table[:, 5] / mid.ticks_per_beat,
+        "duration_beats": (table[:, 6] - table[:, 5]) / mid.ticks_per_beat,
     }
 
 
