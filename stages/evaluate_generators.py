@@ -11,13 +11,20 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from midiml import tracking
 from midiml.config import load_params
 from midiml.evaluate import generators as ev
+from midiml.evaluate import listening
 from midiml.generate import losses
 from midiml.generate.base import load_generator
-from midiml.generate.continuation import plot_piano_roll, write_midi
+from midiml.generate.continuation import load_continuer, plot_piano_roll, write_midi
+from midiml.generate.listening_eval import (
+    generate_samples,
+    held_out_prompts,
+    write_audio_samples,
+)
 from midiml.generate.train import NAMES, NEURAL
 from midiml.io import atomic_dir, save_figure, write_json, write_text
 from midiml.represent.windows import EventData
@@ -93,6 +100,8 @@ def main() -> None:
         ab_t = Path("models/ffnn_ablation/timings.json")
         if ab_t.exists():
             timings["ffnn_ablation"] = json.loads(ab_t.read_text())
+        listening_table, listening_files = listening_section(params, results, midi_dir)
+    listening_files = [Path("data/samples") / f.name for f in listening_files]
     results["targets"] = ev.targets(results, list(NEURAL))
     write_json("reports/metrics/generators.json", results)
     write_json(
@@ -106,9 +115,71 @@ def main() -> None:
             ev.plot_ablation(results["ffnn_ablation"], results["real"]["sample_repeat_rate"]),
             "reports/figures/generators_ablation.png",
         )
-    write_text(
-        "reports/generators.md", ev.markdown(results, timings, list(NAMES), losses.__doc__ or "")
+    page = ev.markdown(results, timings, list(NAMES), losses.__doc__ or "")
+    write_text("reports/generators.md", page + listening_markdown(results, listening_files))
+    _log_to_run(params, "listening", None, flat_listening(listening_table), listening_files)
+
+
+TRANSFORMER = Path("models/transformer")
+
+
+def listening_section(params, results: dict, midi_dir: Path) -> tuple[dict, list[Path]]:
+    """Listening metrics of every generator (+ the token Transformer) on held-out prompts."""
+    names = [n for n in (*NAMES, "transformer") if (Path("models") / n / "meta.json").exists()]
+    continuers = {n: load_continuer("models", n) for n in names}
+    notes = pd.read_parquet("data/interim/notes.parquet")
+    splits = pd.read_parquet("data/interim/splits.parquet")
+    prompts = held_out_prompts(notes, splits)
+    samples = generate_samples(continuers, prompts)
+    table = listening.listening_table(
+        [p["prompt"] for p in prompts], [p["real"] for p in prompts], samples
     )
+    files = write_audio_samples(prompts, samples, midi_dir)
+    results["listening"] = table
+    if (TRANSFORMER / "meta.json").exists():
+        from midiml.generate.transformer import token_bits
+
+        tokens = dict(np.load("data/processed/tokens.npz"))
+        cont = continuers["transformer"]
+        results["transformer"] = {
+            **token_bits(cont.module, cont.tokenizer, tokens),
+            "conditioning": f"genre token + all previous tokens of its "
+            f"{cont.module.hparams.context}-token chunk (incl. the note's bar and position)",
+        }
+    print(listening.markdown_table(table))
+    return table, files
+
+
+def flat_listening(table: dict) -> dict[str, float]:
+    return {f"listening_{g}_{k}": v for g, row in table.items() for k, v in row.items()}
+
+
+def listening_markdown(results: dict, files: list[Path]) -> str:
+    lines = [
+        "",
+        "## Listening metrics (held-out prompts)",
+        "",
+        "Each generator continues the first 32 notes of the busiest non-drum track of test "
+        "songs for 20 s (3 seeds, default sampling options: key/register/step/repeat guards "
+        "on, top-p 0.95); `real` is what the song really plays next. C2ST: cross-validated "
+        "accuracy of a random forest telling real from generated continuations.",
+        "",
+        listening.markdown_table(results["listening"]),
+        "",
+    ]
+    if t := results.get("transformer"):
+        lines += [
+            f"Token Transformer on the test songs' busiest tracks: pitch "
+            f"{t['pitch_bits_per_note']:.3f} bits/note, all attributes "
+            f"{t['all_bits_per_note']:.3f} bits/note ({t['conditioning']}).",
+            "",
+        ]
+    audio = [f for f in files if f.suffix == ".wav"]
+    if audio:
+        lines += ["Audio (TimGM6mb General MIDI soundfont): "]
+        lines += [f"[{f.stem}](../data/samples/{f.name})" for f in audio]
+        lines.append("")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

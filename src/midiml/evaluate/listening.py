@@ -100,3 +100,63 @@ def classifier_two_sample_accuracy(
     clf = RandomForestClassifier(n_estimators=100, min_samples_leaf=2, random_state=seed)
     cv = StratifiedKFold(k, shuffle=True, random_state=seed)
     return float(cross_val_score(clf, x, y, cv=cv).mean())
+
+
+def sorted_pitches(notes: dict[str, np.ndarray]) -> np.ndarray:
+    """Pitches of a notes mapping ordered by (onset, pitch)."""
+    order = np.lexsort((np.asarray(notes["pitch"]), np.asarray(notes["onset_s"])))
+    return np.asarray(notes["pitch"], np.int64)[order]
+
+
+def listening_table(
+    prompts: list[dict[str, np.ndarray]],
+    real: list[dict[str, np.ndarray]],
+    samples: dict[str, list[list[dict[str, np.ndarray]]]],
+) -> dict[str, dict[str, float]]:
+    """Mean metrics per generator over prompts x seeds, ``real`` as the reference row, and the
+    classifier two-sample accuracy (first seed per prompt vs the real continuation)."""
+    pp = [sorted_pitches(p) for p in prompts]
+    rp = [sorted_pitches(r) for r in real]
+    rows = {"real": [listening_row(a, b) for a, b in zip(pp, rp, strict=True)]}
+    real_feats = np.array([continuation_features(a, b) for a, b in zip(pp, rp, strict=True)])
+    table: dict[str, dict[str, float]] = {}
+    for name, per_prompt in samples.items():
+        rows[name] = [
+            {**listening_row(a, sorted_pitches(s)), "new_notes": float(len(s["pitch"]))}
+            for a, seeds in zip(pp, per_prompt, strict=True)
+            for s in seeds
+        ]
+        feats = np.array(
+            [
+                continuation_features(a, sorted_pitches(seeds[0]))
+                for a, seeds in zip(pp, per_prompt, strict=True)
+            ]
+        )
+        table[name] = {"c2st_accuracy": classifier_two_sample_accuracy(real_feats, feats)}
+    for name, rs in rows.items():
+        means = {k: float(np.nanmean([r[k] for r in rs])) for k in rs[0]} if rs else {}
+        table[name] = {**means, **table.get(name, {}), "n": float(len(rs))}
+    return table
+
+
+LISTENING_COLUMNS = (
+    ("key_consistency", "in prompt's key", "{:.3f}"),
+    ("register_distance", "|median pitch new - prompt| (st)", "{:.2f}"),
+    ("step_ratio", "step ratio new / prompt", "{:.2f}"),
+    ("repetition", "4-gram interval repetition", "{:.3f}"),
+    ("c2st_accuracy", "C2ST accuracy (0.5 = like real)", "{:.3f}"),
+)
+
+
+def markdown_table(table: dict[str, dict[str, float]]) -> str:
+    """The listening metrics as a markdown table, real continuations first."""
+    head = "| generator | " + " | ".join(t for _, t, _ in LISTENING_COLUMNS) + " | n |"
+    lines = [head, "|---|" + "---:|" * (len(LISTENING_COLUMNS) + 1)]
+    for name in ["real", *sorted(k for k in table if k != "real")]:
+        row = table[name]
+        cells = [
+            fmt.format(row[k]) if k in row and np.isfinite(row[k]) else "—"
+            for k, _, fmt in LISTENING_COLUMNS
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {int(row.get('n', 0))} |")
+    return "\n".join(lines)

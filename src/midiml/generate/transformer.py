@@ -506,3 +506,41 @@ def train_transformer(
         "parameters": sum(p.numel() for p in best.parameters()),
         "history": res.history,
     }
+
+
+@torch.no_grad()
+def token_bits(
+    module: TokenTransformer, tokenizer: Any, data: dict[str, np.ndarray], split: str = "test"
+) -> dict[str, float]:
+    """Bits per note of the split's songs (untransposed), in chunks of ``context`` tokens.
+
+    ``pitch_bits_per_note``: -log2 p(pitch token | genre and all previous tokens of the chunk,
+    including this note's bar and position); ``all_bits_per_note``: every token (bar,
+    position, pitch, velocity, duration) summed per note.
+    """
+    module.eval()
+    context = int(module.hparams.context)
+    types = tk.token_types(tokenizer)
+    rows = np.flatnonzero(data["splits"] == split)
+    total = pitch_bits = 0.0
+    notes = 0
+    for r in rows:
+        seq = data["ids"][data["offsets"][r] : data["offsets"][r + 1]].astype(np.int64)
+        genre, body = seq[0], seq[1:]
+        for s in range(0, len(body) - 1, context - 1):
+            chunk = np.r_[genre, body[s : s + context - 1]]
+            if len(chunk) < 2:
+                continue
+            logits, _ = module(torch.from_numpy(chunk[None, :-1]))
+            logp = torch.log_softmax(logits[0].float(), dim=-1)
+            target = torch.from_numpy(chunk[1:])
+            bits = -logp.gather(1, target[:, None])[:, 0].numpy() / np.log(2)
+            is_pitch = types[chunk[1:]] == tk.PITCH
+            total += float(bits.sum())
+            pitch_bits += float(bits[is_pitch].sum())
+            notes += int(is_pitch.sum())
+    return {
+        "pitch_bits_per_note": pitch_bits / max(notes, 1),
+        "all_bits_per_note": total / max(notes, 1),
+        "notes": notes,
+    }
