@@ -24,7 +24,7 @@ def test_metrics_of_a_continuation():
     assert lm.register_distance(ODE, up_a_tone) == 2.0
     assert lm.step_ratio(ODE, ODE) == pytest.approx(1.0)
     assert lm.step_ratio(ODE, [60, 72, 60, 72]) > 5
-    assert lm.repetition([60, 62, 64, 60, 62, 64, 60, 62, 64]) > 0.5
+    assert lm.repetition([60, 62, 64] * 5) > 0.6
     assert lm.repetition(list(range(40, 80))) > 0.9 > 0.5 > lm.repetition(ODE)
 
 
