@@ -135,7 +135,8 @@ def test_short_prompts_are_continued(tmp_path, models_dir, n_notes):
     notes = [(60 + (0, 2, 4, 5, 7, 5, 4, 2)[i % 8], i * 0.5, 0.5) for i in range(n_notes)]
     src = write_midi(tmp_path / "short.mid", notes)
     out = tmp_path / "o.mid"
-    _continue(models_dir, src, out, "--seconds", "4")
+    res = _continue(models_dir, src, out, "--seconds", "4")
+    assert f"{n_notes} prompt notes" in res.output
     new = mido.MidiFile(out).tracks[-1]
     pitches = [m.note for m in new if m.type == "note_on" and m.velocity > 0]
     assert len(pitches) >= 4

@@ -242,8 +242,8 @@ def continue_file(
             out.save(str(tmp))
         res: dict[str, object] = {
             "file": str(path),
-            "prompt_notes": len(prompt),
-            "new_notes": len(new),
+            "prompt_notes": len(prompt["pitch"]),
+            "new_notes": len(new["pitch"]),
         }
         if wav:
             from midiml.represent.audio import render_wav
