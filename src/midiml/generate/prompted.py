@@ -64,7 +64,8 @@ class SamplingGuards:
         pitch sd, at least 2) pulls the melody back instead of letting it drift to one edge.
     steps: the step size |pitch - previous pitch| is drawn from the prompt's own step-size
         histogram (smoothed by a Laplace prior with the prompt's mean step; ``step_strength``
-        1 = exactly, 0 = the model's own); the model decides the direction and which pitch
+        1 = exactly, 0 = the model's own; steps are damped by exp(-step / (``step_taper`` x
+        the prompt's mean step)); the model decides the direction and which pitch
         among those of that size. So a stepwise melody continues
         stepwise and an arpeggio keeps its skips, whatever leaps the model learned from
         flattened chords.
@@ -83,7 +84,8 @@ class SamplingGuards:
     register_margin: int = 4
     register_spread: float = 1.5
     step_smoothing: float = 0.15
-    step_strength: float = 0.7
+    step_strength: float = 1.0
+    step_taper: float = 3.0
     recent: int = 8
     recent_penalty: float = 0.2
 
@@ -140,7 +142,10 @@ def step_weights(events: np.ndarray, guards: SamplingGuards) -> np.ndarray:
         return laplace
     hist = np.bincount(steps, minlength=N_PITCHES)[:N_PITCHES].astype(float)
     hist /= hist.sum()
-    return (1 - guards.step_smoothing) * hist + guards.step_smoothing * laplace
+    mixed = (1 - guards.step_smoothing) * hist + guards.step_smoothing * laplace
+    # a tail taper: 35 new notes drawn from a 13-step histogram overshoot its mean by chance
+    # (and the repeat cap turns forbidden repeats into steps), so rare leaps are damped
+    return mixed * np.exp(-np.arange(N_PITCHES) / (guards.step_taper * scale))
 
 
 def match_steps(
