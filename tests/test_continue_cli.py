@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mido
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -200,3 +201,25 @@ def test_wav_is_written_and_not_silent(tmp_path, models_dir):
         assert w.getnframes() > w.getframerate() * 2
         samples = np.frombuffer(w.readframes(w.getnframes()), np.int16)
     assert np.abs(samples).max() > 1000
+
+
+def test_guarded_continuation_stays_in_key_register_and_steps(models_dir):
+    """Twinkle Twinkle: the new notes keep the key, the register and the melodic steps."""
+    from midiml.evaluate.listening import listening_row
+    from midiml.generate.continuation import load_continuer
+
+    tune = [60, 60, 67, 67, 69, 69, 67, 65, 65, 64, 64, 62, 62, 60]
+    prompt = {
+        "pitch": np.array(tune, float),
+        "velocity": np.full(14, 80.0),
+        "onset_s": np.arange(14) * 0.5,
+        "duration_s": np.full(14, 0.5),
+    }
+    continuer = load_continuer(models_dir, "markov")
+    for seed in range(3):
+        new = continuer.continue_notes(prompt, 20.0, seed=seed)
+        assert new["onset_s"].min() >= 7.0 - 1e-9  # after the prompt's last note ends
+        row = listening_row(np.array(tune), new["pitch"])
+        assert row["key_consistency"] >= 0.9
+        assert row["register_distance"] <= 4
+        assert row["step_ratio"] <= 1.5
