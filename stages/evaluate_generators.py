@@ -161,7 +161,8 @@ def listening_markdown(results: dict, files: list[Path]) -> str:
         "",
         "Each generator continues the first 32 notes of the busiest non-drum track of test "
         "songs for 20 s (3 seeds, default sampling options: key/register/step/repeat guards "
-        "on, top-p 0.95); `real` is what the song really plays next. C2ST: cross-validated "
+        "on, top-p 0.95); `real` is what the song really plays next. Register distance: "
+        "|median pitch of the new notes - median pitch of the prompt|. C2ST: cross-validated "
         "accuracy of a random forest telling real from generated continuations.",
         "",
         listening.markdown_table(results["listening"]),

@@ -141,7 +141,7 @@ def listening_table(
 
 LISTENING_COLUMNS = (
     ("key_consistency", "in prompt's key", "{:.3f}"),
-    ("register_distance", "|median pitch new - prompt| (st)", "{:.2f}"),
+    ("register_distance", "register distance (semitones)", "{:.2f}"),
     ("step_ratio", "step ratio new / prompt", "{:.2f}"),
     ("repetition", "4-gram interval repetition", "{:.3f}"),
     ("c2st_accuracy", "C2ST accuracy (0.5 = like real)", "{:.3f}"),
