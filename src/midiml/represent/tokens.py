@@ -52,7 +52,7 @@ def make_tokenizer(
     res = {tuple(int(x) for x in str(k).split("-")): int(v) for k, v in (beat_res or {}).items()}
     cfg = miditok.TokenizerConfig(
         pitch_range=tuple(pitch_range),
-        beat_res=res or {(0, 4): 8, (4, 12): 4},
+        beat_res=res or {(0, 4): 4, (4, 12): 2},
         num_velocities=int(num_velocities),
         special_tokens=["PAD", "BOS", "EOS"],
         use_programs=False,
