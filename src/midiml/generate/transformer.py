@@ -369,6 +369,9 @@ class TransformerContinuer:
                 w = pitch_w.copy()
                 if last_pitch is not None and self.guards.steps:
                     w = match_steps(w, last_pitch, stepw, self.guards.step_strength)
+                    # matching may lift a step size whose only pitches are off-key: key and
+                    # register weights are applied once more so they keep the last word
+                    w = w * pitch_w / max(float(pitch_w.max()), 1e-12)
                 if self.guards.repeats and last_pitch is not None:
                     if run >= max_run:
                         w[last_pitch] = 0.0
