@@ -11,19 +11,42 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from midiml import tracking
 from midiml.config import load_params
 from midiml.evaluate import generators as ev
+from midiml.evaluate import listening
 from midiml.generate import heldout, losses
 from midiml.generate.base import load_generator
-from midiml.generate.continuation import write_midi
+from midiml.generate.continuation import load_continuer, saved_models, write_midi
+from midiml.generate.listening_eval import generate_samples, held_out_prompts, write_audio_samples
 from midiml.generate.train import generator_names, is_neural
 from midiml.io import atomic_dir, save_figure, write_json, write_metrics, write_text
 from midiml.report import generators as page
 from midiml.represent.windows import EventData
 
 MODELS = Path("models/generators")
+
+
+def listening_section(results: dict, midi_dir: Path) -> tuple[dict, list[Path]]:
+    """Listening metrics of every saved generator (window models, the token Transformer, the
+    VAE) on the same held-out prompts, with the real continuations as the reference row."""
+    continuers = {n: load_continuer(MODELS, n) for n in saved_models(MODELS)}
+    notes = pd.read_parquet("data/interim/notes.parquet")
+    splits = pd.read_parquet("data/interim/splits.parquet")
+    prompts = held_out_prompts(notes, splits)
+    samples = generate_samples(continuers, prompts)
+    table = listening.listening_table(
+        [p["prompt"] for p in prompts], [p["real"] for p in prompts], samples
+    )
+    files = write_audio_samples(prompts, samples, midi_dir)
+    results["listening"] = table
+    bits = [c.token_bits() for c in continuers.values() if hasattr(c, "token_bits")]
+    if bits:
+        results["transformer"] = bits[0]
+    print(page.listening_table_md(table))
+    return table, files
 
 
 def main() -> None:
@@ -68,6 +91,9 @@ def main() -> None:
             )
             shown = ("test_bits_per_note", "test_top1", "sample_repeat_rate", "sample_oa_mean")
             print(name, {k: results[name][k] for k in shown})
+        table, listening_files = listening_section(results, midi_dir)
+    listening_files = [Path("data/samples") / f.name for f in listening_files]
+    tracking.log_evaluation(params, "generation", "listening", None, listening.flat(table), [])
     ablation_file = Path("models/ffnn_ablation/results.json")
     if ablation_file.exists():
         results["ffnn_ablation"] = json.loads(ablation_file.read_text())

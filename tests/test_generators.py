@@ -19,6 +19,12 @@ SCALE = [60, 62, 64, 65, 67, 69, 71, 72]
 
 def scale_data(n_songs: int = 6, length: int = 80):
     """Songs that walk up and down a C-major scale: easy to predict, never repeating."""
+    notes, splits = scale_tables(n_songs, length)
+    return build_event_data(notes, splits, n_in=8, n_out=1)
+
+
+def scale_tables(n_songs: int = 6, length: int = 80) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The notes and splits tables of :func:`scale_data`'s songs (as ingest/split write them)."""
     walk = SCALE + SCALE[-2:0:-1]
     rows = []
     for s in range(n_songs):
@@ -46,7 +52,7 @@ def scale_data(n_songs: int = 6, length: int = 80):
             "split": ["train"] * (n_songs - 2) + ["val", "test"],
         }
     )
-    return build_event_data(pd.concat(rows), splits, n_in=8, n_out=1)
+    return pd.concat(rows, ignore_index=True), splits
 
 
 def test_markov_learns_the_scale_walk():

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from midiml.cli import app
 from tests.conftest import REPO, tiny_params, write_midi
-from tests.test_generators import scale_data
+from tests.test_generators import scale_data, scale_tables
 
 
 def run_stage(workdir, *args: str) -> None:
@@ -36,7 +36,11 @@ def test_a_generator_added_through_config_trains_evaluates_and_continues(tmp_pat
     params.model.generators = {"markov": params.model.generators.markov, "dummy": dummy}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(OmegaConf.to_container(params)))
     (tmp_path / "data" / "processed").mkdir(parents=True)
+    (tmp_path / "data" / "interim").mkdir(parents=True)
     scale_data(n_songs=6, length=80).save(tmp_path / "data" / "processed" / "windows.npz")
+    notes, splits = scale_tables(n_songs=6, length=80)
+    notes.to_parquet(tmp_path / "data" / "interim" / "notes.parquet")
+    splits.to_parquet(tmp_path / "data" / "interim" / "splits.parquet")
 
     for name in ("markov", "dummy"):
         run_stage(tmp_path, "train_generator.py", name)
@@ -45,7 +49,9 @@ def test_a_generator_added_through_config_trains_evaluates_and_continues(tmp_pat
     metrics = json.loads((tmp_path / "reports" / "metrics" / "generators.json").read_text())
     assert {"markov", "dummy", "real"} <= set(metrics)
     assert metrics["dummy"]["test_bits_per_note"] > 0
-    assert "| dummy |" in (tmp_path / "reports" / "generators.md").read_text()
+    page = (tmp_path / "reports" / "generators.md").read_text()
+    assert "| dummy |" in page
+    assert "dummy" in metrics["listening"]  # the listening metrics include it too
 
     song = write_midi(tmp_path / "tune.mid", [(60 + i % 5, i * 0.5, 0.5) for i in range(6)])
     out = tmp_path / "out.mid"

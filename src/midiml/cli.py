@@ -66,38 +66,69 @@ def info(file: str) -> None:
 @app.command("continue")
 @one_line_errors
 def continue_(
-    file: str = typer.Argument(..., help="MIDI file to continue"),
+    file: str = typer.Argument(..., help="MIDI file to continue (it is never modified)"),
     model: str = typer.Option(
-        "ffnn", "--model", "-m", help="markov | forest | ffnn | lstm_tonedeaf | note_lstm"
+        "markov",
+        "--model",
+        "-m",
+        help="markov (default: best by the listening metrics) | forest | ffnn | lstm_tonedeaf "
+        "| note_lstm",
     ),
     seconds: float = typer.Option(20.0, "--seconds", "-s", help="length of the continuation"),
-    output: str = typer.Option("continued.mid", "--output", "-o", help="MIDI file to write"),
+    bars: float = typer.Option(
+        None, "--bars", "-b", help="length in bars of the prompt's metre (overrides --seconds)"
+    ),
+    variations: int = typer.Option(1, "--variations", "-n", help="write N different files"),
+    output: str = typer.Option(
+        "continued.mid", "--output", "-o", help="file to write (out_1.mid.. for variations)"
+    ),
     temperature: float = typer.Option(1.0, "--temperature", "-t", help="0 = always the likeliest"),
-    seed: int = typer.Option(0, "--seed", help="random seed of the sampling"),
+    top_p: float = typer.Option(
+        0.95, "--top-p", help="sample from the smallest set with this mass"
+    ),
     top_k: int = typer.Option(0, "--top-k", help="sample among the k likeliest pitches (0 = all)"),
-    model_durations: bool = typer.Option(
-        False,
-        "--model-durations",
-        help="durations from the model's own head (lstm_tonedeaf) instead of the prompt's rhythm",
+    genre: str = typer.Option(
+        None, "--genre", help="ask a genre-conditioned model for this genre (others ignore it)"
+    ),
+    seed: int = typer.Option(0, "--seed", help="random seed of the sampling"),
+    wav: bool = typer.Option(False, "--wav", help="also render each output to a .wav next to it"),
+    guards: bool = typer.Option(
+        True,
+        "--guards/--no-guards",
+        help="keep new notes in the prompt's key, register and step sizes (sampling reweighting)",
     ),
     models_dir: str = typer.Option(
         "models/generators", "--models-dir", help="where `dvc repro` saved the generators"
     ),
 ) -> None:
-    """Continue a MIDI file with a trained generator: writes the prompt followed by new music."""
-    from midiml.generate.continuation import ContinueError, continue_midi
+    """Continue a MIDI file: writes your file unchanged plus a new track that continues it."""
+    from midiml.data.midi import MidiParseError
+    from midiml.generate.continuation import ContinueError, continue_file, load_continuer
 
     try:
-        out = continue_midi(
-            file, model, seconds, output, models_dir, temperature, seed, top_k, model_durations
+        continuer = load_continuer(models_dir, model, top_k=top_k, guards=guards)
+        results = continue_file(
+            file,
+            continuer,
+            output,
+            seconds=seconds,
+            bars=bars,
+            variations=variations,
+            temperature=temperature,
+            top_p=top_p,
+            seed=seed,
+            genre=genre,
+            wav=wav,
         )
-    except ContinueError as exc:
+    except (ContinueError, MidiParseError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    typer.echo(
-        f"{output}: {out['prompt_notes']} prompt notes + {out['new_notes']} new notes "
-        f"({out['new_seconds']:.1f} s) from {model}"
-    )
+    for res in results:
+        extra = f", audio {res['wav']}" if "wav" in res else ""
+        typer.echo(
+            f"{res['file']}: {res['prompt_notes']} prompt notes + {res['new_notes']} new notes "
+            f"from {model}{extra}"
+        )
 
 
 @app.command()

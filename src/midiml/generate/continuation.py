@@ -1,28 +1,39 @@
-"""From MIDI to events and back, and pictures of them: what `midiml continue` and the samples use.
+"""`midiml continue`: the user's own file, untouched, plus a new track that continues it.
 
-Events are ``[pitch, velocity, delta_onset, duration]`` (seconds). Output MIDI has one
-piano track at 120 qpm (480 ticks per quarter = 960 ticks per second), so seconds map to
-ticks exactly and any player can open it.
+Every saved generator answers through one interface, ``continue_notes`` (see
+:mod:`midiml.generate.prompted`): a saved model whose ``meta.json`` names a ``continuer`` class
+is loaded by that class's ``load(model_dir, guards, top_k)`` (the token Transformer, the roll
+VAE); next-pitch window models are wrapped in ``WindowContinuer``. ``write_midi`` writes the event
+streams of the evaluation's samples.
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
+import mido
 import numpy as np
+from hydra.utils import get_class
 
-from midiml.represent.windows import DELTA, DURATION, PITCH, VELOCITY, event_stream
+from midiml.data.midi import MidiParseError, read_user_file, scan_smf
+from midiml.generate.base import load_generator, read_meta
+from midiml.generate.prompted import SamplingGuards, WindowContinuer
+from midiml.generate.songfile import (
+    TempoMap,
+    append_continuation,
+    beats_per_bar,
+    prompt_track,
+    read_notes,
+)
+from midiml.io import atomic_path
+from midiml.represent.audio import render_wav
+from midiml.represent.windows import DELTA, DURATION, PITCH, VELOCITY
 
 TPQ = 480
 TEMPO = 500_000  # microseconds per quarter = 120 qpm
 TICKS_PER_SECOND = TPQ * 1_000_000 / TEMPO
-
-
-def read_events(path: str | Path) -> np.ndarray:
-    """A MIDI file's non-drum notes as events; MidiParseError / FileNotFoundError if unreadable."""
-    from midiml.data.midi import read_user_file
-
-    return event_stream(read_user_file(path).notes)
+DEFAULT_MODEL = "markov"  # best by the listening metrics with the default guards (and fastest)
 
 
 def onsets(events: np.ndarray) -> np.ndarray:
@@ -30,14 +41,9 @@ def onsets(events: np.ndarray) -> np.ndarray:
 
 
 def write_midi(events: np.ndarray, path: str | Path, program: int = 0) -> None:
-    """Write events as a one-track MIDI file (atomically).
-
-    Vectorised through symusic: a 200,000-note prompt is written in well under a second
-    (mido's per-message objects took ~40 s).
-    """
+    """Write events ``[pitch, velocity, delta_onset, duration]`` as a one-track MIDI file at
+    120 qpm (atomically). Vectorised through symusic: 200,000 notes in well under a second."""
     import symusic
-
-    from midiml.io import atomic_path
 
     ev = np.asarray(events, np.float64).reshape(-1, 4)
     start = onsets(ev) if len(ev) else np.zeros(0)
@@ -62,52 +68,102 @@ class ContinueError(ValueError):
     """A user-facing reason why a file cannot be continued (missing model, bad file...)."""
 
 
-def continue_midi(
-    song: str | Path,
-    model: str,
-    seconds: float,
-    output: str | Path,
-    models_dir: str | Path = "models/generators",
-    temperature: float = 1.0,
-    seed: int = 0,
-    top_k: int = 0,
-    model_durations: bool = False,
-) -> dict[str, float]:
-    """Continue ``song`` with the trained generator ``models_dir/model`` for ``seconds``.
+def saved_models(models_dir: str | Path) -> list[str]:
+    """Names of the generators saved under ``models_dir`` (folders with a ``meta.json``)."""
+    return sorted(p.name for p in Path(models_dir).glob("*") if (p / "meta.json").exists())
 
-    Writes prompt + continuation to ``output`` and returns a short summary. Raises
-    ContinueError with a clear message for a missing model, an unreadable file or too few notes.
-    """
-    from midiml.data.midi import MidiParseError
-    from midiml.generate.base import load_generator
-    from midiml.generate.sampling import continue_seconds
 
-    model_dir = Path(models_dir) / model
-    if not (model_dir / "meta.json").exists():
-        found = sorted(p.name for p in Path(models_dir).glob("*") if (p / "meta.json").exists())
-        raise ContinueError(
-            f"no trained model {model!r} in {models_dir}/ (found: "
-            f"{', '.join(found) or 'none'}); train it with `dvc repro`"
-        )
-    if seconds <= 0:
-        raise ContinueError(f"--seconds must be positive, got {seconds}")
-    try:
-        prompt = read_events(song)
-    except (MidiParseError, FileNotFoundError, OSError) as exc:
-        raise ContinueError(f"cannot read {exc}") from None  # exc is "<file>: <reason>"
-    gen = load_generator(model_dir)
-    if len(prompt) < gen.n_in:
-        raise ContinueError(
-            f"{song} has {len(prompt)} (non-drum) notes; model {model!r} needs "
-            f"at least {gen.n_in} to continue from"
-        )
-    cont = continue_seconds(
-        gen, prompt, seconds, temperature, top_k, seed, model_durations=model_durations
+def find_model_dir(models_dir: str | Path, model: str) -> Path:
+    """``<models_dir>/<name>``; ContinueError naming what exists."""
+    cand = Path(models_dir) / model
+    if (cand / "meta.json").exists():
+        return cand
+    found = saved_models(models_dir)
+    raise ContinueError(
+        f"no trained model {model!r} in {models_dir}/ (found: {', '.join(found) or 'none'}); "
+        "train it with `dvc repro`"
     )
-    write_midi(np.concatenate([prompt, cont]), output)
-    return {
-        "prompt_notes": len(prompt),
-        "new_notes": len(cont),
-        "prompt_seconds": float(onsets(prompt)[-1] + prompt[-1, DURATION]),
-        "new_seconds": float(onsets(cont)[-1]) if len(cont) else 0.0,
-    }
+
+
+def load_continuer(models_dir: str | Path, model: str, top_k: int = 0, guards: bool = True):
+    """The saved generator as a ``Continuer`` (see generate/prompted.py), found by its config."""
+    model_dir = find_model_dir(models_dir, model)
+    chosen = SamplingGuards() if guards else SamplingGuards(False, False, False, False)
+    meta = read_meta(model_dir)
+    if meta.get("continuer"):  # a model with its own way to continue (Transformer, VAE)
+        return get_class(meta["continuer"]).load(model_dir, chosen, top_k)
+    gen = load_generator(model_dir)
+    if hasattr(gen, "continue_notes"):
+        return gen
+    return WindowContinuer(gen, chosen, top_k=top_k)
+
+
+def variation_paths(output: str | Path, variations: int) -> list[Path]:
+    """``out.mid`` for one variation, ``out_1.mid .. out_N.mid`` for several."""
+    out = Path(output)
+    if variations == 1:
+        return [out]
+    return [
+        out.with_name(f"{out.stem}_{i}{out.suffix or '.mid'}") for i in range(1, variations + 1)
+    ]
+
+
+def continue_file(
+    song: str | Path,
+    continuer,
+    output: str | Path,
+    seconds: float | None = 20.0,
+    bars: float | None = None,
+    variations: int = 1,
+    temperature: float = 1.0,
+    top_p: float = 0.95,
+    seed: int = 0,
+    genre: str | None = None,
+    wav: bool = False,
+) -> list[dict[str, object]]:
+    """Write ``variations`` files: the user's file untouched plus one continuation track each.
+
+    The file is first judged by the same rules as the ingest stage (``read_user_file``); a
+    file the byte scan had to repair (notes never switched off) is copied in its repaired form.
+    """
+    if variations < 1:
+        raise ContinueError(f"--variations must be at least 1, got {variations}")
+    read_user_file(song)  # MidiParseError: one line naming the file and the reason
+    try:
+        original = mido.MidiFile(str(song))
+    except Exception:  # noqa: BLE001 - mido is stricter than the scan: use the canonical copy
+        try:
+            original = mido.MidiFile(file=io.BytesIO(scan_smf(Path(song).read_bytes()).data))
+        except Exception as exc:  # noqa: BLE001
+            raise MidiParseError(song, f"unreadable MIDI: {exc}") from None
+    notes = read_notes(original)
+    prompt = prompt_track(notes)
+    if len(prompt["pitch"]) == 0:
+        raise ContinueError(f"{song}: no (non-drum) notes to continue from")
+    end = float((prompt["onset_s"] + prompt["duration_s"]).max())
+    if bars is not None:
+        qpm = TempoMap.of(original).qpm_at(end)
+        seconds = bars * beats_per_bar(original) * 60.0 / qpm
+    if seconds is None or seconds <= 0:
+        raise ContinueError(f"the continuation must be longer than 0 s, got {seconds}")
+    program = int(np.bincount(prompt["program"]).argmax())
+    results = []
+    for i, path in enumerate(variation_paths(output, variations)):
+        try:
+            new = continuer.continue_notes(prompt, seconds, temperature, top_p, seed + i, genre)
+        except ValueError as exc:  # e.g. a genre the model does not know
+            raise ContinueError(f"{song}: {exc}") from exc
+        out = append_continuation(original, new, program)
+        with atomic_path(path) as tmp:
+            out.save(str(tmp))
+        res: dict[str, object] = {
+            "file": str(path),
+            "prompt_notes": len(prompt["pitch"]),
+            "new_notes": len(new["pitch"]),
+        }
+        if wav:
+            wav_path = Path(path).with_suffix(".wav")
+            render_wav(path, wav_path)
+            res["wav"] = str(wav_path)
+        results.append(res)
+    return results

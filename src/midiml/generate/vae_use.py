@@ -224,7 +224,16 @@ def save_model(
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     torch.save({"hparams": dict(model.hparams), "state": model.state_dict()}, model_dir / "vae.pt")
-    meta = {"kind": "vae", "grid": asdict(grid), "decoding": asdict(dec), **(extra or {})}
+    cls = type(model)
+    config = {"_target_": f"{cls.__module__}.{cls.__qualname__}", **dict(model.hparams)}
+    meta = {
+        "name": "vae",
+        "config": config,
+        "continuer": "midiml.generate.vae_use.VaeContinuer",
+        "grid": asdict(grid),
+        "decoding": asdict(dec),
+        **(extra or {}),
+    }
     (model_dir / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
@@ -290,6 +299,34 @@ def continue_with_vae(
         cont = cont[cont["onset_s"] < end_step * grid.step + seconds].reset_index(drop=True)
         out.append(cont)
     return out
+
+
+class VaeContinuer:
+    """The saved VAE behind the one continuation interface (``continue_notes``)."""
+
+    def __init__(self, model_dir: str | Path) -> None:
+        self.model_dir = Path(model_dir)
+
+    @classmethod
+    def load(cls, model_dir: Path, guards: Any = None, top_k: int = 0) -> VaeContinuer:
+        """Latent samples need no sampling guards; the model loads on first use."""
+        return cls(model_dir)
+
+    def continue_notes(
+        self,
+        prompt_notes: Any,
+        seconds: float,
+        temperature: float = 1.0,
+        top_p: float = 0.95,
+        seed: int = 0,
+        genre: str | None = None,
+    ) -> dict[str, np.ndarray]:
+        """A different latent sample per seed; temperature/top-p/genre do not apply here."""
+        prompt = pd.DataFrame({k: np.asarray(v) for k, v in dict(prompt_notes).items()})
+        new = continue_with_vae(prompt, seconds, 1, seed, self.model_dir)[0]
+        return {
+            c: new[c].to_numpy(np.float64) for c in ("pitch", "velocity", "onset_s", "duration_s")
+        }
 
 
 def interpolate_songs(

@@ -109,4 +109,18 @@ def render(data: dict[str, Any]) -> str:
         if s := data.get("generators_gpu_speedup"):
             lines += ["", "GPU speed-up: " + ", ".join(f"{m} {v}×" for m, v in s.items())]
         lines.append("")
+    if c := data.get("continue_speed"):
+        lines += [
+            "## `midiml continue` speed",
+            "",
+            f"Wall time for {c['seconds_of_music']:.0f} s of music, start-up included, median of "
+            f"{c['repeats']} runs on {c['machine']} (default model `{c['default_model']}`, "
+            f"target <= {c['target_s']} s).",
+            "",
+            "| model | median s | max s |",
+            "|---|---:|---:|",
+        ]
+        for name, r in c["models"].items():
+            lines.append(f"| {name} | {r['median_s']} | {r['max_s']} |")
+        lines.append("")
     return "\n".join(lines)

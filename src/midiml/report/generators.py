@@ -238,3 +238,58 @@ def plot_piano_roll(prompt: np.ndarray, continuation: np.ndarray, title: str = "
         ax.set_xlim(0, float(t[-1] + max(allev[-1, DURATION], 0.1)))
     fig.tight_layout()
     return fig
+
+
+LISTENING_COLUMNS = (
+    ("key_consistency", "in prompt's key", "{:.3f}"),
+    ("register_distance", "register distance (semitones)", "{:.2f}"),
+    ("step_ratio", "step ratio new / prompt", "{:.2f}"),
+    ("repetition", "4-gram interval repetition", "{:.3f}"),
+    ("c2st_accuracy", "C2ST accuracy (0.5 = like real)", "{:.3f}"),
+)
+
+
+def listening_table_md(table: dict[str, dict[str, float]]) -> str:
+    """The listening metrics as a markdown table, real continuations first."""
+    head = "| generator | " + " | ".join(t for _, t, _ in LISTENING_COLUMNS) + " | n |"
+    lines = [head, "|---|" + "---:|" * (len(LISTENING_COLUMNS) + 1)]
+    for name in ["real", *sorted(k for k in table if k != "real")]:
+        row = table[name]
+        cells = [
+            fmt.format(row[k]) if k in row and np.isfinite(row[k]) else "—"
+            for k, _, fmt in LISTENING_COLUMNS
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {int(row.get('n', 0))} |")
+    return "\n".join(lines)
+
+
+def listening_markdown(results: dict[str, Any], files: list[Any]) -> str:
+    """The listening section of reports/generators.md (metrics, Transformer bits, audio)."""
+    if "listening" not in results:
+        return ""
+    lines = [
+        "",
+        "## Listening metrics (held-out prompts)",
+        "",
+        "Each generator continues the first 32 notes of the busiest non-drum track of test "
+        "songs for 20 s (3 seeds, default sampling options: key/register/step/repeat guards "
+        "on, top-p 0.95); `real` is what the song really plays next. Register distance: "
+        "|median pitch of the new notes - median pitch of the prompt|. C2ST: cross-validated "
+        "accuracy of a random forest telling real from generated continuations.",
+        "",
+        listening_table_md(results["listening"]),
+        "",
+    ]
+    if t := results.get("transformer"):
+        lines += [
+            f"Token Transformer on the test songs' busiest tracks: pitch "
+            f"{t['pitch_bits_per_note']:.3f} bits/note, all attributes "
+            f"{t['all_bits_per_note']:.3f} bits/note ({t['conditioning']}).",
+            "",
+        ]
+    audio = [f for f in files if str(f).endswith(".wav")]
+    if audio:
+        lines += ["Audio (TimGM6mb General MIDI soundfont, DVC-cached under data/samples/): "]
+        lines += [f"[{f.stem}](../data/samples/{f.name})" for f in audio]
+        lines.append("")
+    return "\n".join(lines)
