@@ -33,6 +33,7 @@ from midiml.data.midi import (
     check_columns,
     empty_notes,
     notes_frame,
+    use_compiled_scan,
 )
 from midiml.data.sources import LABELS_CSV_NAME, MIDI_SUFFIXES, Source
 from midiml.io import atomic_path
@@ -157,11 +158,12 @@ def iter_ingest(
     """(file row, note columns) per file in ``files``' order, parsed in ``workers`` processes."""
     workers = workers or os.cpu_count() or 1
     items = [(f, rules) for f in files]
+    use_compiled_scan()  # before forking: the workers inherit the loaded loop
     bar = tqdm(total=len(items), desc="ingest", unit="file", disable=not progress)
     try:
         if workers > 1 and len(items) > 8:
             chunk = max(1, min(64, len(items) // (workers * 8)))
-            with _pool_context().Pool(workers) as pool:
+            with _pool_context().Pool(workers, initializer=use_compiled_scan) as pool:
                 for res in pool.imap(ingest_one, items, chunksize=chunk):  # ordered
                     bar.update()
                     yield res

@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 import symusic
 
+from midiml.data import smf_scan
+
 NOTE_COLUMNS = {
     "file_id": "string",
     "track": "int16",
@@ -39,10 +41,7 @@ NOTE_COLUMNS = {
 MAX_FILE_BYTES = 8 * 1024 * 1024  # bounds the work per file; real MIDI files are far smaller
 MAX_TRACKS = 4096  # real files have tens; the note table stores track numbers in 16 bits
 MAX_TICK = 2**31 - 1  # symusic counts ticks in 32 bits
-# Data bytes each channel-voice status takes (0x80 note off ... 0xE0 pitch bend).
-_DATA_BYTES = {0x8: 2, 0x9: 2, 0xA: 2, 0xB: 2, 0xC: 1, 0xD: 1, 0xE: 2}
-# Meta events symusic decodes by fixed offsets: shorter ones would be read past their end.
-_META_MIN_LENGTH = {0x51: 3, 0x58: 4, 0x59: 2}
+# Meta events symusic decodes by fixed offsets (smf_scan refuses shorter ones: see its loop).
 _META_NAMES = {0x51: "tempo", 0x58: "time signature", 0x59: "key signature"}
 
 
@@ -88,90 +87,59 @@ class Scan:
     hanging_notes: int
 
 
-def _vlq(buf: bytes, i: int, end: int) -> tuple[int, int]:
-    value = 0
-    for _ in range(4):
-        if i >= end:
-            raise _Bad("event runs past the end of its track")
-        b = buf[i]
-        i += 1
-        value = (value << 7) | (b & 0x7F)
-        if not b & 0x80:
-            return value, i
-    raise _Bad("variable-length number longer than 4 bytes")
+def _track_reason(code: int, arg1: int, arg2: int, number: int) -> str:
+    """The reason for a problem :func:`smf_scan.scan_track_events` reported in track ``number``."""
+    return {
+        smf_scan.VLQ_PAST_END: "event runs past the end of its track",
+        smf_scan.VLQ_TOO_LONG: "variable-length number longer than 4 bytes",
+        smf_scan.TICK_OVERFLOW: f"absurd length: track {number} runs past 2^31 ticks",
+        smf_scan.PAST_END: f"event runs past the end of track {number}",
+        smf_scan.NO_RUNNING_STATUS: f"running status without a status byte in track {number}",
+        smf_scan.BAD_META: f"bad {_META_NAMES.get(arg1)} event (length {arg2}) in track {number}",
+        smf_scan.ZERO_TEMPO: "tempo of 0 microseconds per beat",
+        smf_scan.BAD_STATUS: f"unexpected status byte 0x{arg1:02X} in track {number}",
+        smf_scan.DATA_OVER_127: f"data byte > 127 in track {number}",
+    }[code]
 
 
-def _scan_track(buf: bytes, start: int, end: int, number: int) -> tuple[bytes, int, int]:
-    """Check one MTrk body; return (body with hanging notes closed, messages, hanging notes)."""
-    i, tick, status, n_messages = start, 0, 0, 0
-    open_notes: dict[tuple[int, int], int] = {}
-    eot_at = end  # where the end-of-track event starts (its delta included)
-    while i < end:
-        event_start = i
-        delta, i = _vlq(buf, i, end)
-        tick += delta
-        if tick > MAX_TICK:
-            raise _Bad(f"absurd length: track {number} runs past 2^31 ticks")
-        if i >= end:
-            raise _Bad(f"event runs past the end of track {number}")
-        b = buf[i]
-        if b & 0x80:
-            i += 1
-            if b < 0xF0:
-                status = b
-        elif status == 0:
-            raise _Bad(f"running status without a status byte in track {number}")
-        else:
-            b = status
-        n_messages += 1
-        if b == 0xFF:  # meta event: type, length, data
-            if i >= end:
-                raise _Bad(f"event runs past the end of track {number}")
-            kind = buf[i]
-            length, i = _vlq(buf, i + 1, end)
-            if i + length > end:
-                raise _Bad(f"event runs past the end of track {number}")
-            if length < _META_MIN_LENGTH.get(kind, 0):
-                raise _Bad(f"bad {_META_NAMES[kind]} event (length {length}) in track {number}")
-            if kind == 0x51 and int.from_bytes(buf[i : i + 3], "big") == 0:
-                raise _Bad("tempo of 0 microseconds per beat")
-            i += length
-            if kind == 0x2F:
-                eot_at = event_start
-                break
-        elif b in (0xF0, 0xF7):  # sysex: length, data
-            length, i = _vlq(buf, i, end)
-            if i + length > end:
-                raise _Bad(f"event runs past the end of track {number}")
-            i += length
-        elif b >= 0xF0:
-            raise _Bad(f"unexpected status byte 0x{b:02X} in track {number}")
-        else:
-            n = _DATA_BYTES[b >> 4]
-            if i + n > end:
-                raise _Bad(f"event runs past the end of track {number}")
-            data = buf[i : i + n]
-            if any(x > 127 for x in data):
-                raise _Bad(f"data byte > 127 in track {number}")
-            i += n
-            kind = b >> 4
-            if kind == 0x9 and data[1] > 0:
-                key = (b & 0x0F, data[0])
-                open_notes[key] = open_notes.get(key, 0) + 1
-            elif (kind == 0x8 or kind == 0x9) and open_notes.get((b & 0x0F, data[0])):
-                open_notes[(b & 0x0F, data[0])] -= 1
-    hanging = sum(open_notes.values())
+def _scan_track(
+    buf: bytes,
+    loop: Callable,
+    data: Any,
+    counts: Any,
+    order: Any,
+    start: int,
+    end: int,
+    number: int,
+) -> tuple[bytes, int, int]:
+    """Check one MTrk body; return (body with hanging notes closed, messages, hanging notes).
+
+    ``loop`` walks the events of ``data`` (``buf`` itself, or as uint8 for the compiled loop);
+    ``counts`` and ``order`` are its work arrays (``counts`` all -1, and left so).
+    The rare rewrite of hanging notes stays in Python.
+    """
+    code, arg1, arg2, n_messages, eot_at, n_order = loop(data, start, end, MAX_TICK, counts, order)
+    if code:
+        raise _Bad(_track_reason(code, arg1, arg2, number))
+    keys = [int(k) for k in order[:n_order]]
+    open_counts = [int(counts[k]) for k in keys]
+    for k in keys:
+        counts[k] = -1  # ready for the next track
+    hanging = sum(open_counts)
     if not hanging:
         return buf[start:end], n_messages, 0
     # Close each hanging note at the track's last tick: the end-of-track delta, then note-offs.
     closing = bytearray()
     if eot_at < end:
-        delta, after = _vlq(buf, eot_at, end)
-        closing += buf[eot_at:after]
+        after = eot_at
+        while buf[after] & 0x80:  # the end-of-track event's delta (checked by the scan)
+            after += 1
+        closing += buf[eot_at : after + 1]
     else:
         closing += b"\x00"
     first = True
-    for (channel, pitch), count in open_notes.items():
+    for key, count in zip(keys, open_counts, strict=True):
+        channel, pitch = divmod(key, 128)
         for _ in range(count):
             if not first:
                 closing += b"\x00"
@@ -207,6 +175,14 @@ def scan_smf(buf: bytes) -> Scan:
     if ntracks > MAX_TRACKS:
         raise _Bad(f"too many tracks: {ntracks} > {MAX_TRACKS}")
     i, tracks, n_messages, hanging = 8 + hlen, [], 0, 0
+    if smf_scan.compiled_loaded():  # the ingest loads it; one small file is faster without
+        loop, data = smf_scan.load_compiled(), np.frombuffer(buf, dtype=np.uint8)
+        counts: Any = np.full(smf_scan.N_KEYS, -1, dtype=np.int64)
+        order: Any = np.zeros(smf_scan.N_KEYS, dtype=np.int64)
+    else:
+        loop, data = smf_scan.scan_track_events, buf
+        counts, order = [-1] * smf_scan.N_KEYS, [0] * smf_scan.N_KEYS
+    skipped = False  # an unknown chunk was left out
     while len(tracks) < ntracks and i + 8 <= len(buf):
         kind, length = buf[i : i + 4], int.from_bytes(buf[i + 4 : i + 8], "big")
         body = i + 8
@@ -215,18 +191,32 @@ def scan_smf(buf: bytes) -> Scan:
                 f"truncated track {len(tracks)}: chunk says {length} bytes, {len(buf) - body} left"
             )
         if kind == b"MTrk":
-            out, n, h = _scan_track(buf, body, body + length, len(tracks))
+            end = body + length
+            out, n, h = _scan_track(buf, loop, data, counts, order, body, end, len(tracks))
             tracks.append(out)
             n_messages += n
             hanging += h
         elif not kind.isalnum():  # unknown chunks are skipped, garbage is not a chunk
             raise _Bad(f"bad chunk after track {len(tracks)}")
+        else:
+            skipped = True
         i = body + length
     if len(tracks) < ntracks:
         raise _Bad(f"truncated file: header says {ntracks} tracks, found {len(tracks)}")
+    if hlen == 6 and fmt <= 1 and not skipped and not hanging:
+        # Already canonical (most files): the same bytes the rebuild below would give.
+        return Scan(buf[:i], len(tracks), n_messages, hanging)
     canonical = b"MThd" + struct.pack(">IHHH", 6, min(fmt, 1), len(tracks), division)
     canonical += b"".join(b"MTrk" + struct.pack(">I", len(t)) + t for t in tracks)
     return Scan(canonical, len(tracks), n_messages, hanging)
+
+
+def use_compiled_scan() -> None:
+    """Scan with the compiled loop from now on, in this process and those it forks.
+
+    For readers of many files (the ingest): loading it costs about a second, once.
+    """
+    smf_scan.load_compiled()
 
 
 @dataclass
