@@ -7,7 +7,10 @@ import json
 import zipfile
 from pathlib import Path
 
+from midiml.config import compose_defaults
 from midiml.data.archive import dataset_members
+from midiml.data.sources import Source
+from midiml.io import write_json
 
 
 class ChecksumError(RuntimeError):
@@ -62,10 +65,6 @@ def verify_folder(folder: str | Path, expected: dict[str, str]) -> None:
 def main() -> None:
     """Rewrite the committed manifests from archives: ``python -m midiml.data.manifest DIR``."""
     import sys
-
-    from midiml.config import compose_defaults
-    from midiml.data.sources import Source
-    from midiml.io import write_json
 
     archive_dir = Path(sys.argv[1])
     for name, cfg in compose_defaults()["data"]["sources"].items():

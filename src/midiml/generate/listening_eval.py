@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from midiml.generate.prompted import Continuer
+from midiml.represent.audio import render_wav
 
 COLUMNS = ("pitch", "velocity", "onset_s", "duration_s", "onset_beats", "duration_beats")
 
@@ -106,8 +107,6 @@ def write_audio_samples(
 ) -> list[Any]:
     """MIDI + WAV of the first ``n_audio`` prompts' first-seed continuation per generator."""
     from pathlib import Path
-
-    from midiml.represent.audio import render_wav
 
     files = []
     for name, per_prompt in samples.items():

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from midiml.io import atomic_path
+
 SAMPLE_RATE = 22_050
 
 
@@ -32,8 +34,6 @@ def render_wav(
 ) -> float:
     """Render ``midi_path`` to a 16-bit stereo WAV at ``wav_path``; returns its peak (0..1)."""
     import symusic
-
-    from midiml.io import atomic_path
 
     score = symusic.Score(str(midi_path))
     synth = symusic.Synthesizer(str(soundfont_path()), sample_rate=sample_rate)
