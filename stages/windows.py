@@ -4,6 +4,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from midiml.config import load_params
+from midiml.data.split import used_files
 from midiml.io import atomic_path
 from midiml.represent.windows import build_event_data
 
@@ -15,6 +16,10 @@ def main() -> None:
     w = params.model.windows
     notes = pd.read_parquet("data/interim/notes.parquet")
     splits = pd.read_parquet("data/interim/splits.parquet")
+    files = pd.read_parquet("data/interim/files.parquet")
+    keep = used_files(files, w.get("sources"))
+    notes = notes[notes["file_id"].isin(keep)]
+    splits = splits[splits["file_id"].isin(keep)]
     data = build_event_data(
         notes, splits, int(w.n_in), int(w.n_out), OmegaConf.to_container(w.max_per_song)
     )

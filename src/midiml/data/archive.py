@@ -29,9 +29,15 @@ def _is_symlink(info: zipfile.ZipInfo) -> bool:
 
 
 def dataset_members(
-    zf: zipfile.ZipFile, top: str, include: tuple[str, ...], refused: list[dict] | None = None
+    zf: zipfile.ZipFile,
+    top: str,
+    include: tuple[str, ...],
+    refused: list[dict] | None = None,
+    only: set[str] | None = None,
 ) -> Iterator[tuple[zipfile.ZipInfo, str]]:
-    """Yield (member, path relative to the top folder) for safe members matching ``include``.
+    """Yield (member, path relative to the top folder) for safe members matching ``include``
+    (and, when ``only`` is given, listed in it: a real archive holds the whole tree, a
+    curated source keeps only its manifest's files).
 
     Unsafe members are never yielded; they are appended to ``refused`` with a reason.
     """
@@ -47,17 +53,25 @@ def dataset_members(
                 refused.append({"member": info.filename, "reason": reason})
             continue
         rel = PurePosixPath(info.filename).relative_to(top).as_posix()
+        if only is not None and rel not in only:
+            continue
         if any(fnmatchcase(rel, pat) for pat in include):
             yield info, rel
 
 
-def extract(zip_path: str | Path, target: str | Path, top: str, include: tuple[str, ...]) -> dict:
+def extract(
+    zip_path: str | Path,
+    target: str | Path,
+    top: str,
+    include: tuple[str, ...],
+    only: set[str] | None = None,
+) -> dict:
     """Extract matching members below ``target``; return counts and refused members."""
     target = Path(target).resolve()
     refused: list[dict] = []
     n = 0
     with zipfile.ZipFile(zip_path) as zf:
-        for info, rel in dataset_members(zf, top, include, refused):
+        for info, rel in dataset_members(zf, top, include, refused, only):
             dest = (target / rel).resolve()
             if not dest.is_relative_to(target):  # belt and braces after unsafe_reason
                 refused.append({"member": info.filename, "reason": "resolves outside target"})

@@ -69,7 +69,9 @@ def download_source(
         zip_path = fetch_archive(url, Path(tmp), progress=progress)
         with atomic_dir(target) as staging:
             try:
-                report = extract(zip_path, staging, source.top_folder, source.include)
+                report = extract(
+                    zip_path, staging, source.top_folder, source.include, set(expected)
+                )
             except Exception as exc:  # zipfile.BadZipFile, truncated members, ...
                 raise DownloadError(f"{url}: archive is unreadable: {exc}") from exc
             try:

@@ -6,6 +6,7 @@ notes table) or ``quarantined`` with a reason. Nothing is dropped silently.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -58,6 +59,7 @@ class FoundFile:
     genre: str
     rel: str
     label_scheme: str
+    source: str = ""  # the source's name (several sources may share a genre)
 
 
 def find_files(raw_dir: str | Path, sources: Iterable[Source]) -> list[FoundFile]:
@@ -68,10 +70,17 @@ def find_files(raw_dir: str | Path, sources: Iterable[Source]) -> list[FoundFile
         root = raw_dir / src.name
         if not root.is_dir():
             raise FileNotFoundError(f"{root}: missing; run the download stage for {src.name!r}")
+        mine = []
         for p in root.rglob("*"):
             if p.is_file() and p.suffix.lower() in MIDI_SUFFIXES:
                 rel = p.relative_to(root).as_posix()
-                found.append(FoundFile(p, f"{src.name}/{rel}", src.name, rel, src.labels))
+                fid = f"{src.name}/{rel}"
+                mine.append(FoundFile(p, fid, src.genre or src.name, rel, src.labels, src.name))
+        if src.max_files is not None and len(mine) > src.max_files:
+            # a stable choice that does not depend on the other sources or on the machine
+            mine = sorted(mine, key=lambda f: hashlib.sha256(f.file_id.encode()).hexdigest())
+            mine = mine[: int(src.max_files)]
+        found.extend(mine)
     return sorted(found, key=lambda f: f.file_id)
 
 
@@ -96,6 +105,7 @@ def ingest_one(item: tuple[FoundFile, Rules]) -> tuple[dict, pd.DataFrame]:
         "path": f.path.as_posix(),
         "sha256": sha256_file(f.path),
         "genre": f.genre,
+        "source": f.source or f.genre,
         **labels_for(f.label_scheme, f.rel),
         **INFO_DEFAULTS,
         "status": "ok",
@@ -130,7 +140,7 @@ def ingest(
         results = [ingest_one(it) for it in tqdm(items, desc="ingest", disable=not progress)]
     rows = [r for r, _ in results]
     files_df = pd.DataFrame(rows, columns=list(rows[0]) if rows else ["file_id"])
-    for col in ("path", "sha256", "genre", "status", "reason", *LABEL_FIELDS):
+    for col in ("path", "sha256", "genre", "source", "status", "reason", *LABEL_FIELDS):
         if col in files_df:
             files_df[col] = files_df[col].astype("string")
     notes = [n for _, n in results if len(n)]

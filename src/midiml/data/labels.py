@@ -47,7 +47,19 @@ def music21(rel: str) -> dict[str, str | None]:
     return out
 
 
-READERS = {"lofi": lofi, "classical": classical, "videogame": videogame, "music21": music21}
+def folder(rel: str) -> dict[str, str | None]:
+    """Second sources: the parent folder as a free label; no composer, so the composer
+    tasks stay on the curated dataset whose composer folders are clean."""
+    return music21(rel)
+
+
+READERS = {
+    "lofi": lofi,
+    "classical": classical,
+    "videogame": videogame,
+    "music21": music21,
+    "folder": folder,
+}
 
 
 def labels_for(scheme: str, rel: str) -> dict[str, str | None]:

@@ -21,6 +21,8 @@ class Source:
     commit: str = ""
     include: tuple[str, ...] = ("**/*.mid",)
     labels: str = ""  # how labels are read from paths: lofi | classical | videogame | music21
+    genre: str = ""  # the genre of every file (default: the source's name)
+    max_files: int | None = None  # keep this many files (picked by path hash); None = all
     corpus: dict[str, Any] = field(default_factory=dict)  # for kind == "music21"
 
     @classmethod
@@ -34,6 +36,8 @@ class Source:
             include=tuple(d.get("include", ("**/*.mid",))),
             labels=d.get("labels", name),
             corpus=dict(d.get("corpus", {}) or {}),
+            genre=d.get("genre") or name,
+            max_files=d.get("max_files"),
         )
 
     @property
