@@ -110,11 +110,16 @@ def _check_learnable(task: TaskData, min_train: int) -> None:
         raise TaskSkipped("no test songs")
 
 
-def feature_columns(table: pd.DataFrame) -> list[str]:
-    """Every numeric column of the feature table except the identifiers."""
-    return [
-        c for c in table.columns if c not in ID_COLUMNS and pd.api.types.is_numeric_dtype(table[c])
-    ]
+def feature_columns(table: pd.DataFrame, feature_set: str = "all") -> list[str]:
+    """Numeric columns of the feature table except the identifiers; ``robust`` also leaves out
+    the file-artifact features (track layout, tempo map, velocities, beat grid, length, key),
+    which tell sources apart rather than genres."""
+    from midiml.represent.features import ARTIFACT_FEATURES
+
+    if feature_set not in ("all", "robust"):
+        raise ValueError(f"unknown feature set {feature_set!r}; expected all or robust")
+    drop = set(ID_COLUMNS) | (set(ARTIFACT_FEATURES) if feature_set == "robust" else set())
+    return [c for c in table.columns if c not in drop and pd.api.types.is_numeric_dtype(table[c])]
 
 
 def feature_matrix(table: pd.DataFrame, ids: list[str], columns: list[str]) -> np.ndarray:
@@ -183,10 +188,19 @@ class FittedModel:
 
 
 def fit_feature_model(
-    task: TaskData, model: str, table: pd.DataFrame, cfg: Any, seed: int
+    task: TaskData,
+    model: str,
+    table: pd.DataFrame,
+    cfg: Any,
+    seed: int,
+    augmented: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> FittedModel:
-    """Grid-search ``model`` on the task's training songs (stratified CV) and refit there."""
-    columns = feature_columns(table)
+    """Grid-search ``model`` on the task's training songs (stratified CV) and refit there.
+
+    ``augmented`` (features, labels of re-encoded training songs, in ``feature_columns``
+    order) joins only the final refit: in CV a song's copies would sit on both sides of a fold.
+    """
+    columns = feature_columns(table, str(cfg.get("feature_set", "all")))
     X, y = feature_matrix(table, task.ids("train"), columns), task.y("train")
     folds = cv_folds(y, int(cfg.cv_folds))
     if folds < 2:
@@ -204,6 +218,10 @@ def fit_feature_model(
     search.fit(X, y)
     best = {k.removeprefix("clf__"): v for k, v in search.best_params_.items()}
     pipeline = search.best_estimator_
+    if augmented is not None and len(augmented[1]):
+        X = np.vstack([X, augmented[0]])
+        y = np.concatenate([y, augmented[1]])
+        pipeline = pipeline.fit(X, y)
     if model == "svm":  # SVC has no probabilities of its own: calibrate the tuned SVC (Platt)
         calibrated = CalibratedClassifierCV(
             pipeline.named_steps["clf"],

@@ -36,8 +36,7 @@ def transpose(notes, info, rng, max_shift: int = 6):
     new = out["pitch"].to_numpy(int) + shift
     # fold notes that would leave the MIDI range back by an octave, so no note is lost
     new = np.where(new > 127, new - 12, np.where(new < 0, new + 12, new))
-    out.loc[pitched, "pitch"] = new[pitched]
-    out["pitch"] = out["pitch"].astype("int16")
+    out["pitch"] = np.where(pitched, new, out["pitch"].to_numpy(int)).astype("int16")
     return _sorted(out), dict(info)
 
 
@@ -85,8 +84,7 @@ def merge_tracks(notes, info, rng):
     out = notes.copy()
     drum = out["is_drum"].to_numpy(bool)
     out["track"] = np.where(drum, 1, 0).astype("int16")
-    out.loc[~drum, "program"] = 0
-    out["program"] = out["program"].astype("int16")
+    out["program"] = np.where(drum, out["program"].to_numpy(int), 0).astype("int16")
     return out, dict(info, n_tracks=1 + int(drum.any()))
 
 
@@ -96,8 +94,7 @@ def split_hands(notes, info, rng, split_pitch: int = 60):
     drum = out["is_drum"].to_numpy(bool)
     low = out["pitch"].to_numpy(int) < split_pitch
     out["track"] = np.where(drum, 2, np.where(low, 1, 0)).astype("int16")
-    out.loc[~drum, "program"] = 0
-    out["program"] = out["program"].astype("int16")
+    out["program"] = np.where(drum, out["program"].to_numpy(int), 0).astype("int16")
     return out, dict(info, n_tracks=2 + int(drum.any()))
 
 
