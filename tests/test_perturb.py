@@ -118,3 +118,13 @@ def test_default_config_serves_the_robust_feature_set():
 
     params = load_params()
     assert params.classifier.feature_set == "robust"
+
+
+def test_novelty_flags_a_song_unlike_all_training_songs():
+    from midiml.classify.pipelines import Novelty
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 5))
+    nov = Novelty.fit(X)
+    assert np.quantile(nov.score(X[:50]), 0.5) < 1.0
+    assert nov.score(np.full((1, 5), 8.0))[0] > 1.0

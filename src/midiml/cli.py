@@ -80,7 +80,15 @@ def classify(
     if as_json:
         typer.echo(json.dumps(res, indent=2, sort_keys=True))
         return
-    typer.echo(f"{res['file']}: {res['genre']} (model {res['genre_model']})")
+    typer.echo(
+        f"{res['file']}: {res['genre']} (model {res['genre_model']}, "
+        f"confidence {res['confidence']:.2f})"
+    )
+    if res.get("novelty", 0.0) > 1.0:
+        typer.echo(
+            f"  warning: this file is unlike the training songs (novelty {res['novelty']:.2f} > 1:"
+            " farther from its nearest training songs than 99% of them); treat the genre as a guess"
+        )
     for name, p in sorted(res["genre_probabilities"].items(), key=lambda kv: -kv[1]):
         typer.echo(f"  {name:<14} {p:.3f}")
     if "composer" in res:

@@ -161,6 +161,41 @@ def cv_folds(y: np.ndarray, wanted: int) -> int:
 
 
 @dataclass
+class Novelty:
+    """A simple out-of-distribution score: distance of a song to its nearest training songs
+    (standardised features), against the same distance among the training songs themselves."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    reference: np.ndarray  # standardised training rows
+    threshold: float  # the training songs' 99th percentile of that distance
+    k: int = 3
+
+    @classmethod
+    def fit(cls, X: np.ndarray, k: int = 3, quantile: float = 0.99) -> Novelty:
+        mean, scale = X.mean(axis=0), X.std(axis=0)
+        scale = np.where(scale > 0, scale, 1.0)
+        ref = (X - mean) / scale
+        d = cls._knn(ref, ref, k + 1)[:, 1:].mean(axis=1)  # leave the song itself out
+        return cls(mean, scale, ref, float(np.quantile(d, quantile)), k)
+
+    @staticmethod
+    def _knn(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
+        out = []
+        b2 = (b**2).sum(axis=1)
+        for i in range(0, len(a), 256):  # chunks: memory stays small for big training sets
+            c = a[i : i + 256]
+            d2 = (c**2).sum(axis=1)[:, None] + b2[None, :] - 2 * c @ b.T
+            out.append(np.sort(np.sqrt(np.maximum(d2, 0.0)), axis=1)[:, :k])
+        return np.vstack(out) if out else np.zeros((0, k))
+
+    def score(self, X: np.ndarray) -> np.ndarray:
+        """Mean distance to the k nearest training songs over the threshold (> 1: unusual)."""
+        z = (X - self.mean) / self.scale
+        return self._knn(z, self.reference, self.k).mean(axis=1) / max(self.threshold, 1e-9)
+
+
+@dataclass
 class FittedModel:
     """A fitted pipeline and what the CLI needs to use it on a new file."""
 
@@ -175,6 +210,7 @@ class FittedModel:
     cv_macro_f1: float
     cv_folds: int
     fit_seconds: float
+    novelty: Novelty | None = None  # how unlike the training songs a new file is
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Probabilities with columns in ``classes`` order."""
@@ -241,6 +277,7 @@ def fit_feature_model(
         float(search.best_score_),
         folds,
         time.perf_counter() - start,
+        Novelty.fit(feature_matrix(table, task.ids("train"), columns)),
     )
 
 
@@ -303,6 +340,7 @@ def fit_vote(
         float(np.mean(cv)),
         folds,
         time.perf_counter() - start,
+        members[0].novelty,
     )
 
 

@@ -99,6 +99,10 @@ def classify_files(paths: list[str | Path], served: Served) -> list[dict[str, An
     g_proba = _proba(genre, table)
     composer = served.models.get("composer")
     c_proba = _proba(composer, table) if composer is not None else None
+    novelty = getattr(genre, "novelty", None)
+    unusual = (
+        novelty.score(table[genre.columns].to_numpy(np.float64)) if novelty is not None else None
+    )
     out = []
     for i, (fid, _) in enumerate(parsed):
         pred = genre.classes[int(g_proba[i].argmax())]
@@ -107,7 +111,10 @@ def classify_files(paths: list[str | Path], served: Served) -> list[dict[str, An
             "genre": pred,
             "genre_probabilities": _named(genre.classes, g_proba[i]),
             "genre_model": genre.model,
+            "confidence": round(float(g_proba[i].max()), 4),
         }
+        if unusual is not None:
+            res["novelty"] = round(float(unusual[i]), 3)  # > 1: unlike the training songs
         if composer is not None and pred in composer.genres:
             res["composer"] = composer.classes[int(c_proba[i].argmax())]
             res["composer_probabilities"] = _named(composer.classes, c_proba[i])
