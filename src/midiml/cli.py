@@ -132,6 +132,17 @@ def evaluate_blind_cmd(
             f"overall        n={o['n']:<4} accuracy {o['accuracy']:.3f} "
             f"macro-F1 {o['macro_f1']:.3f}"
         )
+        classes = list(next(iter(res["confusion"].values())))
+        typer.echo("confusion (rows actual, columns predicted):")
+        typer.echo("  " + " " * 14 + "".join(f"{c[:12]:>13}" for c in classes))
+        for actual, row in res["confusion"].items():
+            typer.echo(f"  {actual:<14}" + "".join(f"{row[c]:>13}" for c in classes))
+        if res["most_confidently_wrong"]:
+            typer.echo("most confidently wrong:")
+            for w in res["most_confidently_wrong"]:
+                typer.echo(
+                    f"  {w['confidence']:.2f} {w['actual']} -> {w['predicted']}: {w['file']}"
+                )
     else:
         typer.echo("overall: no readable files")
 
