@@ -79,6 +79,32 @@ def humanize(notes, info, rng, onset_sd_s: float = 0.015, velocity_sd: float = 1
     return _sorted(out), dict(info)
 
 
+def arpeggiate(notes, info, rng, step_s: float = 0.12):
+    """Break held chords: the notes of each onset start one after another, low to high (or
+    high to low), as a player or producer spreads a block chord; durations shrink to match."""
+    out = notes.copy()
+    onset = out["onset_s"].to_numpy(float)
+    key = np.round(onset, 3)
+    order = np.lexsort((out["pitch"].to_numpy(int), key))
+    if rng.random() < 0.5:
+        order = np.lexsort((-out["pitch"].to_numpy(int), key))
+    rank = np.zeros(len(out), int)
+    k = key[order]
+    first = np.r_[True, k[1:] != k[:-1]]
+    idx = np.arange(len(k)) - np.maximum.accumulate(np.where(first, np.arange(len(k)), 0))
+    rank[order] = idx
+    drum = out["is_drum"].to_numpy(bool)
+    shift = np.where(drum, 0.0, rank * step_s)
+    dur = out["duration_s"].to_numpy(float)
+    shift = np.minimum(shift, 0.5 * dur)  # never past half the note
+    qpm = float(info.get("qpm_mean") or FLAT_QPM)
+    out["onset_s"] = onset + shift
+    out["duration_s"] = dur - shift
+    out["onset_beats"] = out["onset_beats"] + shift * qpm / 60.0
+    out["duration_beats"] = np.maximum(out["duration_beats"] - shift * qpm / 60.0, 1e-3)
+    return _sorted(out), dict(info)
+
+
 def merge_tracks(notes, info, rng):
     """Every pitched note on one piano track (drums stay a second track if present)."""
     out = notes.copy()
@@ -139,6 +165,7 @@ PERTURBATIONS: dict[str, Perturbation] = {
     "tempo_scale": tempo_scale,
     "flatten_tempo": flatten_tempo,
     "humanize": humanize,
+    "arpeggiate": arpeggiate,
     "merge_tracks": merge_tracks,
     "split_hands": split_hands,
     "crop": crop,
@@ -159,6 +186,7 @@ def random_reencoding(
         "tempo_scale",
         "flatten_tempo",
         "humanize",
+        "arpeggiate",
         "merge_tracks",
         "split_hands",
         "crop",
