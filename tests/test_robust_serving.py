@@ -83,7 +83,10 @@ def served(tmp_path_factory):
             path = write_song(root / f"{genre}{i}.mid", make(rng), ARTIFACT_TRACKS[genre])
             fid = f"{genre}/{i}"
             split = "test" if i == 0 else "val" if i == 1 else "train"
-            rows.append({"file_id": fid, "genre": genre, "status": "ok", "split": split})
+            source = f"{genre}_{'a' if i % 2 else 'b'}"  # two sources per genre
+            rows.append(
+                {"file_id": fid, "genre": genre, "source": source, "status": "ok", "split": split}
+            )
             parsed.append((fid, read_song(path)))
     files = pd.DataFrame(rows)
     info = pd.DataFrame([{"file_id": f, **p.info} for f, p in parsed])
@@ -117,7 +120,7 @@ def served(tmp_path_factory):
     )
     assert manifest["tasks"]["genre"]["augmented_rows"] == 16
     write_json(out / "manifest.json", manifest)
-    return load_served(out), root
+    return load_served(out), (params, files, table, notes)
 
 
 def test_served_features_exclude_file_artifacts(served):
@@ -146,3 +149,21 @@ def test_reencoded_songs_keep_their_genre(served, genre, tmp_path):
         assert base == genre
         for v in variants:
             assert classify_files([v], model)[0]["genre"] == genre, v.name
+
+
+def test_robustness_section_is_computed_and_rendered(served):
+    from midiml.classify.pipelines import build_task
+    from midiml.classify.robustness import evaluate_robustness, render_markdown
+    from midiml.classify.runs import augmented_table
+
+    model, (params, files, table, notes) = served
+    splits = files[["file_id", "genre", "split"]]
+    task = build_task("genre", files, splits, params.classifier)
+    aug = augmented_table(params, list(task.labels.index), files, notes, {"default": 1})
+    rob = evaluate_robustness(params, model.models["genre"], task, files, table, notes, aug, {})
+    assert set(rob["perturbed"]) >= {"transpose", "crop", "loop", "random_mix"}
+    assert set(rob["cross_source"]) == {"loops_a", "loops_b", "runs_a", "runs_b"}
+    assert all(0 <= r["served"] <= 1 for r in rob["cross_source"].values())
+    assert "n_tracks" not in [f["feature"] for f in rob["importance"]["served"]]
+    md = render_markdown(rob)
+    assert "Held-out sources" in md and "| loops_a | loops |" in md

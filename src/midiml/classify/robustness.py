@@ -92,7 +92,12 @@ def cross_source(
                 keep = aug_source != held
                 X = np.vstack([X, augmented.loc[keep, cols].to_numpy(np.float64)])
                 y = np.concatenate([y, augmented.loc[keep, "genre"].to_numpy(dtype=object)])
-            est = fresh_estimator(fitted).fit(X, y)
+            try:
+                est = fresh_estimator(fitted).fit(X, y)
+            except ValueError as exc:  # e.g. too few songs of a class for inner folds
+                row[name] = float("nan")
+                row["note"] = str(exc).splitlines()[0]
+                continue
             pred = est.predict(test[cols].to_numpy(np.float64))
             row[name] = float((pred == test["genre"].to_numpy(dtype=object)).mean())
         out[held] = row
