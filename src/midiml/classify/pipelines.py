@@ -19,7 +19,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+from sklearn.ensemble import (
+    ExtraTreesClassifier,
+    HistGradientBoostingClassifier,
+    RandomForestClassifier,
+)
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
@@ -27,7 +31,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 TASKS = ("genre", "composer", "chopin_vs_other")
-FEATURE_MODELS = ("logreg", "random_forest", "extra_trees", "svm")
+FEATURE_MODELS = ("logreg", "random_forest", "extra_trees", "svm", "hist_gb")
 VOTE = "vote"  # soft vote of the tuned feature models (``classifier.vote``)
 ID_COLUMNS = ("file_id", "genre")
 
@@ -140,6 +144,8 @@ def make_pipeline(model: str, seed: int) -> Pipeline:
         est = ExtraTreesClassifier(random_state=seed, n_jobs=1)
     elif model == "svm":
         est = SVC(random_state=seed)
+    elif model == "hist_gb":
+        est = HistGradientBoostingClassifier(random_state=seed)
     else:
         raise ValueError(f"unknown model {model!r}; expected one of {FEATURE_MODELS}")
     return Pipeline([("scale", StandardScaler()), ("clf", est)])
