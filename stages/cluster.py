@@ -27,6 +27,7 @@ from midiml.cluster.search import (
     seed_row,
 )
 from midiml.config import load_params
+from midiml.data.split import used_files
 from midiml.io import atomic_path, save_figure, write_metrics, write_text
 from midiml.report import clustering as report
 
@@ -97,6 +98,9 @@ def main() -> None:
     seed = int(params.seed)
     features = pd.read_parquet("data/features/features.parquet")
     files = pd.read_parquet("data/interim/files.parquet")
+    keep = used_files(files, cfg.get("sources"))
+    features = features[features["file_id"].isin(keep)].reset_index(drop=True)
+    files = files[files["file_id"].isin(keep)].reset_index(drop=True)
 
     with parent_run(params, "genre-grid") as (run, log_point):
         genre = genre_search(features, cfg, seed, on_point=log_point)

@@ -3,7 +3,13 @@
 import time
 from pathlib import Path
 
+from midiml import tracking
+from midiml.classify.pipelines import build_task, load_model
+from midiml.classify.robustness import evaluate_robustness
+from midiml.classify.robustness import render_markdown as render_robustness
 from midiml.classify.runs import (
+    CONCERN,
+    augmented_table,
     evaluate_all,
     load_manifest,
     read_tables,
@@ -18,6 +24,37 @@ MODELS = Path("models/classifiers")
 BLIND = Path("data/blind")
 PLOTS = Path("reports/plots/confusion")
 FIGURES = Path("reports/figures/classifiers")
+
+
+def robustness(params, manifest, files, splits, table, notes) -> dict:
+    """Robustness of the served genre model (re-encodings, held-out sources, importance)."""
+    entry = manifest["tasks"].get("genre", {})
+    if entry.get("skipped") or not entry.get("serve"):
+        return {"skipped": entry.get("skipped", "no served genre model")}
+    start = time.perf_counter()
+    fitted = load_model(MODELS / entry["models"][entry["serve"]]["file"])
+    task = build_task("genre", files, splits, params.classifier)
+    aug_cfg = params.classifier.get("augment")
+    augmented = None
+    if aug_cfg and "genre" in list(aug_cfg.get("tasks", [])):
+        ids = list(task.labels.index)
+        augmented = augmented_table(params, ids, files, notes, dict(aug_cfg.copies))
+    rob = evaluate_robustness(
+        params, fitted, task, files, table, notes, augmented, manifest.get("features", {})
+    )
+    with tracking.run(params, CONCERN, "genre/robustness") as run:
+        if run is not None:
+            import mlflow
+
+            mlflow.log_metric("clean_accuracy", rob["clean_accuracy"])
+            for how, r in rob["perturbed"].items():
+                mlflow.log_metric(f"perturbed.{how}", r["accuracy"])
+            for src, r in rob["cross_source"].items():
+                mlflow.log_metric(f"cross_source.{src}", r["served"])
+                mlflow.log_metric(f"cross_source_all_features.{src}", r["all_features"])
+            mlflow.log_dict(rob["importance"], "permutation_importance.json")
+    print(f"robustness: {time.perf_counter() - start:.1f} s")
+    return rob
 
 
 def main() -> None:
@@ -39,8 +76,12 @@ def main() -> None:
     except (ModelsMissing, FileNotFoundError) as exc:
         blind = {"skipped": str(exc)}
     metrics["blind_test"] = blind
+    metrics["robustness"] = robustness(params, manifest, files, splits, table, notes)
     write_metrics("reports/metrics/classifiers.json", metrics)
-    write_text("reports/classifiers.md", render_markdown(metrics, figures))
+    write_text(
+        "reports/classifiers.md",
+        render_markdown(metrics, figures) + "\n" + render_robustness(metrics["robustness"]),
+    )
     print(f"evaluate_classifiers: done in {time.perf_counter() - start:.1f} s")
 
 

@@ -14,7 +14,8 @@ def main() -> None:
     start = time.perf_counter()
     params = load_params()
     cnn = params.classifier.get("cnn")
-    files, splits, table, notes = read_tables(with_notes=bool(cnn and cnn.tasks))
+    augment = params.classifier.get("augment")
+    files, splits, table, notes = read_tables(with_notes=bool((cnn and cnn.tasks) or augment))
     with atomic_dir(OUT) as tmp:
         manifest = train_all(params, files, splits, table, notes, tmp)
         write_json(tmp / "manifest.json", manifest)

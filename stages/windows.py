@@ -4,6 +4,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from midiml.config import load_params
+from midiml.data.split import used_files
 from midiml.io import atomic_path
 from midiml.represent.windows import build_event_data_streamed
 
@@ -14,6 +15,9 @@ def main() -> None:
     params = load_params()
     w = params.model.windows
     splits = pd.read_parquet("data/interim/splits.parquet")
+    files = pd.read_parquet("data/interim/files.parquet")
+    keep = used_files(files, w.get("sources"))  # the generators' own sources
+    splits = splits[splits["file_id"].isin(keep)]
     data = build_event_data_streamed(
         "data/interim/notes.parquet",
         splits,

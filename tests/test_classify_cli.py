@@ -95,6 +95,8 @@ def test_classify_prints_genre_and_composer_probabilities(models, tmp_path):
     assert set(out["genre_probabilities"]) == set(GENRES)
     assert sum(out["genre_probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
     assert set(out["composer_probabilities"]) == {"A", "B"}
+    assert out["confidence"] == pytest.approx(max(out["genre_probabilities"].values()), abs=1e-3)
+    assert out["novelty"] >= 0
     low = song(tmp_path / "new_low.mid", "low", seed=98)
     res = runner.invoke(app, ["classify", str(low), "--models", str(models)])
     assert res.exit_code == 0 and "low" in res.stdout.splitlines()[0]
@@ -139,8 +141,11 @@ def test_evaluate_blind_scores_genres_and_skips_unreadable_files(models, tmp_pat
     )
     assert out["overall"]["accuracy"] >= 2 / 3 and 0 <= out["overall"]["macro_f1"] <= 1
     assert "skipped LOW/corrupt.mid" in res.stderr
+    assert sum(sum(r.values()) for r in out["confusion"].values()) == 9
+    assert all(w["actual"] != w["predicted"] for w in out["most_confidently_wrong"])
     text = runner.invoke(app, ["evaluate-blind", str(blind), "--models", str(models)])
     assert text.exit_code == 0 and "overall" in text.stdout and "macro-F1" in text.stdout
+    assert "confusion (rows actual, columns predicted)" in text.stdout
 
 
 def test_evaluate_blind_user_errors_exit_2(models, tmp_path):

@@ -153,7 +153,15 @@ def classify(
     if as_json:
         typer.echo(json.dumps(res, indent=2, sort_keys=True))
         return
-    typer.echo(f"{res['file']}: {res['genre']} (model {res['genre_model']})")
+    typer.echo(
+        f"{res['file']}: {res['genre']} (model {res['genre_model']}, "
+        f"confidence {res['confidence']:.2f})"
+    )
+    if res.get("novelty", 0.0) > 1.0:
+        typer.echo(
+            f"  warning: this file is unlike the training songs (novelty {res['novelty']:.2f} > 1:"
+            " farther from its nearest training songs than 99% of them); treat the genre as a guess"
+        )
     for name, p in sorted(res["genre_probabilities"].items(), key=lambda kv: -kv[1]):
         typer.echo(f"  {name:<14} {p:.3f}")
     if "composer" in res:
@@ -198,6 +206,17 @@ def evaluate_blind_cmd(
             f"overall        n={o['n']:<4} accuracy {o['accuracy']:.3f} "
             f"macro-F1 {o['macro_f1']:.3f}"
         )
+        classes = list(next(iter(res["confusion"].values())))
+        typer.echo("confusion (rows actual, columns predicted):")
+        typer.echo("  " + " " * 14 + "".join(f"{c[:12]:>13}" for c in classes))
+        for actual, row in res["confusion"].items():
+            typer.echo(f"  {actual:<14}" + "".join(f"{row[c]:>13}" for c in classes))
+        if res["most_confidently_wrong"]:
+            typer.echo("most confidently wrong:")
+            for w in res["most_confidently_wrong"]:
+                typer.echo(
+                    f"  {w['confidence']:.2f} {w['actual']} -> {w['predicted']}: {w['file']}"
+                )
     else:
         typer.echo("overall: no readable files")
 

@@ -19,7 +19,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+from sklearn.ensemble import (
+    ExtraTreesClassifier,
+    HistGradientBoostingClassifier,
+    RandomForestClassifier,
+)
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
@@ -27,7 +31,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 TASKS = ("genre", "composer", "chopin_vs_other")
-FEATURE_MODELS = ("logreg", "random_forest", "extra_trees", "svm")
+FEATURE_MODELS = ("logreg", "random_forest", "extra_trees", "svm", "hist_gb")
 VOTE = "vote"  # soft vote of the tuned feature models (``classifier.vote``)
 ID_COLUMNS = ("file_id", "genre")
 
@@ -110,11 +114,16 @@ def _check_learnable(task: TaskData, min_train: int) -> None:
         raise TaskSkipped("no test songs")
 
 
-def feature_columns(table: pd.DataFrame) -> list[str]:
-    """Every numeric column of the feature table except the identifiers."""
-    return [
-        c for c in table.columns if c not in ID_COLUMNS and pd.api.types.is_numeric_dtype(table[c])
-    ]
+def feature_columns(table: pd.DataFrame, feature_set: str = "all") -> list[str]:
+    """Numeric columns of the feature table except the identifiers; ``robust`` also leaves out
+    the file-artifact features (track layout, tempo map, velocities, beat grid, length, key),
+    which tell sources apart rather than genres."""
+    from midiml.represent.features import ARTIFACT_FEATURES
+
+    if feature_set not in ("all", "robust"):
+        raise ValueError(f"unknown feature set {feature_set!r}; expected all or robust")
+    drop = set(ID_COLUMNS) | (set(ARTIFACT_FEATURES) if feature_set == "robust" else set())
+    return [c for c in table.columns if c not in drop and pd.api.types.is_numeric_dtype(table[c])]
 
 
 def feature_matrix(table: pd.DataFrame, ids: list[str], columns: list[str]) -> np.ndarray:
@@ -135,6 +144,8 @@ def make_pipeline(model: str, seed: int) -> Pipeline:
         est = ExtraTreesClassifier(random_state=seed, n_jobs=1)
     elif model == "svm":
         est = SVC(random_state=seed)
+    elif model == "hist_gb":
+        est = HistGradientBoostingClassifier(random_state=seed)
     else:
         raise ValueError(f"unknown model {model!r}; expected one of {FEATURE_MODELS}")
     return Pipeline([("scale", StandardScaler()), ("clf", est)])
@@ -156,6 +167,41 @@ def cv_folds(y: np.ndarray, wanted: int) -> int:
 
 
 @dataclass
+class Novelty:
+    """A simple out-of-distribution score: distance of a song to its nearest training songs
+    (standardised features), against the same distance among the training songs themselves."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    reference: np.ndarray  # standardised training rows
+    threshold: float  # the training songs' 99th percentile of that distance
+    k: int = 3
+
+    @classmethod
+    def fit(cls, X: np.ndarray, k: int = 3, quantile: float = 0.99) -> Novelty:
+        mean, scale = X.mean(axis=0), X.std(axis=0)
+        scale = np.where(scale > 0, scale, 1.0)
+        ref = (X - mean) / scale
+        d = cls._knn(ref, ref, k + 1)[:, 1:].mean(axis=1)  # leave the song itself out
+        return cls(mean, scale, ref, float(np.quantile(d, quantile)), k)
+
+    @staticmethod
+    def _knn(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
+        out = []
+        b2 = (b**2).sum(axis=1)
+        for i in range(0, len(a), 256):  # chunks: memory stays small for big training sets
+            c = a[i : i + 256]
+            d2 = (c**2).sum(axis=1)[:, None] + b2[None, :] - 2 * c @ b.T
+            out.append(np.sort(np.sqrt(np.maximum(d2, 0.0)), axis=1)[:, :k])
+        return np.vstack(out) if out else np.zeros((0, k))
+
+    def score(self, X: np.ndarray) -> np.ndarray:
+        """Mean distance to the k nearest training songs over the threshold (> 1: unusual)."""
+        z = (X - self.mean) / self.scale
+        return self._knn(z, self.reference, self.k).mean(axis=1) / max(self.threshold, 1e-9)
+
+
+@dataclass
 class FittedModel:
     """A fitted pipeline and what the CLI needs to use it on a new file."""
 
@@ -170,6 +216,7 @@ class FittedModel:
     cv_macro_f1: float
     cv_folds: int
     fit_seconds: float
+    novelty: Novelty | None = None  # how unlike the training songs a new file is
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Probabilities with columns in ``classes`` order."""
@@ -183,10 +230,19 @@ class FittedModel:
 
 
 def fit_feature_model(
-    task: TaskData, model: str, table: pd.DataFrame, cfg: Any, seed: int
+    task: TaskData,
+    model: str,
+    table: pd.DataFrame,
+    cfg: Any,
+    seed: int,
+    augmented: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> FittedModel:
-    """Grid-search ``model`` on the task's training songs (stratified CV) and refit there."""
-    columns = feature_columns(table)
+    """Grid-search ``model`` on the task's training songs (stratified CV) and refit there.
+
+    ``augmented`` (features, labels of re-encoded training songs, in ``feature_columns``
+    order) joins only the final refit: in CV a song's copies would sit on both sides of a fold.
+    """
+    columns = feature_columns(table, str(cfg.get("feature_set", "all")))
     X, y = feature_matrix(table, task.ids("train"), columns), task.y("train")
     folds = cv_folds(y, int(cfg.cv_folds))
     if folds < 2:
@@ -204,6 +260,10 @@ def fit_feature_model(
     search.fit(X, y)
     best = {k.removeprefix("clf__"): v for k, v in search.best_params_.items()}
     pipeline = search.best_estimator_
+    if augmented is not None and len(augmented[1]):
+        X = np.vstack([X, augmented[0]])
+        y = np.concatenate([y, augmented[1]])
+        pipeline = pipeline.fit(X, y)
     if model == "svm":  # SVC has no probabilities of its own: calibrate the tuned SVC (Platt)
         calibrated = CalibratedClassifierCV(
             pipeline.named_steps["clf"],
@@ -223,6 +283,7 @@ def fit_feature_model(
         float(search.best_score_),
         folds,
         time.perf_counter() - start,
+        Novelty.fit(feature_matrix(table, task.ids("train"), columns)),
     )
 
 
@@ -285,6 +346,7 @@ def fit_vote(
         float(np.mean(cv)),
         folds,
         time.perf_counter() - start,
+        members[0].novelty,
     )
 
 

@@ -99,6 +99,9 @@ def train_all(
             "models": {},
         }
         (out_dir / name).mkdir(parents=True, exist_ok=True)
+        augmented = _augmented(params, task, files, notes, table, log)
+        if augmented is not None:
+            entry["augmented_rows"] = len(augmented[1])
         members: dict[str, Any] = {}
         vote = [m for m in (cfg.get("vote") or []) if m in cfg.models]
         for model in [*cfg.models, *([VOTE] if len(vote) >= 2 else [])]:
@@ -108,7 +111,7 @@ def train_all(
                     fitted = (
                         fit_vote(task, [members[m] for m in vote if m in members], table, cfg, seed)
                         if model == VOTE
-                        else fit_feature_model(task, model, table, cfg, seed)
+                        else fit_feature_model(task, model, table, cfg, seed, augmented)
                     )
                 except TaskSkipped as exc:
                     entry["models"][model] = {"skipped": str(exc)}
@@ -134,6 +137,57 @@ def train_all(
         entry["serve"] = _served_model(entry["models"], str(cfg.get("serve_model", "auto")))
         manifest["tasks"][name] = entry
     return manifest
+
+
+def augmented_table(
+    params: Any, ids: list[str], files: pd.DataFrame, notes: pd.DataFrame, copies: dict
+) -> pd.DataFrame:
+    """Feature rows of random re-encodings of songs ``ids`` (``copies[genre]`` per song,
+    ``copies['default']`` for other genres); ids ``<song>#aug<k>``, genre kept."""
+    from midiml.represent.features import extract_features
+    from midiml.represent.perturb import perturb_songs
+
+    seed = int(params.seed)
+    genre = files.set_index("file_id")["genre"].astype(str)
+    most = max(int(v) for v in copies.values())
+    parts_n, parts_f = [], []
+    for k in range(most):
+        chosen = [i for i in ids if k < int(copies.get(genre[i], copies.get("default", 0)))]
+        n, f = perturb_songs(notes, files, chosen, seed=seed + 1000 + k, suffix=f"#aug{k}")
+        parts_n.append(n)
+        parts_f.append(f)
+    aug_files = pd.concat(parts_f, ignore_index=True)
+    if aug_files.empty:
+        return pd.DataFrame()
+    aug_files["genre"] = aug_files["file_id"].str.split("#").str[0].map(genre)
+    fp = _plain(params.get("features", {})) or {}
+    kwargs = {k: fp[k] for k in ("onset_resolution", "grid_tolerance", "onset_divisors") if k in fp}
+    return extract_features(pd.concat(parts_n, ignore_index=True), aug_files, **kwargs)
+
+
+def _augmented(
+    params: Any,
+    task: TaskData,
+    files: pd.DataFrame,
+    notes: pd.DataFrame | None,
+    table: pd.DataFrame,
+    log,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(X, y) of re-encoded training songs for the task, when ``classifier.augment`` asks."""
+    from midiml.classify.pipelines import feature_columns
+
+    aug = params.classifier.get("augment")
+    if not aug or notes is None or task.name not in list(aug.get("tasks", [])):
+        return None
+    start = time.perf_counter()
+    t = augmented_table(params, task.ids("train"), files, notes, dict(_plain(aug.copies)))
+    if t.empty:
+        return None
+    columns = feature_columns(table, str(params.classifier.get("feature_set", "all")))
+    base = t["file_id"].str.split("#").str[0]
+    y = task.labels.loc[base].to_numpy(dtype=object)
+    log(f"{task.name}: {len(t)} augmented training rows ({time.perf_counter() - start:.1f} s)")
+    return t[columns].to_numpy(np.float64), y
 
 
 def _log_fit(fitted: Any) -> None:

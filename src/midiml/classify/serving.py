@@ -96,6 +96,10 @@ def classify_files(paths: list[str | Path], served: Served) -> list[dict[str, An
     g_proba = _proba(genre, table)
     composer = served.models.get("composer")
     c_proba = _proba(composer, table) if composer is not None else None
+    novelty = getattr(genre, "novelty", None)
+    unusual = (
+        novelty.score(table[genre.columns].to_numpy(np.float64)) if novelty is not None else None
+    )
     out = []
     for i, (fid, _) in enumerate(parsed):
         pred = genre.classes[int(g_proba[i].argmax())]
@@ -104,7 +108,10 @@ def classify_files(paths: list[str | Path], served: Served) -> list[dict[str, An
             "genre": pred,
             "genre_probabilities": _named(genre.classes, g_proba[i]),
             "genre_model": genre.model,
+            "confidence": round(float(g_proba[i].max()), 4),
         }
+        if unusual is not None:
+            res["novelty"] = round(float(unusual[i]), 3)  # > 1: unlike the training songs
         if composer is not None and pred in composer.genres:
             res["composer"] = composer.classes[int(c_proba[i].argmax())]
             res["composer_probabilities"] = _named(composer.classes, c_proba[i])
@@ -173,19 +180,31 @@ def evaluate_blind(folder: str | Path, served: Served) -> dict[str, Any]:
         result.update(per_genre={}, overall={"n": 0, "accuracy": None, "macro_f1": None})
         return result
     table = features_for(parsed, served.feature_params)
-    pred = np.asarray(genre.classes, dtype=object)[_proba(genre, table).argmax(axis=1)]
+    proba = _proba(genre, table)
+    pred = np.asarray(genre.classes, dtype=object)[proba.argmax(axis=1)]
     truth_arr = np.asarray(truth, dtype=object)
     per_genre = {}
     for g in sorted(set(truth)):
         m = truth_arr == g
         per_genre[g] = {"n": int(m.sum()), "accuracy": float((pred[m] == g).mean())}
     overall = scores(truth_arr, pred)
+    confidence = proba.max(axis=1)
+    wrong = [
+        {"file": f, "actual": t, "predicted": str(p), "confidence": round(float(c), 4)}
+        for (f, _), t, p, c in zip(parsed, truth, pred, confidence, strict=True)
+        if t != p
+    ]
     result.update(
         per_genre=per_genre,
         overall=overall,
+        confusion={  # actual -> predicted -> count, every class of the model
+            a: {p: int(((truth_arr == a) & (pred == p)).sum()) for p in genre.classes}
+            for a in sorted(set(truth))
+        },
+        most_confidently_wrong=sorted(wrong, key=lambda w: -w["confidence"])[:10],
         predictions=[
-            {"file": f, "actual": t, "predicted": str(p)}
-            for (f, _), t, p in zip(parsed, truth, pred, strict=True)
+            {"file": f, "actual": t, "predicted": str(p), "confidence": round(float(c), 4)}
+            for (f, _), t, p, c in zip(parsed, truth, pred, confidence, strict=True)
         ],
     )
     return result

@@ -94,7 +94,10 @@ def download_source(
         zip_path = fetch_archive(url, Path(tmp), progress=progress)
         with atomic_dir(target) as staging:
             try:
-                report = extract(zip_path, staging, source.top_folder, source.include)
+                wanted = set(expected)  # a real GitHub archive holds the whole tree
+                report = extract(
+                    zip_path, staging, source.top_folder, source.include, wanted.__contains__
+                )
             except Exception as exc:  # zipfile.BadZipFile, truncated members, ...
                 raise DownloadError(f"{url}: archive is unreadable: {exc}") from exc
             try:

@@ -65,6 +65,7 @@ class FoundFile:
     rel: str
     label_scheme: str
     csv_labels: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    source: str = ""  # the source's name (several sources may share a genre)
 
 
 def find_files(raw_dir: str | Path, sources: Iterable[Source]) -> list[FoundFile]:
@@ -81,7 +82,7 @@ def find_files(raw_dir: str | Path, sources: Iterable[Source]) -> list[FoundFile
             raise FileNotFoundError(f"{root}: missing; run the download stage for {src.name!r}")
         csv_path = root / LABELS_CSV_NAME
         csv_labels = read_csv(csv_path) if csv_path.is_file() else {}
-        no_genre = []
+        no_genre, mine = [], []
         for p in root.rglob("*"):
             if p.is_file() and p.suffix.lower() in MIDI_SUFFIXES:
                 rel = p.relative_to(root).as_posix()
@@ -90,7 +91,13 @@ def find_files(raw_dir: str | Path, sources: Iterable[Source]) -> list[FoundFile
                     no_genre.append(rel)
                     continue
                 labels = csv_labels.get(rel, {})
-                found.append(FoundFile(p, f"{src.name}/{rel}", genre, rel, src.labels, labels))
+                fid = f"{src.name}/{rel}"
+                mine.append(FoundFile(p, fid, genre, rel, src.labels, labels, src.name))
+        if src.max_files is not None and len(mine) > src.max_files:
+            # a stable choice that does not depend on the other sources or on the machine
+            mine = sorted(mine, key=lambda f: sha256(f.file_id.encode()).hexdigest())
+            mine = mine[: int(src.max_files)]
+        found.extend(mine)
         if no_genre:
             log.warning(
                 "%s: %d file(s) outside any genre sub-folder left out (e.g. %s); "
@@ -126,6 +133,7 @@ def ingest_one(item: tuple[FoundFile, Rules]) -> tuple[dict, dict[str, np.ndarra
         "path": f.path.as_posix(),
         "sha256": "",
         "genre": f.genre,
+        "source": f.source or f.genre,
         **labels,
         **INFO_DEFAULTS,
         "status": "ok",
@@ -178,7 +186,7 @@ def iter_ingest(
 def files_frame(rows: list[dict]) -> pd.DataFrame:
     """The file table (one row per file found) with stable dtypes."""
     files_df = pd.DataFrame(rows, columns=list(rows[0]) if rows else ["file_id"])
-    for col in ("path", "sha256", "genre", "status", "reason", *LABEL_FIELDS):
+    for col in ("path", "sha256", "genre", "source", "status", "reason", *LABEL_FIELDS):
         if col in files_df:
             files_df[col] = files_df[col].astype("string")
     return files_df

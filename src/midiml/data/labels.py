@@ -53,12 +53,19 @@ def none(rel: str) -> dict[str, str | None]:
     return _empty()
 
 
+def folder(rel: str) -> dict[str, str | None]:
+    """Second sources: the parent folder as a free label; no composer, so the composer
+    tasks stay on the curated dataset whose composer folders are clean."""
+    return music21(rel)
+
+
 READERS = {
     "lofi": lofi,
     "classical": classical,
     "videogame": videogame,
     "music21": music21,
     "none": none,
+    "folder": folder,
 }
 
 

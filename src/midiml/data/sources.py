@@ -23,7 +23,8 @@ class Source:
     repo: str = ""  # owner/name, for kind == "github"
     commit: str = ""
     include: tuple[str, ...] = ("**/*.mid",)
-    labels: str = ""  # path conventions: lofi | classical | videogame | music21 | none
+    labels: str = ""  # path conventions: lofi | classical | videogame | music21 | folder | none
+    max_files: int | None = None  # keep this many files (picked by path hash); None = all
     corpus: dict[str, Any] = field(default_factory=dict)  # for kind == "music21"
     path: str = ""  # for kind == "folder": the user's folder
     archive_url: str = ""  # for kind == "url": a .zip/.tar(.gz|.bz2|.xz) archive
@@ -53,6 +54,7 @@ class Source:
             genre=str(d.get("genre") or ""),
             genre_from_folder=own and not d.get("genre"),
             labels_csv=str(d.get("labels_csv") or ""),
+            max_files=d.get("max_files"),
         )
 
     def genre_of(self, rel: str) -> str | None:

@@ -26,3 +26,16 @@ def split_songs(files: pd.DataFrame, val: float, test: float, seed: int) -> pd.D
             rows.append({"file_id": fid, "genre": genre, "split": split})
     out = pd.DataFrame(rows, columns=["file_id", "genre", "split"])
     return out.sort_values("file_id", ignore_index=True).astype("string")
+
+
+def used_files(files: pd.DataFrame, sources: list[str] | None) -> set[str]:
+    """Ids of the files from ``sources`` (a consumer's own list of source names).
+
+    None, or a list naming no source present (e.g. the music21 corpus profile), means every
+    file, so a consumer's list never empties a profile that lacks those sources.
+    """
+    source = files["source"] if "source" in files else files["genre"]
+    wanted = set(sources or [])
+    if not wanted & set(source.astype(str)):
+        return set(files["file_id"].astype(str))
+    return set(files.loc[source.astype(str).isin(wanted), "file_id"].astype(str))

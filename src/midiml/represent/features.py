@@ -34,6 +34,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from midiml.io import iter_row_groups
+from midiml.represent.musical import MUSICAL_DOCS, MUSICAL_NAMES, musical_table
 
 KS_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
 KS_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
@@ -114,7 +115,42 @@ FEATURE_DOCS: dict[str, str] = {
     "n_programs": "number of distinct General MIDI programs among pitched notes",
     "drum_frac": "share of notes on drum channels",
 }
+FEATURE_DOCS.update(MUSICAL_DOCS)
 FEATURE_NAMES = list(FEATURE_DOCS)
+# Features that describe the file rather than the music: track layout, tempo map, metre
+# meta-data, length, velocities, the beat grid (meaningless for performed MIDI), the key the
+# song happens to be in, and instrumentation habits of a sequencer. Genre models must not use
+# them: they tell sources apart, not genres.
+ARTIFACT_FEATURES = (
+    "key_tonic",
+    "ts_numerator",
+    "ts_denominator",
+    "ts_changes",
+    "tempo_mean",
+    "tempo_std",
+    "log_tempo_changes",
+    *(f"pc_{i}" for i in range(12)),
+    "dur_mean_beats",
+    "dur_std_beats",
+    "dur_log_std",
+    "ioi_mean_beats",
+    "ioi_std_beats",
+    "onsets_per_beat",
+    "velocity_mean",
+    "velocity_std",
+    "velocity_variety",
+    "on_beat_frac",
+    "grid16_frac",
+    "log_length_s",
+    "log_n_notes",
+    "n_tracks",
+    "n_programs",
+    "drum_frac",
+    "polyphony_max",
+    "pitch_variety",
+    "notes_per_s",
+)
+ROBUST_FEATURES = [f for f in FEATURE_NAMES if f not in ARTIFACT_FEATURES]
 FILL = {name: 0.0 for name in FEATURE_NAMES} | {
     "pitch_mean": 60.0,
     "pitch_min": 60.0,
@@ -387,10 +423,12 @@ def extract_features(
     for name, (lo, hi) in INTERVAL_BINS.items():
         feats[f"interval_{name}"] = _share((absint >= lo) & (absint <= hi), m_fid, n)
 
+    mus = musical_table(notes.loc[keep], list(ids), np.asarray(feats["key_tonic"]))
+    feats.update({name: mus[name].to_numpy() for name in MUSICAL_NAMES})
     out = pd.DataFrame({name: feats[name] for name in FEATURE_NAMES}, dtype=np.float64)
     out = out.fillna(FILL)
-    out.insert(0, "genre", files["genre"].astype(str).to_numpy())
-    out.insert(0, "file_id", ids.to_numpy())
+    head = pd.DataFrame({"file_id": ids.to_numpy(), "genre": files["genre"].astype(str).to_numpy()})
+    out = pd.concat([head, out], axis=1)
     return out
 
 

@@ -1,0 +1,227 @@
+"""How the served genre model fares off its home ground: re-encoded test songs, held-out
+sources, and what it relies on (permutation importance), next to an all-features model.
+
+The all-features model is the served model's estimator with the same hyperparameters fitted
+on every column of the feature table (file artifacts included): the "before" of the
+robustness work. Held-out-source validation refits both on every song except one source's
+(plus re-encoded copies of those songs, as training does) and scores that source.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.ensemble import VotingClassifier
+from sklearn.inspection import permutation_importance
+
+from midiml.classify.pipelines import FittedModel, feature_columns, feature_matrix
+from midiml.represent.features import extract_features
+from midiml.represent.perturb import PERTURBATIONS, perturb_songs
+
+
+def fresh_estimator(fitted: FittedModel) -> Any:
+    """An unfitted copy of the served model (a vote's members unfrozen)."""
+    pipe = fitted.pipeline
+    if isinstance(pipe, VotingClassifier):
+        members = [(n, clone(getattr(e, "estimator", e))) for n, e in pipe.estimators]
+        return VotingClassifier(members, voting="soft")
+    return clone(pipe)
+
+
+def _feature_kwargs(feature_params: dict[str, Any]) -> dict[str, Any]:
+    keys = ("onset_resolution", "grid_tolerance", "onset_divisors")
+    return {k: feature_params[k] for k in keys if k in feature_params}
+
+
+def perturbed_accuracy(
+    fitted: FittedModel,
+    ids: list[str],
+    labels: pd.Series,
+    files: pd.DataFrame,
+    notes: pd.DataFrame,
+    feature_params: dict[str, Any],
+    seed: int,
+) -> dict[str, Any]:
+    """Accuracy on the songs ``ids`` re-encoded by each perturbation (and by a random mix)."""
+    out: dict[str, Any] = {}
+    for i, how in enumerate([*PERTURBATIONS, None]):
+        n, f = perturb_songs(notes, files, ids, seed=seed + i, how=how, suffix="#p")
+        base = f["file_id"].str.split("#").str[0]
+        f["genre"] = labels.loc[base].to_numpy()
+        table = extract_features(n, f, **_feature_kwargs(feature_params))
+        y = labels.loc[table["file_id"].str.split("#").str[0]].to_numpy(dtype=object)
+        pred = fitted.predict(table[fitted.columns].to_numpy(np.float64))
+        per = {str(g): float((pred[y == g] == g).mean()) for g in sorted(set(y))}
+        out[how or "random_mix"] = {"accuracy": float((pred == y).mean()), "per_genre": per}
+    return out
+
+
+def cross_source(
+    fitted: FittedModel,
+    table: pd.DataFrame,
+    files: pd.DataFrame,
+    augmented: pd.DataFrame | None,
+) -> dict[str, Any]:
+    """Accuracy on each source held out of training, for genres with two or more sources,
+    for the served model (robust columns) and the same model on all columns."""
+    ok = files[files["status"] == "ok"].set_index("file_id")
+    source = ok["source"].astype(str) if "source" in ok else ok["genre"].astype(str)
+    t = table[table["file_id"].isin(source.index)].reset_index(drop=True)
+    t_source = source.loc[t["file_id"]].to_numpy()
+    counts = pd.Series(source.groupby(ok["genre"].astype(str)).nunique())
+    multi = set(counts[counts >= 2].index)
+    aug_source = (
+        source.reindex(augmented["file_id"].str.split("#").str[0]).to_numpy()
+        if augmented is not None and len(augmented)
+        else None
+    )
+    sets = {"served": fitted.columns, "all_features": feature_columns(table, "all")}
+    out: dict[str, Any] = {}
+    for held in sorted(set(t_source)):
+        genre = str(ok.loc[t["file_id"][t_source == held].iloc[0], "genre"])
+        if genre not in multi:
+            continue
+        train, test = t[t_source != held], t[t_source == held]
+        row: dict[str, Any] = {"genre": genre, "n": len(test)}
+        for name, cols in sets.items():
+            X, y = train[cols].to_numpy(np.float64), train["genre"].to_numpy(dtype=object)
+            if aug_source is not None:
+                keep = aug_source != held
+                X = np.vstack([X, augmented.loc[keep, cols].to_numpy(np.float64)])
+                y = np.concatenate([y, augmented.loc[keep, "genre"].to_numpy(dtype=object)])
+            try:
+                est = fresh_estimator(fitted).fit(X, y)
+            except ValueError as exc:  # e.g. too few songs of a class for inner folds
+                row[name] = float("nan")
+                row["note"] = str(exc).splitlines()[0]
+                continue
+            pred = est.predict(test[cols].to_numpy(np.float64))
+            row[name] = float((pred == test["genre"].to_numpy(dtype=object)).mean())
+        out[held] = row
+    return out
+
+
+def top_features(
+    estimator: Any, X: np.ndarray, y: np.ndarray, columns: list[str], seed: int, top: int = 10
+) -> list[dict[str, Any]]:
+    """Permutation importance (drop in accuracy) of the ``top`` most important columns."""
+    res = permutation_importance(
+        estimator, X, y, scoring="accuracy", n_repeats=5, random_state=seed, n_jobs=1
+    )
+    order = np.argsort(-res.importances_mean)[:top]
+    return [
+        {"feature": columns[i], "importance": round(float(res.importances_mean[i]), 4)}
+        for i in order
+    ]
+
+
+def importance_before_after(
+    fitted: FittedModel,
+    table: pd.DataFrame,
+    train_ids: list[str],
+    y_train: np.ndarray,
+    test_ids: list[str],
+    y_test: np.ndarray,
+    seed: int,
+) -> dict[str, Any]:
+    """Top features of the served model and of the same model on every column."""
+    all_cols = feature_columns(table, "all")
+    before = fresh_estimator(fitted).fit(feature_matrix(table, train_ids, all_cols), y_train)
+    return {
+        "served": top_features(
+            fitted.pipeline,
+            feature_matrix(table, test_ids, fitted.columns),
+            y_test,
+            fitted.columns,
+            seed,
+        ),
+        "all_features": top_features(
+            before, feature_matrix(table, test_ids, all_cols), y_test, all_cols, seed
+        ),
+    }
+
+
+def render_markdown(rob: dict[str, Any]) -> str:
+    """The robustness section of ``reports/classifiers.md``."""
+    if rob.get("skipped"):
+        return f"## Robustness\n\nSkipped: {rob['skipped']}\n"
+    lines = [
+        "## Robustness (genre)",
+        "",
+        f"Served model: `{rob['model']}` on {len(rob['columns'])} source-robust features "
+        "(file artifacts left out: track layout, tempo map, velocities, beat grid, length, "
+        "key).",
+        "",
+        "### Re-encoded test songs",
+        "",
+        f"Clean test accuracy {rob['clean_accuracy']:.3f}. Each test song re-encoded "
+        "(represent/perturb.py), features recomputed:",
+        "",
+        "| re-encoding | accuracy | " + " | ".join(rob["genres"]) + " |",
+        "|---|---:|" + "---:|" * len(rob["genres"]),
+    ]
+    for how, r in rob["perturbed"].items():
+        per = " | ".join(f"{r['per_genre'].get(g, float('nan')):.3f}" for g in rob["genres"])
+        lines.append(f"| {how} | {r['accuracy']:.3f} | {per} |")
+    lines += [
+        "",
+        "### Held-out sources",
+        "",
+        "Trained on every other source (songs of all splits, with their re-encoded copies), "
+        "tested on the held-out source; only genres with two or more sources.",
+        "",
+        "| held-out source | genre | songs | served (robust) | same model, all features |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for src, r in rob["cross_source"].items():
+        lines.append(
+            f"| {src} | {r['genre']} | {r['n']} | {r['served']:.3f} | {r['all_features']:.3f} |"
+        )
+    lines += [
+        "",
+        "### What the model relies on (permutation importance on the test split)",
+        "",
+        "| rank | served model | drop | all features (before) | drop |",
+        "|---:|---|---:|---|---:|",
+    ]
+    after, before = rob["importance"]["served"], rob["importance"]["all_features"]
+    for i in range(max(len(after), len(before))):
+        a = after[i] if i < len(after) else {"feature": "", "importance": float("nan")}
+        b = before[i] if i < len(before) else {"feature": "", "importance": float("nan")}
+        lines.append(
+            f"| {i + 1} | {a['feature']} | {a['importance']:.3f} | {b['feature']} | "
+            f"{b['importance']:.3f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def evaluate_robustness(
+    params: Any,
+    fitted: FittedModel,
+    task: Any,
+    files: pd.DataFrame,
+    table: pd.DataFrame,
+    notes: pd.DataFrame,
+    augmented: pd.DataFrame | None,
+    feature_params: dict[str, Any],
+) -> dict[str, Any]:
+    """Every robustness number of the served genre model (see the module docstring)."""
+    seed = int(params.seed)
+    test_ids, y_test = task.ids("test"), task.y("test")
+    clean = fitted.predict(feature_matrix(table, test_ids, fitted.columns))
+    return {
+        "model": fitted.model,
+        "columns": list(fitted.columns),
+        "genres": list(task.classes),
+        "clean_accuracy": float((clean == y_test).mean()),
+        "perturbed": perturbed_accuracy(
+            fitted, test_ids, task.labels, files, notes, feature_params, seed
+        ),
+        "cross_source": cross_source(fitted, table, files, augmented),
+        "importance": importance_before_after(
+            fitted, table, task.ids("train"), task.y("train"), test_ids, y_test, seed
+        ),
+    }

@@ -1,0 +1,235 @@
+"""Re-encodings of one song: the same music as another person's file would carry it.
+
+Each perturbation takes one file's notes (the columns of ``notes.parquet``) and its file
+info (the ingest's ``n_tracks``, ``qpm_mean``, ``length_s``, ...) and returns new ones, so
+features can be recomputed exactly as for an ingested file. They change what sources differ
+in (key, tempo, tempo map, timing and velocity habits, track layout, length, looping) and
+never what the genre label is about. Randomness comes only from the ``rng`` passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+Info = dict[str, Any]
+Perturbation = Callable[[pd.DataFrame, Info, np.random.Generator], tuple[pd.DataFrame, Info]]
+FLAT_QPM = 120.0  # a performance recording's MIDI: one tempo, beats are just seconds * 2
+
+
+def _sorted(notes: pd.DataFrame) -> pd.DataFrame:
+    return notes.sort_values(["onset_s", "pitch", "track"], kind="stable", ignore_index=True)
+
+
+def _end_s(notes: pd.DataFrame) -> float:
+    return float((notes["onset_s"] + notes["duration_s"]).max()) if len(notes) else 0.0
+
+
+def transpose(notes, info, rng, max_shift: int = 6):
+    """Shift pitched notes by a random non-zero interval (drums keep their keys)."""
+    shift = int(rng.choice([s for s in range(-max_shift, max_shift + 1) if s]))
+    out = notes.copy()
+    pitched = ~out["is_drum"].to_numpy(bool)
+    new = out["pitch"].to_numpy(int) + shift
+    # fold notes that would leave the MIDI range back by an octave, so no note is lost
+    new = np.where(new > 127, new - 12, np.where(new < 0, new + 12, new))
+    out["pitch"] = np.where(pitched, new, out["pitch"].to_numpy(int)).astype("int16")
+    return _sorted(out), dict(info)
+
+
+def tempo_scale(notes, info, rng, low: float = 0.75, high: float = 1.33):
+    """Play faster or slower: seconds scale, beats stay (the score is the same)."""
+    factor = float(np.exp(rng.uniform(np.log(low), np.log(high))))
+    out = notes.copy()
+    out["onset_s"] *= factor
+    out["duration_s"] *= factor
+    new = dict(info)
+    new["length_s"] = float(info.get("length_s", _end_s(notes))) * factor
+    for k in ("qpm_mean", "qpm_std"):
+        if k in new and new[k] == new[k]:
+            new[k] = float(new[k]) / factor
+    return out, new
+
+
+def flatten_tempo(notes, info, rng):
+    """Drop the tempo map: note times in seconds kept, beats recomputed at 120 bpm."""
+    out = notes.copy()
+    out["onset_beats"] = out["onset_s"] * FLAT_QPM / 60.0
+    out["duration_beats"] = out["duration_s"] * FLAT_QPM / 60.0
+    new = dict(info, qpm_mean=FLAT_QPM, qpm_std=0.0, n_tempo_changes=0)
+    return out, new
+
+
+def humanize(notes, info, rng, onset_sd_s: float = 0.015, velocity_sd: float = 12.0):
+    """Human timing and touch: jittered onsets (seconds, beats alike) and varied velocities."""
+    out = notes.copy()
+    jitter = rng.normal(0.0, onset_sd_s, len(out))
+    onset = np.maximum(out["onset_s"].to_numpy(float) + jitter, 0.0)
+    moved = onset - out["onset_s"].to_numpy(float)
+    qpm = float(info.get("qpm_mean") or FLAT_QPM)
+    out["onset_s"] = onset
+    out["onset_beats"] = np.maximum(out["onset_beats"] + moved * qpm / 60.0, 0.0)
+    base = rng.uniform(60, 100)  # a player's overall loudness, then note-to-note variation
+    vel = base + (out["velocity"].to_numpy(float) - out["velocity"].mean()) * 0.5
+    vel = vel + rng.normal(0.0, velocity_sd, len(out))
+    out["velocity"] = np.clip(np.round(vel), 1, 127).astype("int16")
+    return _sorted(out), dict(info)
+
+
+def arpeggiate(notes, info, rng, step_s: float = 0.12):
+    """Break held chords: the notes of each onset start one after another, low to high (or
+    high to low), as a player or producer spreads a block chord; durations shrink to match."""
+    out = notes.copy()
+    onset = out["onset_s"].to_numpy(float)
+    key = np.round(onset, 3)
+    order = np.lexsort((out["pitch"].to_numpy(int), key))
+    if rng.random() < 0.5:
+        order = np.lexsort((-out["pitch"].to_numpy(int), key))
+    rank = np.zeros(len(out), int)
+    k = key[order]
+    first = np.r_[True, k[1:] != k[:-1]]
+    idx = np.arange(len(k)) - np.maximum.accumulate(np.where(first, np.arange(len(k)), 0))
+    rank[order] = idx
+    drum = out["is_drum"].to_numpy(bool)
+    shift = np.where(drum, 0.0, rank * step_s)
+    dur = out["duration_s"].to_numpy(float)
+    shift = np.minimum(shift, 0.5 * dur)  # never past half the note
+    qpm = float(info.get("qpm_mean") or FLAT_QPM)
+    out["onset_s"] = onset + shift
+    out["duration_s"] = dur - shift
+    out["onset_beats"] = out["onset_beats"] + shift * qpm / 60.0
+    out["duration_beats"] = np.maximum(out["duration_beats"] - shift * qpm / 60.0, 1e-3)
+    return _sorted(out), dict(info)
+
+
+def merge_tracks(notes, info, rng):
+    """Every pitched note on one piano track (drums stay a second track if present)."""
+    out = notes.copy()
+    drum = out["is_drum"].to_numpy(bool)
+    out["track"] = np.where(drum, 1, 0).astype("int16")
+    out["program"] = np.where(drum, out["program"].to_numpy(int), 0).astype("int16")
+    return out, dict(info, n_tracks=1 + int(drum.any()))
+
+
+def split_hands(notes, info, rng, split_pitch: int = 60):
+    """A piano score's layout: right hand (from middle C up) and left hand on two tracks."""
+    out = notes.copy()
+    drum = out["is_drum"].to_numpy(bool)
+    low = out["pitch"].to_numpy(int) < split_pitch
+    out["track"] = np.where(drum, 2, np.where(low, 1, 0)).astype("int16")
+    out["program"] = np.where(drum, out["program"].to_numpy(int), 0).astype("int16")
+    return out, dict(info, n_tracks=2 + int(drum.any()))
+
+
+def crop(notes, info, rng, min_s: float = 8.0, max_s: float = 60.0):
+    """A random 8–60 s excerpt, moved to start at 0 (files no longer than it stay whole)."""
+    length = float(info.get("length_s", _end_s(notes)) or _end_s(notes))
+    want = float(rng.uniform(min_s, max_s))
+    if length <= want or not len(notes):
+        return notes.copy(), dict(info)
+    onsets = notes["onset_s"].to_numpy(float)
+    starts = onsets[onsets <= length - want]
+    start = float(rng.choice(starts)) if len(starts) else 0.0
+    keep = (onsets >= start) & (onsets < start + want)
+    out = notes[keep].copy()
+    first_beat = float(out["onset_beats"].min())
+    out["onset_s"] -= start
+    out["onset_beats"] -= first_beat
+    return out.reset_index(drop=True), dict(info, length_s=want, n_notes=len(out))
+
+
+def loop(notes, info, rng, min_s: float = 20.0, max_s: float = 60.0):
+    """Repeat a short file end to end until it lasts 20–60 s (as a producer loops a pattern)."""
+    length = float(info.get("length_s", _end_s(notes)) or _end_s(notes))
+    want = float(rng.uniform(min_s, max_s))
+    if length <= 0 or length >= want or not len(notes):
+        return notes.copy(), dict(info)
+    period_beats = float(np.ceil((notes["onset_beats"] + notes["duration_beats"]).max()))
+    period_beats = max(period_beats, 1.0)
+    reps = int(np.ceil(want / length))
+    copies = []
+    for i in range(reps):
+        c = notes.copy()
+        c["onset_s"] += i * length
+        c["onset_beats"] += i * period_beats
+        copies.append(c)
+    out = _sorted(pd.concat(copies, ignore_index=True))
+    return out, dict(info, length_s=length * reps, n_notes=len(out))
+
+
+PERTURBATIONS: dict[str, Perturbation] = {
+    "transpose": transpose,
+    "tempo_scale": tempo_scale,
+    "flatten_tempo": flatten_tempo,
+    "humanize": humanize,
+    "arpeggiate": arpeggiate,
+    "merge_tracks": merge_tracks,
+    "split_hands": split_hands,
+    "crop": crop,
+    "loop": loop,
+}
+
+
+def random_reencoding(
+    notes: pd.DataFrame, info: Info, rng: np.random.Generator, p: float = 0.5
+) -> tuple[pd.DataFrame, Info, list[str]]:
+    """Apply each perturbation with probability ``p`` (in a fixed order); return what was done.
+
+    Crop and loop exclude each other; merging and splitting tracks too.
+    """
+    done: list[str] = []
+    for name in (
+        "transpose",
+        "tempo_scale",
+        "flatten_tempo",
+        "humanize",
+        "arpeggiate",
+        "merge_tracks",
+        "split_hands",
+        "crop",
+        "loop",
+    ):
+        if name == "split_hands" and "merge_tracks" in done:
+            continue
+        if name == "loop" and "crop" in done:
+            continue
+        if rng.random() < p:
+            notes, info = PERTURBATIONS[name](notes, info, rng)
+            done.append(name)
+    return notes, info, done
+
+
+def perturb_songs(
+    notes: pd.DataFrame,
+    files: pd.DataFrame,
+    ids: list[str],
+    seed: int,
+    how: str | None = None,
+    suffix: str = "",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Perturbed copies of songs ``ids``: one named perturbation, or a random mix (None).
+
+    Returns (notes, files) with ids ``<id><suffix>`` and the original genre (labels kept).
+    """
+    info_rows = files.set_index("file_id")
+    by_file = {fid: g for fid, g in notes.groupby("file_id", sort=False, observed=True)}
+    rng = np.random.default_rng(seed)
+    out_notes, out_files = [], []
+    for fid in ids:
+        song = by_file.get(fid)
+        if song is None or not len(song):
+            continue
+        info = info_rows.loc[fid].to_dict()
+        if how is None:
+            new, new_info, _ = random_reencoding(song.reset_index(drop=True), info, rng)
+        else:
+            new, new_info = PERTURBATIONS[how](song.reset_index(drop=True), info, rng)
+        new_id = f"{fid}{suffix}"
+        out_notes.append(new.assign(file_id=new_id))
+        out_files.append({**new_info, "file_id": new_id, "status": "ok", "n_notes": len(new)})
+    files_out = pd.DataFrame(out_files)
+    notes_out = pd.concat(out_notes, ignore_index=True) if out_notes else notes.iloc[:0]
+    return notes_out, files_out

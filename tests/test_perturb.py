@@ -1,0 +1,130 @@
+"""Re-encodings keep the notes and the label of a song; genre models ignore file artifacts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from midiml.classify.pipelines import feature_columns
+from midiml.data.midi import NOTE_COLUMNS, parse_midi
+from midiml.represent.features import ARTIFACT_FEATURES, ROBUST_FEATURES, extract_features
+from midiml.represent.perturb import PERTURBATIONS, perturb_songs, random_reencoding
+from tests.conftest import write_midi
+
+
+@pytest.fixture(scope="module")
+def song(tmp_path_factory):
+    """A two-bar chord-and-melody song written with mido, parsed as the ingest parses it."""
+    notes = []
+    for bar in range(8):
+        for p in (48, 55, 64, 71):  # a maj7 chord held a bar
+            notes.append((p + (bar % 2) * 5, bar * 4, 4))
+        for i, p in enumerate((72, 74, 76, 79)):
+            notes.append((p, bar * 4 + i, 1))
+    path = write_midi(tmp_path_factory.mktemp("p") / "song.mid", notes, tempo=600_000)
+    parsed = parse_midi(path, "g/song.mid")
+    files = pd.DataFrame([{"file_id": "g/song.mid", "genre": "g", "status": "ok", **parsed.info}])
+    return parsed.notes, files
+
+
+@pytest.mark.parametrize("name", sorted(PERTURBATIONS))
+def test_perturbation_keeps_notes_consistent(song, name):
+    notes, files = song
+    info = files.iloc[0].to_dict()
+    out, new_info = PERTURBATIONS[name](notes, info, np.random.default_rng(0))
+    assert list(out.columns) == list(notes.columns)
+    assert all(str(out[c].dtype) == str(notes[c].dtype) for c in NOTE_COLUMNS if c != "file_id")
+    assert len(out) > 0
+    assert (out["onset_s"] >= 0).all() and (out["onset_beats"] >= 0).all()
+    assert (out["duration_s"] > 0).all()
+    assert out["pitch"].between(0, 127).all() and out["velocity"].between(1, 127).all()
+    assert set(out["file_id"].astype(str)) == {"g/song.mid"}
+    assert out["onset_s"].is_monotonic_increasing
+    if name not in ("crop", "loop"):
+        assert len(out) == len(notes)
+    if name == "transpose":
+        shift = set((out["pitch"].to_numpy() - notes["pitch"].to_numpy()) % 12)
+        assert len(shift) == 1 and shift != {0}
+    if name == "loop":
+        assert len(out) % len(notes) == 0 and new_info["length_s"] >= 20
+    if name == "flatten_tempo":
+        assert np.allclose(out["onset_beats"], out["onset_s"] * 2)
+        assert new_info["n_tempo_changes"] == 0
+    if name == "merge_tracks":
+        assert new_info["n_tracks"] == 1 and out["track"].nunique() == 1
+
+
+def test_crop_is_an_excerpt_of_8_to_60_seconds(song):
+    notes, files = song
+    long = pd.concat([notes.assign(onset_s=notes["onset_s"] + 20 * i) for i in range(6)])
+    info = dict(files.iloc[0].to_dict(), length_s=float(long["onset_s"].max() + 2))
+    for seed in range(5):
+        out, new_info = PERTURBATIONS["crop"](long, info, np.random.default_rng(seed))
+        assert 8 <= new_info["length_s"] <= 60
+        assert out["onset_s"].min() == 0 and out["onset_s"].max() < new_info["length_s"]
+
+
+def test_perturbed_songs_keep_their_label_and_are_seeded(song):
+    notes, files = song
+    a_notes, a_files = perturb_songs(notes, files, ["g/song.mid"], seed=3, suffix="#a")
+    b_notes, _ = perturb_songs(notes, files, ["g/song.mid"], seed=3, suffix="#a")
+    pd.testing.assert_frame_equal(a_notes, b_notes)
+    assert list(a_files["file_id"]) == ["g/song.mid#a"]
+    feats = extract_features(a_notes, a_files.assign(genre="g"))
+    assert feats["genre"].tolist() == ["g"]
+    _, _, done = random_reencoding(notes, files.iloc[0].to_dict(), np.random.default_rng(1), p=1)
+    assert "merge_tracks" in done and "split_hands" not in done
+
+
+def test_robust_features_move_little_under_reencoding(song):
+    """Key-free, seconds-based descriptors: transposing (register aside), flattening the tempo
+    map or changing the track layout changes nothing."""
+    notes, files = song
+    base = extract_features(notes, files)
+    info = files.iloc[0].to_dict()
+    for name in ("transpose", "flatten_tempo", "merge_tracks", "split_hands"):
+        out, new_info = PERTURBATIONS[name](notes, info, np.random.default_rng(0))
+        new = extract_features(out, pd.DataFrame([new_info]))
+        register = ("m_bass_mean", "m_top_mean") if name == "transpose" else ()
+        m_cols = [c for c in ROBUST_FEATURES if c.startswith("m_") and c not in register]
+        assert np.allclose(base[m_cols], new[m_cols], atol=1e-6), name
+
+
+def test_genre_features_exclude_artifacts_and_ignore_n_tracks():
+    """A classifier on the robust set cannot use n_tracks, even where it would separate the
+    genres perfectly (as it does between the project's sources)."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    rng = np.random.default_rng(0)
+    n = 200
+    genre = np.array(["a", "b"] * (n // 2))
+    cols_all = [*ROBUST_FEATURES, *ARTIFACT_FEATURES]
+    table = pd.DataFrame(rng.normal(size=(n, len(cols_all))), columns=cols_all)
+    table.insert(0, "genre", genre)
+    table.insert(0, "file_id", [f"f{i}" for i in range(n)])
+    table["m_chord_seventh"] += (genre == "a") * 0.5  # a weak musical signal
+    table["n_tracks"] = np.where(genre == "a", 2.0, 12.0)  # a perfect artifact
+    cols = feature_columns(table, "robust")
+    assert not set(cols) & set(ARTIFACT_FEATURES)
+    assert "n_tracks" in feature_columns(table, "all")
+    clf = RandomForestClassifier(50, random_state=0).fit(table[cols], genre)
+    altered = table.assign(n_tracks=rng.permutation(table["n_tracks"].to_numpy()))
+    assert (clf.predict(table[cols]) == clf.predict(altered[cols])).all()
+
+
+def test_default_config_serves_the_robust_feature_set():
+    from midiml.config import load_params
+
+    params = load_params()
+    assert params.classifier.feature_set == "robust"
+
+
+def test_novelty_flags_a_song_unlike_all_training_songs():
+    from midiml.classify.pipelines import Novelty
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 5))
+    nov = Novelty.fit(X)
+    assert np.quantile(nov.score(X[:50]), 0.5) < 1.0
+    assert nov.score(np.full((1, 5), 8.0))[0] > 1.0

@@ -1,0 +1,169 @@
+"""The served genre model hears music, not files: re-encoding a song (tempo, key, track
+layout, velocities) leaves its predicted genre unchanged, and a file artifact that separates
+the training genres perfectly (the number of tracks) is not used."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mido
+import numpy as np
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+from midiml.classify.runs import train_all
+from midiml.classify.serving import classify_files, features_for, load_served, read_song
+from midiml.io import write_json
+
+
+def write_song(
+    path: Path,
+    notes: list[tuple[int, float, float]],
+    n_tracks: int = 1,
+    tempo: int = 500_000,
+    velocity: int = 80,
+    transpose: int = 0,
+) -> Path:
+    """``notes`` (pitch, start beat, beats) spread over ``n_tracks`` tracks by pitch order."""
+    tpq = 480
+    mid = mido.MidiFile(ticks_per_beat=tpq)
+    pitches = sorted({p for p, _, _ in notes})
+    for t in range(n_tracks):
+        track = mido.MidiTrack()
+        mid.tracks.append(track)
+        if t == 0:
+            track.append(mido.MetaMessage("set_tempo", tempo=tempo, time=0))
+        mine = [n for n in notes if pitches.index(n[0]) * n_tracks // len(pitches) == t]
+        events = []
+        for p, s, d in mine:
+            msg = mido.Message("note_on", note=p + transpose, velocity=velocity, channel=t % 9)
+            events.append((int(s * tpq), 1, msg))
+            off = mido.Message("note_off", note=p + transpose, channel=t % 9)
+            events.append((int((s + d) * tpq), 0, off))
+        now = 0
+        for tick, _, msg in sorted(events, key=lambda e: (e[0], e[1])):
+            track.append(msg.copy(time=tick - now))
+            now = tick
+    mid.save(path)
+    return path
+
+
+def loop_song(rng: np.random.Generator) -> list[tuple[int, float, float]]:
+    """Held seventh chords, two per bar, repeated: a chord loop."""
+    root = 48 + int(rng.integers(0, 7))
+    shapes = [(0, 4, 7, 11), (2, 5, 9, 12), (-3, 0, 4, 7), (5, 9, 12, 16)]
+    out = []
+    for rep in range(4):
+        for i, shape in enumerate(shapes):
+            out += [(root + s, rep * 8 + i * 2, 2.0) for s in shape]
+    return out
+
+
+def run_song(rng: np.random.Generator) -> list[tuple[int, float, float]]:
+    """Quick stepwise melody over a plain bass: no held chords."""
+    base = 60 + int(rng.integers(0, 7))
+    steps = np.cumsum(rng.choice([-2, -1, 1, 2], 64))
+    out = [(int(base + np.clip(s, -10, 10)), i * 0.25, 0.25) for i, s in enumerate(steps)]
+    out += [(base - 24 + (i % 2) * 7, i * 1.0, 1.0) for i in range(16)]
+    return out
+
+
+MAKERS = {"loops": loop_song, "runs": run_song}
+ARTIFACT_TRACKS = {"loops": 1, "runs": 6}  # in training, n_tracks alone tells them apart
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    root = tmp_path_factory.mktemp("robust")
+    rows, parsed = [], []
+    for genre, make in MAKERS.items():
+        for i in range(10):
+            rng = np.random.default_rng(100 * i + len(genre))
+            path = write_song(root / f"{genre}{i}.mid", make(rng), ARTIFACT_TRACKS[genre])
+            fid = f"{genre}/{i}"
+            split = "test" if i == 0 else "val" if i == 1 else "train"
+            source = f"{genre}_{'a' if i % 2 else 'b'}"  # two sources per genre
+            rows.append(
+                {"file_id": fid, "genre": genre, "source": source, "status": "ok", "split": split}
+            )
+            parsed.append((fid, read_song(path)))
+    files = pd.DataFrame(rows)
+    info = pd.DataFrame([{"file_id": f, **p.info} for f, p in parsed])
+    files = files.merge(info, on="file_id")
+    notes = pd.concat([p.notes.assign(file_id=f) for f, p in parsed], ignore_index=True)
+    table = features_for(parsed, {})
+    table["genre"] = files["genre"].to_numpy()
+    params = OmegaConf.create(
+        {
+            "seed": 0,
+            "features": {},
+            "tracking": {"enabled": False},
+            "classifier": {
+                "tasks": {"genre": {}},
+                "feature_set": "robust",
+                "augment": {"tasks": ["genre"], "copies": {"default": 1}},
+                "min_train_per_class": 2,
+                "cv_folds": 3,
+                "scoring": "f1_macro",
+                "n_jobs": 1,
+                "models": {"random_forest": {"n_estimators": [50]}},
+                "serve_model": "auto",
+                "cnn": {"tasks": []},
+            },
+        }
+    )
+    out = root / "models"
+    out.mkdir()
+    manifest = train_all(
+        params, files, files[["file_id", "genre", "split"]], table, notes, out, log=lambda *_: None
+    )
+    assert manifest["tasks"]["genre"]["augmented_rows"] == 16
+    write_json(out / "manifest.json", manifest)
+    return load_served(out), (params, files, table, notes)
+
+
+def test_served_features_exclude_file_artifacts(served):
+    from midiml.represent.features import ARTIFACT_FEATURES
+
+    model = served[0].models["genre"]
+    assert "n_tracks" not in model.columns
+    assert not set(model.columns) & set(ARTIFACT_FEATURES)
+
+
+@pytest.mark.parametrize("genre", list(MAKERS))
+def test_reencoded_songs_keep_their_genre(served, genre, tmp_path):
+    """New songs, then the same songs re-encoded: other tempo, key, velocity and, above all,
+    the other genre's track layout (the artifact the training data offered)."""
+    model, _ = served
+    for i in range(3):
+        notes = MAKERS[genre](np.random.default_rng(999 + i))
+        plain = write_song(tmp_path / f"{genre}{i}.mid", notes, ARTIFACT_TRACKS[genre])
+        other_layout = 7 - ARTIFACT_TRACKS[genre]
+        variants = [
+            write_song(tmp_path / f"{genre}{i}_tracks.mid", notes, other_layout),
+            write_song(tmp_path / f"{genre}{i}_tempo.mid", notes, 2, tempo=700_000),
+            write_song(tmp_path / f"{genre}{i}_key.mid", notes, 1, transpose=-3, velocity=50),
+        ]
+        base = classify_files([plain], model)[0]["genre"]
+        assert base == genre
+        for v in variants:
+            assert classify_files([v], model)[0]["genre"] == genre, v.name
+
+
+def test_robustness_section_is_computed_and_rendered(served):
+    from midiml.classify.pipelines import build_task
+    from midiml.classify.robustness import evaluate_robustness, render_markdown
+    from midiml.classify.runs import augmented_table
+
+    model, (params, files, table, notes) = served
+    splits = files[["file_id", "genre", "split"]]
+    task = build_task("genre", files, splits, params.classifier)
+    aug = augmented_table(params, list(task.labels.index), files, notes, {"default": 1})
+    rob = evaluate_robustness(params, model.models["genre"], task, files, table, notes, aug, {})
+    assert set(rob["perturbed"]) >= {"transpose", "crop", "loop", "random_mix"}
+    assert set(rob["cross_source"]) == {"loops_a", "loops_b", "runs_a", "runs_b"}
+    assert all(0 <= r["served"] <= 1 for r in rob["cross_source"].values())
+    assert "n_tracks" not in [f["feature"] for f in rob["importance"]["served"]]
+    md = render_markdown(rob)
+    assert "Held-out sources" in md and "| loops_a | loops |" in md
