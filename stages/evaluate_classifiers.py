@@ -6,7 +6,6 @@ from pathlib import Path
 from midiml import tracking
 from midiml.classify.pipelines import build_task, load_model
 from midiml.classify.robustness import evaluate_robustness
-from midiml.classify.robustness import render_markdown as render_robustness
 from midiml.classify.runs import (
     CONCERN,
     augmented_table,
@@ -17,8 +16,8 @@ from midiml.classify.runs import (
 )
 from midiml.classify.serving import ModelsMissing, evaluate_blind, load_served
 from midiml.config import load_params
-from midiml.evaluate.classification import render_markdown
 from midiml.io import atomic_dir, write_metrics, write_text
+from midiml.report.classifiers import confusion_figure, render_markdown, render_robustness
 
 MODELS = Path("models/classifiers")
 BLIND = Path("data/blind")
@@ -64,7 +63,16 @@ def main() -> None:
     manifest = load_manifest(MODELS)
     with atomic_dir(PLOTS) as plot_dir, atomic_dir(FIGURES) as fig_dir:
         metrics, figures = evaluate_all(
-            params, manifest, MODELS, files, splits, table, notes, fig_dir, plot_dir
+            params,
+            manifest,
+            MODELS,
+            files,
+            splits,
+            table,
+            notes,
+            fig_dir,
+            plot_dir,
+            confusion_figure,
         )
     with atomic_dir(BLIND) as tmp:
         n = write_blind_folder(files, splits, tmp)

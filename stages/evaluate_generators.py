@@ -29,14 +29,16 @@ from midiml.represent.windows import EventData
 MODELS = Path("models/generators")
 
 
-def listening_section(results: dict, midi_dir: Path) -> tuple[dict, list[Path]]:
+def listening_section(cfg, results: dict, midi_dir: Path) -> tuple[dict, list[Path]]:
     """Listening metrics of every saved generator (window models, the token Transformer, the
     VAE) on the same held-out prompts, with the real continuations as the reference row."""
     continuers = {n: load_continuer(MODELS, n) for n in saved_models(MODELS)}
     notes = pd.read_parquet("data/interim/notes.parquet")
     splits = pd.read_parquet("data/interim/splits.parquet")
-    prompts = held_out_prompts(notes, splits)
-    samples = generate_samples(continuers, prompts)
+    prompts = held_out_prompts(
+        notes, splits, int(cfg.prompt_notes), float(cfg.seconds), int(cfg.n_prompts)
+    )
+    samples = generate_samples(continuers, prompts, float(cfg.seconds), int(cfg.seeds))
     table = listening.listening_table(
         [p["prompt"] for p in prompts], [p["real"] for p in prompts], samples
     )
@@ -91,7 +93,7 @@ def main() -> None:
             )
             shown = ("test_bits_per_note", "test_top1", "sample_repeat_rate", "sample_oa_mean")
             print(name, {k: results[name][k] for k in shown})
-        table, listening_files = listening_section(results, midi_dir)
+        table, listening_files = listening_section(params.model.listening, results, midi_dir)
     listening_files = [Path("data/samples") / f.name for f in listening_files]
     tracking.log_evaluation(params, "generation", "listening", None, listening.flat(table), [])
     ablation_file = Path("models/ffnn_ablation/results.json")

@@ -1,11 +1,13 @@
-"""DVC stage `tokens`: every split song as REMI tokens (+ transposed copies of the training
-songs) -> data/processed/tokens.npz, and the tokenizer's config -> data/processed/tokenizer.json."""
+"""DVC stage `tokens`: every split song of the generators' sources as REMI tokens (+ transposed
+copies of the training songs) -> data/processed/tokens.npz, and the tokenizer's config ->
+data/processed/tokenizer.json."""
 
 import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
 from midiml.config import load_params
+from midiml.data.split import used_files
 from midiml.io import atomic_path
 from midiml.represent.tokens import build_token_dataset, make_tokenizer, save_tokenizer
 
@@ -14,9 +16,13 @@ TOKENIZER = "data/processed/tokenizer.json"
 
 
 def main() -> None:
-    cfg = load_params().model.tokens
-    notes = pd.read_parquet("data/interim/notes.parquet")
+    params = load_params()
+    cfg = params.model.tokens
+    files = pd.read_parquet("data/interim/files.parquet")
+    keep = used_files(files, params.model.windows.get("sources"))  # the generators' sources
     splits = pd.read_parquet("data/interim/splits.parquet")
+    splits = splits[splits["file_id"].isin(keep)]
+    notes = pd.read_parquet("data/interim/notes.parquet", filters=[("file_id", "in", keep)])
     tokenizer = make_tokenizer(
         sorted(splits["genre"].unique()),
         OmegaConf.to_container(cfg.beat_res),

@@ -156,3 +156,20 @@ def pytest_collection_modifyitems(config, items) -> None:
     for item in items:
         if "mirror" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.mirror)
+
+
+def classifier_models(**grids: dict) -> dict:
+    """``classifier.models`` for tests: each named model's real estimator config (conf/) with
+    a small grid, e.g. ``classifier_models(logreg={"C": [1.0]})``."""
+    from omegaconf import OmegaConf
+
+    from midiml.config import compose_defaults
+
+    real = OmegaConf.create(compose_defaults(conf_dir=str(REPO / "conf")))["classifier"]["models"]
+    return {
+        name: {
+            "estimator": OmegaConf.to_container(real[name].estimator, resolve=True),
+            "grid": grid,
+        }
+        for name, grid in grids.items()
+    }

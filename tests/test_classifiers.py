@@ -17,7 +17,8 @@ from midiml.classify.pipelines import (
     save_model,
 )
 from midiml.evaluate import classification as ev
-from tests.conftest import tiny_params
+from midiml.report import classifiers as classifiers_page
+from tests.conftest import classifier_models, tiny_params
 
 CFG = OmegaConf.create(
     {
@@ -30,11 +31,9 @@ CFG = OmegaConf.create(
         "cv_folds": 3,
         "scoring": "f1_macro",
         "n_jobs": 1,
-        "models": {
-            "logreg": {"C": [0.1, 10.0]},
-            "random_forest": {"n_estimators": [20]},
-            "svm": {"C": [1.0]},
-        },
+        "models": classifier_models(
+            logreg={"C": [0.1, 10.0]}, random_forest={"n_estimators": [20]}, svm={"C": [1.0]}
+        ),
     }
 )
 
@@ -184,7 +183,7 @@ def test_markdown_has_tables_seed_figures_and_skip_reasons():
             "composer": {"skipped": "1 class(es) with enough songs; need 2"},
         }
     }
-    md = ev.render_markdown(metrics, {"chopin_vs_other/logreg": "figures/x.png"})
+    md = classifiers_page.render_markdown(metrics, {"chopin_vs_other/logreg": "figures/x.png"})
     assert "| logreg | 0.750 | 0.700 | 0.800 | 0.600 | 1.000 |" in md
     assert "validation accuracy 0.72, test accuracy 0.56" in md
     assert "Skipped: 1 class(es)" in md and "![chopin_vs_other logreg" in md

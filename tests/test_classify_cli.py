@@ -19,7 +19,7 @@ from midiml.classify.runs import train_all
 from midiml.classify.serving import features_for, read_song
 from midiml.cli import app
 from midiml.io import write_json
-from tests.conftest import write_midi
+from tests.conftest import classifier_models, write_midi
 
 GENRES = {"low": (30, 2.0), "mid": (60, 1.0), "high": (90, 0.25)}  # base pitch, note length
 runner = CliRunner()
@@ -70,7 +70,7 @@ def models(tmp_path_factory) -> Path:
                 "cv_folds": 3,
                 "scoring": "f1_macro",
                 "n_jobs": 1,
-                "models": {"logreg": {"C": [1.0]}},
+                "models": classifier_models(logreg={"C": [1.0]}),
                 "serve_model": "auto",
                 "cnn": {"tasks": []},
             },

@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from midiml.classify.runs import train_all
 from midiml.classify.serving import classify_files, features_for, load_served, read_song
 from midiml.io import write_json
+from tests.conftest import classifier_models
 
 
 def write_song(
@@ -107,7 +108,7 @@ def served(tmp_path_factory):
                 "cv_folds": 3,
                 "scoring": "f1_macro",
                 "n_jobs": 1,
-                "models": {"random_forest": {"n_estimators": [50]}},
+                "models": classifier_models(random_forest={"n_estimators": [50]}),
                 "serve_model": "auto",
                 "cnn": {"tasks": []},
             },
@@ -153,8 +154,9 @@ def test_reencoded_songs_keep_their_genre(served, genre, tmp_path):
 
 def test_robustness_section_is_computed_and_rendered(served):
     from midiml.classify.pipelines import build_task
-    from midiml.classify.robustness import evaluate_robustness, render_markdown
+    from midiml.classify.robustness import evaluate_robustness
     from midiml.classify.runs import augmented_table
+    from midiml.report.classifiers import render_robustness as render_markdown
 
     model, (params, files, table, notes) = served
     splits = files[["file_id", "genre", "split"]]

@@ -200,3 +200,24 @@ if __name__ == "__main__":
         write_deps()
     for stage_name, stage in stages().items():
         print(stage_name, needed_deps(script_of(stage["cmd"])))
+
+
+def test_no_function_level_imports_of_the_project():
+    """The library imports its own modules at the top (heavy third-party imports may wait);
+    only the CLI entry point defers them, to start fast."""
+    offenders = []
+    for f in LIB.rglob("*.py"):
+        if f.name == "cli.py":
+            continue
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                for inner in ast.walk(node):
+                    if isinstance(inner, ast.ImportFrom) and (inner.module or "").startswith(
+                        "midiml"
+                    ):
+                        offenders.append(f"{f.relative_to(REPO)}:{inner.lineno}")
+                    elif isinstance(inner, ast.Import) and any(
+                        a.name.startswith("midiml") for a in inner.names
+                    ):
+                        offenders.append(f"{f.relative_to(REPO)}:{inner.lineno}")
+    assert offenders == []

@@ -18,20 +18,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from hydra.utils import instantiate
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.ensemble import (
-    ExtraTreesClassifier,
-    HistGradientBoostingClassifier,
-    RandomForestClassifier,
-)
-from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.svm import SVC
+
+from midiml.io import atomic_path
+from midiml.represent.features import ARTIFACT_FEATURES
 
 TASKS = ("genre", "composer", "chopin_vs_other")
-FEATURE_MODELS = ("logreg", "random_forest", "extra_trees", "svm", "hist_gb")
 VOTE = "vote"  # soft vote of the tuned feature models (``classifier.vote``)
 ID_COLUMNS = ("file_id", "genre")
 
@@ -118,7 +114,6 @@ def feature_columns(table: pd.DataFrame, feature_set: str = "all") -> list[str]:
     """Numeric columns of the feature table except the identifiers; ``robust`` also leaves out
     the file-artifact features (track layout, tempo map, velocities, beat grid, length, key),
     which tell sources apart rather than genres."""
-    from midiml.represent.features import ARTIFACT_FEATURES
 
     if feature_set not in ("all", "robust"):
         raise ValueError(f"unknown feature set {feature_set!r}; expected all or robust")
@@ -134,21 +129,11 @@ def feature_matrix(table: pd.DataFrame, ids: list[str], columns: list[str]) -> n
     return t.loc[ids, columns].to_numpy(dtype=np.float64)
 
 
-def make_pipeline(model: str, seed: int) -> Pipeline:
-    """Scaler + estimator; the scaler is refitted on whatever the pipeline is fitted on."""
-    if model == "logreg":
-        est = LogisticRegression(max_iter=5000, random_state=seed)
-    elif model == "random_forest":
-        est = RandomForestClassifier(random_state=seed, n_jobs=1)
-    elif model == "extra_trees":
-        est = ExtraTreesClassifier(random_state=seed, n_jobs=1)
-    elif model == "svm":
-        est = SVC(random_state=seed)
-    elif model == "hist_gb":
-        est = HistGradientBoostingClassifier(random_state=seed)
-    else:
-        raise ValueError(f"unknown model {model!r}; expected one of {FEATURE_MODELS}")
-    return Pipeline([("scale", StandardScaler()), ("clf", est)])
+def make_pipeline(model_cfg: Any, scaler_cfg: Any = None) -> Pipeline:
+    """Scaler + estimator, both built from config (``_target_``); the scaler is refitted on
+    whatever the pipeline is fitted on."""
+    scaler = instantiate(scaler_cfg) if scaler_cfg else StandardScaler()
+    return Pipeline([("scale", scaler), ("clf", instantiate(model_cfg.estimator))])
 
 
 def param_grid(grid_cfg: Any) -> dict[str, list]:
@@ -249,8 +234,8 @@ def fit_feature_model(
         raise TaskSkipped("a class has fewer than 2 training songs: no cross-validation")
     start = time.perf_counter()
     search = GridSearchCV(
-        make_pipeline(model, seed),
-        param_grid(cfg.models[model]),
+        make_pipeline(cfg.models[model], cfg.get("scaler")),
+        param_grid(cfg.models[model].grid),
         scoring=str(cfg.scoring),
         cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
         n_jobs=int(cfg.get("n_jobs", 1)),
@@ -264,13 +249,15 @@ def fit_feature_model(
         X = np.vstack([X, augmented[0]])
         y = np.concatenate([y, augmented[1]])
         pipeline = pipeline.fit(X, y)
-    if model == "svm":  # SVC has no probabilities of its own: calibrate the tuned SVC (Platt)
+    if not hasattr(pipeline.named_steps["clf"], "predict_proba"):
+        # e.g. SVC has no probabilities of its own: calibrate the tuned estimator (Platt)
         calibrated = CalibratedClassifierCV(
             pipeline.named_steps["clf"],
             ensemble=False,
             cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
         )
-        pipeline = Pipeline([("scale", StandardScaler()), ("clf", calibrated)]).fit(X, y)
+        pipeline = Pipeline([("scale", pipeline.named_steps["scale"]), ("clf", calibrated)])
+        pipeline = pipeline.fit(X, y)
     return FittedModel(
         task.name,
         model,
@@ -352,8 +339,6 @@ def fit_vote(
 
 def save_model(fitted: FittedModel, path: str | Path) -> None:
     import joblib
-
-    from midiml.io import atomic_path
 
     with atomic_path(path) as tmp:
         joblib.dump(fitted, tmp)

@@ -144,60 +144,6 @@ def importance_before_after(
     }
 
 
-def render_markdown(rob: dict[str, Any]) -> str:
-    """The robustness section of ``reports/classifiers.md``."""
-    if rob.get("skipped"):
-        return f"## Robustness\n\nSkipped: {rob['skipped']}\n"
-    lines = [
-        "## Robustness (genre)",
-        "",
-        f"Served model: `{rob['model']}` on {len(rob['columns'])} source-robust features "
-        "(file artifacts left out: track layout, tempo map, velocities, beat grid, length, "
-        "key).",
-        "",
-        "### Re-encoded test songs",
-        "",
-        f"Clean test accuracy {rob['clean_accuracy']:.3f}. Each test song re-encoded "
-        "(represent/perturb.py), features recomputed:",
-        "",
-        "| re-encoding | accuracy | " + " | ".join(rob["genres"]) + " |",
-        "|---|---:|" + "---:|" * len(rob["genres"]),
-    ]
-    for how, r in rob["perturbed"].items():
-        per = " | ".join(f"{r['per_genre'].get(g, float('nan')):.3f}" for g in rob["genres"])
-        lines.append(f"| {how} | {r['accuracy']:.3f} | {per} |")
-    lines += [
-        "",
-        "### Held-out sources",
-        "",
-        "Trained on every other source (songs of all splits, with their re-encoded copies), "
-        "tested on the held-out source; only genres with two or more sources.",
-        "",
-        "| held-out source | genre | songs | served (robust) | same model, all features |",
-        "|---|---|---:|---:|---:|",
-    ]
-    for src, r in rob["cross_source"].items():
-        lines.append(
-            f"| {src} | {r['genre']} | {r['n']} | {r['served']:.3f} | {r['all_features']:.3f} |"
-        )
-    lines += [
-        "",
-        "### What the model relies on (permutation importance on the test split)",
-        "",
-        "| rank | served model | drop | all features (before) | drop |",
-        "|---:|---|---:|---|---:|",
-    ]
-    after, before = rob["importance"]["served"], rob["importance"]["all_features"]
-    for i in range(max(len(after), len(before))):
-        a = after[i] if i < len(after) else {"feature": "", "importance": float("nan")}
-        b = before[i] if i < len(before) else {"feature": "", "importance": float("nan")}
-        lines.append(
-            f"| {i + 1} | {a['feature']} | {a['importance']:.3f} | {b['feature']} | "
-            f"{b['importance']:.3f} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
 def evaluate_robustness(
     params: Any,
     fitted: FittedModel,

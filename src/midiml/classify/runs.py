@@ -18,13 +18,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from midiml import tracking
+from midiml.classify.cnn import PianoRollCNNClassifier, load_cnn, predict_songs
 from midiml.classify.pipelines import (
-    FEATURE_MODELS,
     TASKS,
     VOTE,
     TaskData,
     TaskSkipped,
     build_task,
+    feature_columns,
     feature_matrix,
     fit_feature_model,
     fit_vote,
@@ -32,6 +34,10 @@ from midiml.classify.pipelines import (
     save_model,
 )
 from midiml.evaluate import classification as ev
+from midiml.io import atomic_path, save_figure
+from midiml.represent.features import extract_features
+from midiml.represent.perturb import perturb_songs
+from midiml.represent.pianoroll import RollSpec, song_rolls
 
 CONCERN = "classification"
 
@@ -47,7 +53,6 @@ def _plain(cfg: Any) -> Any:
 
 
 def _rolls_for(notes: pd.DataFrame | None, roll_cfg: Any, ids: list[str]) -> list:
-    from midiml.represent.pianoroll import RollSpec, song_rolls
 
     rolls = song_rolls(notes, RollSpec.from_params(roll_cfg), ids)
     return [rolls[i] for i in ids]
@@ -78,7 +83,6 @@ def train_all(
     log=print,
 ) -> dict[str, Any]:
     """Fit every configured model of every task into ``out_dir``; return the manifest."""
-    from midiml import tracking
 
     cfg, seed = params.classifier, int(params.seed)
     manifest: dict[str, Any] = {"features": _plain(params.get("features", {})), "tasks": {}}
@@ -134,7 +138,9 @@ def train_all(
             )
         if name in cnn_tasks:
             entry["models"]["cnn"] = _train_cnn(params, task, notes, out_dir, log)
-        entry["serve"] = _served_model(entry["models"], str(cfg.get("serve_model", "auto")))
+        entry["serve"] = _served_model(
+            entry["models"], str(cfg.get("serve_model", "auto")), [*cfg.models, VOTE]
+        )
         manifest["tasks"][name] = entry
     return manifest
 
@@ -144,8 +150,6 @@ def augmented_table(
 ) -> pd.DataFrame:
     """Feature rows of random re-encodings of songs ``ids`` (``copies[genre]`` per song,
     ``copies['default']`` for other genres); ids ``<song>#aug<k>``, genre kept."""
-    from midiml.represent.features import extract_features
-    from midiml.represent.perturb import perturb_songs
 
     seed = int(params.seed)
     genre = files.set_index("file_id")["genre"].astype(str)
@@ -174,7 +178,6 @@ def _augmented(
     log,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """(X, y) of re-encoded training songs for the task, when ``classifier.augment`` asks."""
-    from midiml.classify.pipelines import feature_columns
 
     aug = params.classifier.get("augment")
     if not aug or notes is None or task.name not in list(aug.get("tasks", [])):
@@ -201,7 +204,6 @@ def _log_fit(fitted: Any) -> None:
 def _train_cnn(
     params: Any, task: TaskData, notes: pd.DataFrame | None, out_dir: Path, log
 ) -> dict[str, Any]:
-    from midiml.classify.cnn import PianoRollCNNClassifier
 
     if notes is None:
         return {"skipped": "no note table given"}
@@ -242,7 +244,7 @@ def _train_cnn(
     }
 
 
-def _served_model(models: dict[str, Any], wanted: str) -> str | None:
+def _served_model(models: dict[str, Any], wanted: str, order: list[str]) -> str | None:
     """The feature model the CLI uses: the configured one, or the best by CV on train."""
     feats = {m: v for m, v in models.items() if v.get("kind") == "features"}
     if not feats:
@@ -251,7 +253,7 @@ def _served_model(models: dict[str, Any], wanted: str) -> str | None:
         if wanted not in feats:
             raise ValueError(f"classifier.serve_model={wanted!r} was not trained")
         return wanted
-    order = [*FEATURE_MODELS, VOTE]  # ties go to the simpler model
+    # ties go to the model listed first in the config (the simpler ones come first)
     return max(feats, key=lambda m: (feats[m]["cv_macro_f1"], -order.index(m)))
 
 
@@ -269,7 +271,6 @@ def song_predictor(
     if info["kind"] == "features":
         fitted = load_model(model_dir / info["file"])
         return lambda ids: fitted.predict(feature_matrix(table, ids, fitted.columns))
-    from midiml.classify.cnn import load_cnn, predict_songs
 
     module = load_cnn(model_dir / info["file"])
     classes = np.asarray(module.hparams.classes, dtype=object)
@@ -288,10 +289,13 @@ def evaluate_all(
     notes: pd.DataFrame | None,
     fig_dir: Path,
     plot_dir: Path,
+    confusion_figure: Any,
     log=print,
 ) -> tuple[dict, dict[str, str]]:
-    """Test (and validation) scores of every trained model; figures and plot tables written."""
-    from midiml.io import save_figure
+    """Test (and validation) scores of every trained model; figures and plot tables written.
+
+    ``confusion_figure(cm, labels, title)`` draws a confusion matrix (the report's drawing).
+    """
 
     cfg = params.classifier
     roll_cfg = cfg.cnn.roll if cfg.get("cnn") else None
@@ -330,7 +334,7 @@ def evaluate_all(
                 m["cv_macro_f1"] = info["cv_macro_f1"]
             cm = ev.confusion(y_test, pred, task.classes)  # full table: plots CSV and PNG
             fig_path = fig_dir / f"confusion_{name}_{model}.png"
-            fig = ev.confusion_figure(cm, task.classes, f"{name} / {model} (test songs)")
+            fig = confusion_figure(cm, task.classes, f"{name} / {model} (test songs)")
             save_figure(fig, fig_path)
             import matplotlib.pyplot as plt
 
@@ -358,7 +362,6 @@ def evaluate_all(
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> None:
-    from midiml.io import atomic_path
 
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False)
@@ -369,8 +372,6 @@ def _log_eval(run_id: str | None, params: Any, m: dict[str, Any], fig_path: Path
     if not run_id:
         return
     import mlflow
-
-    from midiml import tracking
 
     with tracking.evaluation_run(params, CONCERN, run_id, "evaluation") as run:
         if run is None:

@@ -20,6 +20,7 @@ import pandas as pd
 from midiml.classify.pipelines import FittedModel, load_model
 from midiml.data.midi import MidiParseError, read_user_file
 from midiml.evaluate.classification import scores
+from midiml.represent.features import extract_features
 
 MIDI_SUFFIXES = {".mid", ".midi"}
 MANIFEST = "manifest.json"
@@ -62,7 +63,6 @@ def load_served(model_dir: str | Path = "models/classifiers") -> Served:
 
 def features_for(parsed: list[tuple[str, Any]], feature_params: dict[str, Any]) -> pd.DataFrame:
     """Feature rows for parsed files [(file_id, ParsedMidi)], as the features stage makes them."""
-    from midiml.represent.features import extract_features
 
     files = pd.DataFrame(
         [{"file_id": fid, "genre": "", "status": "ok", **p.info} for fid, p in parsed]

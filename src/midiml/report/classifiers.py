@@ -1,0 +1,210 @@
+"""reports/classifiers.md and its figures: scores beside baselines, confusion matrices, the
+robustness section (re-encodings, held-out sources, what the served model relies on)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+TASK_ORDER = ("genre", "composer", "chopin_vs_other")
+# The seed study's published figures (for comparison only; never used in our numbers).
+SEED_FIGURES = {
+    "chopin_vs_other": {"model": "CNN on piano rolls", "val_accuracy": 0.72, "test_accuracy": 0.56},
+}
+
+
+def confusion_figure(cm: np.ndarray, labels: Sequence[str], title: str):
+    """Counts per (actual, predicted), rows = actual."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(labels)
+    size = max(3.2, 0.45 * n + 1.8)
+    fig, ax = plt.subplots(figsize=(size + 0.8, size))
+    im = ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(n), labels, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(n), labels, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual")
+    thresh = cm.max() / 2 if cm.size and cm.max() > 0 else 0.5
+    for i in range(n):
+        for j in range(n):
+            ax.text(
+                j,
+                i,
+                str(int(cm[i, j])),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if cm[i, j] > thresh else "black",
+            )
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    return fig
+
+
+def _f(v: Any) -> str:
+    return "–" if v is None else f"{v:.3f}"
+
+
+def render_markdown(metrics: dict[str, Any], figures: dict[str, str]) -> str:
+    """``reports/classifiers.md``: per task a table of test scores, baselines and figures."""
+    lines = [
+        "# Classifiers",
+        "",
+        "Test-split scores of every model, computed by the `evaluate_classifiers` stage "
+        "(`reports/metrics/classifiers.json`). Scalers and hyperparameters were fitted "
+        "on the training split only (grid search with stratified CV there); `vote` is "
+        "the mean probability of the tuned feature models; the CNN "
+        "early-stops on the validation split and predicts a song by averaging its "
+        "crops' probabilities.",
+        "",
+    ]
+    tasks = metrics.get("tasks", {})
+    order = {t: i for i, t in enumerate(TASK_ORDER)}
+    for task in sorted(tasks, key=lambda t: (order.get(t, len(order)), t)):
+        res = tasks[task]
+        lines += [f"## {task}", ""]
+        if res.get("skipped"):
+            lines += [f"Skipped: {res['skipped']}", ""]
+            continue
+        binary = "f05" in res.get("majority", {})
+        lines.append(
+            f"Classes: {', '.join(res['classes'])}; songs train/val/test "
+            f"{res['n_train']}/{res['n_val']}/{res['n_test']}."
+        )
+        lines.append("")
+        head = (
+            "| model | accuracy | macro-F1 |"
+            + (" F0.5 |" if binary else "")
+            + " CV macro-F1 (train) | val accuracy |"
+        )
+        lines += [head, "|---|" + "---:|" * (head.count("|") - 2)]
+        rows = [
+            (name + (" (piano roll)" if name == "cnn" else ""), m)
+            for name, m in res["models"].items()
+        ]
+        rows.append(
+            ("majority baseline (" + str(res["majority"]["predicts"]) + ")", res["majority"])
+        )
+        if "naive_positive" in res:
+            rows.append((f"naive: all {res['positive']}", res["naive_positive"]))
+        for name, m in rows:
+            if m.get("skipped"):
+                lines.append(f"| {name} | skipped: {m['skipped']} |")
+                continue
+            cells = [_f(m.get("accuracy")), _f(m.get("macro_f1"))]
+            if binary:
+                cells.append(_f(m.get("f05")))
+            cells += [_f(m.get("cv_macro_f1")), _f(m.get("val_accuracy"))]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        seed = SEED_FIGURES.get(task)
+        if seed:
+            lines += [
+                "",
+                f"Seed study ({seed['model']}): validation accuracy "
+                f"{seed['val_accuracy']:.2f}, test accuracy {seed['test_accuracy']:.2f} "
+                "(their data and split; quoted for comparison).",
+            ]
+        best, selected = res.get("best"), res.get("selected")
+        if best:
+            lines += ["", f"Best on test: **{best}**."]
+        if selected in res["models"]:
+            sel = res["models"][selected]
+            lines += [
+                "",
+                f"Chosen without looking at test songs (best validation macro-F1): "
+                f"**{selected}**, test accuracy {_f(sel['accuracy'])}, macro-F1 "
+                f"{_f(sel['macro_f1'])}. `midiml classify` serves "
+                f"**{res.get('serve')}** (best CV score on the training split).",
+            ]
+        lines.append("")
+        for model in res["models"]:
+            fig = figures.get(f"{task}/{model}")
+            if fig:
+                lines.append(f"![{task} {model} confusion matrix]({fig})")
+        lines.append("")
+    blind = metrics.get("blind_test")
+    if blind:
+        lines += ["## Blind evaluation of the held-out test songs", ""]
+        if blind.get("skipped"):
+            lines += [f"Skipped: {blind['skipped']}", ""]
+        else:
+            lines += [
+                "The test split's raw MIDI files were copied to "
+                f"`{blind['folder']}/<genre>/` "
+                f"and classified by `midiml evaluate-blind` (model `{blind['model']}`), "
+                "which parses each file afresh, as a user's file would be.",
+                "",
+                "| genre | files | accuracy |",
+                "|---|---:|---:|",
+            ]
+            for g, r in blind["per_genre"].items():
+                lines.append(f"| {g} | {r['n']} | {_f(r['accuracy'])} |")
+            lines += [
+                f"| **overall** | {blind['overall']['n']} | {_f(blind['overall']['accuracy'])} |",
+                "",
+                f"Overall macro-F1 {_f(blind['overall']['macro_f1'])}; unreadable files "
+                f"skipped: {len(blind['skipped_files'])}.",
+                "",
+            ]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_robustness(rob: dict[str, Any]) -> str:
+    """The robustness section of ``reports/classifiers.md``."""
+    if rob.get("skipped"):
+        return f"## Robustness\n\nSkipped: {rob['skipped']}\n"
+    lines = [
+        "## Robustness (genre)",
+        "",
+        f"Served model: `{rob['model']}` on {len(rob['columns'])} source-robust features "
+        "(file artifacts left out: track layout, tempo map, velocities, beat grid, length, "
+        "key).",
+        "",
+        "### Re-encoded test songs",
+        "",
+        f"Clean test accuracy {rob['clean_accuracy']:.3f}. Each test song re-encoded "
+        "(represent/perturb.py), features recomputed:",
+        "",
+        "| re-encoding | accuracy | " + " | ".join(rob["genres"]) + " |",
+        "|---|---:|" + "---:|" * len(rob["genres"]),
+    ]
+    for how, r in rob["perturbed"].items():
+        per = " | ".join(f"{r['per_genre'].get(g, float('nan')):.3f}" for g in rob["genres"])
+        lines.append(f"| {how} | {r['accuracy']:.3f} | {per} |")
+    lines += [
+        "",
+        "### Held-out sources",
+        "",
+        "Trained on every other source (songs of all splits, with their re-encoded copies), "
+        "tested on the held-out source; only genres with two or more sources.",
+        "",
+        "| held-out source | genre | songs | served (robust) | same model, all features |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for src, r in rob["cross_source"].items():
+        lines.append(
+            f"| {src} | {r['genre']} | {r['n']} | {r['served']:.3f} | {r['all_features']:.3f} |"
+        )
+    lines += [
+        "",
+        "### What the model relies on (permutation importance on the test split)",
+        "",
+        "| rank | served model | drop | all features (before) | drop |",
+        "|---:|---|---:|---|---:|",
+    ]
+    after, before = rob["importance"]["served"], rob["importance"]["all_features"]
+    for i in range(max(len(after), len(before))):
+        a = after[i] if i < len(after) else {"feature": "", "importance": float("nan")}
+        b = before[i] if i < len(before) else {"feature": "", "importance": float("nan")}
+        lines.append(
+            f"| {i + 1} | {a['feature']} | {a['importance']:.3f} | {b['feature']} | "
+            f"{b['importance']:.3f} |"
+        )
+    return "\n".join(lines) + "\n"
