@@ -212,12 +212,12 @@ def test_no_function_level_imports_of_the_project():
         for node in ast.walk(ast.parse(f.read_text())):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 for inner in ast.walk(node):
-                    if isinstance(inner, ast.ImportFrom) and (inner.module or "").startswith(
-                        "midiml"
-                    ):
-                        offenders.append(f"{f.relative_to(REPO)}:{inner.lineno}")
-                    elif isinstance(inner, ast.Import) and any(
-                        a.name.startswith("midiml") for a in inner.names
-                    ):
+                    if isinstance(inner, ast.ImportFrom):
+                        names = [inner.module or ""]
+                    elif isinstance(inner, ast.Import):
+                        names = [a.name for a in inner.names]
+                    else:
+                        continue
+                    if any(n == "midiml" or n.startswith("midiml.") for n in names):
                         offenders.append(f"{f.relative_to(REPO)}:{inner.lineno}")
     assert offenders == []
