@@ -44,6 +44,7 @@ params: setup       ## rewrite params.yaml as the composition of conf/ defaults
 bench: setup        ## speed benchmarks -> reports/metrics/benchmarks.json (SIZES: synthetic collection sizes)
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/scale.py --sizes $(SIZES)
+	$(BIN)/python benchmarks/continue_speed.py   # needs the trained generators (after make repro)
 
 SIZES ?= 1000,5000,20000,50000
 TRAINER ?= cpu
