@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-SECTIONS = ["dataset", "clustering", "generators", "classifiers", "benchmarks"]
+SECTIONS = ["dataset", "clustering", "generators", "vae", "classifiers", "benchmarks"]
 
 
 def _demote(md: str) -> str:
