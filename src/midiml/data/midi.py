@@ -85,6 +85,7 @@ class Scan:
     n_tracks: int
     n_messages: int
     hanging_notes: int
+    channels: int = 0  # bit c set: channel c plays notes (what a new track must avoid)
 
 
 def _track_reason(code: int, arg1: int, arg2: int, number: int) -> str:
@@ -111,8 +112,9 @@ def _scan_track(
     start: int,
     end: int,
     number: int,
-) -> tuple[bytes, int, int]:
-    """Check one MTrk body; return (body with hanging notes closed, messages, hanging notes).
+) -> tuple[bytes, int, int, int]:
+    """Check one MTrk body; return (body with hanging notes closed, messages, hanging notes,
+    channels with notes as a bit mask).
 
     ``loop`` walks the events of ``data`` (``buf`` itself, or as uint8 for the compiled loop);
     ``counts`` and ``order`` are its work arrays (``counts`` all -1, and left so).
@@ -126,8 +128,11 @@ def _scan_track(
     for k in keys:
         counts[k] = -1  # ready for the next track
     hanging = sum(open_counts)
+    channels = 0
+    for k in keys:
+        channels |= 1 << (k // 128)
     if not hanging:
-        return buf[start:end], n_messages, 0
+        return buf[start:end], n_messages, 0, channels
     # Close each hanging note at the track's last tick: the end-of-track delta, then note-offs.
     closing = bytearray()
     if eot_at < end:
@@ -146,7 +151,7 @@ def _scan_track(
             closing += bytes([0x80 | channel, pitch, 0])
             first = False
     closing += b"\x00\xff\x2f\x00"
-    return buf[start:eot_at] + bytes(closing), n_messages, hanging
+    return buf[start:eot_at] + bytes(closing), n_messages, hanging, channels
 
 
 def scan_smf(buf: bytes) -> Scan:
@@ -174,7 +179,7 @@ def scan_smf(buf: bytes) -> Scan:
         raise _Bad("no tracks")
     if ntracks > MAX_TRACKS:
         raise _Bad(f"too many tracks: {ntracks} > {MAX_TRACKS}")
-    i, tracks, n_messages, hanging = 8 + hlen, [], 0, 0
+    i, tracks, n_messages, hanging, channels = 8 + hlen, [], 0, 0, 0
     if smf_scan.compiled_loaded():  # the ingest loads it; one small file is faster without
         loop, data = smf_scan.load_compiled(), np.frombuffer(buf, dtype=np.uint8)
         counts: Any = np.full(smf_scan.N_KEYS, -1, dtype=np.int64)
@@ -192,10 +197,11 @@ def scan_smf(buf: bytes) -> Scan:
             )
         if kind == b"MTrk":
             end = body + length
-            out, n, h = _scan_track(buf, loop, data, counts, order, body, end, len(tracks))
+            out, n, h, ch = _scan_track(buf, loop, data, counts, order, body, end, len(tracks))
             tracks.append(out)
             n_messages += n
             hanging += h
+            channels |= ch
         elif not kind.isalnum():  # unknown chunks are skipped, garbage is not a chunk
             raise _Bad(f"bad chunk after track {len(tracks)}")
         else:
@@ -205,10 +211,10 @@ def scan_smf(buf: bytes) -> Scan:
         raise _Bad(f"truncated file: header says {ntracks} tracks, found {len(tracks)}")
     if hlen == 6 and fmt <= 1 and not skipped and not hanging:
         # Already canonical (most files): the same bytes the rebuild below would give.
-        return Scan(buf[:i], len(tracks), n_messages, hanging)
+        return Scan(buf[:i], len(tracks), n_messages, hanging, channels)
     canonical = b"MThd" + struct.pack(">IHHH", 6, min(fmt, 1), len(tracks), division)
     canonical += b"".join(b"MTrk" + struct.pack(">I", len(t)) + t for t in tracks)
-    return Scan(canonical, len(tracks), n_messages, hanging)
+    return Scan(canonical, len(tracks), n_messages, hanging, channels)
 
 
 def use_compiled_scan() -> None:

@@ -9,22 +9,23 @@ streams of the evaluation's samples.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-import mido
 import numpy as np
+import symusic
 from hydra.utils import get_class
 
-from midiml.data.midi import MidiParseError, read_user_file, scan_smf
+from midiml.data.midi import read_user_file, scan_smf
 from midiml.generate.base import load_generator, read_meta
 from midiml.generate.prompted import SamplingGuards, WindowContinuer
 from midiml.generate.songfile import (
     TempoMap,
-    append_continuation,
-    beats_per_bar,
+    beats_per_bar_of,
+    continuation_track,
+    free_channel_of,
+    notes_columns,
     prompt_track,
-    read_notes,
+    with_track,
 )
 from midiml.io import atomic_path
 from midiml.represent.audio import render_wav
@@ -43,7 +44,6 @@ def onsets(events: np.ndarray) -> np.ndarray:
 def write_midi(events: np.ndarray, path: str | Path, program: int = 0) -> None:
     """Write events ``[pitch, velocity, delta_onset, duration]`` as a one-track MIDI file at
     120 qpm (atomically). Vectorised through symusic: 200,000 notes in well under a second."""
-    import symusic
 
     ev = np.asarray(events, np.float64).reshape(-1, 4)
     start = onsets(ev) if len(ev) else np.zeros(0)
@@ -123,27 +123,23 @@ def continue_file(
 ) -> list[dict[str, object]]:
     """Write ``variations`` files: the user's file untouched plus one continuation track each.
 
-    The file is first judged by the same rules as the ingest stage (``read_user_file``); a
-    file the byte scan had to repair (notes never switched off) is copied in its repaired form.
+    The file is first judged by the same rules as the ingest stage (``read_user_file``); its
+    track chunks are then copied byte for byte (a file the scan had to repair, e.g. notes never
+    switched off, in its repaired form) and the continuation appended as one more track.
     """
     if variations < 1:
         raise ContinueError(f"--variations must be at least 1, got {variations}")
-    read_user_file(song)  # MidiParseError: one line naming the file and the reason
-    try:
-        original = mido.MidiFile(str(song))
-    except Exception:  # noqa: BLE001 - mido is stricter than the scan: use the canonical copy
-        try:
-            original = mido.MidiFile(file=io.BytesIO(scan_smf(Path(song).read_bytes()).data))
-        except Exception as exc:  # noqa: BLE001
-            raise MidiParseError(song, f"unreadable MIDI: {exc}") from None
-    notes = read_notes(original)
+    parsed = read_user_file(song)  # MidiParseError: one line naming the file and the reason
+    scan = scan_smf(Path(song).read_bytes())  # the checked (canonical) bytes we append to
+    score = symusic.Score.from_midi(scan.data)
+    tempo_map = TempoMap.of_score(score)
+    notes = notes_columns(parsed.notes)
     prompt = prompt_track(notes)
     if len(prompt["pitch"]) == 0:
         raise ContinueError(f"{song}: no (non-drum) notes to continue from")
     end = float((prompt["onset_s"] + prompt["duration_s"]).max())
     if bars is not None:
-        qpm = TempoMap.of(original).qpm_at(end)
-        seconds = bars * beats_per_bar(original) * 60.0 / qpm
+        seconds = bars * beats_per_bar_of(score) * 60.0 / tempo_map.qpm_at(end)
     if seconds is None or seconds <= 0:
         raise ContinueError(f"the continuation must be longer than 0 s, got {seconds}")
     program = int(np.bincount(prompt["program"]).argmax())
@@ -153,9 +149,9 @@ def continue_file(
             new = continuer.continue_notes(prompt, seconds, temperature, top_p, seed + i, genre)
         except ValueError as exc:  # e.g. a genre the model does not know
             raise ContinueError(f"{song}: {exc}") from exc
-        out = append_continuation(original, new, program)
+        chunk = continuation_track(tempo_map, new, program, free_channel_of(scan.channels))
         with atomic_path(path) as tmp:
-            out.save(str(tmp))
+            tmp.write_bytes(with_track(scan.data, chunk))
         res: dict[str, object] = {
             "file": str(path),
             "prompt_notes": len(prompt["pitch"]),

@@ -1,15 +1,21 @@
 """The user's MIDI file in, the same file plus one continuation track out.
 
-The original is copied message for message with mido (every track, drums, tempo map, time
-signatures, controllers), and the continuation goes on a new track in the prompt's
-instrument. The prompt is the busiest non-drum track (melody, or a piano part with chords);
-times convert between seconds and ticks through the file's own tempo map, so the new notes
-play in the prompt's tempo and start when the prompt ends.
+The original's track chunks are copied byte for byte (every track, drums, tempo map, time
+signatures, controllers: the bytes the validation scan checked), only the header's track
+count grows (a type-0 file becomes type 1), and the continuation is one more track chunk in
+the prompt's instrument, on a channel no other track plays. mido writes just that new track,
+so a 200,000-note file costs no message objects. The prompt is the busiest non-drum track
+(melody, or a piano part with chords); times convert between seconds and ticks through the
+file's own tempo map, so the new notes play in the prompt's tempo and start when the prompt
+ends.
 """
 
 from __future__ import annotations
 
+import io
+import struct
 from dataclasses import dataclass
+from typing import Any
 
 import mido
 import numpy as np
@@ -28,22 +34,18 @@ class TempoMap:
     seconds: np.ndarray
 
     @classmethod
-    def of(cls, mid: mido.MidiFile) -> TempoMap:
-        changes: dict[int, int] = {}
-        for track in mid.tracks:
-            now = 0
-            for msg in track:
-                now += msg.time
-                if msg.type == "set_tempo":
-                    changes[now] = msg.tempo
+    def of_score(cls, score: Any) -> TempoMap:
+        """From a symusic score in ticks (its tempo events; 120 qpm before the first)."""
+        raw = score.tempos.numpy()
+        order = np.argsort(raw["time"], kind="stable")
+        changes = dict(zip(raw["time"][order].tolist(), raw["mspq"][order].tolist(), strict=True))
         if 0 not in changes:
             changes[0] = DEFAULT_TEMPO if not changes else changes[min(changes)]
         ticks = np.array(sorted(changes), np.int64)
         tempos = np.array([changes[t] for t in ticks], np.float64)
-        sec = np.concatenate(
-            [[0.0], np.cumsum(np.diff(ticks) * tempos[:-1] / 1e6 / mid.ticks_per_beat)]
-        )
-        return cls(mid.ticks_per_beat, ticks, tempos, sec)
+        tpq = max(int(score.ticks_per_quarter), 1)
+        sec = np.concatenate([[0.0], np.cumsum(np.diff(ticks) * tempos[:-1] / 1e6 / tpq)])
+        return cls(tpq, ticks, tempos, sec)
 
     def to_ticks(self, seconds: np.ndarray) -> np.ndarray:
         s = np.asarray(seconds, np.float64)
@@ -64,42 +66,6 @@ class TempoMap:
 NoteArrays = dict[str, np.ndarray]
 
 
-def read_notes(mid: mido.MidiFile) -> NoteArrays:
-    """Every note of the file as columns: track, program, is_drum, pitch, velocity, onset_s,
-    duration_s, onset_beats, duration_beats. A note-off closes the oldest open note of its
-    channel and pitch."""
-    tempo_map = TempoMap.of(mid)
-    rows: list[tuple[int, int, int, int, int, int, int]] = []
-    for index, track in enumerate(mid.tracks):
-        now = 0
-        program = [0] * 16
-        open_notes: dict[tuple[int, int], list[tuple[int, int]]] = {}
-        for msg in track:
-            now += msg.time
-            if msg.type == "program_change":
-                program[msg.channel] = msg.program
-            elif msg.type == "note_on" and msg.velocity > 0:
-                open_notes.setdefault((msg.channel, msg.note), []).append((now, msg.velocity))
-            elif msg.type in ("note_off", "note_on") and open_notes.get((msg.channel, msg.note)):
-                start, vel = open_notes[(msg.channel, msg.note)].pop(0)
-                rows.append((index, program[msg.channel], msg.channel, msg.note, vel, start, now))
-        for (channel, pitch), starts in open_notes.items():  # never released: end of track
-            rows += [(index, program[channel], channel, pitch, v, t, now) for t, v in starts]
-    table = np.array(rows, np.int64).reshape(-1, 7)
-    onset = tempo_map.to_seconds(table[:, 5])
-    return {
-        "track": table[:, 0],
-        "program": table[:, 1],
-        "is_drum": table[:, 2] == DRUM_CHANNEL,
-        "pitch": table[:, 3],
-        "velocity": table[:, 4],
-        "onset_s": onset,
-        "duration_s": tempo_map.to_seconds(table[:, 6]) - onset,
-        "onset_beats": table[:, 5] / mid.ticks_per_beat,
-        "duration_beats": (table[:, 6] - table[:, 5]) / mid.ticks_per_beat,
-    }
-
-
 def prompt_track(notes: NoteArrays) -> NoteArrays:
     """The busiest non-drum track's notes (ties: the lower track index)."""
     pitched = ~np.asarray(notes["is_drum"], bool)
@@ -111,32 +77,48 @@ def prompt_track(notes: NoteArrays) -> NoteArrays:
     return {k: np.asarray(v)[keep] for k, v in notes.items()}
 
 
-def beats_per_bar(mid: mido.MidiFile) -> float:
-    """Quarter notes per bar from the file's last time signature (4 if none)."""
-    quarters = 4.0
-    for track in mid.tracks:
-        for msg in track:
-            if msg.type == "time_signature":
-                quarters = msg.numerator * 4.0 / msg.denominator
-    return quarters
+def notes_columns(notes: Any) -> NoteArrays:
+    """The ingest notes table (pandas) as the columns ``prompt_track`` reads."""
+    return {c: notes[c].to_numpy() for c in NOTE_COLUMNS if c in notes}
 
 
-def free_channel(mid: mido.MidiFile, preferred: int) -> int:
-    """The prompt's channel if it is its own, else a channel no track uses (never drums)."""
-    used = {m.channel for t in mid.tracks for m in t if hasattr(m, "channel")}
-    for ch in [c for c in range(16) if c != DRUM_CHANNEL and c not in used]:
-        return ch
-    return preferred if preferred != DRUM_CHANNEL else 0
+NOTE_COLUMNS = (
+    "track",
+    "program",
+    "is_drum",
+    "pitch",
+    "velocity",
+    "onset_s",
+    "duration_s",
+    "onset_beats",
+    "duration_beats",
+)
 
 
-def append_continuation(
-    mid: mido.MidiFile, new_notes: NoteArrays, program: int, name: str = "midiml continuation"
-) -> mido.MidiFile:
-    """A copy of ``mid`` with ``new_notes`` (seconds on the file's clock) on a new track."""
-    out = mido.MidiFile(type=1 if mid.type == 0 else mid.type, ticks_per_beat=mid.ticks_per_beat)
-    out.tracks = [mido.MidiTrack([m.copy() for m in t]) for t in mid.tracks]
-    tempo_map = TempoMap.of(mid)
-    channel = free_channel(mid, 0)
+def beats_per_bar_of(score: Any) -> float:
+    """Quarter notes per bar from the score's last time signature (4 if none)."""
+    if not len(score.time_signatures):
+        return 4.0
+    last = score.time_signatures[-1]
+    return float(last.numerator) * 4.0 / float(last.denominator)
+
+
+def free_channel_of(channels: int) -> int:
+    """The first channel (never drums) no track plays notes on; ``channels`` is a bit mask."""
+    for ch in range(16):
+        if ch != DRUM_CHANNEL and not channels >> ch & 1:
+            return ch
+    return 0
+
+
+def continuation_track(
+    tempo_map: TempoMap,
+    new_notes: NoteArrays,
+    program: int,
+    channel: int,
+    name: str = "midiml continuation",
+) -> bytes:
+    """One MTrk chunk (bytes) holding ``new_notes`` (seconds on the file's clock)."""
     onset = np.asarray(new_notes["onset_s"], np.float64)
     on = tempo_map.to_ticks(onset)
     off = tempo_map.to_ticks(onset + np.asarray(new_notes["duration_s"], np.float64))
@@ -157,5 +139,16 @@ def append_continuation(
         track.append(msg.copy(time=tick - now))
         now = tick
     track.append(mido.MetaMessage("end_of_track", time=0))
-    out.tracks.append(track)
-    return out
+    one = mido.MidiFile(type=1, ticks_per_beat=tempo_map.ticks_per_beat)
+    one.tracks.append(track)
+    buf = io.BytesIO()
+    one.save(file=buf)
+    return buf.getvalue()[14:]  # past the header chunk: the track chunk alone
+
+
+def with_track(smf: bytes, chunk: bytes) -> bytes:
+    """A Standard MIDI File (canonical: 6-byte header, then only track chunks) plus one more
+    track chunk; format 0 becomes 1, the track count grows by one."""
+    fmt, ntracks, division = struct.unpack(">HHH", smf[8:14])
+    header = b"MThd" + struct.pack(">IHHH", 6, 1 if fmt == 0 else fmt, ntracks + 1, division)
+    return header + smf[14:] + chunk
