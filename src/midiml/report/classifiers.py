@@ -83,6 +83,7 @@ def render_markdown(metrics: dict[str, Any], figures: dict[str, str]) -> str:
             "| model | accuracy | macro-F1 |"
             + (" F0.5 |" if binary else "")
             + " CV macro-F1 (train) | val accuracy |"
+            + (" accuracy, original sources |" if "n_test_original_sources" in res else "")
         )
         lines += [head, "|---|" + "---:|" * (head.count("|") - 2)]
         rows = [
@@ -102,6 +103,8 @@ def render_markdown(metrics: dict[str, Any], figures: dict[str, str]) -> str:
             if binary:
                 cells.append(_f(m.get("f05")))
             cells += [_f(m.get("cv_macro_f1")), _f(m.get("val_accuracy"))]
+            if "n_test_original_sources" in res:
+                cells.append(_f(m.get("accuracy_original_sources")))
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         seed = SEED_FIGURES.get(task)
         if seed:
