@@ -155,18 +155,31 @@ def train_all(
 
 
 def augmented_table(
-    params: Any, ids: list[str], files: pd.DataFrame, notes: pd.DataFrame, copies: dict
+    params: Any,
+    ids: list[str],
+    files: pd.DataFrame,
+    notes: pd.DataFrame,
+    copies: dict,
+    melody: dict | None = None,
 ) -> pd.DataFrame:
     """Feature rows of random re-encodings of songs ``ids`` (``copies[genre]`` per song,
-    ``copies['default']`` for other genres); ids ``<song>#aug<k>``, genre kept."""
+    ``copies['default']`` for other genres); ids ``<song>#aug<k>``, genre kept. A copy of a
+    song of genre g first gets a made-up melody with probability ``melody[g]``."""
 
     seed = int(params.seed)
     genre = files.set_index("file_id")["genre"].astype(str)
     most = max(int(v) for v in copies.values())
+    melody = {str(k): float(v) for k, v in (melody or {}).items()}
     parts_n, parts_f = [], []
     for k in range(most):
         chosen = [i for i in ids if k < int(copies.get(genre[i], copies.get("default", 0)))]
-        n, f = perturb_songs(notes, files, chosen, seed=seed + 1000 + k, suffix=f"#aug{k}")
+        draw = np.random.default_rng(seed + 2000 + k).random(len(chosen))
+        with_melody = {
+            i for i, u in zip(chosen, draw, strict=True) if u < melody.get(genre[i], 0.0)
+        }
+        n, f = perturb_songs(
+            notes, files, chosen, seed=seed + 1000 + k, suffix=f"#aug{k}", melody=with_melody
+        )
         parts_n.append(n)
         parts_f.append(f)
     aug_files = pd.concat(parts_f, ignore_index=True)
@@ -192,7 +205,9 @@ def _augmented(
     if not aug or notes is None or task.name not in list(aug.get("tasks", [])):
         return None
     start = time.perf_counter()
-    t = augmented_table(params, task.ids("train"), files, notes, dict(_plain(aug.copies)))
+    t = augmented_table(
+        params, task.ids("train"), files, notes, dict(_plain(aug.copies)), _plain(aug.get("melody"))
+    )
     if t.empty:
         return None
     log(f"{task.name}: {len(t)} augmented training rows ({time.perf_counter() - start:.1f} s)")
