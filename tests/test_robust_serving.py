@@ -201,6 +201,28 @@ def test_auto_cross_source_serves_the_model_that_transfers(served, tmp_path):
         means[name] = m["held_out_source_mean"]
     assert means[entry["serve"]] == max(means.values())
 
+    # evaluation: test scores on all test songs and on the original sources' alone
+    from midiml.classify.runs import evaluate_all
+    from midiml.report.classifiers import confusion_figure, render_markdown
+
+    cfg = OmegaConf.merge(
+        cfg, {"classifier": {"original_sources": ["loops_b", "runs_a"], "cnn": None}}
+    )
+    splits = files[["file_id", "genre", "split"]].copy()
+    splits.loc[files["file_id"] == "runs/1", "split"] = "test"  # a runs_a song among the tests
+    metrics, figures = evaluate_all(
+        cfg, manifest, tmp_path, files, splits, table, notes, tmp_path, tmp_path,
+        confusion_figure, log=lambda *_: 0,
+    )  # fmt: skip
+    res = metrics["tasks"]["genre"]
+    assert res["n_test"] == 3 and res["n_test_original_sources"] == 2
+    for name in ("logreg", "random_forest"):
+        m = res["models"][name]
+        assert 0 <= m["accuracy_original_sources"] <= 1
+        assert m["held_out_source_train_mean"] == entry["models"][name]["held_out_source_mean"]
+    md = render_markdown(metrics, figures)
+    assert "accuracy, original sources" in md and "left out of its fit" in md
+
 
 def test_served_model_choice():
     from midiml.classify.runs import _served_model

@@ -384,6 +384,7 @@ def evaluate_all(
             "majority": ev.majority_baseline(y_train, y_test, task.positive),
             "models": {},
             "serve": entry.get("serve"),
+            "serve_rule": str(cfg.get("serve_model", "auto")),
         }
         original = _original_mask(files, task.ids("test"), cfg.get("original_sources"))
         if original is not None:
@@ -408,6 +409,9 @@ def evaluate_all(
                 m["val_accuracy"], m["val_macro_f1"] = val["accuracy"], val["macro_f1"]
             if "cv_macro_f1" in info:  # best_params: manifest.json and MLflow (not metrics)
                 m["cv_macro_f1"] = info["cv_macro_f1"]
+            if "held_out_source" in info:  # what serve_model: auto_cross_source picked by
+                m["held_out_source_train"] = info["held_out_source"]
+                m["held_out_source_train_mean"] = info["held_out_source_mean"]
             cm = ev.confusion(y_test, pred, task.classes)  # full table: plots CSV and PNG
             fig_path = fig_dir / f"confusion_{name}_{model}.png"
             fig = confusion_figure(cm, task.classes, f"{name} / {model} (test songs)")
