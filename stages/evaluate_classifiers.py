@@ -37,7 +37,10 @@ def robustness(params, manifest, files, splits, table, notes) -> dict:
     augmented = None
     if aug_cfg and "genre" in list(aug_cfg.get("tasks", [])):
         ids = list(task.labels.index)
-        augmented = augmented_table(params, ids, files, notes, dict(aug_cfg.copies))
+        melody = aug_cfg.get("melody")
+        augmented = augmented_table(
+            params, ids, files, notes, dict(aug_cfg.copies), dict(melody) if melody else None
+        )
     rob = evaluate_robustness(
         params, fitted, task, files, table, notes, augmented, manifest.get("features", {})
     )

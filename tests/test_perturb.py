@@ -128,3 +128,54 @@ def test_novelty_flags_a_song_unlike_all_training_songs():
     nov = Novelty.fit(X)
     assert np.quantile(nov.score(X[:50]), 0.5) < 1.0
     assert nov.score(np.full((1, 5), 8.0))[0] > 1.0
+
+
+def test_add_melody_lays_a_single_note_line_of_chord_tones_over_the_song(song):
+    from midiml.represent.perturb import add_melody
+
+    notes, files = song
+    chords = notes[notes["pitch"] < 72]  # the held chords alone, as a producer's loop
+    info = files.iloc[0].to_dict()
+    out, new_info = add_melody(chords.reset_index(drop=True), info, np.random.default_rng(1))
+    assert list(out.columns) == list(chords.columns)
+    assert all(str(out[c].dtype) == str(chords[c].dtype) for c in NOTE_COLUMNS if c != "file_id")
+    melody = out[out["track"] == out["track"].max()]
+    assert len(out) == len(chords) + len(melody) and len(melody) >= 8
+    assert new_info["n_tracks"] == int(info["n_tracks"]) + 1
+    assert out["onset_s"].is_monotonic_increasing and (melody["duration_s"] > 0).all()
+    # a melody: one note at a time, every note a tone of the chord sounding under it
+    assert not melody["onset_beats"].duplicated().any()
+    for row in melody.itertuples():
+        under = chords[
+            (chords["onset_beats"] <= row.onset_beats)
+            & (chords["onset_beats"] + chords["duration_beats"] > row.onset_beats)
+        ]
+        assert row.pitch % 12 in set(under["pitch"] % 12)
+    # beats and seconds agree with the song's own tempo (600000 us per quarter: 0.6 s)
+    assert np.allclose(melody["onset_s"], melody["onset_beats"] * 0.6, atol=1e-6)
+    before = extract_features(chords.assign(file_id="g/song.mid"), files)
+    after = extract_features(out.assign(file_id="g/song.mid"), files)
+    assert before["interval_up_frac"].iloc[0] == 0 and after["interval_up_frac"].iloc[0] > 0
+
+
+def test_augmented_copies_get_melodies_only_for_the_asked_genre(song):
+    from omegaconf import OmegaConf
+
+    from midiml.classify.runs import augmented_table
+
+    notes, files = song
+    chords = notes[notes["pitch"] < 72].reset_index(drop=True)
+    two = pd.concat([chords, chords.assign(file_id="h/other.mid")], ignore_index=True).astype(
+        {"file_id": "string"}
+    )
+    files2 = pd.concat([files, files.assign(file_id="h/other.mid", genre="h")], ignore_index=True)
+    params = OmegaConf.create({"seed": 0, "features": {}})
+    ids = ["h/other.mid", "g/song.mid"]  # h first: its random draws come before g's melody
+    plain = augmented_table(params, ids, files2, two, {"default": 3})
+    sung = augmented_table(params, ids, files2, two, {"default": 3}, {"g": 1.0})
+    assert len(plain) == len(sung) == 6
+    g_rows = sung["file_id"].str.startswith("g/").to_numpy()
+    # same re-encodings (same seeds); only genre g's copies carry a melody on top
+    pd.testing.assert_frame_equal(sung[~g_rows], plain[~g_rows])
+    assert (sung.loc[g_rows, "log_n_notes"] > plain.loc[g_rows, "log_n_notes"]).all()
+    assert (sung.loc[g_rows, "interval_up_frac"] > 0).all()

@@ -169,3 +169,86 @@ def test_robustness_section_is_computed_and_rendered(served):
     assert "n_tracks" not in [f["feature"] for f in rob["importance"]["served"]]
     md = render_markdown(rob)
     assert "Held-out sources" in md and "| loops_a | loops |" in md
+
+
+def test_auto_cross_source_serves_the_model_that_transfers(served, tmp_path):
+    """With ``serve_model: auto_cross_source`` each model gets its accuracy on every source of
+    the training split left out of its fit, and the served one has the best mean of them."""
+    _, (params, files, table, notes) = served
+    cfg = OmegaConf.merge(
+        params,
+        {
+            "classifier": {
+                "serve_model": "auto_cross_source",
+                "models": classifier_models(
+                    logreg={"C": [1.0]}, random_forest={"n_estimators": [30]}
+                ),
+            }
+        },
+    )
+    manifest = train_all(
+        cfg, files, files[["file_id", "genre", "split"]], table, notes, tmp_path, log=lambda *_: 0
+    )
+    entry = manifest["tasks"]["genre"]
+    means = {}
+    for name in ("logreg", "random_forest"):
+        m = entry["models"][name]
+        assert set(m["held_out_source"]) == {"loops_a", "loops_b", "runs_a", "runs_b"}
+        assert all(0 <= v <= 1 for v in m["held_out_source"].values())
+        assert m["held_out_source_mean"] == pytest.approx(
+            np.mean(list(m["held_out_source"].values()))
+        )
+        means[name] = m["held_out_source_mean"]
+    assert means[entry["serve"]] == max(means.values())
+
+    # evaluation: test scores on all test songs and on the original sources' alone
+    from midiml.classify.runs import evaluate_all
+    from midiml.report.classifiers import confusion_figure, render_markdown
+
+    cfg = OmegaConf.merge(
+        cfg, {"classifier": {"original_sources": ["loops_b", "runs_a"], "cnn": None}}
+    )
+    splits = files[["file_id", "genre", "split"]].copy()
+    splits.loc[files["file_id"] == "runs/1", "split"] = "test"  # a runs_a song among the tests
+    metrics, figures = evaluate_all(
+        cfg, manifest, tmp_path, files, splits, table, notes, tmp_path, tmp_path,
+        confusion_figure, log=lambda *_: 0,
+    )  # fmt: skip
+    res = metrics["tasks"]["genre"]
+    assert res["n_test"] == 3 and res["n_test_original_sources"] == 2
+    for name in ("logreg", "random_forest"):
+        m = res["models"][name]
+        assert 0 <= m["accuracy_original_sources"] <= 1
+        assert m["held_out_source_train_mean"] == entry["models"][name]["held_out_source_mean"]
+    md = render_markdown(metrics, figures)
+    assert "accuracy, original sources" in md and "left out of its fit" in md
+
+
+def test_served_model_choice():
+    from midiml.classify.runs import _served_model
+
+    models = {
+        "a": {"kind": "features", "cv_macro_f1": 0.99, "held_out_source_mean": 0.70},
+        "b": {"kind": "features", "cv_macro_f1": 0.90, "held_out_source_mean": 0.85},
+        "cnn": {"kind": "cnn"},
+    }
+    assert _served_model(models, "auto", ["a", "b"]) == "a"
+    assert _served_model(models, "auto_cross_source", ["a", "b"]) == "b"
+    assert _served_model(models, "a", ["a", "b"]) == "a"
+    plain = {
+        k: {kk: vv for kk, vv in v.items() if kk != "held_out_source_mean"}
+        for k, v in models.items()
+    }
+    assert _served_model(plain, "auto_cross_source", ["a", "b"]) == "a"  # falls back to CV
+    with pytest.raises(ValueError, match="not trained"):
+        _served_model(models, "svm", ["a", "b"])
+
+
+def test_original_sources_mask():
+    from midiml.classify.runs import _original_mask
+
+    files = pd.DataFrame({"file_id": ["x", "y", "z"], "source": ["lofi", "koji", "lofi"]})
+    assert _original_mask(files, ["x", "y", "z"], ["lofi"]).tolist() == [True, False, True]
+    assert _original_mask(files, ["x", "z"], ["lofi"]) is None  # all of them: nothing new
+    assert _original_mask(files, ["x", "y"], []) is None
+    assert _original_mask(files.drop(columns="source"), ["x", "y"], ["lofi"]) is None

@@ -59,6 +59,52 @@ def perturbed_accuracy(
     return out
 
 
+def held_out_source_scores(
+    fitted: FittedModel,
+    table: pd.DataFrame,
+    ids: list[str],
+    labels: pd.Series,
+    source: pd.Series,
+    augmented: pd.DataFrame | None = None,
+) -> dict[str, float]:
+    """Accuracy on each source of songs ``ids`` when the model (same estimator and
+    hyperparameters as ``fitted``, on its columns) is refitted on the other sources' songs,
+    plus their re-encoded copies (``augmented`` rows, ids ``<song>#...``). Only sources of
+    genres with two or more sources among ``ids`` count: a lone source cannot be left out.
+
+    In-split CV rewards what a source's files share (their encoding habits); this score
+    rewards what carries over to a source never seen, which is what other people's MIDI is.
+    """
+    src = source.loc[ids].astype(str)
+    lab = labels.loc[ids].astype(str)
+    n_sources = src.groupby(lab).nunique()
+    multi = set(n_sources[n_sources >= 2].index)
+    cols = fitted.columns
+    t = table.set_index("file_id")
+    aug_base = (
+        augmented["file_id"].str.split("#").str[0]
+        if augmented is not None and len(augmented)
+        else None
+    )
+    out: dict[str, float] = {}
+    for held in sorted(src[lab.isin(multi)].unique()):
+        train = [i for i in ids if src[i] != held]
+        # only labels the other sources teach (a composer of this source alone cannot be right)
+        test = [i for i in ids if src[i] == held and lab[i] in multi]
+        X, y = t.loc[train, cols].to_numpy(np.float64), lab.loc[train].to_numpy(dtype=object)
+        if aug_base is not None:
+            keep = aug_base.isin(train).to_numpy()
+            X = np.vstack([X, augmented.loc[keep, cols].to_numpy(np.float64)])
+            y = np.concatenate([y, labels.loc[aug_base[keep]].astype(str).to_numpy(dtype=object)])
+        try:
+            est = fresh_estimator(fitted).fit(X, y)
+        except ValueError:  # e.g. a class too small for the calibrated SVM's inner folds
+            continue
+        pred = est.predict(t.loc[test, cols].to_numpy(np.float64))
+        out[held] = float((pred == lab.loc[test].to_numpy(dtype=object)).mean())
+    return out
+
+
 def cross_source(
     fitted: FittedModel,
     table: pd.DataFrame,

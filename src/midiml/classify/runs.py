@@ -23,6 +23,7 @@ from midiml.classify.cnn import PianoRollCNNClassifier, load_cnn, predict_songs
 from midiml.classify.pipelines import (
     TASKS,
     VOTE,
+    FittedModel,
     TaskData,
     TaskSkipped,
     build_task,
@@ -33,6 +34,7 @@ from midiml.classify.pipelines import (
     load_model,
     save_model,
 )
+from midiml.classify.robustness import held_out_source_scores
 from midiml.evaluate import classification as ev
 from midiml.io import atomic_path, save_figure
 from midiml.represent.features import extract_features
@@ -40,6 +42,7 @@ from midiml.represent.perturb import perturb_songs
 from midiml.represent.pianoroll import RollSpec, song_rolls
 
 CONCERN = "classification"
+AUTO_CROSS_SOURCE = "auto_cross_source"  # serve_model: pick by held-out-source accuracy
 
 
 def _plain(cfg: Any) -> Any:
@@ -103,9 +106,11 @@ def train_all(
             "models": {},
         }
         (out_dir / name).mkdir(parents=True, exist_ok=True)
-        augmented = _augmented(params, task, files, notes, table, log)
+        aug_rows = _augmented(params, task, files, notes, log)
+        augmented = _augmented_xy(aug_rows, task, table, params.classifier)
         if augmented is not None:
             entry["augmented_rows"] = len(augmented[1])
+        wanted = str(cfg.get("serve_model", "auto"))
         members: dict[str, Any] = {}
         vote = [m for m in (cfg.get("vote") or []) if m in cfg.models]
         for model in [*cfg.models, *([VOTE] if len(vote) >= 2 else [])]:
@@ -132,32 +137,49 @@ def train_all(
                     "cv_folds": fitted.cv_folds,
                     "run_id": run.info.run_id if run else None,
                 }
+                if wanted == AUTO_CROSS_SOURCE:
+                    entry["models"][model] |= _held_out_entry(
+                        fitted, task, table, files, aug_rows, run is not None
+                    )
+            held = entry["models"][model].get("held_out_source_mean")
             log(
                 f"{name}/{model}: CV macro-F1 {fitted.cv_macro_f1:.3f} "
-                f"{fitted.best_params} ({time.perf_counter() - start:.1f} s)"
+                + (f"held-out-source accuracy {held:.3f} " if held is not None else "")
+                + f"{fitted.best_params} ({time.perf_counter() - start:.1f} s)"
             )
         if name in cnn_tasks:
             entry["models"]["cnn"] = _train_cnn(params, task, notes, out_dir, log)
-        entry["serve"] = _served_model(
-            entry["models"], str(cfg.get("serve_model", "auto")), [*cfg.models, VOTE]
-        )
+        entry["serve"] = _served_model(entry["models"], wanted, [*cfg.models, VOTE])
         manifest["tasks"][name] = entry
     return manifest
 
 
 def augmented_table(
-    params: Any, ids: list[str], files: pd.DataFrame, notes: pd.DataFrame, copies: dict
+    params: Any,
+    ids: list[str],
+    files: pd.DataFrame,
+    notes: pd.DataFrame,
+    copies: dict,
+    melody: dict | None = None,
 ) -> pd.DataFrame:
     """Feature rows of random re-encodings of songs ``ids`` (``copies[genre]`` per song,
-    ``copies['default']`` for other genres); ids ``<song>#aug<k>``, genre kept."""
+    ``copies['default']`` for other genres); ids ``<song>#aug<k>``, genre kept. A copy of a
+    song of genre g first gets a made-up melody with probability ``melody[g]``."""
 
     seed = int(params.seed)
     genre = files.set_index("file_id")["genre"].astype(str)
     most = max(int(v) for v in copies.values())
+    melody = {str(k): float(v) for k, v in (melody or {}).items()}
     parts_n, parts_f = [], []
     for k in range(most):
         chosen = [i for i in ids if k < int(copies.get(genre[i], copies.get("default", 0)))]
-        n, f = perturb_songs(notes, files, chosen, seed=seed + 1000 + k, suffix=f"#aug{k}")
+        draw = np.random.default_rng(seed + 2000 + k).random(len(chosen))
+        with_melody = {
+            i for i, u in zip(chosen, draw, strict=True) if u < melody.get(genre[i], 0.0)
+        }
+        n, f = perturb_songs(
+            notes, files, chosen, seed=seed + 1000 + k, suffix=f"#aug{k}", melody=with_melody
+        )
         parts_n.append(n)
         parts_f.append(f)
     aug_files = pd.concat(parts_f, ignore_index=True)
@@ -174,23 +196,56 @@ def _augmented(
     task: TaskData,
     files: pd.DataFrame,
     notes: pd.DataFrame | None,
-    table: pd.DataFrame,
     log,
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """(X, y) of re-encoded training songs for the task, when ``classifier.augment`` asks."""
+) -> pd.DataFrame | None:
+    """Feature rows of re-encoded training songs for the task, when ``classifier.augment``
+    asks (ids ``<song>#aug<k>``)."""
 
     aug = params.classifier.get("augment")
     if not aug or notes is None or task.name not in list(aug.get("tasks", [])):
         return None
     start = time.perf_counter()
-    t = augmented_table(params, task.ids("train"), files, notes, dict(_plain(aug.copies)))
+    t = augmented_table(
+        params, task.ids("train"), files, notes, dict(_plain(aug.copies)), _plain(aug.get("melody"))
+    )
     if t.empty:
         return None
-    columns = feature_columns(table, str(params.classifier.get("feature_set", "all")))
-    base = t["file_id"].str.split("#").str[0]
-    y = task.labels.loc[base].to_numpy(dtype=object)
     log(f"{task.name}: {len(t)} augmented training rows ({time.perf_counter() - start:.1f} s)")
-    return t[columns].to_numpy(np.float64), y
+    return t
+
+
+def _augmented_xy(
+    rows: pd.DataFrame | None, task: TaskData, table: pd.DataFrame, cfg: Any
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(X, y) of the augmented rows in the feature models' column order, labels of the task."""
+    if rows is None:
+        return None
+    columns = feature_columns(table, str(cfg.get("feature_set", "all")))
+    y = task.labels.loc[rows["file_id"].str.split("#").str[0]].to_numpy(dtype=object)
+    return rows[columns].to_numpy(np.float64), y
+
+
+def _held_out_entry(
+    fitted: FittedModel,
+    task: TaskData,
+    table: pd.DataFrame,
+    files: pd.DataFrame,
+    aug_rows: pd.DataFrame | None,
+    log_mlflow: bool,
+) -> dict[str, Any]:
+    """Held-out-source accuracies of a model on the training split (what
+    ``serve_model: auto_cross_source`` picks by); empty when no class has two sources."""
+    ok = files[files["status"] == "ok"].set_index("file_id")
+    source = ok["source"] if "source" in ok else ok["genre"]
+    scores = held_out_source_scores(
+        fitted, table, task.ids("train"), task.labels, source.astype(str), aug_rows
+    )
+    if not scores:
+        return {}
+    mean = float(np.mean(list(scores.values())))
+    if log_mlflow:
+        tracking.log_metrics({"held_out_source_mean": mean})
+    return {"held_out_source": scores, "held_out_source_mean": mean}
 
 
 def _log_fit(fitted: Any) -> None:
@@ -245,10 +300,24 @@ def _train_cnn(
 
 
 def _served_model(models: dict[str, Any], wanted: str, order: list[str]) -> str | None:
-    """The feature model the CLI uses: the configured one, or the best by CV on train."""
+    """The feature model the CLI uses: the configured one, the best by CV on train ("auto"),
+    or the best by mean held-out-source accuracy on train ("auto_cross_source", CV breaking
+    ties; plain "auto" when no model has that score, e.g. every class has one source)."""
     feats = {m: v for m, v in models.items() if v.get("kind") == "features"}
     if not feats:
         return None
+    if wanted == AUTO_CROSS_SOURCE:
+        scored = {m: v for m, v in feats.items() if "held_out_source_mean" in v}
+        if scored:
+            return max(
+                scored,
+                key=lambda m: (
+                    scored[m]["held_out_source_mean"],
+                    scored[m]["cv_macro_f1"],
+                    -order.index(m),
+                ),
+            )
+        wanted = "auto"
     if wanted != "auto":
         if wanted not in feats:
             raise ValueError(f"classifier.serve_model={wanted!r} was not trained")
@@ -315,7 +384,11 @@ def evaluate_all(
             "majority": ev.majority_baseline(y_train, y_test, task.positive),
             "models": {},
             "serve": entry.get("serve"),
+            "serve_rule": str(cfg.get("serve_model", "auto")),
         }
+        original = _original_mask(files, task.ids("test"), cfg.get("original_sources"))
+        if original is not None:
+            res["n_test_original_sources"] = int(original.sum())
         if task.positive is not None:
             res["positive"] = task.positive
             res["naive_positive"] = ev.naive_positive_baseline(y_test, task.positive)
@@ -326,12 +399,19 @@ def evaluate_all(
             predict = song_predictor(info, model_dir, table, notes, roll_cfg)
             pred = predict(task.ids("test"))
             m = ev.scores(y_test, pred, task.positive)
+            if original is not None:  # the first datasets alone: comparable with earlier runs
+                orig = ev.scores(y_test[original], pred[original], task.positive)
+                m["accuracy_original_sources"] = orig["accuracy"]
+                m["macro_f1_original_sources"] = orig["macro_f1"]
             if len(y_val):
                 val_pred = predict(task.ids("val"))
                 val = ev.scores(y_val, val_pred)
                 m["val_accuracy"], m["val_macro_f1"] = val["accuracy"], val["macro_f1"]
             if "cv_macro_f1" in info:  # best_params: manifest.json and MLflow (not metrics)
                 m["cv_macro_f1"] = info["cv_macro_f1"]
+            if "held_out_source" in info:  # what serve_model: auto_cross_source picked by
+                m["held_out_source_train"] = info["held_out_source"]
+                m["held_out_source_train_mean"] = info["held_out_source_mean"]
             cm = ev.confusion(y_test, pred, task.classes)  # full table: plots CSV and PNG
             fig_path = fig_dir / f"confusion_{name}_{model}.png"
             fig = confusion_figure(cm, task.classes, f"{name} / {model} (test songs)")
@@ -359,6 +439,16 @@ def evaluate_all(
             )
         metrics["tasks"][name] = res
     return metrics, figures
+
+
+def _original_mask(files: pd.DataFrame, ids: list[str], sources: Any) -> np.ndarray | None:
+    """Which of songs ``ids`` come from ``sources`` (the first datasets); None when that
+    says nothing new (no sources given, no source column, or none / all of the songs)."""
+    if not sources or "source" not in files.columns:
+        return None
+    src = files.set_index("file_id")["source"].astype(str)
+    mask = src.reindex(ids).isin([str(s) for s in sources]).to_numpy()
+    return mask if 0 < mask.sum() < len(mask) else None
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> None:

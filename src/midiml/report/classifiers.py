@@ -48,6 +48,12 @@ def confusion_figure(cm: np.ndarray, labels: Sequence[str], title: str):
     return fig
 
 
+SERVE_RULES = {
+    "auto": "best CV score on the training split",
+    "auto_cross_source": "best mean accuracy on training-split sources left out of its fit",
+}
+
+
 def _f(v: Any) -> str:
     return "–" if v is None else f"{v:.3f}"
 
@@ -83,6 +89,7 @@ def render_markdown(metrics: dict[str, Any], figures: dict[str, str]) -> str:
             "| model | accuracy | macro-F1 |"
             + (" F0.5 |" if binary else "")
             + " CV macro-F1 (train) | val accuracy |"
+            + (" accuracy, original sources |" if "n_test_original_sources" in res else "")
         )
         lines += [head, "|---|" + "---:|" * (head.count("|") - 2)]
         rows = [
@@ -102,6 +109,8 @@ def render_markdown(metrics: dict[str, Any], figures: dict[str, str]) -> str:
             if binary:
                 cells.append(_f(m.get("f05")))
             cells += [_f(m.get("cv_macro_f1")), _f(m.get("val_accuracy"))]
+            if "n_test_original_sources" in res:
+                cells.append(_f(m.get("accuracy_original_sources")))
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         seed = SEED_FIGURES.get(task)
         if seed:
@@ -121,7 +130,7 @@ def render_markdown(metrics: dict[str, Any], figures: dict[str, str]) -> str:
                 f"Chosen without looking at test songs (best validation macro-F1): "
                 f"**{selected}**, test accuracy {_f(sel['accuracy'])}, macro-F1 "
                 f"{_f(sel['macro_f1'])}. `midiml classify` serves "
-                f"**{res.get('serve')}** (best CV score on the training split).",
+                f"**{res.get('serve')}** ({SERVE_RULES.get(res.get('serve_rule'), 'fixed')}).",
             ]
         lines.append("")
         for model in res["models"]:

@@ -160,6 +160,72 @@ def loop(notes, info, rng, min_s: float = 20.0, max_s: float = 60.0):
     return out, dict(info, length_s=length * reps, n_notes=len(out))
 
 
+def add_melody(notes, info, rng, step_choices: tuple[float, ...] = (0.5, 1.0)):
+    """A made-up single-note line over the song on a track of its own, as producers lay a
+    melody over a chord loop: chord tones (the pitch classes sounding at each onset) above
+    the song's top note, mostly stepwise, eighth or quarter notes with rests.
+
+    Only for augmenting songs whose files carry chords alone (one source's loops): other
+    people's loops of that genre come with melodies, and without this the model learns
+    "no melody" as the genre.
+    """
+    pitched = notes[~notes["is_drum"].to_numpy(bool)]
+    if not len(pitched):
+        return notes.copy(), dict(info)
+    on_b = pitched["onset_beats"].to_numpy(float)
+    end_b = on_b + pitched["duration_beats"].to_numpy(float)
+    # beats -> seconds along the song's own tempo map (its notes' two clocks)
+    clock_b = np.r_[notes["onset_beats"].to_numpy(float), end_b]
+    clock_s = np.r_[notes["onset_s"].to_numpy(float), (pitched["onset_s"] + pitched["duration_s"])]
+    order = np.argsort(clock_b, kind="stable")
+    clock_b, clock_s = clock_b[order], np.maximum.accumulate(clock_s[order])
+    step = float(rng.choice(step_choices))
+    start, stop = float(np.floor(on_b.min())), float(end_b.max())
+    low = int(np.clip(np.quantile(pitched["pitch"], 0.75), 55, 72))
+    pitch_cls = pitched["pitch"].to_numpy(int) % 12
+    prev = low + int(rng.integers(3, 10))
+    rows = []
+    t = start
+    while t < stop - 1e-6:
+        dur = step * float(rng.choice([1, 1, 2]))
+        if rng.random() >= 0.25:  # else a rest
+            sounding = (on_b <= t + 1e-6) & (end_b > t + 1e-6)
+            pcs = np.unique(pitch_cls[sounding] if sounding.any() else pitch_cls)
+            cands = np.array([p for p in range(low, low + 16) if p % 12 in set(pcs)])
+            if len(cands):
+                near = cands[np.argsort(np.abs(cands - prev), kind="stable")[:3]]
+                prev = int(rng.choice(near))
+                rows.append((t, min(dur, stop - t), prev))
+        t += dur
+    if not rows:
+        return notes.copy(), dict(info)
+    t_b = np.array([r[0] for r in rows])
+    d_b = np.maximum(np.array([r[1] for r in rows]) * 0.9, 1e-3)
+    on_s = np.interp(t_b, clock_b, clock_s)
+    dur_s = np.maximum(np.interp(t_b + d_b, clock_b, clock_s) - on_s, 1e-3)
+    vel = np.clip(pitched["velocity"].mean() + 10 + rng.normal(0, 6, len(rows)), 1, 127)
+    track = int(notes["track"].max()) + 1
+    melody = pd.DataFrame(
+        {
+            "track": np.full(len(rows), track, "int16"),
+            "program": np.zeros(len(rows), "int16"),
+            "is_drum": np.zeros(len(rows), bool),
+            "pitch": np.array([r[2] for r in rows], "int16"),
+            "velocity": np.round(vel).astype("int16"),
+            "onset_s": on_s,
+            "duration_s": dur_s,
+            "onset_beats": t_b,
+            "duration_beats": d_b,
+        }
+    )
+    extra = [c for c in notes.columns if c not in melody.columns]
+    for c in extra:  # e.g. file_id: the song's own value
+        melody[c] = notes[c].iloc[0]
+    out = pd.concat([notes, melody[list(notes.columns)].astype(notes.dtypes)], ignore_index=True)
+    new = dict(info, n_tracks=int(info.get("n_tracks", 1) or 1) + 1, n_notes=len(out))
+    return _sorted(out), new
+
+
 PERTURBATIONS: dict[str, Perturbation] = {
     "transpose": transpose,
     "tempo_scale": tempo_scale,
@@ -209,24 +275,30 @@ def perturb_songs(
     seed: int,
     how: str | None = None,
     suffix: str = "",
+    melody: set[str] | frozenset[str] = frozenset(),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Perturbed copies of songs ``ids``: one named perturbation, or a random mix (None).
+    Songs in ``melody`` first get a made-up melody (``add_melody``).
 
     Returns (notes, files) with ids ``<id><suffix>`` and the original genre (labels kept).
     """
     info_rows = files.set_index("file_id")
     by_file = {fid: g for fid, g in notes.groupby("file_id", sort=False, observed=True)}
     rng = np.random.default_rng(seed)
+    melody_rng = np.random.default_rng((seed, 1))  # own stream: re-encodings stay as without
     out_notes, out_files = [], []
     for fid in ids:
         song = by_file.get(fid)
         if song is None or not len(song):
             continue
         info = info_rows.loc[fid].to_dict()
+        song = song.reset_index(drop=True)
+        if fid in melody:
+            song, info = add_melody(song, info, melody_rng)
         if how is None:
-            new, new_info, _ = random_reencoding(song.reset_index(drop=True), info, rng)
+            new, new_info, _ = random_reencoding(song, info, rng)
         else:
-            new, new_info = PERTURBATIONS[how](song.reset_index(drop=True), info, rng)
+            new, new_info = PERTURBATIONS[how](song, info, rng)
         new_id = f"{fid}{suffix}"
         out_notes.append(new.assign(file_id=new_id))
         out_files.append({**new_info, "file_id": new_id, "status": "ok", "n_notes": len(new)})
