@@ -3,6 +3,8 @@
 import time
 from pathlib import Path
 
+from threadpoolctl import threadpool_limits
+
 from midiml import tracking
 from midiml.classify.pipelines import build_task, load_model
 from midiml.classify.robustness import evaluate_robustness
@@ -62,6 +64,13 @@ def robustness(params, manifest, files, splits, table, notes) -> dict:
 def main() -> None:
     start = time.perf_counter()
     params = load_params()
+    with threadpool_limits(limits=int(params.classifier.n_threads)):
+        evaluate(params)
+    print(f"evaluate_classifiers: done in {time.perf_counter() - start:.1f} s")
+
+
+def evaluate(params) -> None:
+    """Scores, the blind folder, robustness; metrics, figures and the page."""
     files, splits, table, notes = read_tables()
     manifest = load_manifest(MODELS)
     with atomic_dir(PLOTS) as plot_dir, atomic_dir(FIGURES) as fig_dir:
@@ -93,7 +102,6 @@ def main() -> None:
         "reports/classifiers.md",
         render_markdown(metrics, figures) + "\n" + render_robustness(metrics["robustness"]),
     )
-    print(f"evaluate_classifiers: done in {time.perf_counter() - start:.1f} s")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 import time
 from pathlib import Path
 
+from threadpoolctl import threadpool_limits
+
 from midiml.classify.runs import read_tables, train_all
 from midiml.config import load_params
 from midiml.io import atomic_dir, write_json
@@ -16,7 +18,8 @@ def main() -> None:
     cnn = params.classifier.get("cnn")
     augment = params.classifier.get("augment")
     files, splits, table, notes = read_tables(with_notes=bool((cnn and cnn.tasks) or augment))
-    with atomic_dir(OUT) as tmp:
+    # BLAS/OpenMP threads (HistGradientBoosting's OpenMP thrashes a shared 2-core machine)
+    with threadpool_limits(limits=int(params.classifier.n_threads)), atomic_dir(OUT) as tmp:
         manifest = train_all(params, files, splits, table, notes, tmp)
         write_json(tmp / "manifest.json", manifest)
     print(f"train_classifiers: {OUT} in {time.perf_counter() - start:.1f} s")
