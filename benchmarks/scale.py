@@ -17,6 +17,7 @@ kept in ``--work`` and reused by the next run).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -116,10 +117,8 @@ def write_synthetic(raw: Path, folder: Path, n: int, seed: int = 0) -> None:
         start = int(end * 0.5 * params[i, 0])
         stop = start + int(end * (0.25 + 0.5 * params[i, 1]))
         score = score.clip(start, max(stop, start + 1), clip_end=False).shift_time(-start)
-        try:
+        with contextlib.suppress(ValueError):  # a note would leave 0..127: keep the key
             score = score.shift_pitch(int(params[i, 2] * 12) - 5)
-        except ValueError:  # a note would leave 0..127: keep this copy's key
-            pass
         factor = 0.8 + 0.45 * params[i, 2]
         for t in score.tempos:
             t.mspq = int(t.mspq * factor)
