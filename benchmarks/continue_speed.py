@@ -36,7 +36,7 @@ def write_prompt(path: Path) -> Path:
 
 
 def trained_models(models_dir: Path) -> list[str]:
-    found = [*models_dir.glob("*/meta.json"), *models_dir.glob("generators/*/meta.json")]
+    found = models_dir.glob("*/meta.json")
     return sorted({p.parent.name for p in found} - {"ffnn_ablation"})
 
 
@@ -53,7 +53,7 @@ def time_model(model: str, prompt: Path, models_dir: Path, repeats: int) -> list
     return walls
 
 
-def run(models_dir: str | Path = "models", repeats: int = 5) -> dict[str, object]:
+def run(models_dir: str | Path = "models/generators", repeats: int = 5) -> dict[str, object]:
     models_dir = Path(models_dir)
     with tempfile.TemporaryDirectory() as tmp:
         prompt = write_prompt(Path(tmp) / "prompt.mid")
