@@ -9,7 +9,7 @@ models/generators/vae/train.json and MLflow (machine-dependent, so never into th
 from pathlib import Path
 
 from midiml.config import load_params
-from midiml.generate.vae_study import log_results, run_study
+from midiml.generate.vae_study import VARIANTS, log_results, run_study
 from midiml.generate.vae_use import decode
 from midiml.io import atomic_dir, save_figure, write_json, write_text
 from midiml.report.vae import loss_figure, render_page, rolls_figure
@@ -35,7 +35,7 @@ def main() -> None:
     save_figure(loss_figure(result["histories"]), FIGURES / "vae_loss.png")
     window = int(params.model.vae.module.window)
     write_text("reports/vae.md", render_page(table, info, ex["grid"], window))
-    for variant in ("study", "ours"):
+    for variant in VARIANTS:
         log_results(
             params,
             info.get(f"{variant}_run_id"),

@@ -11,8 +11,9 @@ from typer.testing import CliRunner
 
 from midiml.cli import app
 from midiml.evaluate import rolls as rm
-from midiml.generate.vae import RollVAE, kl_term, roll_loss
+from midiml.generate.vae import RollVAE, kl_term, repetition_roll, roll_loss
 from midiml.generate.vae_data import RollWindowDataModule, valid_starts
+from midiml.generate.vae_study import run_study
 from midiml.generate.vae_use import (
     Decoding,
     choose_thresholds,
@@ -21,7 +22,7 @@ from midiml.generate.vae_use import (
     save_model,
 )
 from midiml.represent.onset_frame import Grid, onset_frame_rolls, rolls_to_notes, transpose_rolls
-from tests.conftest import write_midi
+from tests.conftest import tiny_params, write_midi
 
 GRID = Grid(step=0.125, pitch_low=21, pitch_high=108)
 runner = CliRunner()
@@ -164,6 +165,46 @@ def test_roll_metrics_catch_held_notes():
     assert rm.register_gap(c_major.assign(pitch=c_major["pitch"] + 12), c_major) == 12.0
 
 
+def _periodic_context(period: int, steps: int = 64, n_pitches: int = 12) -> torch.Tensor:
+    """(1, 2, P, T) onset/frame roll of a riff that repeats every ``period`` steps."""
+    x = torch.zeros(1, 2, n_pitches, steps)
+    riff = [(0, 0), (4, 3), (7, 5), (4, 9)]  # (pitch row, step within the period)
+    for start in range(0, steps, period):
+        for row, at in riff:
+            if start + at < steps:
+                x[0, 0, row, start + at] = 1.0
+                x[0, 1, row, start + at : min(steps, start + at + 2)] = 1.0
+    return x
+
+
+def test_repetition_roll_continues_a_riff_at_its_period():
+    ctx = _periodic_context(period=12)
+    rep = repetition_roll(ctx, min_lag=4)
+    # the continuation of a strictly periodic context is the context one period later
+    longer = _periodic_context(period=12, steps=128)
+    assert torch.equal(rep, longer[..., 64:])
+    # other periods give other continuations; an empty context gives an empty roll
+    assert not torch.equal(repetition_roll(_periodic_context(period=16), min_lag=4), rep)
+    assert float(repetition_roll(torch.zeros(2, 2, 12, 64)).abs().sum()) == 0.0
+
+
+def test_the_repetition_prior_lets_the_decoder_copy_a_riff():
+    """With the prior, an untrained decoder already ranks the riff's next onsets above the rest
+    (the prior starts as an identity filter); without it, it cannot know them."""
+    torch.manual_seed(0)
+    ctx = _periodic_context(period=8)
+    truth = repetition_roll(ctx, min_lag=4)[0, 0] > 0
+    for prior, better in ((True, True), (False, False)):
+        torch.manual_seed(0)
+        model = RollVAE(n_pitches=12, window=128, hidden=8, latent=4, n_down=2, repeat_prior=prior)
+        probs = model.sample(ctx, 1, torch.Generator().manual_seed(0))[0, 0]
+        gap = float(probs[truth].mean() - probs[~truth].mean())
+        assert (gap > 0.1) is better
+    with pytest.raises(ValueError, match="context"):
+        model = RollVAE(n_pitches=12, window=128, hidden=8, latent=4, n_down=2)
+        model.decode(model.encode_context(ctx), torch.zeros(1, 4))
+
+
 @pytest.fixture
 def tiny_vae_dir(tmp_path):
     """An untrained tiny VAE saved the way the stage saves it (thresholds low: it plays)."""
@@ -282,3 +323,42 @@ def test_datamodule_cuts_song_level_windows(tmp_path):
     assert float(batch[:, 0].sum()) == pytest.approx(32 * len(batch))  # 32 onsets per window
     val = next(iter(dm.val_dataloader()))
     assert val.shape[1:] == (2, 88, 64)
+
+
+def test_the_study_gives_the_same_table_whatever_the_random_state_before_it(tmp_path):
+    """Every variant's weights are drawn after seeding: a run's numbers must not depend on
+    what the process did with torch's random state before the stage began."""
+    rows = []
+    for song in "abcdef":
+        base = 48 + "abcdef".index(song)
+        for i in range(96):
+            rows.append((song, base + (0, 4, 7, 12)[i % 4], i * 0.25, 0.25))
+    notes = pd.DataFrame(rows, columns=["file_id", "pitch", "onset_s", "duration_s"])
+    notes.assign(velocity=80, is_drum=False).to_parquet(tmp_path / "notes.parquet")
+    splits = pd.DataFrame({"file_id": list("abcdef"), "split": ["train"] * 4 + ["val", "test"]})
+    splits.to_parquet(tmp_path / "splits.parquet")
+    params = tiny_params(
+        model={
+            "vae": {
+                "module": {"window": 64, "hidden": 8, "latent": 4, "n_down": 2},
+                "datamodule": {
+                    "notes_path": str(tmp_path / "notes.parquet"),
+                    "splits_path": str(tmp_path / "splits.parquet"),
+                    "step": 0.125,
+                    "window": 64,
+                    "hop": 8,
+                    "min_notes": 4,
+                    "windows_per_epoch": 16,
+                    "batch_size": 8,
+                },
+            },
+            "vae_study": {"max_epochs": 1, "eval_windows": 4},
+        }
+    )
+    tables = []
+    for noise in (1, 2):
+        torch.manual_seed(noise)  # some earlier use of the global generator
+        result = run_study(params, tmp_path / f"out{noise}")
+        tables.append(result["table"])
+    assert set(tables[0]["model"]) >= {"study", "ours_no_repeat", "ours", "repeat", "markov"}
+    pd.testing.assert_frame_equal(tables[0], tables[1])

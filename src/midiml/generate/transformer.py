@@ -496,6 +496,8 @@ def train_transformer(
 ) -> dict[str, Any]:
     """Fit ``cfg.module`` on ``cfg.datamodule`` with fit_lightning; save model + tokenizer."""
     tokenizer = tk.load_tokenizer(tokenizer_path)
+    # seed before the weights are drawn: torch's own start seed differs in every process
+    L.seed_everything(int(params.seed), workers=True, verbose=False)
     module = instantiate(cfg.module, vocab_size=len(tokenizer))
     datamodule = instantiate(cfg.datamodule, path=str(tokens_path))
     res = fit_lightning(

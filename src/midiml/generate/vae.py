@@ -9,7 +9,11 @@ keep what sounds" scores well, and blurred sustained probabilities are cheap. He
   so missing an onset costs about as much as inventing one;
 - KL annealed from 0 over ``kl_warmup_steps`` with free bits per latent dimension, so the
   latent is used rather than collapsed to the prior;
-- decoding thresholds picked on validation windows (``choose_thresholds``).
+- decoding thresholds picked on validation windows (``choose_thresholds``);
+- a repetition prior (``repeat_prior``): music repeats, so the decoder is also shown the
+  context continued periodically at its best-matching lag (:func:`repetition_roll`) and
+  learns, per step, how far to trust it. A compressed latent cannot carry exact pitches
+  and rhythms; the prior hands them over, and the latent supplies the variation.
 
 ``loss: plain`` trains the *same network* the study's way (unweighted BCE on the frame
 roll only, full KL from the start) and decodes a note wherever the frame switches on; the
@@ -75,6 +79,39 @@ def roll_loss(
     return total / b
 
 
+def repetition_roll(
+    context: torch.Tensor, min_lag: int = 16, max_lag_share: float = 0.75
+) -> torch.Tensor:
+    """The context continued periodically: (B, 2, P, T) -> (B, 2, P, T).
+
+    The lag is the one in ``[min_lag, max_lag_share * T]`` whose onset self-similarity
+    (onsets at t and t + lag on the same pitch, cosine-normalised by the onsets in both
+    overlapping parts) is highest; the smallest such lag on ties. Step t of the continuation
+    copies context step ``T - lag + (t mod lag)``. An empty context gives an empty roll.
+    """
+    b, _, p, t = context.shape
+    on = context[:, 0].float()
+    n = 2 * t
+    spec = torch.fft.rfft(on, n=n)
+    corr = torch.fft.irfft(spec * spec.conj(), n=n)[..., :t].sum(1)  # (B, T): sum_t on[t]on[t+L]
+    per_step = on.sum(1)  # (B, T)
+    prefix = torch.cumsum(per_step, 1)  # onsets in [0, i]
+    total = prefix[:, -1:]
+    lags = torch.arange(t, device=context.device)
+    later = total - torch.cat([torch.zeros_like(total), prefix[:, :-1]], 1)  # onsets in [L, T)
+    earlier = torch.cat([torch.zeros_like(total), prefix], 1)[:, (t - lags).clamp(min=0)]
+    score = corr / torch.sqrt(later * earlier).clamp(min=1e-9)
+    score = torch.round(score * 1e4) / 1e4  # FFT noise must not break ties
+    max_lag = max(min_lag + 1, int(max_lag_share * t))
+    valid = (lags >= min_lag) & (lags < max_lag)
+    score = torch.where(valid, score, torch.full_like(score, -1.0))
+    lag = score.argmax(1).clamp(min=1)  # (B,)
+    steps = torch.arange(t, device=context.device)
+    src = t - lag[:, None] + steps[None, :] % lag[:, None]  # (B, T)
+    index = src[:, None, None, :].expand(b, 2, p, t)
+    return torch.gather(context, 3, index)
+
+
 def kl_term(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float = 0.0) -> torch.Tensor:
     """KL(q || N(0, I)) per window; each dimension's batch-mean KL floored at ``free_bits``."""
     kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)  # (B, Z)
@@ -102,6 +139,8 @@ class RollVAE(L.LightningModule):
         beta: float = 1.0,
         free_bits: float = 0.1,
         kl_warmup_steps: int = 300,
+        repeat_prior: bool = True,
+        repeat_min_lag: int = 16,
     ) -> None:
         super().__init__()
         if loss not in LOSSES:
@@ -126,6 +165,15 @@ class RollVAE(L.LightningModule):
         self.decoder = nn.Sequential(*dec)
         self.head = nn.Conv1d(hidden, in_ch, 3, padding=1)
         self.t_small = t_small
+        if repeat_prior:
+            # each pitch's repeated roll, smoothed over ±1 step, scaled by a learned
+            # per-step trust (one for onsets, one for frames) from the decoder's state
+            self.repeat_filter = nn.Conv1d(in_ch, in_ch, 3, padding=1, groups=in_ch)
+            self.repeat_trust = nn.Conv1d(hidden, 2, 1)
+            with torch.no_grad():
+                self.repeat_filter.weight.zero_()
+                self.repeat_filter.weight[:, 0, 1] = 1.0
+                self.repeat_filter.bias.zero_()
 
     # -- pieces -------------------------------------------------------------------------------
     def _flat(self, x: torch.Tensor) -> torch.Tensor:
@@ -142,10 +190,21 @@ class RollVAE(L.LightningModule):
         mu, logvar = stats.chunk(2, dim=1)
         return mu, logvar.clamp(-8.0, 8.0)
 
-    def decode(self, ctx_h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """Logits (B, 2, P, W/2) of the continuation from the context code and a latent."""
+    def decode(
+        self, ctx_h: torch.Tensor, z: torch.Tensor, context: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Logits (B, 2, P, W/2) of the continuation from the context code and a latent
+        (and, with the repetition prior, the context roll itself)."""
         zh = self.from_z(z).reshape(z.shape[0], -1, self.t_small)
-        out = self.head(self.decoder(torch.cat([ctx_h, zh], dim=1)))
+        h = self.decoder(torch.cat([ctx_h, zh], dim=1))
+        out = self.head(h)
+        if self.hparams.repeat_prior:
+            if context is None:
+                raise ValueError("a model with the repetition prior decodes with its context")
+            rep = repetition_roll(context, int(self.hparams.repeat_min_lag)).to(out.dtype)
+            trust = F.softplus(self.repeat_trust(h))  # (B, 2, T)
+            prior = self.repeat_filter(self._flat(rep)).reshape(-1, 2, self.n_pitches, self.half)
+            out = out.reshape(prior.shape) + trust[:, :, None, :] * prior
         return out.reshape(z.shape[0], 2, self.n_pitches, self.half)
 
     def forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -153,18 +212,19 @@ class RollVAE(L.LightningModule):
         ctx_h = self.encode_context(context)
         mu, logvar = self.posterior(ctx_h, continuation)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if self.training else mu
-        return self.decode(ctx_h, z), mu, logvar
+        return self.decode(ctx_h, z, context), mu, logvar
 
     @torch.no_grad()
     def sample(
         self, context: torch.Tensor, n: int = 1, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """Probabilities (B*n, 2, P, W/2) of continuations with z drawn from the prior."""
-        ctx_h = self.encode_context(context).repeat_interleave(n, dim=0)
+        context = context.repeat_interleave(n, dim=0)
+        ctx_h = self.encode_context(context)
         z = torch.randn(
             ctx_h.shape[0], self.hparams.latent, generator=generator, device=ctx_h.device
         )
-        return torch.sigmoid(self.decode(ctx_h, z.to(ctx_h.dtype)))
+        return torch.sigmoid(self.decode(ctx_h, z.to(ctx_h.dtype), context))
 
     # -- training -------------------------------------------------------------------------------
     def _losses(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:

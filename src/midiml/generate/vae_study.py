@@ -1,7 +1,8 @@
-"""Train the roll VAE twice (the seed study's plain loss, ours) and judge both on test windows.
+"""Train the roll VAE three ways (the seed study's, ours without and with the repetition
+prior) and judge them on the same test windows.
 
-What the DVC stage calls: one datamodule, the same network built from
-``model.vae.module`` twice (``loss: plain`` and the configured loss), each fitted
+What the DVC stage calls: one datamodule, the network built from ``model.vae.module`` with
+each variant's changes (:data:`VARIANTS`), each fitted
 with :func:`midiml.training.fit_lightning`, thresholds chosen on validation windows, then the
 continuation metrics of both and of the Markov baseline on the same test prompts.
 """
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import numpy as np
 import pandas as pd
 import torch
@@ -20,7 +22,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from midiml import tracking
-from midiml.generate.vae import RollVAE, mean_probs
+from midiml.generate.vae import RollVAE, mean_probs, repetition_roll
 from midiml.generate.vae_data import RollWindowDataModule, spaced_pairs
 from midiml.generate.vae_use import (
     Decoding,
@@ -32,7 +34,13 @@ from midiml.generate.vae_use import (
 )
 from midiml.training import fit_lightning
 
-VARIANTS = {"study": "plain", "ours": None}  # None = the configured loss
+# what each variant changes in the configured network: the study's (plain loss, no
+# repetition prior), ours without the repetition prior (the loss cure alone), ours
+VARIANTS: dict[str, dict[str, Any]] = {
+    "study": {"loss": "plain", "repeat_prior": False},
+    "ours_no_repeat": {"repeat_prior": False},
+    "ours": {},
+}
 SUBDIRS = {"study": "study", "ours": "."}  # ours is the model `midiml continue -m vae` loads
 
 
@@ -70,10 +78,10 @@ def run_study(params: Any, out_dir: str | Path, progress_bar: bool = False) -> d
         "test_windows": len(test),
     }
     histories: dict[str, list[dict[str, float]]] = {}
-    for variant, loss in VARIANTS.items():
-        mcfg = OmegaConf.to_container(gcfg.module, resolve=True)
-        if loss is not None:
-            mcfg["loss"] = loss
+    for variant, changes in VARIANTS.items():
+        mcfg = {**OmegaConf.to_container(gcfg.module, resolve=True), **changes}
+        # seed before the weights are drawn: torch's own start seed differs in every process
+        L.seed_everything(int(params.seed), workers=True, verbose=False)
         model: RollVAE = instantiate(mcfg)
         dm._epoch = 0  # the same training windows for both variants
         res = fit_lightning(
@@ -94,13 +102,14 @@ def run_study(params: Any, out_dir: str | Path, progress_bar: bool = False) -> d
             mean_probs(model, val, seed), val[..., model.half :].numpy(), frame_only
         )
         probs[variant] = mean_probs(model, test, seed)
-        save_model(
-            model,
-            out_dir / SUBDIRS[variant],
-            dm.grid,
-            decodings[variant],
-            {"train_seconds": res.train_seconds, "epochs": res.epochs, "run_id": res.run_id},
-        )
+        if variant in SUBDIRS:
+            save_model(
+                model,
+                out_dir / SUBDIRS[variant],
+                dm.grid,
+                decodings[variant],
+                {"train_seconds": res.train_seconds, "epochs": res.epochs, "run_id": res.run_id},
+            )
         shutil.rmtree(out_dir / f"ckpt_{variant}", ignore_errors=True)
         histories[variant] = res.history
         info[f"{variant}_train_seconds"] = res.train_seconds
@@ -108,6 +117,11 @@ def run_study(params: Any, out_dir: str | Path, progress_bar: bool = False) -> d
         info[f"{variant}_run_id"] = res.run_id
         info[f"{variant}_decoding"] = decodings[variant].__dict__
         info[f"{variant}_val_kl"] = res.history[-1].get("val_kl") if res.history else None
+    # no model: the context repeated at its best lag, what the repetition prior hands over
+    probs["repeat"] = repetition_roll(
+        test[..., : test.shape[-1] // 2], int(gcfg.module.get("repeat_min_lag", 16))
+    ).numpy()
+    decodings["repeat"] = Decoding(0.5, 0.5, False)
     notes = pd.read_parquet(
         dm.notes_path, columns=["file_id", "is_drum", "pitch", "velocity", "onset_s", "duration_s"]
     )

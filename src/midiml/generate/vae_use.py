@@ -339,8 +339,9 @@ def interpolate_songs(
     """A short piece morphing from song A to song B through the latent space.
 
     Each song's first window is encoded (context code and posterior mean); ``steps``
-    segments are decoded at evenly spaced mixes of the two (linear in the context code,
-    spherical in the latent) and played one after another, ``segment_seconds`` each.
+    segments are decoded at evenly spaced mixes of the two (linear in the context code and
+    in the context roll the repetition prior reads, spherical in the latent) and played one
+    after another, ``segment_seconds`` each.
     """
     model, grid, dec = load_model(model_dir)
     half = model.half
@@ -355,14 +356,15 @@ def interpolate_songs(
         with torch.no_grad():
             ctx_h = model.encode_context(w[..., :half])
             mu, _ = model.posterior(ctx_h, w[..., half:])
-        codes.append((ctx_h, mu))
-    (ha, za), (hb, zb) = codes
+        codes.append((ctx_h, mu, w[..., :half]))
+    (ha, za, ca), (hb, zb, cb) = codes
     seg_steps = max(1, min(half, int(round(segment_seconds / grid.step))))
     parts = []
     for k, t in enumerate(np.linspace(0.0, 1.0, max(2, steps))):
         z = _slerp(za, zb, float(t))
         with torch.no_grad():
-            probs = torch.sigmoid(model.decode((1 - t) * ha + t * hb, z))[0].numpy()
+            mix = (1 - t) * ha + t * hb
+            probs = torch.sigmoid(model.decode(mix, z, (1 - t) * ca + t * cb))[0].numpy()
         parts.append(decode(probs[..., :seg_steps], grid, dec, offset=k * seg_steps * grid.step))
     return pd.concat(parts, ignore_index=True)
 
