@@ -87,3 +87,44 @@ def test_short_prompts_continue_in_key(tokenizer, n_notes):
     assert key.scale[new["pitch"].astype(int) % 12].mean() >= 0.8  # guards on (1% leak)
     with pytest.raises(ValueError, match="unknown genre"):
         cont.continue_notes(prompt, 2.0, genre="polka")
+
+
+def test_transformer_training_does_not_depend_on_the_random_state_before_it(tokenizer, tmp_path):
+    """The weights are drawn after seeding: the same params give the same model."""
+    import pandas as pd
+    import torch
+
+    from midiml.generate.transformer import train_transformer
+    from tests.conftest import tiny_params
+
+    rows = []
+    for k, song in enumerate("abcd"):
+        for i, p in enumerate(MELODY * 3):
+            rows.append((song, p + k, i * 0.5, 0.5))
+    notes = pd.DataFrame(rows, columns=["file_id", "pitch", "onset_beats", "duration_beats"])
+    notes = notes.assign(velocity=80, is_drum=False, track=0)
+    splits = pd.DataFrame(
+        {"file_id": list("abcd"), "split": ["train", "train", "val", "test"], "genre": "lofi"}
+    )
+    data = tk.build_token_dataset(notes, splits, tokenizer)
+    np.savez(tmp_path / "tokens.npz", **data)
+    tk.save_tokenizer(tokenizer, tmp_path / "tok.json")
+    params = tiny_params(
+        model={
+            "transformer": {
+                "module": {"context": 32, "d_model": 16, "n_layers": 1, "n_heads": 2},
+                "datamodule": {"context": 32, "batch_size": 4, "train_windows": 8},
+                "max_epochs": 1,
+            }
+        }
+    )
+    losses = []
+    for noise in (1, 2):
+        torch.manual_seed(noise)  # some earlier use of the global generator
+        out = tmp_path / f"out{noise}"
+        out.mkdir()
+        info = train_transformer(
+            params.model.transformer, params, tmp_path / "tokens.npz", tmp_path / "tok.json", out
+        )
+        losses.append(info["best_val_loss_nats_per_token"])
+    assert losses[0] == losses[1]
