@@ -18,11 +18,18 @@ from midiml.classify.runs import (
 )
 from midiml.classify.serving import ModelsMissing, evaluate_blind, load_served
 from midiml.config import load_params
+from midiml.data.made_up_loops import STYLES, write_loop_pack
 from midiml.io import atomic_dir, write_metrics, write_text
-from midiml.report.classifiers import confusion_figure, render_markdown, render_robustness
+from midiml.report.classifiers import (
+    confusion_figure,
+    render_made_up_loops,
+    render_markdown,
+    render_robustness,
+)
 
 MODELS = Path("models/classifiers")
 BLIND = Path("data/blind")
+LOOPS = Path("data/made_up_loops")
 PLOTS = Path("reports/plots/confusion")
 FIGURES = Path("reports/figures/classifiers")
 
@@ -61,6 +68,29 @@ def robustness(params, manifest, files, splits, table, notes) -> dict:
     return rob
 
 
+def made_up_loops(params) -> dict:
+    """The served genre model on scripted lo-fi loops of each style, written to LOOPS/<style>/lofi/
+    (an out-of-source floor for the genre with one source; data/made_up_loops.py)."""
+    cfg = params.classifier.made_up_loops
+    out: dict = {}
+    with atomic_dir(LOOPS) as tmp:
+        for style in STYLES:
+            write_loop_pack(tmp / style / "lofi", style, int(cfg.n), int(cfg.seed))
+    try:
+        served = load_served(MODELS)
+    except ModelsMissing as exc:
+        return {"skipped": str(exc)}
+    for style in STYLES:
+        r = evaluate_blind(LOOPS / style, served)
+        out[style] = {
+            "n": r["n_files"],
+            "lofi_share": r["per_genre"]["lofi"]["accuracy"],
+            "predicted": r["confusion"]["lofi"],
+        }
+        print(f"made-up {style} loops: {out[style]['lofi_share']:.3f} called lo-fi")
+    return out
+
+
 def main() -> None:
     start = time.perf_counter()
     params = load_params()
@@ -97,10 +127,15 @@ def evaluate(params) -> None:
         blind = {"skipped": str(exc)}
     metrics["blind_test"] = blind
     metrics["robustness"] = robustness(params, manifest, files, splits, table, notes)
+    metrics["made_up_loops"] = made_up_loops(params)
     write_metrics("reports/metrics/classifiers.json", metrics)
     write_text(
         "reports/classifiers.md",
-        render_markdown(metrics, figures) + "\n" + render_robustness(metrics["robustness"]),
+        render_markdown(metrics, figures)
+        + "\n"
+        + render_robustness(metrics["robustness"])
+        + "\n"
+        + render_made_up_loops(metrics["made_up_loops"]),
     )
 
 

@@ -130,25 +130,26 @@ def test_novelty_flags_a_song_unlike_all_training_songs():
     assert nov.score(np.full((1, 5), 8.0))[0] > 1.0
 
 
-def test_add_melody_lays_a_single_note_line_of_chord_tones_over_the_song(song):
+def test_add_melody_lays_a_repeating_single_note_line_in_the_songs_scale(song):
     from midiml.represent.perturb import add_melody
 
     notes, files = song
-    chords = notes[notes["pitch"] < 72]  # the held chords alone, as a producer's loop
+    chords = notes[notes["pitch"] < 72].reset_index(drop=True)  # the held chords alone, a loop
     info = files.iloc[0].to_dict()
-    out, new_info = add_melody(chords.reset_index(drop=True), info, np.random.default_rng(1))
+    out, new_info = add_melody(chords, info, np.random.default_rng(1), reharmonize_p=0.0)
     assert list(out.columns) == list(chords.columns)
     assert all(str(out[c].dtype) == str(chords[c].dtype) for c in NOTE_COLUMNS if c != "file_id")
     melody = out[out["track"] == out["track"].max()]
     assert len(out) == len(chords) + len(melody) and len(melody) >= 8
     assert new_info["n_tracks"] == int(info["n_tracks"]) + 1
     assert out["onset_s"].is_monotonic_increasing and (melody["duration_s"] > 0).all()
-    # a melody: one note at a time, every note a tone of the chord sounding under it
+    # a melody: one note at a time, in the loop's scale, a chord tone on every beat
     assert not melody["onset_beats"].duplicated().any()
-    for row in melody.itertuples():
+    assert set(melody["pitch"] % 12) <= set(chords["pitch"] % 12)
+    for row in melody[np.isclose(melody["onset_beats"] % 1, 0)].itertuples():
         under = chords[
-            (chords["onset_beats"] <= row.onset_beats)
-            & (chords["onset_beats"] + chords["duration_beats"] > row.onset_beats)
+            (chords["onset_beats"] <= row.onset_beats + 1e-6)
+            & (chords["onset_beats"] + chords["duration_beats"] > row.onset_beats + 1e-6)
         ]
         assert row.pitch % 12 in set(under["pitch"] % 12)
     # beats and seconds agree with the song's own tempo (600000 us per quarter: 0.6 s)
@@ -156,6 +157,27 @@ def test_add_melody_lays_a_single_note_line_of_chord_tones_over_the_song(song):
     before = extract_features(chords.assign(file_id="g/song.mid"), files)
     after = extract_features(out.assign(file_id="g/song.mid"), files)
     assert before["interval_up_frac"].iloc[0] == 0 and after["interval_up_frac"].iloc[0] > 0
+
+
+def test_reharmonize_moves_whole_bars_and_keeps_their_chords(song):
+    from midiml.represent.perturb import reharmonize
+
+    notes, files = song
+    info = files.iloc[0].to_dict()
+    out, _ = reharmonize(notes, info, np.random.default_rng(3))
+    assert len(out) == len(notes) and out["pitch"].between(0, 127).all()
+    key = ["onset_beats", "track", "duration_beats"]
+    a = notes.sort_values([*key, "pitch"], ignore_index=True)
+    b = out.sort_values(key, kind="stable", ignore_index=True)
+    b = b.groupby(key, sort=False, group_keys=False).apply(lambda g: g.sort_values("pitch"))
+    b = b.reset_index(drop=True)
+    moved = b["pitch"].to_numpy(int) - a["pitch"].to_numpy(int)
+    bars = np.floor(a["onset_beats"].to_numpy() / 4).astype(int)
+    per_bar = {bar: set(moved[bars == bar]) for bar in np.unique(bars)}
+    assert per_bar[0] == {0}  # the first bar stays where it was
+    assert all(len(v) == 1 for v in per_bar.values())  # a bar moves as a whole: same chords
+    assert len({next(iter(v)) for v in per_bar.values()}) > 1  # a new progression
+    assert set(out["pitch"] % 12) != set(notes["pitch"] % 12)  # other pitch classes
 
 
 def test_augmented_copies_get_melodies_only_for_the_asked_genre(song):

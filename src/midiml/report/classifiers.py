@@ -217,3 +217,25 @@ def render_robustness(rob: dict[str, Any]) -> str:
             f"{b['importance']:.3f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def render_made_up_loops(loops: dict[str, Any]) -> str:
+    """The made-up loops check: how often the served model calls scripted lo-fi loops lo-fi."""
+    if loops.get("skipped"):
+        return f"### Made-up lo-fi loops\n\nSkipped: {loops['skipped']}\n"
+    lines = [
+        "### Made-up lo-fi loops (an out-of-source floor for the one-source genre)",
+        "",
+        "Loops scripted in two styles unlike the lo-fi source (`data/made_up_loops.py`: other "
+        "progressions, tempos, textures and track layouts, half with a melody), written to "
+        "`data/made_up_loops/<style>/lofi/` and scored like a blind folder. Not music from "
+        "elsewhere: a model that calls these something else will not know other producers' "
+        "loops either.",
+        "",
+        "| style | loops | called lo-fi | predicted |",
+        "|---|---:|---:|---|",
+    ]
+    for style, r in loops.items():
+        counts = ", ".join(f"{g} {n}" for g, n in r["predicted"].items())
+        lines.append(f"| {style} | {r['n']} | {r['lofi_share']:.3f} | {counts} |")
+    return "\n".join(lines) + "\n"

@@ -160,50 +160,105 @@ def loop(notes, info, rng, min_s: float = 20.0, max_s: float = 60.0):
     return out, dict(info, length_s=length * reps, n_notes=len(out))
 
 
-def add_melody(notes, info, rng, step_choices: tuple[float, ...] = (0.5, 1.0)):
-    """A made-up single-note line over the song on a track of its own, as producers lay a
-    melody over a chord loop: chord tones (the pitch classes sounding at each onset) above
-    the song's top note, mostly stepwise, eighth or quarter notes with rests.
+def _beat_clock(notes: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(beats, seconds) pairs of a song's notes, both rising: its own tempo map."""
+    pitched = notes[~notes["is_drum"].to_numpy(bool)]
+    end_b = pitched["onset_beats"].to_numpy(float) + pitched["duration_beats"].to_numpy(float)
+    clock_b = np.r_[notes["onset_beats"].to_numpy(float), end_b]
+    clock_s = np.r_[notes["onset_s"].to_numpy(float), (pitched["onset_s"] + pitched["duration_s"])]
+    order = np.argsort(clock_b, kind="stable")
+    return clock_b[order], np.maximum.accumulate(clock_s[order])
+
+
+def reharmonize(notes, info, rng, beats_per_bar: float = 4.0):
+    """Move each bar after the first by its own interval: a new progression of the same
+    chords (their voicings and rhythm kept), as another producer's loop would have.
+
+    Shifts are drawn from -7..7 semitones, half of them 0 (a bar keeps its chord); notes
+    that would leave the MIDI range fold back by an octave; drums stay.
+    """
+    out = notes.copy()
+    bars = np.floor(out["onset_beats"].to_numpy(float) / beats_per_bar + 1e-9).astype(int)
+    bars -= bars.min() if len(bars) else 0
+    choices = np.r_[np.zeros(12, int), np.arange(-7, 0), np.arange(1, 8)]
+    shifts = rng.choice(choices, size=int(bars.max()) + 1 if len(bars) else 1)
+    shifts[0] = 0
+    pitched = ~out["is_drum"].to_numpy(bool)
+    new = out["pitch"].to_numpy(int) + shifts[bars]
+    new = np.where(new > 127, new - 12, np.where(new < 0, new + 12, new))
+    out["pitch"] = np.where(pitched, new, out["pitch"].to_numpy(int)).astype(notes["pitch"].dtype)
+    return _sorted(out), dict(info)
+
+
+def add_melody(
+    notes,
+    info,
+    rng,
+    durations: tuple[float, ...] = (0.25, 0.5, 0.5, 0.75, 1.0, 1.0, 1.5, 2.0),
+    reharmonize_p: float = 0.7,
+):
+    """A made-up melody over the song on a track of its own, as producers lay one over a
+    chord loop, usually over a progression of their own (:func:`reharmonize` first, with
+    probability ``reharmonize_p``).
+
+    The line: one phrase of 4, 8 or 16 beats, repeated over the song with a few notes
+    changed; notes from the song's scale (its seven most-sounding pitch classes), a tone
+    of the sounding chord on every beat, near the previous note (mostly steps, some leaps);
+    durations from ``durations`` (beats) with rests; a register near the song's top notes.
 
     Only for augmenting songs whose files carry chords alone (one source's loops): other
-    people's loops of that genre come with melodies, and without this the model learns
-    "no melody" as the genre.
+    people's loops of that genre come with melodies and other progressions, and without
+    this the model learns "no melody" and "these seven pitch classes" as the genre.
     """
+    if rng.random() < reharmonize_p:
+        notes, info = reharmonize(notes, info, rng)
     pitched = notes[~notes["is_drum"].to_numpy(bool)]
     if not len(pitched):
         return notes.copy(), dict(info)
     on_b = pitched["onset_beats"].to_numpy(float)
     end_b = on_b + pitched["duration_beats"].to_numpy(float)
-    # beats -> seconds along the song's own tempo map (its notes' two clocks)
-    clock_b = np.r_[notes["onset_beats"].to_numpy(float), end_b]
-    clock_s = np.r_[notes["onset_s"].to_numpy(float), (pitched["onset_s"] + pitched["duration_s"])]
-    order = np.argsort(clock_b, kind="stable")
-    clock_b, clock_s = clock_b[order], np.maximum.accumulate(clock_s[order])
-    step = float(rng.choice(step_choices))
+    clock_b, clock_s = _beat_clock(notes)
     start, stop = float(np.floor(on_b.min())), float(end_b.max())
-    low = int(np.clip(np.quantile(pitched["pitch"], 0.75), 55, 72))
-    pitch_cls = pitched["pitch"].to_numpy(int) % 12
-    prev = low + int(rng.integers(3, 10))
-    rows = []
-    t = start
-    while t < stop - 1e-6:
-        dur = step * float(rng.choice([1, 1, 2]))
-        if rng.random() >= 0.25:  # else a rest
-            sounding = (on_b <= t + 1e-6) & (end_b > t + 1e-6)
-            pcs = np.unique(pitch_cls[sounding] if sounding.any() else pitch_cls)
-            cands = np.array([p for p in range(low, low + 16) if p % 12 in set(pcs)])
-            if len(cands):
-                near = cands[np.argsort(np.abs(cands - prev), kind="stable")[:3]]
-                prev = int(rng.choice(near))
-                rows.append((t, min(dur, stop - t), prev))
+    pcs = pitched["pitch"].to_numpy(int) % 12
+    weight = np.bincount(pcs, weights=end_b - on_b, minlength=12)
+    top7 = np.argsort(-weight, kind="stable")[:7]
+    scale = set(top7[weight[top7] > 0].tolist())
+    low = int(np.clip(np.quantile(pitched["pitch"], 0.9) + rng.integers(-5, 8), 57, 79))
+    cands = np.array([q for q in range(low, low + 17) if q % 12 in scale])
+    if not len(cands):
+        return notes.copy(), dict(info)
+    rest_p, spread = float(rng.uniform(0.1, 0.4)), float(rng.choice([2.0, 4.0]))
+    phrase_beats = min(float(rng.choice([4.0, 8.0, 16.0])), max(stop - start, 1.0))
+    phrase: list[tuple[float, float, int]] = []
+    t, prev = 0.0, int(rng.choice(cands))
+    while t < phrase_beats - 1e-6:
+        dur = float(rng.choice(durations))
+        if rng.random() >= rest_p:
+            pool = cands
+            if abs(t - round(t)) < 1e-6:  # on the beat: a tone of the sounding chord
+                sounding = (on_b <= start + t + 1e-6) & (end_b > start + t + 1e-6)
+                chord = np.unique(pcs[sounding]) if sounding.any() else np.unique(pcs)
+                in_chord = np.isin(cands % 12, chord)
+                pool = cands[in_chord] if in_chord.any() else cands
+            w = np.exp(-np.abs(pool - prev) / spread)
+            prev = int(rng.choice(pool, p=w / w.sum()))
+            phrase.append((t, min(dur, phrase_beats - t), prev))
         t += dur
+    rows = []
+    for k in range(int(np.ceil((stop - start) / phrase_beats))):
+        for t, dur, q in phrase:
+            at = start + k * phrase_beats + t
+            if at < stop - 1e-6:
+                if k and rng.random() < 0.15:  # the repeat varies a little
+                    q = int(rng.choice(cands))
+                rows.append((at, min(dur, stop - at), q))
     if not rows:
         return notes.copy(), dict(info)
     t_b = np.array([r[0] for r in rows])
-    d_b = np.maximum(np.array([r[1] for r in rows]) * 0.9, 1e-3)
+    d_b = np.maximum(np.array([r[1] for r in rows]) * float(rng.uniform(0.7, 1.0)), 1e-3)
     on_s = np.interp(t_b, clock_b, clock_s)
     dur_s = np.maximum(np.interp(t_b + d_b, clock_b, clock_s) - on_s, 1e-3)
-    vel = np.clip(pitched["velocity"].mean() + 10 + rng.normal(0, 6, len(rows)), 1, 127)
+    vel = np.clip(pitched["velocity"].mean() + rng.normal(5, 12, len(rows)), 1, 127)
     track = int(notes["track"].max()) + 1
     melody = pd.DataFrame(
         {
