@@ -6,6 +6,7 @@ from pathlib import Path
 from threadpoolctl import threadpool_limits
 
 from midiml import tracking
+from midiml.classify.made_up_loops import STYLES, write_loop_pack
 from midiml.classify.pipelines import build_task, load_model
 from midiml.classify.robustness import evaluate_robustness
 from midiml.classify.runs import (
@@ -18,7 +19,6 @@ from midiml.classify.runs import (
 )
 from midiml.classify.serving import ModelsMissing, evaluate_blind, load_served
 from midiml.config import load_params
-from midiml.data.made_up_loops import STYLES, write_loop_pack
 from midiml.io import atomic_dir, write_metrics, write_text
 from midiml.report.classifiers import (
     confusion_figure,
@@ -70,7 +70,7 @@ def robustness(params, manifest, files, splits, table, notes) -> dict:
 
 def made_up_loops(params) -> dict:
     """The served genre model on scripted lo-fi loops of each style, written to LOOPS/<style>/lofi/
-    (an out-of-source floor for the genre with one source; data/made_up_loops.py)."""
+    (an out-of-source floor for the genre with one source; classify/made_up_loops.py)."""
     cfg = params.classifier.made_up_loops
     out: dict = {}
     with atomic_dir(LOOPS) as tmp:

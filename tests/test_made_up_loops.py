@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from midiml.data.made_up_loops import STYLES, write_loop_pack
+from midiml.classify.made_up_loops import STYLES, write_loop_pack
 from midiml.data.midi import read_user_file
 from midiml.report.classifiers import render_made_up_loops
 

@@ -226,7 +226,7 @@ def render_made_up_loops(loops: dict[str, Any]) -> str:
     lines = [
         "### Made-up lo-fi loops (an out-of-source floor for the one-source genre)",
         "",
-        "Loops scripted in two styles unlike the lo-fi source (`data/made_up_loops.py`: other "
+        "Loops scripted in two styles unlike the lo-fi source (`classify/made_up_loops.py`: other "
         "progressions, tempos, textures and track layouts, half with a melody), written to "
         "`data/made_up_loops/<style>/lofi/` and scored like a blind folder. Not music from "
         "elsewhere: a model that calls these something else will not know other producers' "
