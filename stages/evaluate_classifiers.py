@@ -46,9 +46,15 @@ def robustness(params, manifest, files, splits, table, notes) -> dict:
     augmented = None
     if aug_cfg and "genre" in list(aug_cfg.get("tasks", [])):
         ids = list(task.labels.index)
-        melody = aug_cfg.get("melody")
+        melody, excerpts = aug_cfg.get("melody"), aug_cfg.get("excerpts")
         augmented = augmented_table(
-            params, ids, files, notes, dict(aug_cfg.copies), dict(melody) if melody else None
+            params,
+            ids,
+            files,
+            notes,
+            dict(aug_cfg.copies),
+            dict(melody) if melody else None,
+            dict(excerpts) if excerpts else None,
         )
     rob = evaluate_robustness(
         params, fitted, task, files, table, notes, augmented, manifest.get("features", {})

@@ -181,3 +181,47 @@ def test_agrees_with_music21_on_its_own_corpus(tmp_path, work):
     assert set(result) == set(COMPARED)
     for name, r in result.items():
         assert r["files"] == 1 and r["agree_frac"] == 1.0, (name, r)
+
+
+def _song_s(rows: list[tuple[int, float, float]]) -> pd.DataFrame:
+    """rows: (pitch, onset_s, duration_s) on one pitched track."""
+    p, on, dur = (np.array(c) for c in zip(*rows, strict=True))
+    return pd.DataFrame(
+        {"pitch": p, "onset_s": on.astype(float), "duration_s": dur.astype(float), "is_drum": False}
+    )
+
+
+def test_accompaniment_repetition_and_modulation_features():
+    from midiml.represent.musical import musical_features
+
+    # oom-pah: the bass alternates C2 / G2 under a melody, every half second
+    oompah = [(36 + 7 * (i % 2), i * 0.5, 0.4) for i in range(40)]
+    oompah += [(72 + (i % 5), i * 0.5, 0.4) for i in range(40)]
+    f = musical_features(_song_s(oompah), 0)
+    assert f["m_bass_alternate"] > 0.9 and f["m_bass_repeat"] == 0.0
+    held = [(36, i * 0.5, 0.4) for i in range(40)] + [
+        (72 + (i % 5), i * 0.5, 0.4) for i in range(40)
+    ]
+    g = musical_features(_song_s(held), 0)
+    assert g["m_bass_alternate"] == 0.0 and g["m_bass_repeat"] > 0.9
+
+    # a 20 s phrase (no shorter period) played twice: repeats 20 s later, not within 16 s
+    rng = np.random.default_rng(0)
+    phrase = [(int(p), i * 0.5, 0.45) for i, p in enumerate(rng.integers(60, 84, 40))]
+    twice = phrase + [(p, t + 20.0, d) for p, t, d in phrase]
+    assert musical_features(_song_s(twice), 0)["m_repetition_long"] > 0.99
+    other = [(int(p), 20.0 + i * 0.5, 0.45) for i, p in enumerate(rng.integers(60, 84, 40))]
+    assert musical_features(_song_s(phrase + other), 0)["m_repetition_long"] < 0.8
+    assert musical_features(_song_s(phrase[:30]), 0)["m_repetition_long"] == 0.0  # < 16 s
+
+    # 16 s in C major, then 16 s in F# major: half the 8 s windows leave the home scale;
+    # no window has a note outside its own scale
+    c_major = [60, 62, 64, 65, 67, 69, 71, 72]
+    home = [(c_major[i % 8], i * 0.5, 0.45) for i in range(32)]
+    away = [(c_major[i % 8] + 6, 16.0 + i * 0.5, 0.45) for i in range(32)]
+    m = musical_features(_song_s(home + away), 0)
+    assert m["m_modulation"] == pytest.approx(0.5) and m["m_local_chromatic"] == 0.0
+    s = musical_features(_song_s(home + [(p, t + 16.0, d) for p, t, d in home]), 0)
+    assert s["m_modulation"] == 0.0
+    chromatic = [(60 + i % 12, i * 0.5, 0.45) for i in range(32)]
+    assert musical_features(_song_s(chromatic), 0)["m_local_chromatic"] > 0.3

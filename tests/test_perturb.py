@@ -201,3 +201,29 @@ def test_augmented_copies_get_melodies_only_for_the_asked_genre(song):
     pd.testing.assert_frame_equal(sung[~g_rows], plain[~g_rows])
     assert (sung.loc[g_rows, "log_n_notes"] > plain.loc[g_rows, "log_n_notes"]).all()
     assert (sung.loc[g_rows, "interval_up_frac"] > 0).all()
+
+
+def test_excerpt_copies_of_every_long_enough_song(song):
+    from omegaconf import OmegaConf
+
+    from midiml.classify.runs import augmented_table
+
+    notes, files = song  # one 19.2 s song
+    short = notes[notes["onset_s"] < 4.0].assign(file_id="h/short.mid")
+    both = pd.concat([notes, short], ignore_index=True).astype({"file_id": "string"})
+    files2 = pd.concat(
+        [files, files.assign(file_id="h/short.mid", genre="h", length_s=4.8)], ignore_index=True
+    )
+    params = OmegaConf.create({"seed": 0, "features": {}})
+    ids = ["g/song.mid", "h/short.mid"]
+    excerpts = {"copies": 2, "min_s": 8.0, "max_s": 12.0}
+    table = augmented_table(params, ids, files2, both, {"default": 0}, None, excerpts)
+    # the long song gets two excerpts of 8-12 s; the song shorter than 8 s gets none
+    assert sorted(table["file_id"]) == ["g/song.mid#ex0", "g/song.mid#ex1"]
+    assert (table["genre"] == "g").all()
+    assert table["log_length_s"].between(np.log1p(8.0), np.log1p(12.0)).all()
+    assert (table["log_n_notes"] < np.log1p(len(notes))).all()
+    again = augmented_table(params, ids, files2, both, {"default": 0}, None, excerpts)
+    pd.testing.assert_frame_equal(table, again)  # seeded: the same excerpts every run
+    whole = augmented_table(params, ids, files2, both, {"default": 1})
+    assert not whole["file_id"].str.contains("#ex").any()  # no excerpts unless asked

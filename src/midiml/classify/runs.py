@@ -161,10 +161,15 @@ def augmented_table(
     notes: pd.DataFrame,
     copies: dict,
     melody: dict | None = None,
+    excerpts: dict | None = None,
 ) -> pd.DataFrame:
     """Feature rows of random re-encodings of songs ``ids`` (``copies[genre]`` per song,
     ``copies['default']`` for other genres); ids ``<song>#aug<k>``, genre kept. A copy of a
-    song of genre g first gets a made-up melody with probability ``melody[g]``."""
+    song of genre g first gets a made-up melody with probability ``melody[g]``.
+
+    ``excerpts`` (``{copies, min_s, max_s}``) adds that many random excerpts of every song
+    longer than ``min_s`` (any genre; ids ``<song>#ex<k>``): other people's files are often
+    excerpts and loops, not whole pieces."""
 
     seed = int(params.seed)
     genre = files.set_index("file_id")["genre"].astype(str)
@@ -182,6 +187,23 @@ def augmented_table(
         )
         parts_n.append(n)
         parts_f.append(f)
+    ex = dict(excerpts or {})
+    if int(ex.get("copies", 0)):
+        lo, hi = float(ex.get("min_s", 8.0)), float(ex.get("max_s", 60.0))
+        length = files.set_index("file_id")["length_s"].astype(float)
+        longer = [i for i in ids if length.get(i, 0.0) > lo]  # shorter ones stay whole
+        for k in range(int(ex["copies"])):
+            n, f = perturb_songs(
+                notes,
+                files,
+                longer,
+                seed=seed + 3000 + k,
+                how="crop",
+                suffix=f"#ex{k}",
+                options={"min_s": lo, "max_s": hi},
+            )
+            parts_n.append(n)
+            parts_f.append(f)
     aug_files = pd.concat(parts_f, ignore_index=True)
     if aug_files.empty:
         return pd.DataFrame()
@@ -206,7 +228,13 @@ def _augmented(
         return None
     start = time.perf_counter()
     t = augmented_table(
-        params, task.ids("train"), files, notes, dict(_plain(aug.copies)), _plain(aug.get("melody"))
+        params,
+        task.ids("train"),
+        files,
+        notes,
+        dict(_plain(aug.copies)),
+        _plain(aug.get("melody")),
+        _plain(aug.get("excerpts")),
     )
     if t.empty:
         return None

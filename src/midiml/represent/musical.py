@@ -55,6 +55,15 @@ MUSICAL_DOCS: dict[str, str] = {
     "m_legato": "median of note duration over the time to the next onset (sustain)",
     "m_single_frac": "share of onset clusters with a single pitch (melody vs block chords)",
     "m_melody_step_frac": "share of successive top notes moving by 1-2 semitones",
+    "m_repetition_long": "best mean chroma similarity of the music with itself 16–64 s later "
+    "(a whole section or the song looping)",
+    "m_modulation": "share of 8 s windows whose best-fitting diatonic scale is not the "
+    "song's (modulation, tonicisation)",
+    "m_local_chromatic": "mean share of a window's sounding frames outside its best-fitting "
+    "diatonic scale (chromatic passing notes)",
+    "m_bass_alternate": "share of onset clusters whose lowest note returns to the one two "
+    "clusters before after a change (oom-pah, Alberti and stride accompaniment)",
+    "m_bass_repeat": "share of onset clusters whose lowest note repeats the previous one",
 }
 MUSICAL_NAMES = list(MUSICAL_DOCS)
 
@@ -70,6 +79,11 @@ def _families() -> dict[int, str]:
 
 
 FAMILIES = _families()
+# the 12 diatonic (major-scale) pitch-class sets, one per tonic: rows x 12 as 0/1
+DIATONIC = np.array(
+    [[(pc - t) % 12 in (0, 2, 4, 5, 7, 9, 11) for pc in range(12)] for t in range(12)]
+)
+WINDOW_S = 8.0  # window of local key
 
 
 def _entropy(counts: np.ndarray) -> float:
@@ -123,6 +137,10 @@ def musical_features(song: pd.DataFrame, key_tonic: int) -> dict[str, float]:
         out["m_pc_trans_entropy"] = _entropy(np.bincount(step, minlength=12).astype(float))
         out["m_pc_trans_same"] = float((step == 0).mean())
         out["m_melody_step_frac"] = float(np.isin(np.abs(np.diff(high)), (1, 2)).mean())
+        out["m_bass_repeat"] = float((low[1:] == low[:-1]).mean())
+        if n_cl > 2:
+            alt = (low[2:] == low[:-2]) & (low[2:] != low[1:-1])
+            out["m_bass_alternate"] = float(alt.mean())
     out["m_dur_median_s"] = float(np.median(dur))
 
     # frames: which pitch classes sound, for harmony over time and repetition
@@ -154,6 +172,22 @@ def musical_features(song: pd.DataFrame, key_tonic: int) -> dict[str, float]:
             out[f"m_chord_{fam}"] = float((fams == fam).mean())
         out["m_chord_ext"] = float((size[active][size[active] >= 3] >= 4).mean())
 
+    # local key: best diatonic set per window vs the song's
+    fit_all = DIATONIC @ chroma.sum(axis=0)
+    home = int(np.argmax(fit_all))
+    per = int(WINDOW_S / FRAME_S)
+    moved, chromatic = [], []
+    for a in range(0, n_fr, per):
+        w = chroma[a : a + per].sum(axis=0)
+        if w.sum() < 8:
+            continue
+        fit = DIATONIC @ w
+        moved.append(fit[home] < fit.max() - 1e-9)
+        chromatic.append(1.0 - fit.max() / w.sum())
+    if moved:
+        out["m_modulation"] = float(np.mean(moved))
+        out["m_local_chromatic"] = float(np.mean(chromatic))
+
     # repetition: similarity of the chroma with itself shifted by 1–16 s
     norm = np.linalg.norm(chroma, axis=1, keepdims=True)
     unit = np.divide(chroma, norm, out=np.zeros_like(chroma), where=norm > 0)
@@ -168,6 +202,15 @@ def musical_features(song: pd.DataFrame, key_tonic: int) -> dict[str, float]:
         if sim > best + 1e-9:
             best, best_lag = sim, lag * FRAME_S
     out["m_repetition"], out["m_repetition_lag_s"] = best, best_lag
+    best = 0.0
+    for lag in range(int(16 / FRAME_S), int(64 / FRAME_S) + 1, 2):
+        if lag >= n_fr - 4:
+            break
+        both = active[:-lag] & active[lag:]
+        if both.sum() < 16:
+            continue
+        best = max(best, float((unit[:-lag][both] * unit[lag:][both]).sum(axis=1).mean()))
+    out["m_repetition_long"] = best
     return out
 
 

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 Info = dict[str, Any]
-Perturbation = Callable[[pd.DataFrame, Info, np.random.Generator], tuple[pd.DataFrame, Info]]
+# (notes, info, rng, **options) -> (notes, info)
+Perturbation = Callable[..., tuple[pd.DataFrame, Info]]
 FLAT_QPM = 120.0  # a performance recording's MIDI: one tempo, beats are just seconds * 2
 
 
@@ -331,8 +332,10 @@ def perturb_songs(
     how: str | None = None,
     suffix: str = "",
     melody: set[str] | frozenset[str] = frozenset(),
+    options: dict[str, Any] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Perturbed copies of songs ``ids``: one named perturbation, or a random mix (None).
+    """Perturbed copies of songs ``ids``: one named perturbation (with keyword ``options``,
+    e.g. a crop's ``min_s``/``max_s``), or a random mix (None).
     Songs in ``melody`` first get a made-up melody (``add_melody``).
 
     Returns (notes, files) with ids ``<id><suffix>`` and the original genre (labels kept).
@@ -353,7 +356,7 @@ def perturb_songs(
         if how is None:
             new, new_info, _ = random_reencoding(song, info, rng)
         else:
-            new, new_info = PERTURBATIONS[how](song, info, rng)
+            new, new_info = PERTURBATIONS[how](song, info, rng, **(options or {}))
         new_id = f"{fid}{suffix}"
         out_notes.append(new.assign(file_id=new_id))
         out_files.append({**new_info, "file_id": new_id, "status": "ok", "n_notes": len(new)})
