@@ -59,6 +59,7 @@ def robustness(params, manifest, files, splits, table, notes) -> dict:
     rob = evaluate_robustness(
         params, fitted, task, files, table, notes, augmented, manifest.get("features", {})
     )
+    rob["class_prior"] = entry["models"][entry["serve"]].get("class_prior", {})
     with tracking.run(params, CONCERN, "genre/robustness") as run:
         if run is not None:
             import mlflow
@@ -69,6 +70,8 @@ def robustness(params, manifest, files, splits, table, notes) -> dict:
             for src, r in rob["cross_source"].items():
                 mlflow.log_metric(f"cross_source.{src}", r["served"])
                 mlflow.log_metric(f"cross_source_all_features.{src}", r["all_features"])
+            for c, f in rob["class_prior"].get("prior", {}).items():
+                mlflow.log_metric(f"class_prior.{c}", f)
             mlflow.log_dict(rob["importance"], "permutation_importance.json")
     print(f"robustness: {time.perf_counter() - start:.1f} s")
     return rob

@@ -17,7 +17,12 @@ from sklearn.base import clone
 from sklearn.ensemble import VotingClassifier
 from sklearn.inspection import permutation_importance
 
-from midiml.classify.pipelines import FittedModel, feature_columns, feature_matrix
+from midiml.classify.pipelines import (
+    FittedModel,
+    apply_prior,
+    feature_columns,
+    feature_matrix,
+)
 from midiml.represent.features import extract_features
 from midiml.represent.perturb import PERTURBATIONS, perturb_songs
 
@@ -59,21 +64,22 @@ def perturbed_accuracy(
     return out
 
 
-def held_out_source_scores(
+def held_out_source_predictions(
     fitted: FittedModel,
     table: pd.DataFrame,
     ids: list[str],
     labels: pd.Series,
     source: pd.Series,
     augmented: pd.DataFrame | None = None,
-) -> dict[str, float]:
-    """Accuracy on each source of songs ``ids`` when the model (same estimator and
-    hyperparameters as ``fitted``, on its columns) is refitted on the other sources' songs,
-    plus their re-encoded copies (``augmented`` rows, ids ``<song>#...``). Only sources of
-    genres with two or more sources among ``ids`` count: a lone source cannot be left out.
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per held-out source: (probabilities in ``fitted.classes`` order before any class prior,
+    true labels) of its songs among ``ids``, from the model (same estimator and
+    hyperparameters as ``fitted``, on its columns) refitted on the other sources' songs plus
+    their re-encoded copies (``augmented`` rows, ids ``<song>#...``). Only sources of genres
+    with two or more sources among ``ids`` count: a lone source cannot be left out.
 
-    In-split CV rewards what a source's files share (their encoding habits); this score
-    rewards what carries over to a source never seen, which is what other people's MIDI is.
+    In-split CV rewards what a source's files share (their encoding habits); this rewards
+    what carries over to a source never seen, which is what other people's MIDI is.
     """
     src = source.loc[ids].astype(str)
     lab = labels.loc[ids].astype(str)
@@ -86,7 +92,7 @@ def held_out_source_scores(
         if augmented is not None and len(augmented)
         else None
     )
-    out: dict[str, float] = {}
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for held in sorted(src[lab.isin(multi)].unique()):
         train = [i for i in ids if src[i] != held]
         # only labels the other sources teach (a composer of this source alone cannot be right)
@@ -100,9 +106,29 @@ def held_out_source_scores(
             est = fresh_estimator(fitted).fit(X, y)
         except ValueError:  # e.g. a class too small for the calibrated SVM's inner folds
             continue
-        pred = est.predict(t.loc[test, cols].to_numpy(np.float64))
-        out[held] = float((pred == lab.loc[test].to_numpy(dtype=object)).mean())
+        proba = est.predict_proba(t.loc[test, cols].to_numpy(np.float64))
+        known = list(est.classes_)
+        # a class that only the held-out source has cannot be predicted: probability 0
+        full = np.zeros((len(test), len(fitted.classes)))
+        for j, c in enumerate(fitted.classes):
+            if c in known:
+                full[:, j] = proba[:, known.index(c)]
+        out[held] = (full, lab.loc[test].to_numpy(dtype=object))
     return out
+
+
+def held_out_source_scores(
+    fitted: FittedModel, predictions: dict[str, tuple[np.ndarray, np.ndarray]]
+) -> dict[str, float]:
+    """Accuracy on each held-out source (``held_out_source_predictions``), deciding as
+    ``fitted`` does (its class prior applied)."""
+    classes = np.asarray(fitted.classes, dtype=object)
+    return {
+        held: float(
+            (classes[apply_prior(p, fitted.classes, fitted.class_prior).argmax(axis=1)] == y).mean()
+        )
+        for held, (p, y) in predictions.items()
+    }
 
 
 def cross_source(
@@ -144,7 +170,7 @@ def cross_source(
                 row[name] = float("nan")
                 row["note"] = str(exc).splitlines()[0]
                 continue
-            pred = est.predict(test[cols].to_numpy(np.float64))
+            pred = fitted.predictions_of(est, test[cols].to_numpy(np.float64))
             row[name] = float((pred == test["genre"].to_numpy(dtype=object)).mean())
         out[held] = row
     return out

@@ -20,6 +20,7 @@ import pandas as pd
 
 from midiml import tracking
 from midiml.classify.cnn import PianoRollCNNClassifier, load_cnn, predict_songs
+from midiml.classify.lone_source import choose_prior, lone_source_classes
 from midiml.classify.pipelines import (
     TASKS,
     VOTE,
@@ -34,7 +35,10 @@ from midiml.classify.pipelines import (
     load_model,
     save_model,
 )
-from midiml.classify.robustness import held_out_source_scores
+from midiml.classify.robustness import (
+    held_out_source_predictions,
+    held_out_source_scores,
+)
 from midiml.evaluate import classification as ev
 from midiml.io import atomic_path, save_figure
 from midiml.represent.features import extract_features
@@ -126,6 +130,11 @@ def train_all(
                     entry["models"][model] = {"skipped": str(exc)}
                     continue
                 members[model] = fitted
+                held_out = (
+                    _held_out_entry(fitted, task, table, files, aug_rows, cfg, run is not None)
+                    if wanted == AUTO_CROSS_SOURCE or _prior_cfg(cfg, name)
+                    else {}
+                )
                 save_model(fitted, out_dir / name / f"{model}.joblib")
                 if run is not None:
                     _log_fit(fitted)
@@ -136,11 +145,7 @@ def train_all(
                     "cv_macro_f1": fitted.cv_macro_f1,
                     "cv_folds": fitted.cv_folds,
                     "run_id": run.info.run_id if run else None,
-                }
-                if wanted == AUTO_CROSS_SOURCE:
-                    entry["models"][model] |= _held_out_entry(
-                        fitted, task, table, files, aug_rows, run is not None
-                    )
+                } | held_out
             held = entry["models"][model].get("held_out_source_mean")
             log(
                 f"{name}/{model}: CV macro-F1 {fitted.cv_macro_f1:.3f} "
@@ -253,27 +258,54 @@ def _augmented_xy(
     return rows[columns].to_numpy(np.float64), y
 
 
+def _prior_cfg(cfg: Any, task: str) -> Any:
+    """``classifier.lone_source_prior`` when it applies to ``task``, else None."""
+    prior = cfg.get("lone_source_prior")
+    return prior if prior and task in list(prior.get("tasks", [])) else None
+
+
 def _held_out_entry(
     fitted: FittedModel,
     task: TaskData,
     table: pd.DataFrame,
     files: pd.DataFrame,
     aug_rows: pd.DataFrame | None,
+    cfg: Any,
     log_mlflow: bool,
 ) -> dict[str, Any]:
     """Held-out-source accuracies of a model on the training split (what
-    ``serve_model: auto_cross_source`` picks by); empty when no class has two sources."""
+    ``serve_model: auto_cross_source`` picks by), after setting the model's lone-source class
+    prior from the same predictions (``classifier.lone_source_prior``); empty when no class
+    has two sources."""
     ok = files[files["status"] == "ok"].set_index("file_id")
-    source = ok["source"] if "source" in ok else ok["genre"]
-    scores = held_out_source_scores(
-        fitted, table, task.ids("train"), task.labels, source.astype(str), aug_rows
-    )
-    if not scores:
+    source = (ok["source"] if "source" in ok else ok["genre"]).astype(str)
+    train = task.ids("train")
+    predictions = held_out_source_predictions(fitted, table, train, task.labels, source, aug_rows)
+    if not predictions:
         return {}
+    out: dict[str, Any] = {}
+    prior_cfg = _prior_cfg(cfg, task.name)
+    lone = lone_source_classes(task.labels.loc[train], source) if prior_cfg else []
+    if lone:
+        choice = choose_prior(
+            predictions,
+            fitted.classes,
+            lone,
+            [float(f) for f in prior_cfg.factors],
+            float(prior_cfg.max_false_rate),
+        )
+        fitted.class_prior = choice["prior"]
+        out["class_prior"] = choice
+    scores = held_out_source_scores(fitted, predictions)
     mean = float(np.mean(list(scores.values())))
     if log_mlflow:
-        tracking.log_metrics({"held_out_source_mean": mean})
-    return {"held_out_source": scores, "held_out_source_mean": mean}
+        rates = out.get("class_prior", {}).get("false_rate", {})
+        tracking.log_metrics(
+            {"held_out_source_mean": mean}
+            | {f"class_prior_{c}": f for c, f in (fitted.class_prior or {}).items()}
+            | {f"held_out_false_{c}_rate": r for c, r in rates.items()}
+        )
+    return out | {"held_out_source": scores, "held_out_source_mean": mean}
 
 
 def _log_fit(fitted: Any) -> None:
@@ -440,6 +472,8 @@ def evaluate_all(
             if "held_out_source" in info:  # what serve_model: auto_cross_source picked by
                 m["held_out_source_train"] = info["held_out_source"]
                 m["held_out_source_train_mean"] = info["held_out_source_mean"]
+            if "class_prior" in info:  # lone-source prior and its held-out false-claim rates
+                m["class_prior"] = info["class_prior"]
             cm = ev.confusion(y_test, pred, task.classes)  # full table: plots CSV and PNG
             fig_path = fig_dir / f"confusion_{name}_{model}.png"
             fig = confusion_figure(cm, task.classes, f"{name} / {model} (test songs)")

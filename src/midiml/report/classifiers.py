@@ -201,6 +201,7 @@ def render_robustness(rob: dict[str, Any]) -> str:
         lines.append(
             f"| {src} | {r['genre']} | {r['n']} | {r['served']:.3f} | {r['all_features']:.3f} |"
         )
+    lines += render_class_prior(rob.get("class_prior") or {})
     lines += [
         "",
         "### What the model relies on (permutation importance on the test split)",
@@ -217,6 +218,43 @@ def render_robustness(rob: dict[str, Any]) -> str:
             f"{b['importance']:.3f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _rate_cell(rate: float | None, chosen: bool) -> str:
+    if rate is None:
+        return "–"
+    return f"**{rate:.1%}**" if chosen else f"{rate:.1%}"
+
+
+def render_class_prior(choice: dict[str, Any]) -> list[str]:
+    """Lines on the lone-source prior (classify/lone_source.py): the factor chosen and the
+    false-claim rate of every factor tried."""
+    if not choice.get("prior"):
+        return []
+    lines = [
+        "",
+        "### Trusting the one-source genre more (lone-source prior)",
+        "",
+        "A genre taught by one source cannot be left out and scored, and its model is sure of "
+        "that source's habits only. What can be measured is the cost of trusting it more: "
+        "songs of the other genres, from sources left out of the fit (training split), "
+        "wrongly called that genre. The served model multiplies the genre's probability by "
+        "the largest factor whose false-claim rate stays within "
+        f"{choice['max_false_rate']:.1%} ({choice.get('n_songs', '?')} held-out songs).",
+        "",
+    ]
+    factors = sorted({f for curve in choice["curve"].values() for f in curve}, key=float)
+    lines += [
+        "| genre | chosen factor | " + " | ".join(f"×{f}" for f in factors) + " |",
+        "|---|---:|" + "---:|" * len(factors),
+    ]
+    for c, curve in choice["curve"].items():
+        cells = " | ".join(
+            _rate_cell(curve.get(f), float(f) == choice["prior"][c]) for f in factors
+        )
+        lines.append(f"| {c} | ×{choice['prior'][c]:g} | {cells} |")
+    lines += ["", "Cells: share of held-out songs of other genres called that genre."]
+    return lines
 
 
 def render_made_up_loops(loops: dict[str, Any]) -> str:
