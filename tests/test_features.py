@@ -225,3 +225,59 @@ def test_accompaniment_repetition_and_modulation_features():
     assert s["m_modulation"] == 0.0
     chromatic = [(60 + i % 12, i * 0.5, 0.45) for i in range(32)]
     assert musical_features(_song_s(chromatic), 0)["m_local_chromatic"] > 0.3
+
+
+def _progression(chords: list[tuple[int, ...]], seconds: float, arpeggio: float = 0.0):
+    """Each chord (MIDI pitches, lowest first) for ``seconds``: held, or broken into notes
+    ``arpeggio`` s apart that ring to the chord's end (as a sustain pedal leaves them)."""
+    rows = []
+    for k, chord in enumerate(chords):
+        start = k * seconds
+        for j, p in enumerate(chord):
+            on = start + (j * arpeggio if arpeggio else 0.0)
+            rows.append((p, on, start + seconds - on))
+    return _song_s(rows)
+
+
+II_V_I = [(50, 53, 57, 60), (43, 53, 59, 62), (48, 52, 55, 59)]  # Dm7 G7 Cmaj7
+
+
+def test_progression_features_read_chords_and_root_motion():
+    from midiml.represent.progression import PROGRESSION_NAMES, progression_features
+
+    f = progression_features(_progression(II_V_I * 4, 2.0))
+    assert set(f) == set(PROGRESSION_NAMES)
+    for q in ("min7", "dom7", "maj7"):
+        assert f[f"h_window_{q}"] == pytest.approx(1 / 3)
+    # D->G, G->C fall a fifth (up 5); Cmaj7->Dm7 steps up 2
+    assert f["h_root_step_5"] == pytest.approx(8 / 11)
+    assert f["h_root_step_2"] == pytest.approx(3 / 11)
+    assert f["h_dominant_fifth"] == pytest.approx(4 / 11)  # every G7 -> C
+    assert f["h_chord_median_s"] == pytest.approx(2.0)
+    assert f["h_changes_per_s"] == pytest.approx(11 / 24)
+    assert f["h_template_fit"] > 0.9
+
+
+def test_progression_features_hold_for_broken_chords_and_other_keys():
+    from midiml.represent.progression import progression_features
+
+    held = progression_features(_progression(II_V_I * 4, 2.0))
+    broken = progression_features(_progression(II_V_I * 4, 2.0, arpeggio=0.1))
+    up_a_third = progression_features(
+        _progression([tuple(p + 4 for p in c) for c in II_V_I] * 4, 2.0)
+    )
+    for name in held:
+        assert up_a_third[name] == pytest.approx(held[name]), name
+    # broken within a window, the chords stay sevenths and the roots still fall by fifths
+    # (the first window weighs the early notes more: some same-root quality changes)
+    sevenths = ("h_window_dom7", "h_window_maj7", "h_window_min7")
+    assert sum(broken[q] for q in sevenths) > 0.8
+    steps = [broken[f"h_root_step_{k}"] for k in range(1, 12)]
+    assert int(np.argmax(steps)) + 1 == 5
+    assert broken["h_dominant_fifth"] > 0.2
+    # a melody alone (one note at a time) is not chords: the fit falls
+    scale = progression_features(
+        _song_s([(60 + s, i * 0.5, 0.5) for i, s in enumerate([0, 2, 4, 5, 7, 9, 11, 12] * 3)])
+    )
+    assert scale["h_template_fit"] < held["h_template_fit"] - 0.2
+    assert progression_features(_song_s([(60, 0.0, 1.0)])) == dict.fromkeys(held, 0.0)

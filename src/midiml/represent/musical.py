@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from midiml.represent.progression import PROGRESSION_DOCS, progression_features
+
 CLUSTER_S = 0.06  # onsets closer than this start "together" (human chords are not exact)
 FRAME_S = 0.25  # chroma frame for harmony over time and repetition
 EXTENDED = {  # interval sets above a root -> chord family (pitch-class sets, any voicing)
@@ -65,6 +67,7 @@ MUSICAL_DOCS: dict[str, str] = {
     "clusters before after a change (oom-pah, Alberti and stride accompaniment)",
     "m_bass_repeat": "share of onset clusters whose lowest note repeats the previous one",
 }
+MUSICAL_DOCS.update(PROGRESSION_DOCS)  # chords per half second and their root motion
 MUSICAL_NAMES = list(MUSICAL_DOCS)
 
 
@@ -97,6 +100,7 @@ def musical_features(song: pd.DataFrame, key_tonic: int) -> dict[str, float]:
     s = song[~song["is_drum"].to_numpy(bool)]
     if not len(s):
         return out
+    out.update(progression_features(s))
     on = s["onset_s"].to_numpy(float)
     dur = np.maximum(s["duration_s"].to_numpy(float), 0.01)
     pitch = s["pitch"].to_numpy(int)
