@@ -244,6 +244,17 @@ def test_served_model_choice():
         _served_model(models, "svm", ["a", "b"])
 
 
+def test_serve_rule_reports_the_fallback():
+    """A task without a second source is served by CV; the report must not say otherwise."""
+    from midiml.classify.runs import serve_rule
+
+    scored = {"serve": "b", "models": {"b": {"cv_macro_f1": 0.9, "held_out_source_mean": 0.8}}}
+    unscored = {"serve": "b", "models": {"b": {"cv_macro_f1": 0.9}}}
+    assert serve_rule(scored, "auto_cross_source") == "auto_cross_source"
+    assert serve_rule(unscored, "auto_cross_source") == "auto"
+    assert serve_rule(unscored, "svm") == "svm"
+
+
 def test_original_sources_mask():
     from midiml.classify.runs import _original_mask
 

@@ -359,6 +359,15 @@ def _train_cnn(
     }
 
 
+def serve_rule(entry: dict[str, Any], wanted: str) -> str:
+    """The rule that actually picked ``entry["serve"]``: ``auto_cross_source`` falls back to
+    ``auto`` when the served model has no held-out-source score (no class has two sources)."""
+    served = entry.get("models", {}).get(entry.get("serve"), {})
+    if wanted == AUTO_CROSS_SOURCE and "held_out_source_mean" not in served:
+        return "auto"
+    return wanted
+
+
 def _served_model(models: dict[str, Any], wanted: str, order: list[str]) -> str | None:
     """The feature model the CLI uses: the configured one, the best by CV on train ("auto"),
     or the best by mean held-out-source accuracy on train ("auto_cross_source", CV breaking
@@ -444,7 +453,7 @@ def evaluate_all(
             "majority": ev.majority_baseline(y_train, y_test, task.positive),
             "models": {},
             "serve": entry.get("serve"),
-            "serve_rule": str(cfg.get("serve_model", "auto")),
+            "serve_rule": serve_rule(entry, str(cfg.get("serve_model", "auto"))),
         }
         original = _original_mask(files, task.ids("test"), cfg.get("original_sources"))
         if original is not None:
