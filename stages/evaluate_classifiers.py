@@ -57,7 +57,15 @@ def robustness(params, manifest, files, splits, table, notes) -> dict:
             dict(excerpts) if excerpts else None,
         )
     rob = evaluate_robustness(
-        params, fitted, task, files, table, notes, augmented, manifest.get("features", {})
+        params,
+        fitted,
+        task,
+        files,
+        table,
+        notes,
+        augmented,
+        manifest.get("features", {}),
+        n_jobs=int(params.classifier.get("n_jobs", 1)),
     )
     rob["class_prior"] = entry["models"][entry["serve"]].get("class_prior", {})
     with tracking.run(params, CONCERN, "genre/robustness") as run:

@@ -20,3 +20,33 @@ def test_corpus_source_writes_readable_midi(tmp_path):
     assert (files["status"] == "ok").all() and len(files) == 2
     assert set(files["label"]) == {"bach"}
     assert len(notes) > 50
+
+
+def test_corpus_works_span_composers_and_catalogues(tmp_path):
+    """A source of several composers: each gets its own folder, a limit samples the whole
+    sorted catalogue (first and last score), and quartet movements of different opus numbers
+    keep distinct names."""
+    from midiml.data.corpus import corpus_paths, corpus_works, midi_name
+
+    spec = {
+        "works": [
+            {"composer": "bach", "extensions": [".mxl"], "limit": 3},
+            {"composer": "haydn", "extensions": [".mxl"], "limit": 2},
+        ]
+    }
+    assert [w["composer"] for w in corpus_works(spec)] == ["bach", "haydn"]
+    assert corpus_works({"composer": "bach", "limit": 1}) == [
+        {"composer": "bach", "extensions": [".mxl"], "limit": 1}
+    ]
+    every = corpus_paths("bach", [".mxl"], None)
+    picked = corpus_paths("bach", [".mxl"], 3)
+    assert picked[0] == every[0] and picked[-1] == every[-1] and len(picked) == 3
+    quartets = corpus_paths("haydn", [".mxl"], None)
+    names = [midi_name(p, "haydn") for p in quartets]
+    assert len(set(names)) == len(names) and all("/" not in n for n in names)
+
+    src = Source(name="classical_music21", kind="music21", labels="folder", corpus=spec)
+    report = build_corpus_source(src, tmp_path / "raw" / "classical_music21", progress=False)
+    assert report["extracted"] + len(report["skipped"]) == 5
+    written = sorted(p.parent.name for p in (tmp_path / "raw").rglob("*.mid"))
+    assert written.count("bach") == 3 and set(written) == {"bach", "haydn"}

@@ -163,6 +163,8 @@ def test_committed_manifests_match_the_mirror(mirror):
     counts = {}
     for name, cfg in sources.items():
         src = Source.from_config(name, cfg)
+        if src.kind == "music21":  # written from the installed music21, not downloaded
+            continue
         files = manifest_from_zip(mirror / src.archive_name, src.top_folder, src.include)
         assert files == load_manifest(src.manifest_path), name
         counts[name] = len(files)

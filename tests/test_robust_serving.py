@@ -171,6 +171,29 @@ def test_robustness_section_is_computed_and_rendered(served):
     assert "Held-out sources" in md and "| loops_a | loops |" in md
 
 
+def test_held_out_refits_in_parallel_match_serial(served):
+    """Held-out-source refits run two processes at a time (``classifier.n_jobs``) and give
+    exactly the probabilities and scores of one at a time."""
+    from midiml.classify.pipelines import build_task
+    from midiml.classify.robustness import cross_source, held_out_source_predictions
+
+    model, (params, files, table, notes) = served
+    fitted = model.models["genre"]
+    task = build_task("genre", files, files[["file_id", "genre", "split"]], params.classifier)
+    source = files.set_index("file_id")["source"]
+    ids = list(task.labels.index)
+    one = held_out_source_predictions(fitted, table, ids, task.labels, source, n_jobs=1)
+    two = held_out_source_predictions(fitted, table, ids, task.labels, source, n_jobs=2)
+    assert list(one) == list(two) == ["loops_a", "loops_b", "runs_a", "runs_b"]
+    for held in one:
+        np.testing.assert_array_equal(one[held][0], two[held][0])
+        np.testing.assert_array_equal(one[held][1], two[held][1])
+        assert one[held][0].shape == (5, len(fitted.classes))
+    assert cross_source(fitted, table, files, None, n_jobs=1) == cross_source(
+        fitted, table, files, None, n_jobs=2
+    )
+
+
 def test_auto_cross_source_serves_the_model_that_transfers(served, tmp_path):
     """With ``serve_model: auto_cross_source`` each model gets its accuracy on every source of
     the training split left out of its fit, and the served one has the best mean of them."""

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from sklearn.base import clone
 from sklearn.ensemble import VotingClassifier
 from sklearn.inspection import permutation_importance
@@ -34,6 +35,33 @@ def fresh_estimator(fitted: FittedModel) -> Any:
         members = [(n, clone(getattr(e, "estimator", e))) for n, e in pipe.estimators]
         return VotingClassifier(members, voting="soft")
     return clone(pipe)
+
+
+def _fit_proba(estimator: Any, X: np.ndarray, y: np.ndarray, X_test: np.ndarray) -> Any:
+    """Fit ``estimator`` and return (its classes, probabilities of ``X_test``), or the first
+    line of the error when the data cannot be fitted (e.g. a class too small for the
+    calibrated SVM's inner folds). A function of its arguments only, so that held-out refits
+    can run in parallel processes."""
+    try:
+        est = estimator.fit(X, y)
+    except ValueError as exc:
+        return str(exc).splitlines()[0]
+    return list(est.classes_), est.predict_proba(X_test)
+
+
+def refit_all(jobs: list[tuple[Any, np.ndarray, np.ndarray, np.ndarray]], n_jobs: int = 1) -> list:
+    """``_fit_proba`` of every (estimator, X, y, X_test), ``n_jobs`` at a time (processes;
+    each refit is seeded, so the results do not depend on ``n_jobs``)."""
+    if n_jobs == 1 or len(jobs) < 2:
+        return [_fit_proba(*job) for job in jobs]
+    return Parallel(n_jobs=n_jobs)(delayed(_fit_proba)(*job) for job in jobs)
+
+
+def _in_order(classes: list[str], known: list[str], proba: np.ndarray) -> np.ndarray:
+    """``proba`` (columns ``known``) in ``classes`` order; a class the refit never saw (only
+    the held-out source has it) cannot be predicted: probability 0."""
+    out = pd.DataFrame(proba, columns=known).reindex(columns=classes, fill_value=0.0)
+    return out.to_numpy(np.float64)
 
 
 def _feature_kwargs(feature_params: dict[str, Any]) -> dict[str, Any]:
@@ -71,6 +99,7 @@ def held_out_source_predictions(
     labels: pd.Series,
     source: pd.Series,
     augmented: pd.DataFrame | None = None,
+    n_jobs: int = 1,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per held-out source: (probabilities in ``fitted.classes`` order before any class prior,
     true labels) of its songs among ``ids``, from the model (same estimator and
@@ -92,8 +121,9 @@ def held_out_source_predictions(
         if augmented is not None and len(augmented)
         else None
     )
-    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for held in sorted(src[lab.isin(multi)].unique()):
+    helds = sorted(src[lab.isin(multi)].unique())
+    jobs, truths = [], []
+    for held in helds:
         train = [i for i in ids if src[i] != held]
         # only labels the other sources teach (a composer of this source alone cannot be right)
         test = [i for i in ids if src[i] == held and lab[i] in multi]
@@ -102,18 +132,14 @@ def held_out_source_predictions(
             keep = aug_base.isin(train).to_numpy()
             X = np.vstack([X, augmented.loc[keep, cols].to_numpy(np.float64)])
             y = np.concatenate([y, labels.loc[aug_base[keep]].astype(str).to_numpy(dtype=object)])
-        try:
-            est = fresh_estimator(fitted).fit(X, y)
-        except ValueError:  # e.g. a class too small for the calibrated SVM's inner folds
+        jobs.append((fresh_estimator(fitted), X, y, t.loc[test, cols].to_numpy(np.float64)))
+        truths.append(lab.loc[test].to_numpy(dtype=object))
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for held, result, truth in zip(helds, refit_all(jobs, n_jobs), truths, strict=True):
+        if isinstance(result, str):  # the refit was refused: no score for this source
             continue
-        proba = est.predict_proba(t.loc[test, cols].to_numpy(np.float64))
-        known = list(est.classes_)
-        # a class that only the held-out source has cannot be predicted: probability 0
-        full = np.zeros((len(test), len(fitted.classes)))
-        for j, c in enumerate(fitted.classes):
-            if c in known:
-                full[:, j] = proba[:, known.index(c)]
-        out[held] = (full, lab.loc[test].to_numpy(dtype=object))
+        known, proba = result
+        out[held] = (_in_order(list(fitted.classes), known, proba), truth)
     return out
 
 
@@ -136,9 +162,11 @@ def cross_source(
     table: pd.DataFrame,
     files: pd.DataFrame,
     augmented: pd.DataFrame | None,
+    n_jobs: int = 1,
 ) -> dict[str, Any]:
     """Accuracy on each source held out of training, for genres with two or more sources,
-    for the served model (robust columns) and the same model on all columns."""
+    for the served model (robust columns) and the same model on all columns (``n_jobs``
+    refits at a time)."""
     ok = files[files["status"] == "ok"].set_index("file_id")
     source = ok["source"].astype(str) if "source" in ok else ok["genre"].astype(str)
     t = table[table["file_id"].isin(source.index)].reset_index(drop=True)
@@ -151,29 +179,34 @@ def cross_source(
         else None
     )
     sets = {"served": fitted.columns, "all_features": feature_columns(table, "all")}
-    out: dict[str, Any] = {}
+    rows: dict[str, dict[str, Any]] = {}
+    jobs, keys = [], []
     for held in sorted(set(t_source)):
         genre = str(ok.loc[t["file_id"][t_source == held].iloc[0], "genre"])
         if genre not in multi:
             continue
         train, test = t[t_source != held], t[t_source == held]
-        row: dict[str, Any] = {"genre": genre, "n": len(test)}
+        rows[held] = {"genre": genre, "n": len(test)}
         for name, cols in sets.items():
             X, y = train[cols].to_numpy(np.float64), train["genre"].to_numpy(dtype=object)
             if aug_source is not None:
                 keep = aug_source != held
                 X = np.vstack([X, augmented.loc[keep, cols].to_numpy(np.float64)])
                 y = np.concatenate([y, augmented.loc[keep, "genre"].to_numpy(dtype=object)])
-            try:
-                est = fresh_estimator(fitted).fit(X, y)
-            except ValueError as exc:  # e.g. too few songs of a class for inner folds
-                row[name] = float("nan")
-                row["note"] = str(exc).splitlines()[0]
-                continue
-            pred = fitted.predictions_of(est, test[cols].to_numpy(np.float64))
-            row[name] = float((pred == test["genre"].to_numpy(dtype=object)).mean())
-        out[held] = row
-    return out
+            jobs.append((fresh_estimator(fitted), X, y, test[cols].to_numpy(np.float64)))
+            keys.append((held, name, test["genre"].to_numpy(dtype=object)))
+    classes = list(fitted.classes)
+    for (held, name, truth), result in zip(keys, refit_all(jobs, n_jobs), strict=True):
+        row = rows[held]
+        if isinstance(result, str):  # e.g. too few songs of a class for inner folds
+            row[name] = float("nan")
+            row["note"] = result
+            continue
+        known, proba = result
+        proba = apply_prior(_in_order(classes, known, proba), classes, fitted.class_prior)
+        pred = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
+        row[name] = float((pred == truth).mean())
+    return rows
 
 
 def top_features(
@@ -225,6 +258,7 @@ def evaluate_robustness(
     notes: pd.DataFrame,
     augmented: pd.DataFrame | None,
     feature_params: dict[str, Any],
+    n_jobs: int = 1,
 ) -> dict[str, Any]:
     """Every robustness number of the served genre model (see the module docstring)."""
     seed = int(params.seed)
@@ -238,7 +272,7 @@ def evaluate_robustness(
         "perturbed": perturbed_accuracy(
             fitted, test_ids, task.labels, files, notes, feature_params, seed
         ),
-        "cross_source": cross_source(fitted, table, files, augmented),
+        "cross_source": cross_source(fitted, table, files, augmented, n_jobs),
         "importance": importance_before_after(
             fitted, table, task.ids("train"), task.y("train"), test_ids, y_test, seed
         ),

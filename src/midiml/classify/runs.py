@@ -280,7 +280,9 @@ def _held_out_entry(
     ok = files[files["status"] == "ok"].set_index("file_id")
     source = (ok["source"] if "source" in ok else ok["genre"]).astype(str)
     train = task.ids("train")
-    predictions = held_out_source_predictions(fitted, table, train, task.labels, source, aug_rows)
+    predictions = held_out_source_predictions(
+        fitted, table, train, task.labels, source, aug_rows, n_jobs=int(cfg.get("n_jobs", 1))
+    )
     if not predictions:
         return {}
     out: dict[str, Any] = {}
