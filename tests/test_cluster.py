@@ -270,3 +270,20 @@ def test_assignments_give_every_file_its_best_cluster(blobs):
     assert table["genre"].tolist() == list(y.astype(str))
     # three well-separated blobs: the best-by-NMI clusters are the blobs themselves
     assert normalized_mutual_info_score(table["genre"], table["cluster_best_by_nmi"]) > 0.99
+
+
+@pytest.mark.parametrize("n_files", [3, 4, 5])
+def test_reducers_fit_a_handful_of_files(n_files):
+    """A composer search on the small data can have 3-5 files: UMAP's spectral start needs
+    fewer components than files - 1, so the components are capped, not an error raised."""
+    from midiml.cluster.grid import ReducerSpec, reduce
+
+    x = np.random.default_rng(0).normal(size=(n_files, 8))
+    umap = ReducerSpec(
+        "umap", (("n_components", 3), ("n_neighbors", 10), ("min_dist", 0.0)), "umap.UMAP"
+    )
+    pca = ReducerSpec("pca", (("n_components", 5),), "sklearn.decomposition.PCA")
+    for spec in (umap, pca):
+        emb = reduce(x, spec, seed=0)
+        assert emb.shape == (n_files, max(min(3 if spec is umap else 5, n_files - 2), 1))
+        assert np.isfinite(emb).all()

@@ -136,14 +136,17 @@ def _accepts(cls: type, name: str) -> bool:
 def reduce(x: np.ndarray, spec: ReducerSpec, seed: int) -> np.ndarray:
     """Fit the reducer built from ``spec`` on ``x``; return the embedding (``x`` for none).
 
-    Sizes are capped by the data (components by the feature count, neighbours by the number
-    of files - 1), and every reducer gets the seed and one thread.
+    Sizes are capped by the data (components by the feature count and the number of files
+    - 2, as UMAP's spectral start needs; neighbours by the number of files - 1), and every
+    reducer gets the seed and one thread.
     """
     if not spec.target:
         return x
     kwargs = dict(spec.params)
     if "n_components" in kwargs:
-        kwargs["n_components"] = int(min(kwargs["n_components"], x.shape[1], x.shape[0]))
+        kwargs["n_components"] = max(
+            int(min(kwargs["n_components"], x.shape[1], x.shape[0] - 2)), 1
+        )
     if "n_neighbors" in kwargs:
         kwargs["n_neighbors"] = max(int(min(kwargs["n_neighbors"], x.shape[0] - 1)), 2)
     cls = get_class(spec.target)
