@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from midiml.data.corpus import build_corpus_source
 from midiml.data.ingest import Rules, find_files, ingest
 from midiml.data.sources import Source
@@ -44,6 +46,12 @@ def test_corpus_works_span_composers_and_catalogues(tmp_path):
     quartets = corpus_paths("haydn", [".mxl"], None)
     names = [midi_name(p, "haydn") for p in quartets]
     assert len(set(names)) == len(names) and all("/" not in n for n in names)
+    # a folder higher up named like the composer (e.g. a checkout in ~/bach) changes nothing
+    nested = Path("/home/bach/venv/music21/corpus/bach/bwv1.6.mxl")
+    assert midi_name(nested, "bach") == "bwv1.6.mid"
+    assert midi_name(Path("/c/beethoven/opus18no1/movement1.krn"), "beethoven") == (
+        "opus18no1_movement1.mid"
+    )
 
     src = Source(name="classical_music21", kind="music21", labels="folder", corpus=spec)
     report = build_corpus_source(src, tmp_path / "raw" / "classical_music21", progress=False)

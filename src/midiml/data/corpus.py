@@ -51,9 +51,10 @@ def midi_name(path: Path, composer: str) -> str:
     """The MIDI file name of a score: its path below the composer's corpus folder, joined by
     ``_`` (``opus18no1/movement1.krn`` -> ``opus18no1_movement1.mid``); quartets of different
     opus numbers share movement names."""
-    parts = path.with_suffix("").parts
-    below = parts[parts.index(composer) + 1 :] if composer in parts else parts[-1:]
-    return "_".join(below) + ".mid"
+    for folder in path.parents:  # the nearest one: a folder above may share the name
+        if folder.name == composer:
+            return "_".join(path.with_suffix("").relative_to(folder).parts) + ".mid"
+    return path.stem + ".mid"
 
 
 def build_corpus_source(source: Source, target: str | Path, progress: bool = True) -> dict:
