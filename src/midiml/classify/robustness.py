@@ -203,9 +203,8 @@ def cross_source(
             row["note"] = result
             continue
         known, proba = result
-        proba = apply_prior(_in_order(classes, known, proba), classes, fitted.class_prior)
-        pred = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
-        row[name] = float((pred == truth).mean())
+        scores = held_out_source_scores(fitted, {held: (_in_order(classes, known, proba), truth)})
+        row[name] = scores[held]
     return rows
 
 
