@@ -11,7 +11,7 @@ from midiml.classify.pipelines import build_task, load_model
 from midiml.classify.robustness import evaluate_robustness
 from midiml.classify.runs import (
     CONCERN,
-    augmented_table,
+    augmented_as_configured,
     evaluate_all,
     load_manifest,
     read_tables,
@@ -45,17 +45,7 @@ def robustness(params, manifest, files, splits, table, notes) -> dict:
     aug_cfg = params.classifier.get("augment")
     augmented = None
     if aug_cfg and "genre" in list(aug_cfg.get("tasks", [])):
-        ids = list(task.labels.index)
-        melody, excerpts = aug_cfg.get("melody"), aug_cfg.get("excerpts")
-        augmented = augmented_table(
-            params,
-            ids,
-            files,
-            notes,
-            dict(aug_cfg.copies),
-            dict(melody) if melody else None,
-            dict(excerpts) if excerpts else None,
-        )
+        augmented = augmented_as_configured(params, list(task.labels.index), files, notes)
     rob = evaluate_robustness(
         params,
         fitted,

@@ -227,3 +227,62 @@ def test_excerpt_copies_of_every_long_enough_song(song):
     pd.testing.assert_frame_equal(table, again)  # seeded: the same excerpts every run
     whole = augmented_table(params, ids, files2, both, {"default": 1})
     assert not whole["file_id"].str.contains("#ex").any()  # no excerpts unless asked
+
+
+@pytest.mark.parametrize("texture", ["broken", "comp", "walk", "comp+walk"])
+def test_retexture_plays_the_same_chords_in_another_texture(song, texture):
+    from midiml.represent.perturb import retexture
+
+    notes, files = song
+    chords = notes[notes["pitch"] < 72].reset_index(drop=True)  # held chords alone, a loop
+    info = files.iloc[0].to_dict()
+    out, new_info = retexture(chords, info, np.random.default_rng(2), texture, swing=False)
+    assert list(out.columns) == list(chords.columns)
+    assert all(str(out[c].dtype) == str(chords[c].dtype) for c in NOTE_COLUMNS if c != "file_id")
+    assert out["onset_s"].is_monotonic_increasing and (out["duration_s"] > 0).all()
+    assert out["velocity"].between(1, 127).all() and new_info["n_notes"] == len(out)
+    assert new_info["n_tracks"] == out["track"].nunique()
+    # the song's own clock (0.6 s a beat) and length; no note outside the loop
+    assert np.allclose(out["onset_s"], out["onset_beats"] * 0.6, atol=1e-6)
+    assert out["onset_beats"].max() < chords["onset_beats"].max() + 4
+    # every bar sounds its own chord's pitch classes (a walking bass adds one passing tone)
+    for bar in range(8):
+        was = set(chords.loc[chords["onset_beats"] // 4 == bar, "pitch"] % 12)
+        now = out.loc[out["onset_beats"] // 4 == bar, "pitch"] % 12
+        foreign = set(now) - was
+        assert len(foreign) <= (1 if "walk" in texture else 0)
+    starts = out.groupby("onset_beats").size()
+    if texture == "broken":  # one tone at a time, in eighths
+        assert (starts == 1).all() and len(out) == 8 * 8
+    if texture == "comp":  # the chord struck again within its bar
+        assert len(starts) > len(chords.groupby("onset_beats"))
+    if "walk" in texture:  # a bass a track of its own, on every beat, an octave down
+        bass = out[out["track"] == out["track"].max()]
+        assert len(bass) == 8 * 4
+        downbeats = bass[bass["onset_beats"] % 4 == 0].sort_values("onset_beats")
+        lowest = chords.groupby("onset_beats")["pitch"].min().sort_index()
+        assert (downbeats["pitch"].to_numpy() == lowest.to_numpy() - 12).all()
+    swung, _ = retexture(chords, info, np.random.default_rng(2), texture, swing=True)
+    offbeat = swung["onset_beats"] % 1
+    assert not np.isclose(offbeat, 0.5).any()  # off-beat eighths moved to the triplet
+    assert np.isclose(offbeat, 2 / 3).any() == (texture != "walk")
+
+
+def test_augmented_copies_get_textures_only_for_the_asked_genre(song):
+    from omegaconf import OmegaConf
+
+    from midiml.classify.runs import augmented_table
+
+    notes, files = song
+    chords = notes[notes["pitch"] < 72].reset_index(drop=True)
+    two = pd.concat([chords, chords.assign(file_id="h/other.mid")], ignore_index=True).astype(
+        {"file_id": "string"}
+    )
+    files2 = pd.concat([files, files.assign(file_id="h/other.mid", genre="h")], ignore_index=True)
+    params = OmegaConf.create({"seed": 0, "features": {}})
+    ids = ["h/other.mid", "g/song.mid"]
+    plain = augmented_table(params, ids, files2, two, {"default": 2})
+    styled = augmented_table(params, ids, files2, two, {"default": 2}, texture={"g": 1.0})
+    g_rows = styled["file_id"].str.startswith("g/").to_numpy()
+    pd.testing.assert_frame_equal(styled[~g_rows], plain[~g_rows])
+    assert (styled.loc[g_rows, "chord_onset_frac"] < plain.loc[g_rows, "chord_onset_frac"]).all()

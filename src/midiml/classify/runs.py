@@ -167,10 +167,12 @@ def augmented_table(
     copies: dict,
     melody: dict | None = None,
     excerpts: dict | None = None,
+    texture: dict | None = None,
 ) -> pd.DataFrame:
     """Feature rows of random re-encodings of songs ``ids`` (``copies[genre]`` per song,
     ``copies['default']`` for other genres); ids ``<song>#aug<k>``, genre kept. A copy of a
-    song of genre g first gets a made-up melody with probability ``melody[g]``.
+    song of genre g first has its chords played in another texture with probability
+    ``texture[g]``, then gets a made-up melody with probability ``melody[g]``.
 
     ``excerpts`` (``{copies, min_s, max_s}``) adds that many random excerpts of every song
     longer than ``min_s`` (any genre; ids ``<song>#ex<k>``): other people's files are often
@@ -180,6 +182,7 @@ def augmented_table(
     genre = files.set_index("file_id")["genre"].astype(str)
     most = max(int(v) for v in copies.values())
     melody = {str(k): float(v) for k, v in (melody or {}).items()}
+    texture = {str(k): float(v) for k, v in (texture or {}).items()}
     parts_n, parts_f = [], []
     for k in range(most):
         chosen = [i for i in ids if k < int(copies.get(genre[i], copies.get("default", 0)))]
@@ -187,8 +190,18 @@ def augmented_table(
         with_melody = {
             i for i, u in zip(chosen, draw, strict=True) if u < melody.get(genre[i], 0.0)
         }
+        draw = np.random.default_rng(seed + 4000 + k).random(len(chosen))
+        with_texture = {
+            i for i, u in zip(chosen, draw, strict=True) if u < texture.get(genre[i], 0.0)
+        }
         n, f = perturb_songs(
-            notes, files, chosen, seed=seed + 1000 + k, suffix=f"#aug{k}", melody=with_melody
+            notes,
+            files,
+            chosen,
+            seed=seed + 1000 + k,
+            suffix=f"#aug{k}",
+            melody=with_melody,
+            texture=with_texture,
         )
         parts_n.append(n)
         parts_f.append(f)
@@ -218,6 +231,24 @@ def augmented_table(
     return extract_features(pd.concat(parts_n, ignore_index=True), aug_files, **kwargs)
 
 
+def augmented_as_configured(
+    params: Any, ids: list[str], files: pd.DataFrame, notes: pd.DataFrame
+) -> pd.DataFrame:
+    """``augmented_table`` of songs ``ids`` with the copies, melodies, textures and excerpts
+    that ``classifier.augment`` asks for (the same rows for training and for evaluation)."""
+    aug = params.classifier.augment
+    return augmented_table(
+        params,
+        ids,
+        files,
+        notes,
+        dict(_plain(aug.copies)),
+        _plain(aug.get("melody")),
+        _plain(aug.get("excerpts")),
+        _plain(aug.get("texture")),
+    )
+
+
 def _augmented(
     params: Any,
     task: TaskData,
@@ -232,15 +263,7 @@ def _augmented(
     if not aug or notes is None or task.name not in list(aug.get("tasks", [])):
         return None
     start = time.perf_counter()
-    t = augmented_table(
-        params,
-        task.ids("train"),
-        files,
-        notes,
-        dict(_plain(aug.copies)),
-        _plain(aug.get("melody")),
-        _plain(aug.get("excerpts")),
-    )
+    t = augmented_as_configured(params, task.ids("train"), files, notes)
     if t.empty:
         return None
     log(f"{task.name}: {len(t)} augmented training rows ({time.perf_counter() - start:.1f} s)")

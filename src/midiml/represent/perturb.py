@@ -282,6 +282,127 @@ def add_melody(
     return _sorted(out), new
 
 
+# an upper part (held, broken or comped chords) over a bass (held with them, or walking)
+TEXTURES = ("broken", "comp", "walk", "broken+walk", "comp+walk")
+
+
+def _chord_events(pitched: pd.DataFrame, grid_beats: float = 0.125) -> list[pd.DataFrame]:
+    """The song's pitched notes grouped by onset (within ``grid_beats``): its chords."""
+    key = np.round(pitched["onset_beats"].to_numpy(float) / grid_beats).astype(int)
+    return [g for _, g in pitched.groupby(key, sort=True)]
+
+
+def _walk(tones: np.ndarray, next_low: int, beats: np.ndarray) -> list[int]:
+    """A bass on every beat, an octave below the chord: its root first, then its other tones
+    upwards, the last beat a semitone off the next chord's root (a walking bass)."""
+
+    def down(q: int) -> int:
+        return q - 12 if q >= 40 else q
+
+    root, target = down(int(tones[0])), down(int(next_low))
+    above = sorted({root + (int(t) - int(tones[0])) % 12 for t in tones[1:]} - {root}) or [root + 7]
+    line = [root if j == 0 else above[(j - 1) % len(above)] for j in range(len(beats))]
+    if len(beats) > 1:
+        line[-1] = target + (1 if target < line[-2] else -1)
+    return line
+
+
+def retexture(notes, info, rng, texture: str | None = None, swing: bool | None = None):
+    """Play the song's block chords in another accompaniment texture, as other producers do
+    with the same progression (``TEXTURES``): the upper tones ``broken`` (one after another
+    in eighths, up, down or up-and-down) or ``comp`` (struck again in a syncopated rhythm),
+    over the lowest tone held or as a ``walk`` (an octave down on a track of its own, on
+    every beat); ``swing`` delays off-beat eighths to the triplet (random when None).
+
+    Chords are notes starting together (three or more tones); other notes stay as they are.
+    Harmony and the beat clock are the song's own. Only for augmenting songs whose files
+    carry held chords alone (one source's loops): without it the model learns "block
+    chords" as the genre.
+    """
+    texture = texture or str(rng.choice(TEXTURES))
+    upper, _, bass = texture.partition("+")
+    if upper == "walk":
+        upper, bass = "held", "walk"
+    swing = bool(rng.random() < 0.5) if swing is None else swing
+    pitched = notes[~notes["is_drum"].to_numpy(bool)]
+    if not len(pitched):
+        return notes.copy(), dict(info)
+    clock_b, clock_s = _beat_clock(notes)
+    events = _chord_events(pitched)
+    starts = [float(g["onset_beats"].min()) for g in events]
+    pattern = str(rng.choice(["up", "down", "updown"]))
+    offbeats = [(0.0, 1.5, 2.5), (0.5, 1.5, 3.0), (0.0, 0.75, 2.0, 2.75), (1.0, 2.5, 3.5)]
+    comp = offbeats[int(rng.integers(len(offbeats)))]
+    bass_track = int(notes["track"].max()) + 1
+    rows: list[tuple[int, int, int, float, float]] = []  # track, pitch, velocity, beat, beats
+    kept: list[pd.DataFrame] = []
+    for k, g in enumerate(events):
+        start = starts[k]
+        end = (
+            starts[k + 1]
+            if k + 1 < len(events)
+            else float((g["onset_beats"] + g["duration_beats"]).max())
+        )
+        span = max(end - start, 0.25)
+        tones = np.sort(g["pitch"].to_numpy(int))
+        if len(tones) < 3:
+            kept.append(g)
+            continue
+        track, vel = int(g["track"].iloc[0]), int(g["velocity"].mean())
+        if bass == "walk":
+            beats = np.arange(start, end - 1e-6, 1.0)
+            next_low = int(events[k + 1]["pitch"].min()) if k + 1 < len(events) else tones[0]
+            for at, q in zip(beats, _walk(tones, next_low, beats), strict=True):
+                rows.append((bass_track, q, vel, at, min(0.9, end - at)))
+            top = tones[1:]
+        else:
+            top = tones
+            if upper != "broken":
+                rows.append((track, int(tones[0]), vel, start, span))
+                top = tones[1:]
+        if upper == "broken":
+            order = {"up": top, "down": top[::-1], "updown": np.r_[top, top[-2:0:-1]]}
+            seq = order[pattern]
+            for j, at in enumerate(np.arange(start, end - 1e-6, 0.5)):
+                rows.append((track, int(seq[j % len(seq)]), vel, at, min(0.5, end - at)))
+        elif upper == "comp":
+            for bar in np.arange(start, end - 1e-6, 4.0):
+                for at in comp:
+                    if bar + at < end - 1e-6:
+                        rows.extend((track, int(q), vel, bar + at, 0.4) for q in top)
+        else:
+            rows.extend((track, int(q), vel, start, span) for q in top)
+    if not rows:
+        return notes.copy(), dict(info)
+    t_b = np.array([r[3] for r in rows], float)
+    d_b = np.maximum(np.array([r[4] for r in rows], float), 1e-3)
+    if swing:  # off-beat eighths late, on the triplet
+        t_b = np.where(np.isclose(t_b % 1.0, 0.5), t_b + 1.0 / 6.0, t_b)
+    on_s = np.interp(t_b, clock_b, clock_s)
+    dur_s = np.maximum(np.interp(t_b + d_b, clock_b, clock_s) - on_s, 1e-3)
+    vel = np.clip(np.array([r[2] for r in rows]) + rng.normal(0, 8, len(rows)), 1, 127)
+    new = pd.DataFrame(
+        {
+            "track": np.array([r[0] for r in rows], "int16"),
+            "program": np.zeros(len(rows), "int16"),
+            "is_drum": np.zeros(len(rows), bool),
+            "pitch": np.clip(np.array([r[1] for r in rows]), 0, 127).astype("int16"),
+            "velocity": np.round(vel).astype("int16"),
+            "onset_s": on_s,
+            "duration_s": dur_s,
+            "onset_beats": t_b,
+            "duration_beats": d_b,
+        }
+    )
+    for c in notes.columns:
+        if c not in new.columns:  # e.g. file_id: the song's own value
+            new[c] = notes[c].iloc[0]
+    parts = [notes[notes["is_drum"].to_numpy(bool)], *kept, new[list(notes.columns)]]
+    out = pd.concat(parts, ignore_index=True).astype(notes.dtypes)
+    n_tracks = int(out["track"].nunique())
+    return _sorted(out), dict(info, n_tracks=n_tracks, n_notes=len(out))
+
+
 PERTURBATIONS: dict[str, Perturbation] = {
     "transpose": transpose,
     "tempo_scale": tempo_scale,
@@ -333,10 +454,12 @@ def perturb_songs(
     suffix: str = "",
     melody: set[str] | frozenset[str] = frozenset(),
     options: dict[str, Any] | None = None,
+    texture: set[str] | frozenset[str] = frozenset(),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Perturbed copies of songs ``ids``: one named perturbation (with keyword ``options``,
     e.g. a crop's ``min_s``/``max_s``), or a random mix (None).
-    Songs in ``melody`` first get a made-up melody (``add_melody``).
+    Songs in ``texture`` first have their chords played in another texture (``retexture``),
+    then songs in ``melody`` get a made-up melody (``add_melody``).
 
     Returns (notes, files) with ids ``<id><suffix>`` and the original genre (labels kept).
     """
@@ -344,6 +467,7 @@ def perturb_songs(
     by_file = {fid: g for fid, g in notes.groupby("file_id", sort=False, observed=True)}
     rng = np.random.default_rng(seed)
     melody_rng = np.random.default_rng((seed, 1))  # own stream: re-encodings stay as without
+    texture_rng = np.random.default_rng((seed, 2))
     out_notes, out_files = [], []
     for fid in ids:
         song = by_file.get(fid)
@@ -351,6 +475,8 @@ def perturb_songs(
             continue
         info = info_rows.loc[fid].to_dict()
         song = song.reset_index(drop=True)
+        if fid in texture:
+            song, info = retexture(song, info, texture_rng)
         if fid in melody:
             song, info = add_melody(song, info, melody_rng)
         if how is None:
