@@ -265,6 +265,33 @@ def test_served_model_choice():
     assert _served_model(plain, "auto_cross_source", ["a", "b"]) == "a"  # falls back to CV
     with pytest.raises(ValueError, match="not trained"):
         _served_model(models, "svm", ["a", "b"])
+    # where made-up loops score the one-source genre, the out-of-source score decides
+    models["a"] |= {"held_out_source_mean": 0.86, "out_of_source_score": 0.80}
+    models["b"] |= {"out_of_source_score": 0.84}
+    assert _served_model(models, "auto_cross_source", ["a", "b"]) == "b"
+
+
+def test_out_of_source_score_averages_genres_with_made_up_loops_for_lofi(served):
+    """Held-out sources score the genres that have them (mean per genre); lo-fi, with one
+    source, is scored on made-up loops of the selection draw; the score is the genres' mean."""
+    from types import SimpleNamespace
+
+    from midiml.classify.runs import out_of_source_score, selection_loops
+
+    model, (params, files, table, notes) = served
+    cfg = OmegaConf.merge(params, {"classifier": {"made_up_loops": {"n": 2, "seed": 0}}})
+    assert selection_loops(cfg, SimpleNamespace(classes=["loops", "runs"])) is None
+    loops = selection_loops(cfg, SimpleNamespace(classes=["lofi", "loops", "runs"]))
+    assert len(loops) == 4 and set(model.models["genre"].columns) <= set(loops.columns)
+    held = {"held_out_source": {"loops_a": 0.8, "loops_b": 0.6, "runs_a": 1.0}}
+    out = out_of_source_score(model.models["genre"], held, files, loops)
+    assert out["made_up_loops_recall"] == 0.0  # this model knows no lo-fi
+    assert out["out_of_source_by_genre"] == pytest.approx({"loops": 0.7, "runs": 1.0, "lofi": 0})
+    assert out["out_of_source_score"] == pytest.approx((0.7 + 1.0 + 0.0) / 3)
+    # a lo-fi genre with held-out sources of its own is scored on them, not on the loops
+    two = files.assign(genre=files["genre"].replace({"loops": "lofi"}))
+    by_genre = out_of_source_score(model.models["genre"], held, two, loops)
+    assert by_genre["out_of_source_by_genre"] == pytest.approx({"lofi": 0.7, "runs": 1.0})
 
 
 def test_serve_rule_reports_the_fallback():

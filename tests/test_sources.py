@@ -95,6 +95,33 @@ def test_labels_from_csv(tmp_path, midi_writer):
         find_files(tmp_path / "raw", [src])
 
 
+def test_versions_of_a_piece_are_one_piece_and_share_a_split(tmp_path, midi_writer):
+    """A dataset's table of versions (GiantMIDI's performance / transcription / score of
+    one piece): the files it names get the piece; the split keeps them together."""
+    root = tmp_path / "raw" / "mine"
+    for folder in ("performed", "scores"):
+        for i in range(6):
+            midi_writer(root / folder / f"{folder}_{i}.mid", [(60 + i, 0, 1), (64, 1, 1)])
+    (root / "versions.csv").write_text(
+        "Name\tPerformed\tScore\n"
+        + "".join(f"Piece {i}, No. {i}\tperformed_{i}.mid\tscores_{i}.mid\n" for i in range(5))
+    )
+    src = Source.from_config("mine", {"kind": "folder", "genre": "g", "versions": "versions.csv"})
+    files, _ = ingest(find_files(tmp_path / "raw", [src]), Rules(), workers=1, progress=False)
+    piece = files.set_index("file_id")["piece"]
+    assert piece["mine/performed/performed_2.mid"] == piece["mine/scores/scores_2.mid"]
+    assert piece["mine/scores/scores_2.mid"] == "mine/Piece 2, No. 2"
+    assert pd.isna(piece["mine/scores/scores_5.mid"])  # not in the table: a piece of its own
+    split = split_songs(files, val=0.2, test=0.2, seed=0).set_index("file_id")["split"]
+    for i in range(5):
+        assert split[f"mine/performed/performed_{i}.mid"] == split[f"mine/scores/scores_{i}.mid"]
+    assert split.nunique() == 3
+
+    bad = Source.from_config("mine", {"kind": "folder", "genre": "g", "versions": "nope.csv"})
+    with pytest.raises(LabelsCsvError, match=r"nope\.csv: no such table of versions"):
+        find_files(tmp_path / "raw", [bad])
+
+
 def _zip_bytes(members: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:

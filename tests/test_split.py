@@ -27,3 +27,25 @@ def test_split_is_disjoint_stratified_and_seeded():
     assert (counts.loc["c"] == 1).all()  # tiny genres still get one song each way
     pd.testing.assert_frame_equal(s, split_songs(files, 0.15, 0.15, seed=7))
     assert not s.equals(split_songs(files, 0.15, 0.15, seed=8))
+
+
+def test_versions_of_a_piece_share_a_split():
+    files = files_table({"a": 40, "b": 20, "c": 3})
+    plain = split_songs(files, 0.15, 0.15, seed=7)
+    # no shared pieces: exactly the plain split (pieces of one file each)
+    pd.testing.assert_frame_equal(plain, split_songs(files.assign(piece=None), 0.15, 0.15, 7))
+    # a genre's split does not depend on the other genres' songs
+    fewer = split_songs(files[~files["file_id"].str.startswith("a/")], 0.15, 0.15, 7)
+    assert fewer.set_index("file_id")["split"].equals(
+        plain.set_index("file_id").loc[fewer["file_id"], "split"]
+    )
+    grouped = files.assign(piece=None)
+    trios = {f"a/{i:03d}.mid": f"piece{i // 3}" for i in range(30)}  # ten pieces, three versions
+    grouped["piece"] = grouped["file_id"].map(trios)
+    s = split_songs(grouped, 0.15, 0.15, seed=7).set_index("file_id")
+    for _, ids in grouped.dropna(subset=["piece"]).groupby("piece")["file_id"]:
+        assert s.loc[list(ids), "split"].nunique() == 1
+    counts = s.groupby(["genre", "split"]).size().unstack(fill_value=0)
+    assert counts.loc["a"].sum() == 40 and 5 <= counts.loc["a", "test"] <= 8
+    b = s[s["genre"] == "b"]["split"]
+    assert b.equals(plain.set_index("file_id").loc[b.index, "split"])  # other genres unmoved

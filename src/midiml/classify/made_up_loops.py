@@ -4,7 +4,10 @@ The project has one lo-fi source, so nothing measures whether "lo-fi" was learne
 source's habits were. These scripted loops differ from that source on purpose: other
 progressions (seventh, ninth, eleventh and thirteenth chords in every key), other tempos
 (62-100 bpm), human velocities and timing, 4-16 bars, one to three tracks, with or without
-a melody. Two styles, written independently of the training augmentation:
+a melody. Two styles, written before the training augmentation's textures
+(``perturb.retexture``: broken and comped chords, walking bass, swing), which were added
+after these loops showed walking-bass and comped loops called "videogame"; the styles now
+check how far that augmentation reaches, no longer a blind test of it:
 
 - ``held``: a jazz progression as held or comped block chords over a root-fifth bass,
   a chord-and-scale-tone melody on every other loop;
@@ -23,6 +26,7 @@ from pathlib import Path
 import mido
 
 STYLES = ("held", "keys")
+LOOP_GENRE = "lofi"  # the class these loops are of
 
 HELD_CHORDS = {
     "maj7": [0, 4, 7, 11],

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from midiml.data.labels import LABEL_FIELDS, labels_for, read_csv
+from midiml.data.labels import LABEL_FIELDS, labels_for, read_csv, read_versions
 from midiml.data.midi import (
     NOTE_COLUMNS,
     MidiParseError,
@@ -66,6 +66,7 @@ class FoundFile:
     label_scheme: str
     csv_labels: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
     source: str = ""  # the source's name (several sources may share a genre)
+    piece: str | None = None  # versions of one piece share it (kept together in the split)
 
 
 def find_files(raw_dir: str | Path, sources: Iterable[Source]) -> list[FoundFile]:
@@ -82,6 +83,7 @@ def find_files(raw_dir: str | Path, sources: Iterable[Source]) -> list[FoundFile
             raise FileNotFoundError(f"{root}: missing; run the download stage for {src.name!r}")
         csv_path = root / LABELS_CSV_NAME
         csv_labels = read_csv(csv_path) if csv_path.is_file() else {}
+        versions = read_versions(root / src.versions, src.name) if src.versions else {}
         no_genre, mine = [], []
         for p in root.rglob("*"):
             if p.is_file() and p.suffix.lower() in MIDI_SUFFIXES:
@@ -92,7 +94,8 @@ def find_files(raw_dir: str | Path, sources: Iterable[Source]) -> list[FoundFile
                     continue
                 labels = csv_labels.get(rel, {})
                 fid = f"{src.name}/{rel}"
-                mine.append(FoundFile(p, fid, genre, rel, src.labels, labels, src.name))
+                piece = versions.get(p.name)
+                mine.append(FoundFile(p, fid, genre, rel, src.labels, labels, src.name, piece))
         if src.max_files is not None and len(mine) > src.max_files:
             # a stable choice that does not depend on the other sources or on the machine
             mine = sorted(mine, key=lambda f: sha256(f.file_id.encode()).hexdigest())
@@ -134,6 +137,7 @@ def ingest_one(item: tuple[FoundFile, Rules]) -> tuple[dict, dict[str, np.ndarra
         "sha256": "",
         "genre": f.genre,
         "source": f.source or f.genre,
+        "piece": f.piece,
         **labels,
         **INFO_DEFAULTS,
         "status": "ok",
@@ -186,7 +190,7 @@ def iter_ingest(
 def files_frame(rows: list[dict]) -> pd.DataFrame:
     """The file table (one row per file found) with stable dtypes."""
     files_df = pd.DataFrame(rows, columns=list(rows[0]) if rows else ["file_id"])
-    for col in ("path", "sha256", "genre", "source", "status", "reason", *LABEL_FIELDS):
+    for col in ("path", "sha256", "genre", "source", "piece", "status", "reason", *LABEL_FIELDS):
         if col in files_df:
             files_df[col] = files_df[col].astype("string")
     return files_df

@@ -94,6 +94,26 @@ def read_csv(path: str | Path) -> dict[str, dict[str, str]]:
     return out
 
 
+def read_versions(path: str | Path, source: str) -> dict[str, str]:
+    """Piece per file name from a dataset's table of versions: each row names a piece (first
+    column) and the files that are versions of it (other columns, file names; tab, comma
+    or semicolon separated, with a header). Pieces are ``<source>/<name>``."""
+    path = Path(path)
+    if not path.is_file():
+        raise LabelsCsvError(f"{path}: no such table of versions (data.sources.{source}.versions)")
+    text = path.read_text(encoding="utf-8-sig")
+    dialect = csv.Sniffer().sniff(text.splitlines()[0], delimiters="\t,;")
+    rows = list(csv.reader(text.splitlines(), dialect))
+    out: dict[str, str] = {}
+    for row in rows[1:]:
+        if len(row) < 2 or not row[0].strip():
+            continue
+        for name in row[1:]:
+            if name.strip():
+                out[PurePosixPath(name.strip()).name] = f"{source}/{row[0].strip()}"
+    return out
+
+
 def labels_for(scheme: str, rel: str) -> dict[str, str | None]:
     try:
         return READERS[scheme](rel)

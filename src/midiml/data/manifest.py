@@ -69,6 +69,8 @@ def main() -> None:
     archive_dir = Path(sys.argv[1])
     for name, cfg in compose_defaults()["data"]["sources"].items():
         src = Source.from_config(name, cfg)
+        if src.kind != "github":  # written from music21 or the user's own: no manifest
+            continue
         files = manifest_from_zip(archive_dir / src.archive_name, src.top_folder, src.include)
         write_json(
             src.manifest_path,

@@ -33,6 +33,7 @@ class Source:
     genre: str = ""  # the genre of every file ("" = the source's name)
     genre_from_folder: bool = False  # each file's first sub-folder is its genre
     labels_csv: str = ""  # optional CSV: a `path` column + label columns (see labels.read_csv)
+    versions: str = ""  # optional table inside the dataset: a piece, then its files' names
 
     @classmethod
     def from_config(cls, name: str, cfg: Any) -> Source:
@@ -54,6 +55,7 @@ class Source:
             genre=str(d.get("genre") or ""),
             genre_from_folder=own and not d.get("genre"),
             labels_csv=str(d.get("labels_csv") or ""),
+            versions=str(d.get("versions") or ""),
             max_files=d.get("max_files"),
         )
 
