@@ -180,10 +180,9 @@ def test_reharmonize_moves_whole_bars_and_keeps_their_chords(song):
     assert set(out["pitch"] % 12) != set(notes["pitch"] % 12)  # other pitch classes
 
 
-def test_augmented_copies_get_melodies_only_for_the_asked_genre(song):
+def _chord_loops_of_two_genres(song):
+    """(params, files, notes) of the song's held chords as a loop of genre g and of genre h."""
     from omegaconf import OmegaConf
-
-    from midiml.classify.runs import augmented_table
 
     notes, files = song
     chords = notes[notes["pitch"] < 72].reset_index(drop=True)
@@ -191,7 +190,13 @@ def test_augmented_copies_get_melodies_only_for_the_asked_genre(song):
         {"file_id": "string"}
     )
     files2 = pd.concat([files, files.assign(file_id="h/other.mid", genre="h")], ignore_index=True)
-    params = OmegaConf.create({"seed": 0, "features": {}})
+    return OmegaConf.create({"seed": 0, "features": {}}), files2, two
+
+
+def test_augmented_copies_get_melodies_only_for_the_asked_genre(song):
+    from midiml.classify.runs import augmented_table
+
+    params, files2, two = _chord_loops_of_two_genres(song)
     ids = ["h/other.mid", "g/song.mid"]  # h first: its random draws come before g's melody
     plain = augmented_table(params, ids, files2, two, {"default": 3})
     sung = augmented_table(params, ids, files2, two, {"default": 3}, {"g": 1.0})
@@ -269,17 +274,9 @@ def test_retexture_plays_the_same_chords_in_another_texture(song, texture):
 
 
 def test_augmented_copies_get_textures_only_for_the_asked_genre(song):
-    from omegaconf import OmegaConf
-
     from midiml.classify.runs import augmented_table
 
-    notes, files = song
-    chords = notes[notes["pitch"] < 72].reset_index(drop=True)
-    two = pd.concat([chords, chords.assign(file_id="h/other.mid")], ignore_index=True).astype(
-        {"file_id": "string"}
-    )
-    files2 = pd.concat([files, files.assign(file_id="h/other.mid", genre="h")], ignore_index=True)
-    params = OmegaConf.create({"seed": 0, "features": {}})
+    params, files2, two = _chord_loops_of_two_genres(song)
     ids = ["h/other.mid", "g/song.mid"]
     plain = augmented_table(params, ids, files2, two, {"default": 2})
     styled = augmented_table(params, ids, files2, two, {"default": 2}, texture={"g": 1.0})

@@ -119,11 +119,7 @@ def train_all(
         if augmented is not None:
             entry["augmented_rows"] = len(augmented[1])
         wanted = str(cfg.get("serve_model", "auto"))
-        loops = (
-            selection_loops(params, task)
-            if wanted == AUTO_CROSS_SOURCE and notes is not None
-            else None
-        )
+        loops = selection_loops(params, task) if wanted == AUTO_CROSS_SOURCE else None
         members: dict[str, Any] = {}
         vote = [m for m in (cfg.get("vote") or []) if m in cfg.models]
         for model in [*cfg.models, *([VOTE] if len(vote) >= 2 else [])]:
@@ -158,9 +154,11 @@ def train_all(
                     "run_id": run.info.run_id if run else None,
                 } | held_out
             held = entry["models"][model].get("held_out_source_mean")
+            oos = entry["models"][model].get("out_of_source_score")
             log(
                 f"{name}/{model}: CV macro-F1 {fitted.cv_macro_f1:.3f} "
                 + (f"held-out-source accuracy {held:.3f} " if held is not None else "")
+                + (f"out-of-source score {oos:.3f} " if oos is not None else "")
                 + f"{fitted.best_params} ({time.perf_counter() - start:.1f} s)"
             )
         if name in cnn_tasks:

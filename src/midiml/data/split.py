@@ -21,9 +21,8 @@ def split_songs(files: pd.DataFrame, val: float, test: float, seed: int) -> pd.D
     so adding or removing songs of one genre never moves another genre's songs.
     """
     ok = files[files["status"] == "ok"].sort_values("file_id")
-    piece = ok["file_id"].astype(str)
-    if "piece" in ok:
-        piece = ok["piece"].astype("string").fillna(piece).replace("", pd.NA).fillna(piece)
+    own = ok["file_id"].astype("string")
+    piece = ok["piece"].astype("string").replace("", pd.NA).fillna(own) if "piece" in ok else own
     ok = ok.assign(_piece=piece.astype(str))
     rows = []
     for genre, g in ok.groupby("genre", sort=True):
