@@ -10,6 +10,7 @@ from midiml.data.midi import parse_midi
 from midiml.represent.features import (
     FEATURE_DOCS,
     FEATURE_NAMES,
+    WORDS_COLUMN,
     FeatureExtractor,
     extract_features,
     key_features,
@@ -65,7 +66,7 @@ C_MAJOR_SCALE = [(p, i, 1) for i, p in enumerate([60, 62, 64, 65, 67, 69, 71, 72
 
 def test_columns_contract_and_docs():
     out = extract_features(_notes("a", C_MAJOR_SCALE), _files(["a"]))
-    assert list(out.columns) == ["file_id", "genre", *FEATURE_NAMES]
+    assert list(out.columns) == ["file_id", "genre", *FEATURE_NAMES, WORDS_COLUMN]
     assert set(FEATURE_DOCS) == set(FEATURE_NAMES) and len(FEATURE_NAMES) >= 50
     assert all(isinstance(v, str) and v for v in FEATURE_DOCS.values())
     assert out[FEATURE_NAMES].dtypes.map(lambda d: d == np.float64).all()

@@ -24,11 +24,13 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from midiml.classify.words_model import MusicAndWords, model_input
 from midiml.io import atomic_path
-from midiml.represent.features import ARTIFACT_FEATURES
+from midiml.represent.features import ARTIFACT_FEATURES, WORDS_COLUMN
 
 TASKS = ("genre", "composer", "chopin_vs_other")
 VOTE = "vote"  # soft vote of the tuned feature models (``classifier.vote``)
+VOTE_AND_WORDS = "vote_and_words"  # the vote blended with the words model (``classifier.words``)
 ID_COLUMNS = ("file_id", "genre")
 
 
@@ -122,11 +124,12 @@ def feature_columns(table: pd.DataFrame, feature_set: str = "all") -> list[str]:
 
 
 def feature_matrix(table: pd.DataFrame, ids: list[str], columns: list[str]) -> np.ndarray:
+    """Model input of songs ``ids`` (floats, or objects when the words are a column)."""
     t = table.set_index("file_id")
     missing = [i for i in ids if i not in t.index]
     if missing:
         raise KeyError(f"{len(missing)} songs have no feature row, e.g. {missing[0]}")
-    return t.loc[ids, columns].to_numpy(dtype=np.float64)
+    return model_input(t.loc[ids], columns)
 
 
 def make_pipeline(model_cfg: Any, scaler_cfg: Any = None) -> Pipeline:
@@ -204,6 +207,11 @@ class FittedModel:
     novelty: Novelty | None = None  # how unlike the training songs a new file is
     # class -> factor on its probability (see classify/lone_source.py); none: plain argmax
     class_prior: dict[str, float] | None = None
+
+    @property
+    def numeric_columns(self) -> list[str]:
+        """The feature columns without the words (what ``novelty`` measures)."""
+        return [c for c in self.columns if c != WORDS_COLUMN]
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Probabilities with columns in ``classes`` order (``class_prior`` applied)."""
@@ -357,6 +365,49 @@ def fit_vote(
         folds,
         time.perf_counter() - start,
         members[0].novelty,
+    )
+
+
+def fit_vote_and_words(
+    task: TaskData,
+    vote: FittedModel,
+    table: pd.DataFrame,
+    cfg: Any,
+    augmented: pd.DataFrame | None = None,
+) -> FittedModel:
+    """The fitted vote (frozen) blended with a words model fitted on the training songs and
+    the ``augmented`` rows (feature rows with words of re-encoded training songs, ids
+    ``<song>#...``), as the vote's members were. No CV score: the vote's own is in its row,
+    and the held-out-source scores are what this model is chosen by."""
+    from sklearn.frozen import FrozenEstimator
+
+    words_cfg = cfg.words
+    columns = [*vote.columns, WORDS_COLUMN]
+    X, y = feature_matrix(table, task.ids("train"), columns), task.y("train")
+    if augmented is not None and len(augmented):
+        base = augmented["file_id"].str.split("#").str[0]
+        keep = base.isin(task.labels.index).to_numpy()
+        X = np.vstack([X, model_input(augmented[keep], columns)])
+        y = np.concatenate([y, task.labels.loc[base[keep]].to_numpy(dtype=object)])
+    start = time.perf_counter()
+    blend = MusicAndWords(
+        FrozenEstimator(vote.pipeline),
+        instantiate(words_cfg.estimator),
+        float(words_cfg.weight),
+    ).fit(X, y)
+    return FittedModel(
+        task.name,
+        VOTE_AND_WORDS,
+        blend,
+        task.classes,
+        columns,
+        task.positive,
+        task.genres,
+        {"members": [VOTE, "words"], "weight": float(words_cfg.weight)},
+        float("nan"),
+        vote.cv_folds,
+        time.perf_counter() - start,
+        vote.novelty,
     )
 
 

@@ -24,13 +24,20 @@ from midiml.classify.pipelines import (
     feature_columns,
     feature_matrix,
 )
-from midiml.represent.features import extract_features
+from midiml.classify.words_model import MusicAndWords, model_input
+from midiml.represent.features import WORDS_COLUMN, extract_features
 from midiml.represent.perturb import PERTURBATIONS, perturb_songs
 
 
 def fresh_estimator(fitted: FittedModel) -> Any:
     """An unfitted copy of the served model (a vote's members unfrozen)."""
-    pipe = fitted.pipeline
+    return _unfrozen(fitted.pipeline)
+
+
+def _unfrozen(pipe: Any) -> Any:
+    pipe = getattr(pipe, "estimator", pipe)  # a FrozenEstimator's fitted estimator
+    if isinstance(pipe, MusicAndWords):
+        return MusicAndWords(_unfrozen(pipe.music), clone(pipe.words), pipe.weight)
     if isinstance(pipe, VotingClassifier):
         members = [(n, clone(getattr(e, "estimator", e))) for n, e in pipe.estimators]
         return VotingClassifier(members, voting="soft")
@@ -86,7 +93,7 @@ def perturbed_accuracy(
         f["genre"] = labels.loc[base].to_numpy()
         table = extract_features(n, f, **_feature_kwargs(feature_params))
         y = labels.loc[table["file_id"].str.split("#").str[0]].to_numpy(dtype=object)
-        pred = fitted.predict(table[fitted.columns].to_numpy(np.float64))
+        pred = fitted.predict(model_input(table, fitted.columns))
         per = {str(g): float((pred[y == g] == g).mean()) for g in sorted(set(y))}
         out[how or "random_mix"] = {"accuracy": float((pred == y).mean()), "per_genre": per}
     return out
@@ -127,12 +134,12 @@ def held_out_source_predictions(
         train = [i for i in ids if src[i] != held]
         # only labels the other sources teach (a composer of this source alone cannot be right)
         test = [i for i in ids if src[i] == held and lab[i] in multi]
-        X, y = t.loc[train, cols].to_numpy(np.float64), lab.loc[train].to_numpy(dtype=object)
+        X, y = model_input(t.loc[train], cols), lab.loc[train].to_numpy(dtype=object)
         if aug_base is not None:
             keep = aug_base.isin(train).to_numpy()
-            X = np.vstack([X, augmented.loc[keep, cols].to_numpy(np.float64)])
+            X = np.vstack([X, model_input(augmented.loc[keep], cols)])
             y = np.concatenate([y, labels.loc[aug_base[keep]].astype(str).to_numpy(dtype=object)])
-        jobs.append((fresh_estimator(fitted), X, y, t.loc[test, cols].to_numpy(np.float64)))
+        jobs.append((fresh_estimator(fitted), X, y, model_input(t.loc[test], cols)))
         truths.append(lab.loc[test].to_numpy(dtype=object))
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for held, result, truth in zip(helds, refit_all(jobs, n_jobs), truths, strict=True):
@@ -178,7 +185,7 @@ def cross_source(
         if augmented is not None and len(augmented)
         else None
     )
-    sets = {"served": fitted.columns, "all_features": feature_columns(table, "all")}
+    sets = {"served": fitted.columns, "all_features": _all_columns(fitted, table)}
     rows: dict[str, dict[str, Any]] = {}
     jobs, keys = [], []
     for held in sorted(set(t_source)):
@@ -188,12 +195,12 @@ def cross_source(
         train, test = t[t_source != held], t[t_source == held]
         rows[held] = {"genre": genre, "n": len(test)}
         for name, cols in sets.items():
-            X, y = train[cols].to_numpy(np.float64), train["genre"].to_numpy(dtype=object)
+            X, y = model_input(train, cols), train["genre"].to_numpy(dtype=object)
             if aug_source is not None:
                 keep = aug_source != held
-                X = np.vstack([X, augmented.loc[keep, cols].to_numpy(np.float64)])
+                X = np.vstack([X, model_input(augmented.loc[keep], cols)])
                 y = np.concatenate([y, augmented.loc[keep, "genre"].to_numpy(dtype=object)])
-            jobs.append((fresh_estimator(fitted), X, y, test[cols].to_numpy(np.float64)))
+            jobs.append((fresh_estimator(fitted), X, y, model_input(test, cols)))
             keys.append((held, name, test["genre"].to_numpy(dtype=object)))
     classes = list(fitted.classes)
     for (held, name, truth), result in zip(keys, refit_all(jobs, n_jobs), strict=True):
@@ -206,6 +213,13 @@ def cross_source(
         scores = held_out_source_scores(fitted, {held: (_in_order(classes, known, proba), truth)})
         row[name] = scores[held]
     return rows
+
+
+def _all_columns(fitted: FittedModel, table: pd.DataFrame) -> list[str]:
+    """Every numeric column, and the words last when ``fitted`` reads them: the same model
+    with the file artifacts let back in."""
+    words = [WORDS_COLUMN] if WORDS_COLUMN in fitted.columns else []
+    return [*feature_columns(table, "all"), *words]
 
 
 def top_features(
@@ -232,7 +246,7 @@ def importance_before_after(
     seed: int,
 ) -> dict[str, Any]:
     """Top features of the served model and of the same model on every column."""
-    all_cols = feature_columns(table, "all")
+    all_cols = _all_columns(fitted, table)
     before = fresh_estimator(fitted).fit(feature_matrix(table, train_ids, all_cols), y_train)
     return {
         "served": top_features(

@@ -26,6 +26,7 @@ from midiml.classify.made_up_loops import LOOP_GENRE, STYLES, write_loop_pack
 from midiml.classify.pipelines import (
     TASKS,
     VOTE,
+    VOTE_AND_WORDS,
     FittedModel,
     TaskData,
     TaskSkipped,
@@ -34,6 +35,7 @@ from midiml.classify.pipelines import (
     feature_matrix,
     fit_feature_model,
     fit_vote,
+    fit_vote_and_words,
     load_model,
     save_model,
 )
@@ -42,6 +44,7 @@ from midiml.classify.robustness import (
     held_out_source_scores,
 )
 from midiml.classify.serving import features_for
+from midiml.classify.words_model import model_input
 from midiml.data.midi import read_user_file
 from midiml.evaluate import classification as ev
 from midiml.io import atomic_path, save_figure
@@ -122,15 +125,21 @@ def train_all(
         loops = selection_loops(params, task) if wanted == AUTO_CROSS_SOURCE else None
         members: dict[str, Any] = {}
         vote = [m for m in (cfg.get("vote") or []) if m in cfg.models]
-        for model in [*cfg.models, *([VOTE] if len(vote) >= 2 else [])]:
+        blends = [VOTE_AND_WORDS] if len(vote) >= 2 and _words_on(cfg, name) else []
+        for model in [*cfg.models, *([VOTE] if len(vote) >= 2 else []), *blends]:
             start = time.perf_counter()
             with tracking.run(params, CONCERN, f"{name}/{model}") as run:
                 try:
-                    fitted = (
-                        fit_vote(task, [members[m] for m in vote if m in members], table, cfg, seed)
-                        if model == VOTE
-                        else fit_feature_model(task, model, table, cfg, seed, augmented)
-                    )
+                    if model == VOTE:
+                        fitted = fit_vote(
+                            task, [members[m] for m in vote if m in members], table, cfg, seed
+                        )
+                    elif model == VOTE_AND_WORDS:
+                        if VOTE not in members:
+                            raise TaskSkipped("no vote to blend the words with")
+                        fitted = fit_vote_and_words(task, members[VOTE], table, cfg, aug_rows)
+                    else:
+                        fitted = fit_feature_model(task, model, table, cfg, seed, augmented)
                 except TaskSkipped as exc:
                     entry["models"][model] = {"skipped": str(exc)}
                     continue
@@ -149,21 +158,21 @@ def train_all(
                     "kind": "features",
                     "file": f"{name}/{model}.joblib",
                     "best_params": fitted.best_params,
-                    "cv_macro_f1": fitted.cv_macro_f1,
+                    "cv_macro_f1": _finite(fitted.cv_macro_f1),
                     "cv_folds": fitted.cv_folds,
                     "run_id": run.info.run_id if run else None,
                 } | held_out
             held = entry["models"][model].get("held_out_source_mean")
             oos = entry["models"][model].get("out_of_source_score")
             log(
-                f"{name}/{model}: CV macro-F1 {fitted.cv_macro_f1:.3f} "
+                f"{name}/{model}: CV macro-F1 {_finite(fitted.cv_macro_f1) or '-'} "
                 + (f"held-out-source accuracy {held:.3f} " if held is not None else "")
                 + (f"out-of-source score {oos:.3f} " if oos is not None else "")
                 + f"{fitted.best_params} ({time.perf_counter() - start:.1f} s)"
             )
         if name in cnn_tasks:
             entry["models"]["cnn"] = _train_cnn(params, task, notes, out_dir, log)
-        entry["serve"] = _served_model(entry["models"], wanted, [*cfg.models, VOTE])
+        entry["serve"] = _served_model(entry["models"], wanted, [*cfg.models, VOTE, *blends])
         manifest["tasks"][name] = entry
     return manifest
 
@@ -279,6 +288,17 @@ def _augmented(
     return t
 
 
+def _words_on(cfg: Any, task: str) -> bool:
+    """Whether ``classifier.words`` asks for the vote-and-words blend of ``task``."""
+    words = cfg.get("words")
+    return bool(words) and task in list(words.get("tasks") or [])
+
+
+def _finite(value: float) -> float | None:
+    """``value``, or None for NaN (a model without a CV score; JSON has no NaN)."""
+    return None if np.isnan(value) else float(value)
+
+
 def _augmented_xy(
     rows: pd.DataFrame | None, task: TaskData, table: pd.DataFrame, cfg: Any
 ) -> tuple[np.ndarray, np.ndarray] | None:
@@ -325,7 +345,7 @@ def out_of_source_score(
     for src, acc in held_out["held_out_source"].items():
         per_genre.setdefault(str(genre_of[src]), []).append(float(acc))
     means = {g: float(np.mean(v)) for g, v in per_genre.items()}
-    pred = fitted.predict(loops[fitted.columns].to_numpy(np.float64))
+    pred = fitted.predict(model_input(loops, fitted.columns))
     recall = float((pred == LOOP_GENRE).mean())
     if LOOP_GENRE not in means:  # lo-fi has no held-out source: its loops stand in
         means[LOOP_GENRE] = recall
@@ -387,7 +407,8 @@ def _log_fit(fitted: Any) -> None:
 
     mlflow.log_params({f"best.{k}": str(v) for k, v in fitted.best_params.items()})
     mlflow.log_params({"task": fitted.task, "model": fitted.model, "cv_folds": fitted.cv_folds})
-    mlflow.log_metric("cv_macro_f1", fitted.cv_macro_f1)
+    if not np.isnan(fitted.cv_macro_f1):
+        mlflow.log_metric("cv_macro_f1", fitted.cv_macro_f1)
 
 
 def _train_cnn(
@@ -457,7 +478,7 @@ def _served_model(models: dict[str, Any], wanted: str, order: list[str]) -> str 
                 scored,
                 key=lambda m: (
                     scored[m].get("out_of_source_score", scored[m]["held_out_source_mean"]),
-                    scored[m]["cv_macro_f1"],
+                    scored[m]["cv_macro_f1"] or 0.0,
                     -order.index(m),
                 ),
             )
@@ -467,7 +488,7 @@ def _served_model(models: dict[str, Any], wanted: str, order: list[str]) -> str 
             raise ValueError(f"classifier.serve_model={wanted!r} was not trained")
         return wanted
     # ties go to the model listed first in the config (the simpler ones come first)
-    return max(feats, key=lambda m: (feats[m]["cv_macro_f1"], -order.index(m)))
+    return max(feats, key=lambda m: (feats[m]["cv_macro_f1"] or 0.0, -order.index(m)))
 
 
 # ---------------------------------------------------------------- evaluation

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from midiml.classify.pipelines import FittedModel, load_model
+from midiml.classify.words_model import model_input
 from midiml.data.midi import MidiParseError, read_user_file
 from midiml.evaluate.classification import scores
 from midiml.represent.features import extract_features
@@ -85,7 +86,7 @@ def _proba(model: FittedModel, table: pd.DataFrame) -> np.ndarray:
     missing = [c for c in model.columns if c not in table.columns]
     if missing:
         raise KeyError(f"features missing for the {model.task} model: {missing[:5]}")
-    return model.predict_proba(table[model.columns].to_numpy(dtype=np.float64))
+    return model.predict_proba(model_input(table, model.columns))
 
 
 def classify_files(paths: list[str | Path], served: Served) -> list[dict[str, Any]]:
@@ -98,7 +99,9 @@ def classify_files(paths: list[str | Path], served: Served) -> list[dict[str, An
     c_proba = _proba(composer, table) if composer is not None else None
     novelty = getattr(genre, "novelty", None)
     unusual = (
-        novelty.score(table[genre.columns].to_numpy(np.float64)) if novelty is not None else None
+        novelty.score(table[genre.numeric_columns].to_numpy(np.float64))
+        if novelty is not None
+        else None
     )
     out = []
     for i, (fid, _) in enumerate(parsed):

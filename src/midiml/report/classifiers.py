@@ -67,7 +67,9 @@ def render_markdown(metrics: dict[str, Any], figures: dict[str, str]) -> str:
         "Test-split scores of every model, computed by the `evaluate_classifiers` stage "
         "(`reports/metrics/classifiers.json`). Scalers and hyperparameters were fitted "
         "on the training split only (grid search with stratified CV there); `vote` is "
-        "the mean probability of the tuned feature models; the CNN "
+        "the mean probability of the tuned feature models; `vote_and_words` blends "
+        "it with a tf-idf model of each song's musical words (melodic figures, bass moves, "
+        "textures and chord degrees in order); the CNN "
         "early-stops on the validation split and predicts a song by averaging its "
         "crops' probabilities.",
         "",
@@ -179,10 +181,12 @@ def render_robustness(rob: dict[str, Any]) -> str:
     """The robustness section of ``reports/classifiers.md``."""
     if rob.get("skipped"):
         return f"## Robustness\n\nSkipped: {rob['skipped']}\n"
+    numeric = [c for c in rob["columns"] if c != "words"]
+    words = " and the song's musical words" if len(numeric) < len(rob["columns"]) else ""
     lines = [
         "## Robustness (genre)",
         "",
-        f"Served model: `{rob['model']}` on {len(rob['columns'])} source-robust features "
+        f"Served model: `{rob['model']}` on {len(numeric)} source-robust features{words} "
         "(file artifacts left out: track layout, tempo map, velocities, beat grid, length, "
         "key).",
         "",

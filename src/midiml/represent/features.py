@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 
 from midiml.io import iter_row_groups
 from midiml.represent.musical import MUSICAL_DOCS, MUSICAL_NAMES, musical_table
+from midiml.represent.words import words_column
 
 KS_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
 KS_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
@@ -117,6 +118,8 @@ FEATURE_DOCS: dict[str, str] = {
 }
 FEATURE_DOCS.update(MUSICAL_DOCS)
 FEATURE_NAMES = list(FEATURE_DOCS)
+# the song as musical words (represent/words.py): text for the words model, not a number
+WORDS_COLUMN = "words"
 # Features that describe the file rather than the music: track layout, tempo map, metre
 # meta-data, length, velocities, the beat grid (meaningless for performed MIDI), the key the
 # song happens to be in, and instrumentation habits of a sequencer. Genre models must not use
@@ -265,7 +268,8 @@ def extract_features(
     grid_tolerance: float = GRID_TOLERANCE,
     onset_divisors: tuple[int, ...] | list[int] | None = ONSET_DIVISORS,
 ) -> pd.DataFrame:
-    """One row per usable file: ``file_id``, ``genre``, then the FEATURE_NAMES columns.
+    """One row per usable file: ``file_id``, ``genre``, the FEATURE_NAMES columns, then
+    ``WORDS_COLUMN`` (the song as a sentence of musical words, a string).
 
     ``notes`` has the columns of ``notes.parquet``; ``files`` those of ``files.parquet``
     (only rows with status 'ok' are used when a status column is present).
@@ -436,7 +440,10 @@ def extract_features(
     out = pd.DataFrame({name: feats[name] for name in FEATURE_NAMES}, dtype=np.float64)
     out = out.fillna(FILL)
     head = pd.DataFrame({"file_id": ids.to_numpy(), "genre": files["genre"].astype(str).to_numpy()})
-    out = pd.concat([head, out], axis=1)
+    words = pd.DataFrame(
+        {WORDS_COLUMN: words_column(notes.loc[keep], list(ids), np.asarray(feats["key_tonic"]))}
+    )
+    out = pd.concat([head, out, words], axis=1)
     return out
 
 

@@ -1,0 +1,112 @@
+"""The words model, and its blend with the feature vote.
+
+A song's musical words (``represent/words.py``) are counted as tf-idf n-grams and read by a
+logistic regression: it learns which melodic figures, bass moves, textures and chord
+degrees each genre uses, in order, which the averaged features cannot see. Held out of
+training, a source of piano arrangements of game music looks classical to the features
+more often than to the words; the two err on different songs, so ``MusicAndWords``
+averages their probabilities (``classifier.words.weight`` on the words).
+
+The blend takes one input array per song: the feature columns of the vote, then the words
+(so it is an object array); ``model_input`` builds it from a feature table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+
+from midiml.represent.features import WORDS_COLUMN
+from midiml.represent.words import ngrams
+
+
+def words_classifier(
+    ngram_max: int = 3,
+    min_df: int = 3,
+    max_features: int = 50_000,
+    C: float = 10.0,  # noqa: N803 (scikit-learn's name)
+    max_iter: int = 3000,
+) -> Pipeline:
+    """tf-idf (sublinear counts) of the 1..ngram_max-grams of each line of words, then a
+    class-balanced logistic regression (the lone lo-fi source is small)."""
+    return Pipeline(
+        [
+            (
+                "tfidf",
+                TfidfVectorizer(
+                    analyzer=partial(ngrams, n_max=int(ngram_max)),
+                    min_df=int(min_df),
+                    max_features=int(max_features),
+                    sublinear_tf=True,
+                ),
+            ),
+            (
+                "clf",
+                LogisticRegression(C=float(C), max_iter=int(max_iter), class_weight="balanced"),
+            ),
+        ]
+    )
+
+
+class MusicAndWords(ClassifierMixin, BaseEstimator):
+    """Weighted mean of the probabilities of ``music`` (an estimator on the numeric columns,
+    every column but the last) and ``words`` (an estimator on the last column, the words).
+
+    ``music`` may be already fitted and frozen (``sklearn.frozen.FrozenEstimator``): fitting
+    the blend then fits the words only."""
+
+    def __init__(self, music: Any = None, words: Any = None, weight: float = 0.5) -> None:
+        self.music = music
+        self.words = words
+        self.weight = weight
+
+    @staticmethod
+    def _split(X: Any) -> tuple[np.ndarray, np.ndarray]:  # noqa: N803
+        X = np.asarray(X, dtype=object)
+        return X[:, :-1].astype(np.float64), X[:, -1].astype(str)
+
+    def fit(self, X: Any, y: Any) -> MusicAndWords:  # noqa: N803
+        numbers, text = self._split(X)
+        self.music_ = clone(self.music).fit(numbers, y)
+        self.words_ = clone(self.words).fit(text, y)
+        if list(self.music_.classes_) != list(self.words_.classes_):
+            raise ValueError("the music and words models learned different classes")
+        self.classes_ = self.music_.classes_
+        self._memo: tuple[str, np.ndarray] | None = None
+        return self
+
+    def _words_proba(self, text: np.ndarray) -> np.ndarray:
+        """The words model's probabilities of ``text``. The last answer is kept: permutation
+        importance asks again for the same words with each numeric column shuffled, and
+        turning words into n-grams is the slow part of a prediction."""
+        key = hashlib.sha256("\x00".join(text).encode()).hexdigest()
+        memo = getattr(self, "_memo", None)
+        if memo is None or memo[0] != key:
+            memo = self._memo = (key, self.words_.predict_proba(text))
+        return memo[1]
+
+    def predict_proba(self, X: Any) -> np.ndarray:  # noqa: N803
+        numbers, text = self._split(X)
+        w = float(self.weight)
+        return (1 - w) * self.music_.predict_proba(numbers) + w * self._words_proba(text)
+
+    def predict(self, X: Any) -> np.ndarray:  # noqa: N803
+        return np.asarray(self.classes_)[self.predict_proba(X).argmax(axis=1)]
+
+
+def model_input(table: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """``table[columns]`` as a model's input: floats, or an object array when the words are
+    among the columns (the blend's input)."""
+    if WORDS_COLUMN in columns:
+        if columns[-1] != WORDS_COLUMN:
+            raise ValueError(f"{WORDS_COLUMN!r} must be the last column of a model's input")
+        return table[columns].to_numpy(dtype=object)
+    return table[columns].to_numpy(dtype=np.float64)
