@@ -250,3 +250,16 @@ def test_pipeline_trains_and_serves_the_blend(tmp_path):
         WORDS_COLUMN in [f["feature"] for f in rob["importance"]["served"]]
         or len(rob["importance"]["served"]) == 10
     )
+
+
+def test_importance_of_a_blend_is_the_same_in_parallel():
+    """Permutation importance shuffles each column from the same seed in any process: the
+    served blend's table of top features does not depend on ``n_jobs``."""
+    from midiml.classify.robustness import top_features
+
+    X, y = _blend_data()
+    blend = MusicAndWords(LogisticRegression(), words_classifier(min_df=1), 0.5).fit(X, y)
+    columns = ["a", "b", WORDS_COLUMN]
+    serial = top_features(blend, X, y, columns, seed=0, top=3, n_jobs=1)
+    assert top_features(blend, X, y, columns, seed=0, top=3, n_jobs=2) == serial
+    assert serial[0]["feature"] == WORDS_COLUMN  # only the words tell the genres apart

@@ -223,11 +223,19 @@ def _all_columns(fitted: FittedModel, table: pd.DataFrame) -> list[str]:
 
 
 def top_features(
-    estimator: Any, X: np.ndarray, y: np.ndarray, columns: list[str], seed: int, top: int = 10
+    estimator: Any,
+    X: np.ndarray,
+    y: np.ndarray,
+    columns: list[str],
+    seed: int,
+    top: int = 10,
+    n_jobs: int = 1,
 ) -> list[dict[str, Any]]:
-    """Permutation importance (drop in accuracy) of the ``top`` most important columns."""
+    """Permutation importance (drop in accuracy) of the ``top`` most important columns
+    (columns shuffled ``n_jobs`` at a time; every column's shuffles are drawn from ``seed``,
+    so the result does not depend on ``n_jobs``)."""
     res = permutation_importance(
-        estimator, X, y, scoring="accuracy", n_repeats=5, random_state=seed, n_jobs=1
+        estimator, X, y, scoring="accuracy", n_repeats=5, random_state=seed, n_jobs=n_jobs
     )
     order = np.argsort(-res.importances_mean)[:top]
     return [
@@ -244,6 +252,7 @@ def importance_before_after(
     test_ids: list[str],
     y_test: np.ndarray,
     seed: int,
+    n_jobs: int = 1,
 ) -> dict[str, Any]:
     """Top features of the served model and of the same model on every column."""
     all_cols = _all_columns(fitted, table)
@@ -255,9 +264,10 @@ def importance_before_after(
             y_test,
             fitted.columns,
             seed,
+            n_jobs=n_jobs,
         ),
         "all_features": top_features(
-            before, feature_matrix(table, test_ids, all_cols), y_test, all_cols, seed
+            before, feature_matrix(table, test_ids, all_cols), y_test, all_cols, seed, n_jobs=n_jobs
         ),
     }
 
@@ -287,6 +297,6 @@ def evaluate_robustness(
         ),
         "cross_source": cross_source(fitted, table, files, augmented, n_jobs),
         "importance": importance_before_after(
-            fitted, table, task.ids("train"), task.y("train"), test_ids, y_test, seed
+            fitted, table, task.ids("train"), task.y("train"), test_ids, y_test, seed, n_jobs
         ),
     }
