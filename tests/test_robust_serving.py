@@ -10,7 +10,7 @@ import mido
 import numpy as np
 import pandas as pd
 import pytest
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from midiml.classify.runs import train_all
 from midiml.classify.serving import classify_files, features_for, load_served, read_song
@@ -74,9 +74,9 @@ MAKERS = {"loops": loop_song, "runs": run_song}
 ARTIFACT_TRACKS = {"loops": 1, "runs": 6}  # in training, n_tracks alone tells them apart
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    root = tmp_path_factory.mktemp("robust")
+def two_genre_songs(root: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """files, notes and feature table of ten songs per genre of MAKERS written under ``root``:
+    two sources per genre, song 0 in test, song 1 in val, the rest in train."""
     rows, parsed = [], []
     for genre, make in MAKERS.items():
         for i in range(10):
@@ -95,25 +95,33 @@ def served(tmp_path_factory):
     notes = pd.concat([p.notes.assign(file_id=f) for f, p in parsed], ignore_index=True)
     table = features_for(parsed, {})
     table["genre"] = files["genre"].to_numpy()
-    params = OmegaConf.create(
-        {
-            "seed": 0,
-            "features": {},
-            "tracking": {"enabled": False},
-            "classifier": {
-                "tasks": {"genre": {}},
-                "feature_set": "robust",
-                "augment": {"tasks": ["genre"], "copies": {"default": 1}},
-                "min_train_per_class": 2,
-                "cv_folds": 3,
-                "scoring": "f1_macro",
-                "n_jobs": 1,
-                "models": classifier_models(random_forest={"n_estimators": [50]}),
-                "serve_model": "auto",
-                "cnn": {"tasks": []},
-            },
-        }
+    return files, notes, table
+
+
+def robust_params(**classifier: object) -> DictConfig:
+    """Genre-only training params on the robust features, one re-encoded copy per song;
+    ``classifier`` overrides (models, vote, words, serve_model, ...)."""
+    base = {
+        "tasks": {"genre": {}},
+        "feature_set": "robust",
+        "augment": {"tasks": ["genre"], "copies": {"default": 1}},
+        "min_train_per_class": 2,
+        "cv_folds": 3,
+        "scoring": "f1_macro",
+        "n_jobs": 1,
+        "serve_model": "auto",
+        "cnn": {"tasks": []},
+    }
+    return OmegaConf.create(
+        {"seed": 0, "features": {}, "tracking": {"enabled": False}, "classifier": base | classifier}
     )
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    root = tmp_path_factory.mktemp("robust")
+    files, notes, table = two_genre_songs(root)
+    params = robust_params(models=classifier_models(random_forest={"n_estimators": [50]}))
     out = root / "models"
     out.mkdir()
     manifest = train_all(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from omegaconf import OmegaConf
 from sklearn.dummy import DummyClassifier
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
@@ -179,57 +178,19 @@ def test_pipeline_trains_and_serves_the_blend(tmp_path):
     from midiml.classify.pipelines import VOTE_AND_WORDS, build_task, load_model
     from midiml.classify.robustness import evaluate_robustness
     from midiml.classify.runs import train_all
-    from midiml.classify.serving import features_for, read_song
     from tests.conftest import classifier_models
-    from tests.test_robust_serving import ARTIFACT_TRACKS, MAKERS, write_song
+    from tests.test_robust_serving import robust_params, two_genre_songs
 
-    rows, parsed = [], []
-    for genre, make in MAKERS.items():
-        for i in range(10):
-            rng = np.random.default_rng(100 * i + len(genre))
-            path = write_song(tmp_path / f"{genre}{i}.mid", make(rng), ARTIFACT_TRACKS[genre])
-            fid = f"{genre}/{i}"
-            split = "test" if i < 2 else "train"
-            source = f"{genre}_{'a' if i % 2 else 'b'}"
-            rows.append(
-                {"file_id": fid, "genre": genre, "source": source, "status": "ok", "split": split}
-            )
-            parsed.append((fid, read_song(path)))
-    files = pd.DataFrame(rows).merge(
-        pd.DataFrame([{"file_id": f, **p.info} for f, p in parsed]), on="file_id"
-    )
-    notes = pd.concat([p.notes.assign(file_id=f) for f, p in parsed], ignore_index=True)
-    table = features_for(parsed, {})
-    table["genre"] = files["genre"].to_numpy()
-    params = OmegaConf.create(
-        {
-            "seed": 0,
-            "features": {},
-            "tracking": {"enabled": False},
-            "classifier": {
-                "tasks": {"genre": {}},
-                "feature_set": "robust",
-                "augment": {"tasks": ["genre"], "copies": {"default": 1}},
-                "min_train_per_class": 2,
-                "cv_folds": 3,
-                "scoring": "f1_macro",
-                "n_jobs": 1,
-                "models": classifier_models(
-                    logreg={"C": [1.0]}, random_forest={"n_estimators": [20]}
-                ),
-                "vote": ["logreg", "random_forest"],
-                "words": {
-                    "tasks": ["genre"],
-                    "weight": 0.5,
-                    "estimator": {
-                        "_target_": "midiml.classify.words_model.words_classifier",
-                        "min_df": 1,
-                    },
-                },
-                "serve_model": "auto_cross_source",
-                "cnn": {"tasks": []},
-            },
-        }
+    files, notes, table = two_genre_songs(tmp_path)
+    params = robust_params(
+        models=classifier_models(logreg={"C": [1.0]}, random_forest={"n_estimators": [20]}),
+        vote=["logreg", "random_forest"],
+        words={
+            "tasks": ["genre"],
+            "weight": 0.5,
+            "estimator": {"_target_": "midiml.classify.words_model.words_classifier", "min_df": 1},
+        },
+        serve_model="auto_cross_source",
     )
     manifest = train_all(
         params, files, files[["file_id", "genre", "split"]], table, notes, tmp_path,
