@@ -171,17 +171,16 @@ def test_blend_keeps_a_frozen_music_model_and_refits_it_when_fresh():
     assert fresh.weight == 0.5
 
 
-def test_pipeline_trains_and_serves_the_blend(tmp_path):
-    """train_all with a vote and ``classifier.words``: the blend is a model of the manifest
-    with held-out-source scores; it reads the words of the feature table and of re-encoded
-    copies, and its robustness section (perturbed, cross-source, importance) is computed."""
-    from midiml.classify.pipelines import VOTE_AND_WORDS, build_task, load_model
-    from midiml.classify.robustness import evaluate_robustness
+@pytest.fixture(scope="module")
+def blend_run(tmp_path_factory):
+    """train_all with two models, their vote and ``classifier.words`` on two genres of hand-made
+    songs (two sources each): (params, files, notes, table, manifest, model folder)."""
     from midiml.classify.runs import train_all
     from tests.conftest import classifier_models
     from tests.test_robust_serving import robust_params, two_genre_songs
 
-    files, notes, table = two_genre_songs(tmp_path)
+    root = tmp_path_factory.mktemp("blend")
+    files, notes, table = two_genre_songs(root)
     params = robust_params(
         models=classifier_models(logreg={"C": [1.0]}, random_forest={"n_estimators": [20]}),
         vote=["logreg", "random_forest"],
@@ -193,13 +192,23 @@ def test_pipeline_trains_and_serves_the_blend(tmp_path):
         serve_model="auto_cross_source",
     )
     manifest = train_all(
-        params, files, files[["file_id", "genre", "split"]], table, notes, tmp_path,
-        log=lambda *_: 0,
-    )  # fmt: skip
+        params, files, files[["file_id", "genre", "split"]], table, notes, root, log=lambda *_: 0
+    )
+    return params, files, notes, table, manifest, root
+
+
+def test_pipeline_trains_and_serves_the_blend(blend_run):
+    """train_all with a vote and ``classifier.words``: the blend is a model of the manifest
+    with held-out-source scores; it reads the words of the feature table and of re-encoded
+    copies, and its robustness section (perturbed, cross-source, importance) is computed."""
+    from midiml.classify.pipelines import VOTE_AND_WORDS, build_task, load_model
+    from midiml.classify.robustness import evaluate_robustness
+
+    params, files, notes, table, manifest, root = blend_run
     entry = manifest["tasks"]["genre"]["models"][VOTE_AND_WORDS]
     assert entry["cv_macro_f1"] is None
     assert set(entry["held_out_source"]) == {"loops_a", "loops_b", "runs_a", "runs_b"}
-    fitted = load_model(tmp_path / entry["file"])
+    fitted = load_model(root / entry["file"])
     assert fitted.columns[-1] == WORDS_COLUMN and WORDS_COLUMN not in fitted.numeric_columns
     task = build_task("genre", files, files[["file_id", "genre", "split"]], params.classifier)
     test = table.set_index("file_id").loc[task.ids("test")]
@@ -211,6 +220,45 @@ def test_pipeline_trains_and_serves_the_blend(tmp_path):
         WORDS_COLUMN in [f["feature"] for f in rob["importance"]["served"]]
         or len(rob["importance"]["served"]) == 10
     )
+
+
+def test_held_out_refits_by_leaf_match_whole_refits_and_are_shared(blend_run):
+    """Held-out-source refits go leaf by leaf: the vote's are its members' (already refitted
+    for the members themselves), the blend adds one words refit per source, and the result
+    is what refitting the whole blend gives."""
+    from midiml.classify.pipelines import VOTE, VOTE_AND_WORDS, build_task, load_model
+    from midiml.classify.robustness import held_out_source_predictions
+
+    params, files, _, table, manifest, root = blend_run
+    models = manifest["tasks"]["genre"]["models"]
+    task = build_task("genre", files, files[["file_id", "genre", "split"]], params.classifier)
+    ids, source = task.ids("train"), files.set_index("file_id")["source"]
+
+    def held_out(model: str, refits: dict) -> dict:
+        fitted = load_model(root / models[model]["file"])
+        return held_out_source_predictions(fitted, table, ids, task.labels, source, refits=refits)
+
+    refits: dict = {}
+    for member in ("logreg", "random_forest"):
+        held_out(member, refits)
+    n_members = len(refits)
+    assert n_members == 2 * 4  # two models, four sources
+    held_out(VOTE, refits)
+    assert len(refits) == n_members  # nothing new to refit
+    blended = held_out(VOTE_AND_WORDS, refits)
+    assert len(refits) == n_members + 4  # one words model per source
+
+    blend = load_model(root / models[VOTE_AND_WORDS]["file"])
+    t = table.set_index("file_id")
+    src = source.loc[ids]
+    for held in ("loops_a", "runs_b"):
+        train, test = src.index[src != held], src.index[src == held]
+        whole = fresh_estimator(blend).fit(
+            model_input(t.loc[train], blend.columns), task.labels.loc[train].to_numpy(object)
+        )
+        assert list(whole.classes_) == list(blend.classes)
+        proba = whole.predict_proba(model_input(t.loc[test], blend.columns))
+        np.testing.assert_allclose(blended[held][0], proba, rtol=0, atol=1e-12)
 
 
 def test_importance_of_a_blend_is_the_same_in_parallel():

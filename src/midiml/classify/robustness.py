@@ -9,13 +9,16 @@ robustness work. Held-out-source validation refits both on every song except one
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+import joblib
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 from sklearn.base import clone
 from sklearn.ensemble import VotingClassifier
+from sklearn.frozen import FrozenEstimator
 from sklearn.inspection import permutation_importance
 
 from midiml.classify.pipelines import (
@@ -24,7 +27,7 @@ from midiml.classify.pipelines import (
     feature_columns,
     feature_matrix,
 )
-from midiml.classify.words_model import MusicAndWords, model_input
+from midiml.classify.words_model import MusicAndWords, as_text, model_input
 from midiml.represent.features import WORDS_COLUMN, extract_features
 from midiml.represent.perturb import PERTURBATIONS, perturb_songs
 
@@ -35,13 +38,49 @@ def fresh_estimator(fitted: FittedModel) -> Any:
 
 
 def _unfrozen(pipe: Any) -> Any:
-    pipe = getattr(pipe, "estimator", pipe)  # a FrozenEstimator's fitted estimator
+    pipe = pipe.estimator if isinstance(pipe, FrozenEstimator) else pipe
     if isinstance(pipe, MusicAndWords):
         return MusicAndWords(_unfrozen(pipe.music), clone(pipe.words), pipe.weight)
     if isinstance(pipe, VotingClassifier):
-        members = [(n, clone(getattr(e, "estimator", e))) for n, e in pipe.estimators]
+        members = [(n, _unfrozen(e)) for n, e in pipe.estimators]
         return VotingClassifier(members, voting="soft")
     return clone(pipe)
+
+
+def _leaves(pipe: Any, columns: list[str]) -> list[tuple[Any, list[str]]]:
+    """The unfitted models whose probabilities ``pipe`` (on ``columns``) averages, each with
+    its own columns: a blend's music models and words model, a vote's members, or ``pipe``.
+
+    Refitted one by one, a fold's leaf is shared by every model that holds it: the vote's
+    members are the single models themselves, the blend holds the vote, and the blend on
+    all columns holds the same words model as the served one."""
+    pipe = pipe.estimator if isinstance(pipe, FrozenEstimator) else pipe
+    if isinstance(pipe, MusicAndWords):
+        return [*_leaves(pipe.music, columns[:-1]), (clone(pipe.words), [WORDS_COLUMN])]
+    if isinstance(pipe, VotingClassifier) and pipe.weights is None:
+        return [leaf for _, e in pipe.estimators for leaf in _leaves(e, columns)]
+    return [(clone(pipe), list(columns))]
+
+
+def _combined(pipe: Any, probas: Iterator[np.ndarray]) -> np.ndarray:
+    """``pipe``'s probabilities from its leaves' (``_leaves`` order), with the arithmetic of
+    ``MusicAndWords`` and ``VotingClassifier`` themselves, so a refit by leaves gives what
+    refitting the whole model gives."""
+    pipe = pipe.estimator if isinstance(pipe, FrozenEstimator) else pipe
+    if isinstance(pipe, MusicAndWords):
+        music = _combined(pipe.music, probas)
+        w = float(pipe.weight)
+        return (1 - w) * music + w * next(probas)
+    if isinstance(pipe, VotingClassifier) and pipe.weights is None:
+        return np.average(np.asarray([_combined(e, probas) for _, e in pipe.estimators]), axis=0)
+    return next(probas)
+
+
+def _leaf_input(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """A leaf's input: the words as text, or the numeric columns as floats."""
+    if columns == [WORDS_COLUMN]:
+        return as_text(frame[WORDS_COLUMN])
+    return model_input(frame, columns)
 
 
 def _fit_proba(estimator: Any, X: np.ndarray, y: np.ndarray, X_test: np.ndarray) -> Any:
@@ -107,46 +146,69 @@ def held_out_source_predictions(
     source: pd.Series,
     augmented: pd.DataFrame | None = None,
     n_jobs: int = 1,
+    columns: list[str] | None = None,
+    refits: dict[tuple, Any] | None = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per held-out source: (probabilities in ``fitted.classes`` order before any class prior,
     true labels) of its songs among ``ids``, from the model (same estimator and
-    hyperparameters as ``fitted``, on its columns) refitted on the other sources' songs plus
-    their re-encoded copies (``augmented`` rows, ids ``<song>#...``). Only sources of genres
-    with two or more sources among ``ids`` count: a lone source cannot be left out.
+    hyperparameters as ``fitted``, on ``columns``, by default its own) refitted on the other
+    sources' songs plus their re-encoded copies (``augmented`` rows, ids ``<song>#...``).
+    Only sources of genres with two or more sources among ``ids`` count: a lone source
+    cannot be left out.
+
+    The model is refitted leaf by leaf (``_leaves``). ``refits`` keeps each leaf's fold
+    result: pass the same dict for every model fitted on the same songs (one task's models,
+    say) and a leaf already refitted for another model is not refitted again.
 
     In-split CV rewards what a source's files share (their encoding habits); this rewards
     what carries over to a source never seen, which is what other people's MIDI is.
     """
+    refits = {} if refits is None else refits
     src = source.loc[ids].astype(str)
     lab = labels.loc[ids].astype(str)
     n_sources = src.groupby(lab).nunique()
     multi = set(n_sources[n_sources >= 2].index)
-    cols = fitted.columns
+    leaves = _leaves(fitted.pipeline, list(fitted.columns if columns is None else columns))
     t = table.set_index("file_id")
-    aug_base = (
-        augmented["file_id"].str.split("#").str[0]
-        if augmented is not None and len(augmented)
+    aug = (
+        augmented.set_index(augmented["file_id"].str.split("#").str[0])
+        if (augmented is not None and len(augmented))
         else None
     )
-    helds = sorted(src[lab.isin(multi)].unique())
-    jobs, truths = [], []
-    for held in helds:
+    keys: dict[str, list[tuple]] = {}
+    truths: dict[str, np.ndarray] = {}
+    todo: dict[tuple, tuple] = {}
+    for held in sorted(src[lab.isin(multi)].unique()):
         train = [i for i in ids if src[i] != held]
         # only labels the other sources teach (a composer of this source alone cannot be right)
         test = [i for i in ids if src[i] == held and lab[i] in multi]
-        X, y = model_input(t.loc[train], cols), lab.loc[train].to_numpy(dtype=object)
-        if aug_base is not None:
-            keep = aug_base.isin(train).to_numpy()
-            X = np.vstack([X, model_input(augmented.loc[keep], cols)])
-            y = np.concatenate([y, labels.loc[aug_base[keep]].astype(str).to_numpy(dtype=object)])
-        jobs.append((fresh_estimator(fitted), X, y, model_input(t.loc[test], cols)))
-        truths.append(lab.loc[test].to_numpy(dtype=object))
+        y = lab.loc[train].to_numpy(dtype=object)
+        if aug is not None:
+            extra = aug[aug.index.isin(train)]
+            y = np.concatenate([y, labels.loc[extra.index].astype(str).to_numpy(dtype=object)])
+        keys[held], truths[held] = [], lab.loc[test].to_numpy(dtype=object)
+        inputs: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}  # (X, X_test) per column set
+        for estimator, cols in leaves:
+            key = (held, tuple(cols), joblib.hash(estimator))
+            keys[held].append(key)
+            if key in refits or key in todo:
+                continue
+            if tuple(cols) not in inputs:
+                X = _leaf_input(t.loc[train], cols)
+                if aug is not None:
+                    X = np.concatenate([X, _leaf_input(extra, cols)])
+                inputs[tuple(cols)] = (X, _leaf_input(t.loc[test], cols))
+            X, X_test = inputs[tuple(cols)]
+            todo[key] = (estimator, X, y, X_test)
+    refits.update(zip(todo, refit_all(list(todo.values()), n_jobs), strict=True))
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for held, result, truth in zip(helds, refit_all(jobs, n_jobs), truths, strict=True):
-        if isinstance(result, str):  # the refit was refused: no score for this source
+    classes = list(fitted.classes)
+    for held, held_keys in keys.items():
+        results = [refits[k] for k in held_keys]
+        if any(isinstance(r, str) for r in results):  # a refit was refused: no score here
             continue
-        known, proba = result
-        out[held] = (_in_order(list(fitted.classes), known, proba), truth)
+        probas = iter(_in_order(classes, known, proba) for known, proba in results)
+        out[held] = (_combined(fitted.pipeline, probas), truths[held])
     return out
 
 
@@ -171,47 +233,33 @@ def cross_source(
     augmented: pd.DataFrame | None,
     n_jobs: int = 1,
 ) -> dict[str, Any]:
-    """Accuracy on each source held out of training, for genres with two or more sources,
-    for the served model (robust columns) and the same model on all columns (``n_jobs``
-    refits at a time)."""
+    """Accuracy on each source held out of training (songs of all splits), for genres with
+    two or more sources, for the served model (robust columns) and the same model on all
+    columns (``n_jobs`` refits at a time; the leaves both share are refitted once)."""
     ok = files[files["status"] == "ok"].set_index("file_id")
     source = ok["source"].astype(str) if "source" in ok else ok["genre"].astype(str)
     t = table[table["file_id"].isin(source.index)].reset_index(drop=True)
-    t_source = source.loc[t["file_id"]].to_numpy()
-    counts = pd.Series(source.groupby(ok["genre"].astype(str)).nunique())
-    multi = set(counts[counts >= 2].index)
-    aug_source = (
-        source.reindex(augmented["file_id"].str.split("#").str[0]).to_numpy()
-        if augmented is not None and len(augmented)
-        else None
-    )
-    sets = {"served": fitted.columns, "all_features": _all_columns(fitted, table)}
+    ids = list(t["file_id"])
+    labels = pd.Series(t["genre"].astype(str).to_numpy(), index=ids)
+    refits: dict[tuple, Any] = {}
+    sets = {"served": list(fitted.columns), "all_features": _all_columns(fitted, table)}
+    scores = {
+        name: held_out_source_scores(
+            fitted,
+            held_out_source_predictions(
+                fitted, t, ids, labels, source, augmented, n_jobs, cols, refits
+            ),
+        )
+        for name, cols in sets.items()
+    }
+    src = source.loc[ids]
+    multi = set(src.groupby(labels).nunique().loc[lambda n: n >= 2].index)
     rows: dict[str, dict[str, Any]] = {}
-    jobs, keys = [], []
-    for held in sorted(set(t_source)):
-        genre = str(ok.loc[t["file_id"][t_source == held].iloc[0], "genre"])
-        if genre not in multi:
-            continue
-        train, test = t[t_source != held], t[t_source == held]
-        rows[held] = {"genre": genre, "n": len(test)}
-        for name, cols in sets.items():
-            X, y = model_input(train, cols), train["genre"].to_numpy(dtype=object)
-            if aug_source is not None:
-                keep = aug_source != held
-                X = np.vstack([X, model_input(augmented.loc[keep], cols)])
-                y = np.concatenate([y, augmented.loc[keep, "genre"].to_numpy(dtype=object)])
-            jobs.append((fresh_estimator(fitted), X, y, model_input(test, cols)))
-            keys.append((held, name, test["genre"].to_numpy(dtype=object)))
-    classes = list(fitted.classes)
-    for (held, name, truth), result in zip(keys, refit_all(jobs, n_jobs), strict=True):
-        row = rows[held]
-        if isinstance(result, str):  # e.g. too few songs of a class for inner folds
-            row[name] = float("nan")
-            row["note"] = result
-            continue
-        known, proba = result
-        scores = held_out_source_scores(fitted, {held: (_in_order(classes, known, proba), truth)})
-        row[name] = scores[held]
+    for held in sorted(src[labels.isin(multi)].unique()):
+        genre = str(labels[src == held].iloc[0])
+        rows[held] = {"genre": genre, "n": int((src == held).sum())}
+        for name in sets:  # NaN: the refit was refused (e.g. a class too small for its folds)
+            rows[held][name] = scores[name].get(held, float("nan"))
     return rows
 
 
@@ -290,6 +338,7 @@ def evaluate_robustness(
     return {
         "model": fitted.model,
         "columns": list(fitted.columns),
+        "words_column": WORDS_COLUMN if WORDS_COLUMN in fitted.columns else None,
         "genres": list(task.classes),
         "clean_accuracy": float((clean == y_test).mean()),
         "perturbed": perturbed_accuracy(

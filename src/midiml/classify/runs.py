@@ -124,6 +124,7 @@ def train_all(
         wanted = str(cfg.get("serve_model", "auto"))
         loops = selection_loops(params, task) if wanted == AUTO_CROSS_SOURCE else None
         members: dict[str, Any] = {}
+        refits: dict[tuple, Any] = {}  # held-out refits of the task's models, shared by leaf
         vote = [m for m in (cfg.get("vote") or []) if m in cfg.models]
         blends = [VOTE_AND_WORDS] if len(vote) >= 2 and _words_on(cfg, name) else []
         for model in [*cfg.models, *([VOTE] if len(vote) >= 2 else []), *blends]:
@@ -145,7 +146,9 @@ def train_all(
                     continue
                 members[model] = fitted
                 held_out = (
-                    _held_out_entry(fitted, task, table, files, aug_rows, cfg, run is not None)
+                    _held_out_entry(
+                        fitted, task, table, files, aug_rows, cfg, run is not None, refits
+                    )
                     if wanted == AUTO_CROSS_SOURCE or _prior_cfg(cfg, name)
                     else {}
                 )
@@ -165,7 +168,7 @@ def train_all(
             held = entry["models"][model].get("held_out_source_mean")
             oos = entry["models"][model].get("out_of_source_score")
             log(
-                f"{name}/{model}: CV macro-F1 {_finite(fitted.cv_macro_f1) or '-'} "
+                f"{name}/{model}: CV macro-F1 {_cv_text(fitted.cv_macro_f1)} "
                 + (f"held-out-source accuracy {held:.3f} " if held is not None else "")
                 + (f"out-of-source score {oos:.3f} " if oos is not None else "")
                 + f"{fitted.best_params} ({time.perf_counter() - start:.1f} s)"
@@ -310,6 +313,11 @@ def _augmented_xy(
     return rows[columns].to_numpy(np.float64), y
 
 
+def _cv_text(value: float) -> str:
+    """A CV score for the training log: three decimals, or "-" for a model without one."""
+    return "-" if np.isnan(value) else f"{value:.3f}"
+
+
 def _prior_cfg(cfg: Any, task: str) -> Any:
     """``classifier.lone_source_prior`` when it applies to ``task``, else None."""
     prior = cfg.get("lone_source_prior")
@@ -364,16 +372,24 @@ def _held_out_entry(
     aug_rows: pd.DataFrame | None,
     cfg: Any,
     log_mlflow: bool,
+    refits: dict[tuple, Any] | None = None,
 ) -> dict[str, Any]:
     """Held-out-source accuracies of a model on the training split (what
     ``serve_model: auto_cross_source`` picks by), after setting the model's lone-source class
     prior from the same predictions (``classifier.lone_source_prior``); empty when no class
-    has two sources."""
+    has two sources. ``refits``: see ``held_out_source_predictions``."""
     ok = files[files["status"] == "ok"].set_index("file_id")
     source = (ok["source"] if "source" in ok else ok["genre"]).astype(str)
     train = task.ids("train")
     predictions = held_out_source_predictions(
-        fitted, table, train, task.labels, source, aug_rows, n_jobs=int(cfg.get("n_jobs", 1))
+        fitted,
+        table,
+        train,
+        task.labels,
+        source,
+        aug_rows,
+        n_jobs=int(cfg.get("n_jobs", 1)),
+        refits=refits,
     )
     if not predictions:
         return {}

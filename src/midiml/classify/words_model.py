@@ -71,7 +71,7 @@ class MusicAndWords(ClassifierMixin, BaseEstimator):
     @staticmethod
     def _split(X: Any) -> tuple[np.ndarray, np.ndarray]:  # noqa: N803
         X = np.asarray(X, dtype=object)
-        return X[:, :-1].astype(np.float64), X[:, -1].astype(str)
+        return X[:, :-1].astype(np.float64), as_text(X[:, -1])
 
     def fit(self, X: Any, y: Any) -> MusicAndWords:  # noqa: N803
         numbers, text = self._split(X)
@@ -100,6 +100,13 @@ class MusicAndWords(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:  # noqa: N803
         return np.asarray(self.classes_)[self.predict_proba(X).argmax(axis=1)]
+
+
+def as_text(values: Any) -> np.ndarray:
+    """Words as an object array of Python strings. Not ``astype(str)``: a fixed-width array
+    is as wide as the longest song (a long performance: over 100 MB for a few hundred
+    songs), which made every prediction slow."""
+    return np.fromiter((str(v) for v in values), dtype=object, count=len(values))
 
 
 def model_input(table: pd.DataFrame, columns: list[str]) -> np.ndarray:

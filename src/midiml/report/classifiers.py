@@ -181,7 +181,7 @@ def render_robustness(rob: dict[str, Any]) -> str:
     """The robustness section of ``reports/classifiers.md``."""
     if rob.get("skipped"):
         return f"## Robustness\n\nSkipped: {rob['skipped']}\n"
-    numeric = [c for c in rob["columns"] if c != "words"]
+    numeric = [c for c in rob["columns"] if c != rob.get("words_column")]
     words = " and the song's musical words" if len(numeric) < len(rob["columns"]) else ""
     lines = [
         "## Robustness (genre)",
