@@ -1,6 +1,7 @@
 """DVC stage `download@<source>`: fetch, copy (folder) or build (music21) one source's MIDI."""
 
 import logging
+import os
 import sys
 
 from midiml.config import load_params
@@ -14,7 +15,7 @@ def main(name: str) -> None:
     source = sources_from_params(params)[name]
     target = f"data/raw/{name}"
     if source.kind == "music21":
-        report = build_corpus_source(source, target)
+        report = build_corpus_source(source, target, n_jobs=min(2, os.cpu_count() or 1))
     else:
         report = get_source(source, target)
     notes = []

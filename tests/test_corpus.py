@@ -58,3 +58,9 @@ def test_corpus_works_span_composers_and_catalogues(tmp_path):
     assert report["extracted"] + len(report["skipped"]) == 5
     written = sorted(p.parent.name for p in (tmp_path / "raw").rglob("*.mid"))
     assert written.count("bach") == 3 and set(written) == {"bach", "haydn"}
+    # two processes write the same files, byte for byte, and the same report
+    two = build_corpus_source(src, tmp_path / "two" / "classical_music21", False, n_jobs=2)
+    assert two == report
+    for path in (tmp_path / "raw").rglob("*.mid"):
+        twin = tmp_path / "two" / path.relative_to(tmp_path / "raw")
+        assert twin.read_bytes() == path.read_bytes()

@@ -321,3 +321,17 @@ def test_original_sources_mask():
     assert _original_mask(files, ["x", "z"], ["lofi"]) is None  # all of them: nothing new
     assert _original_mask(files, ["x", "y"], []) is None
     assert _original_mask(files.drop(columns="source"), ["x", "y"], ["lofi"]) is None
+
+
+def test_perturbed_songs_score_the_same_in_parallel(served):
+    """Re-encodings are made two processes at a time (``classifier.n_jobs``); each draws from
+    its own seed, so the accuracies are those of one at a time."""
+    from midiml.classify.pipelines import build_task
+    from midiml.classify.robustness import perturbed_accuracy
+
+    model, (params, files, table, notes) = served
+    task = build_task("genre", files, files[["file_id", "genre", "split"]], params.classifier)
+    fitted, ids = model.models["genre"], list(task.labels.index)
+    one = perturbed_accuracy(fitted, ids, task.labels, files, notes, {}, seed=0, n_jobs=1)
+    assert perturbed_accuracy(fitted, ids, task.labels, files, notes, {}, 0, n_jobs=2) == one
+    assert "random_mix" in one and all(0 <= v["accuracy"] <= 1 for v in one.values())

@@ -57,11 +57,27 @@ def midi_name(path: Path, composer: str) -> str:
     return path.stem + ".mid"
 
 
-def build_corpus_source(source: Source, target: str | Path, progress: bool = True) -> dict:
-    """Write ``source``'s music21 scores as MIDI files into ``target/<composer>/`` (atomically).
-
-    A score music21 cannot render (e.g. badly formed repeats) is skipped and reported."""
+def render_score(path: Path, composer: str, out_dir: Path) -> dict[str, str] | None:
+    """Write one score of the corpus as MIDI into ``out_dir``; the reason, when music21
+    cannot render it (e.g. badly formed repeats)."""
     from music21 import converter
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        converter.parse(path).write("midi", fp=out_dir / midi_name(path, composer))
+    except Exception as exc:  # a score music21 itself cannot render is reported
+        return {"score": f"{composer}/{path.name}", "reason": str(exc)}
+    return None
+
+
+def build_corpus_source(
+    source: Source, target: str | Path, progress: bool = True, n_jobs: int = 1
+) -> dict:
+    """Write ``source``'s music21 scores as MIDI files into ``target/<composer>/`` (atomically),
+    ``n_jobs`` scores at a time (processes; each file is the same whoever writes it).
+
+    A score music21 cannot render is skipped and reported."""
+    from joblib import Parallel, delayed
 
     todo = [
         (w["composer"], p)
@@ -70,15 +86,20 @@ def build_corpus_source(source: Source, target: str | Path, progress: bool = Tru
     ]
     written, skipped = 0, []
     with atomic_dir(target) as staging:
-        for composer, p in tqdm(todo, desc=f"music21 {source.name}", disable=not progress):
-            out_dir = staging / composer
-            out_dir.mkdir(parents=True, exist_ok=True)
-            try:
-                converter.parse(p).write("midi", fp=out_dir / midi_name(p, composer))
+        results = Parallel(n_jobs=n_jobs, return_as="generator")(
+            delayed(render_score)(p, composer, staging / composer) for composer, p in todo
+        )
+        for (_, p), failed in tqdm(
+            zip(todo, results, strict=True),
+            total=len(todo),
+            desc=f"music21 {source.name}",
+            disable=not progress,
+        ):
+            if failed:
+                log.warning("skipped %s: %s", p.name, failed["reason"])
+                skipped.append(failed)
+            else:
                 written += 1
-            except Exception as exc:  # a score music21 itself cannot render is reported
-                log.warning("skipped %s: %s", p.name, exc)
-                skipped.append({"score": f"{composer}/{p.name}", "reason": str(exc)})
         report = {"source": source.name, "extracted": written, "refused": [], "skipped": skipped}
         write_json(staging / "_download.json", report)
     return report
