@@ -157,6 +157,13 @@ def perturbed_accuracy(
     return out
 
 
+def _taught_by_several_sources(src: pd.Series, lab: pd.Series) -> set[str]:
+    """Labels whose songs (``src``: their sources, ``lab``: their labels, same index) come
+    from two or more sources: only their sources can be held out."""
+    n_sources = src.groupby(lab).nunique()
+    return set(n_sources[n_sources >= 2].index)
+
+
 def held_out_source_predictions(
     fitted: FittedModel,
     table: pd.DataFrame,
@@ -185,8 +192,7 @@ def held_out_source_predictions(
     refits = {} if refits is None else refits
     src = source.loc[ids].astype(str)
     lab = labels.loc[ids].astype(str)
-    n_sources = src.groupby(lab).nunique()
-    multi = set(n_sources[n_sources >= 2].index)
+    multi = _taught_by_several_sources(src, lab)
     leaves = _leaves(fitted.pipeline, list(fitted.columns if columns is None else columns))
     t = table.set_index("file_id")
     aug = (
@@ -272,7 +278,7 @@ def cross_source(
         for name, cols in sets.items()
     }
     src = source.loc[ids]
-    multi = set(src.groupby(labels).nunique().loc[lambda n: n >= 2].index)
+    multi = _taught_by_several_sources(src, labels)
     rows: dict[str, dict[str, Any]] = {}
     for held in sorted(src[labels.isin(multi)].unique()):
         genre = str(labels[src == held].iloc[0])
