@@ -37,7 +37,7 @@ def _cadence_with_tune(transpose: int = 0) -> list[tuple[int, float, float]]:
 
 def test_words_of_a_cadence_name_its_degrees_steps_and_textures():
     words = song_words(_song(_cadence_with_tune()), 0).split(LINE_BREAK)
-    melody, bass, texture, voicing, harmony = words
+    melody, bass, texture, voicing, articulation, harmony = words
     # the tune's second note onward: steps up 2,2,2,1,2,-2 in even quarters (rhythm 0)
     assert melody.split() == ["m2r0", "m2r0", "m2r0", "m1r0", "m2r0", "m-2r0"]
     assert set(texture.split()) == {"s1", "s4"}  # a lone tune note, or chord + tune note
@@ -46,6 +46,21 @@ def test_words_of_a_cadence_name_its_degrees_steps_and_textures():
     assert voicing.split() == ["v4-7", "v2-4-7", "v4-7-10", "v2-4-7"]
     # the lowest *struck* note: the chord's bass, then the tune note struck alone, and back
     assert bass.split() == ["b-12", "b12"] * 3
+    # a chord held two beats over the tune's next onset a beat later (2 log2 2), then a tune
+    # note held up to the next onset
+    assert articulation.split() == ["a2", "a0"] * 3 + ["a2"]
+
+
+def test_articulation_tells_staccato_from_legato_at_any_tempo():
+    def articulation(beats_held: float, seconds_per_beat: float) -> list[str]:
+        tune = [(60 + i, float(i), beats_held) for i in range(8)]
+        return song_words(_song(tune, seconds_per_beat), 0).split(LINE_BREAK)[4].split()
+
+    assert articulation(0.25, 0.5) == ["a-4"] * 7  # a sixteenth of each quarter's gap
+    assert articulation(0.5, 0.5) == ["a-2"] * 7
+    assert articulation(1.0, 0.5) == ["a0"] * 7
+    for beats in (0.25, 0.5, 1.0):
+        assert articulation(beats, 0.9) == articulation(beats, 0.5)
 
 
 def test_words_do_not_change_with_key_or_tempo():

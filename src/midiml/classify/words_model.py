@@ -1,8 +1,8 @@
 """The words model, and its blend with the feature vote.
 
 A song's musical words (``represent/words.py``) are counted as tf-idf n-grams and read by a
-logistic regression: it learns which melodic figures, bass moves, textures and chord
-degrees each genre uses, in order, which the averaged features cannot see. Held out of
+logistic regression: it learns which melodic figures, bass moves, textures, articulations
+and chord degrees each genre uses, in order, which the averaged features cannot see. Held out of
 training, a source of piano arrangements of game music looks classical to the features
 more often than to the words; the two err on different songs, so ``MusicAndWords``
 averages their probabilities (``classifier.words.weight`` on the words).

@@ -69,7 +69,7 @@ def render_markdown(metrics: dict[str, Any], figures: dict[str, str]) -> str:
         "on the training split only (grid search with stratified CV there); `vote` is "
         "the mean probability of the tuned feature models; `vote_and_words` blends "
         "it with a tf-idf model of each song's musical words (melodic figures, bass moves, "
-        "textures and chord degrees in order); the CNN "
+        "textures, articulations and chord degrees in order); the CNN "
         "early-stops on the validation split and predicts a song by averaging its "
         "crops' probabilities.",
         "",

@@ -2,12 +2,13 @@
 
 The summary features (``musical.py``, ``progression.py``) average a song into numbers; what
 tells a game theme from a sonatina is often the idioms, in order: the melody's step-and-
-rhythm figures, the bass line's moves, how many notes strike together, the chord degrees
-of the progression. Here each of these becomes a line of words, so a text model (tf-idf
-n-grams, ``classify/words_model.py``) can count which figures a genre uses. Every word is
-measured from the sounding notes in seconds and relative to the key, as the musical
-features are: a transposed or re-tracked copy of a song reads the same, and so does a
-re-tempoed one but for the harmony line, where half-second windows straddle chord changes.
+rhythm figures, the bass line's moves, how many notes strike together, how long they are
+held, the chord degrees of the progression. Here each of these becomes a line of words, so
+a text model (tf-idf n-grams, ``classify/words_model.py``) can count which figures a genre
+uses. Every word is measured from the sounding notes in seconds and relative to the key, as
+the musical features are: a transposed or re-tracked copy of a song reads the same, and so
+does a re-tempoed one but for the harmony line, where half-second windows straddle chord
+changes.
 
 Lines, in this order (joined by ``LINE_BREAK``; n-grams never span two lines):
 
@@ -19,6 +20,11 @@ Lines, in this order (joined by ``LINE_BREAK``; n-grams never span two lines):
 - voicing: ``v<i>-<j>-...``, for each cluster of two or more pitches, the intervals (mod
   12) of its other pitches above its lowest: a root-position triad ``v4-7``, its first
   inversion ``v3-8``, an open fifth with the octave ``v0-7``;
+- articulation: ``a<k>`` for each cluster but the last, its longest note over the time to
+  the next cluster, as 2 log2 of that ratio rounded and clipped to -4..2: ``a-4`` a
+  staccato sixteenth of the gap, ``a0`` held up to the next onset, ``a2`` ringing on over
+  it (held chords, pedal). Scores, sequenced tracks, performances and chord loops hold
+  their notes differently, and a ratio does not change with the tempo;
 - harmony: ``h<degree><quality>`` for each chord of ``progression.py`` (half-second
   windows, repeats merged): its root in semitones above the key's tonic and its quality.
 """
@@ -31,10 +37,11 @@ import pandas as pd
 from midiml.represent import progression
 
 LINE_BREAK = " | "
-N_LINES = 5  # melody, bass, texture, voicing, harmony
+N_LINES = 6  # melody, bass, texture, voicing, articulation, harmony
 CLUSTER_S = 0.06  # as musical.CLUSTER_S: onsets closer than this strike together
 MAX_STEP = 12
 MAX_TEXTURE = 4
+ARTICULATION_RANGE = (-4, 2)  # 2 log2(held / gap): a sixteenth of the gap .. twice it
 QUALITY_NAMES = list(progression.QUALITIES)
 # voicing word of each 12-bit set of intervals above a chord's lowest note ("" for none)
 VOICINGS = [
@@ -42,11 +49,13 @@ VOICINGS = [
 ]
 
 
-def _clusters(onset_s: np.ndarray, pitch: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Start time, top pitch, lowest pitch, size and voicing word of each onset cluster
-    (input sorted by onset; the word is empty for a cluster of one pitch)."""
+def _clusters(
+    onset_s: np.ndarray, pitch: np.ndarray, duration_s: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """Start time, top pitch, lowest pitch, size, voicing word and longest duration of each
+    onset cluster (input sorted by onset; the word is empty for a cluster of one pitch)."""
     cluster = np.r_[0, np.cumsum(np.diff(onset_s) > CLUSTER_S)]
-    frame = pd.DataFrame({"c": cluster, "t": onset_s, "p": pitch}).groupby("c")
+    frame = pd.DataFrame({"c": cluster, "t": onset_s, "p": pitch, "d": duration_s}).groupby("c")
     low = frame["p"].min().to_numpy()
     # each distinct pitch but the lowest sets the bit of its interval above the lowest
     pairs = np.unique(np.stack([cluster, pitch], axis=1), axis=0)
@@ -59,6 +68,7 @@ def _clusters(onset_s: np.ndarray, pitch: np.ndarray) -> tuple[np.ndarray, ...]:
         low,
         frame["p"].size().to_numpy(),
         np.array([VOICINGS[b] for b in bits], dtype=object),
+        frame["d"].max().to_numpy(),
     )
 
 
@@ -78,17 +88,18 @@ def _harmony_words(onset_s: np.ndarray, end_s: np.ndarray, pitch: np.ndarray, to
 
 
 def song_words(song: pd.DataFrame, key_tonic: int) -> str:
-    """The five lines of words of one song's pitched notes (columns onset_s, duration_s,
+    """The six lines of words of one song's pitched notes (columns onset_s, duration_s,
     pitch; drums already removed); empty lines for songs of fewer than four notes."""
     if len(song) < 4:
         return LINE_BREAK.join([""] * N_LINES)
     song = song.sort_values("onset_s", kind="stable")
     onset = song["onset_s"].to_numpy(float)
     pitch = song["pitch"].to_numpy(int)
-    end = onset + np.maximum(song["duration_s"].to_numpy(float), 0.05)
-    start, top, low, size, voicing = _clusters(onset, pitch)
+    duration = np.maximum(song["duration_s"].to_numpy(float), 0.05)
+    start, top, low, size, voicing, longest = _clusters(onset, pitch, duration)
     ioi = np.maximum(np.diff(start), 1e-3)
     rhythm = np.clip(np.round(np.log2(ioi[1:] / ioi[:-1])), -2, 2).astype(int)
+    held = np.clip(np.round(2 * np.log2(longest[:-1] / ioi)), *ARTICULATION_RANGE).astype(int)
     melody_step = np.clip(np.diff(top), -MAX_STEP, MAX_STEP)[1:]
     bass_step = np.clip(np.diff(low), -MAX_STEP, MAX_STEP)[1:]
     lines = [
@@ -96,7 +107,8 @@ def song_words(song: pd.DataFrame, key_tonic: int) -> str:
         " ".join(f"b{s}" for s in bass_step),
         " ".join(f"s{n}" for n in np.minimum(size, MAX_TEXTURE)[2:]),
         " ".join(v for v in voicing if v),
-        _harmony_words(onset, end, pitch, int(key_tonic)),
+        " ".join(f"a{k}" for k in held),
+        _harmony_words(onset, onset + duration, pitch, int(key_tonic)),
     ]
     return LINE_BREAK.join(lines)
 
