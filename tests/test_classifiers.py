@@ -15,6 +15,7 @@ from midiml.classify.pipelines import (
     fit_vote,
     load_model,
     save_model,
+    with_copies,
 )
 from midiml.evaluate import classification as ev
 from midiml.report import classifiers as classifiers_page
@@ -104,6 +105,18 @@ def test_scaler_is_fitted_on_training_songs_only_and_fit_is_seeded():
     assert (fitted.predict(test_x) == task.y("test")).mean() == 1.0
     again = fit_feature_model(task, "logreg", table, CFG, seed=3)
     np.testing.assert_array_equal(fitted.predict_proba(test_x), again.predict_proba(test_x))
+
+
+def test_copies_follow_their_songs_into_a_fit_and_out_of_it():
+    table = pd.DataFrame({"file_id": ["a", "b", "c"], "x": [1.0, 2.0, 3.0]})
+    labels = pd.Series(["lofi", "classical", "videogame"], index=["a", "b", "c"])
+    copies = pd.DataFrame({"file_id": ["c#aug0", "a#aug0", "a#ex0"], "x": [30.0, 10.0, 11.0]})
+    X, y = with_copies(table, ["a", "b"], labels, copies, ["x"])
+    # the songs in the order asked, then the copies of those songs only (c is left out)
+    assert X[:, 0].tolist() == [1.0, 2.0, 10.0, 11.0]
+    assert y.tolist() == ["lofi", "classical", "lofi", "lofi"]
+    X, y = with_copies(table, ["c"], labels, None, ["x"])
+    assert X[:, 0].tolist() == [3.0] and y.tolist() == ["videogame"]
 
 
 @pytest.mark.parametrize("model", ["random_forest", "svm"])

@@ -12,6 +12,7 @@ per class, as on ``data=small``) are skipped with a reason instead of failing th
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,32 @@ def feature_matrix(table: pd.DataFrame, ids: list[str], columns: list[str]) -> n
     if missing:
         raise KeyError(f"{len(missing)} songs have no feature row, e.g. {missing[0]}")
     return model_input(t.loc[ids], columns)
+
+
+def with_copies(
+    table: pd.DataFrame,
+    ids: list[str],
+    labels: pd.Series,
+    copies: pd.DataFrame | None,
+    columns: list[str],
+    as_input: Callable[[pd.DataFrame, list[str]], np.ndarray] = model_input,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(X, y) to fit on: the songs ``ids`` (rows of ``table``), then their re-encoded copies
+    among ``copies`` (feature rows with ids ``<song>#...``), each labelled as its song.
+
+    One place for every fit that learns from copies (a model's final refit, the blend's
+    words, each held-out-source refit): a copy of a song left out of a fit stays out too.
+    ``as_input`` turns rows into the model's input (``model_input`` by default)."""
+    t = table.set_index("file_id")
+    X, y = as_input(t.loc[ids], columns), labels.loc[ids].to_numpy(dtype=object)
+    if copies is None or not len(copies):
+        return X, y
+    song = copies["file_id"].str.split("#").str[0]
+    keep = song.isin(set(ids)).to_numpy()
+    return (
+        np.concatenate([X, as_input(copies[keep], columns)]),
+        np.concatenate([y, labels.loc[song[keep]].to_numpy(dtype=object)]),
+    )
 
 
 def make_pipeline(model_cfg: Any, scaler_cfg: Any = None) -> Pipeline:
@@ -251,12 +278,12 @@ def fit_feature_model(
     table: pd.DataFrame,
     cfg: Any,
     seed: int,
-    augmented: tuple[np.ndarray, np.ndarray] | None = None,
+    augmented: pd.DataFrame | None = None,
 ) -> FittedModel:
     """Grid-search ``model`` on the task's training songs (stratified CV) and refit there.
 
-    ``augmented`` (features, labels of re-encoded training songs, in ``feature_columns``
-    order) joins only the final refit: in CV a song's copies would sit on both sides of a fold.
+    ``augmented`` (feature rows of re-encoded training songs, ids ``<song>#...``) joins only
+    the final refit: in CV a song's copies would sit on both sides of a fold.
     """
     columns = feature_columns(table, str(cfg.get("feature_set", "all")))
     X, y = feature_matrix(table, task.ids("train"), columns), task.y("train")
@@ -276,9 +303,8 @@ def fit_feature_model(
     search.fit(X, y)
     best = {k.removeprefix("clf__"): v for k, v in search.best_params_.items()}
     pipeline = search.best_estimator_
-    if augmented is not None and len(augmented[1]):
-        X = np.vstack([X, augmented[0]])
-        y = np.concatenate([y, augmented[1]])
+    if augmented is not None and len(augmented):
+        X, y = with_copies(table, task.ids("train"), task.labels, augmented, columns)
         pipeline = pipeline.fit(X, y)
     if not hasattr(pipeline.named_steps["clf"], "predict_proba"):
         # e.g. SVC has no probabilities of its own: calibrate the tuned estimator (Platt)
@@ -383,12 +409,7 @@ def fit_vote_and_words(
 
     words_cfg = cfg.words
     columns = [*vote.columns, WORDS_COLUMN]
-    X, y = feature_matrix(table, task.ids("train"), columns), task.y("train")
-    if augmented is not None and len(augmented):
-        base = augmented["file_id"].str.split("#").str[0]
-        keep = base.isin(task.labels.index).to_numpy()
-        X = np.vstack([X, model_input(augmented[keep], columns)])
-        y = np.concatenate([y, task.labels.loc[base[keep]].to_numpy(dtype=object)])
+    X, y = with_copies(table, task.ids("train"), task.labels, augmented, columns)
     start = time.perf_counter()
     blend = MusicAndWords(
         FrozenEstimator(vote.pipeline),

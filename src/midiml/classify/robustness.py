@@ -26,6 +26,7 @@ from midiml.classify.pipelines import (
     apply_prior,
     feature_columns,
     feature_matrix,
+    with_copies,
 )
 from midiml.classify.words_model import MusicAndWords, as_text, model_input
 from midiml.represent.features import WORDS_COLUMN, extract_features
@@ -195,11 +196,6 @@ def held_out_source_predictions(
     multi = _taught_by_several_sources(src, lab)
     leaves = _leaves(fitted.pipeline, list(fitted.columns if columns is None else columns))
     t = table.set_index("file_id")
-    aug = (
-        augmented.set_index(augmented["file_id"].str.split("#").str[0])
-        if (augmented is not None and len(augmented))
-        else None
-    )
     keys: dict[str, list[tuple]] = {}
     truths: dict[str, np.ndarray] = {}
     todo: dict[tuple, tuple] = {}
@@ -207,24 +203,17 @@ def held_out_source_predictions(
         train = [i for i in ids if src[i] != held]
         # only labels the other sources teach (a composer of this source alone cannot be right)
         test = [i for i in ids if src[i] == held and lab[i] in multi]
-        y = lab.loc[train].to_numpy(dtype=object)
-        if aug is not None:
-            extra = aug[aug.index.isin(train)]
-            y = np.concatenate([y, labels.loc[extra.index].astype(str).to_numpy(dtype=object)])
         keys[held], truths[held] = [], lab.loc[test].to_numpy(dtype=object)
-        inputs: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}  # (X, X_test) per column set
+        inputs: dict[tuple, tuple] = {}  # (X, y, X_test) per column set
         for estimator, cols in leaves:
             key = (held, tuple(cols), joblib.hash(estimator))
             keys[held].append(key)
             if key in refits or key in todo:
                 continue
             if tuple(cols) not in inputs:
-                X = _leaf_input(t.loc[train], cols)
-                if aug is not None:
-                    X = np.concatenate([X, _leaf_input(extra, cols)])
-                inputs[tuple(cols)] = (X, _leaf_input(t.loc[test], cols))
-            X, X_test = inputs[tuple(cols)]
-            todo[key] = (estimator, X, y, X_test)
+                X, y = with_copies(table, train, lab, augmented, cols, _leaf_input)
+                inputs[tuple(cols)] = (X, y, _leaf_input(t.loc[test], cols))
+            todo[key] = (estimator, *inputs[tuple(cols)])
     refits.update(zip(todo, refit_all(list(todo.values()), n_jobs), strict=True))
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     classes = list(fitted.classes)

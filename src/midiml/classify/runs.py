@@ -31,7 +31,6 @@ from midiml.classify.pipelines import (
     TaskData,
     TaskSkipped,
     build_task,
-    feature_columns,
     feature_matrix,
     fit_feature_model,
     fit_vote,
@@ -118,9 +117,8 @@ def train_all(
         }
         (out_dir / name).mkdir(parents=True, exist_ok=True)
         aug_rows = _augmented(params, task, files, notes, log)
-        augmented = _augmented_xy(aug_rows, task, table, params.classifier)
-        if augmented is not None:
-            entry["augmented_rows"] = len(augmented[1])
+        if aug_rows is not None:
+            entry["augmented_rows"] = len(aug_rows)
         wanted = str(cfg.get("serve_model", "auto"))
         loops = selection_loops(params, task) if wanted == AUTO_CROSS_SOURCE else None
         members: dict[str, Any] = {}
@@ -140,7 +138,7 @@ def train_all(
                             raise TaskSkipped("no vote to blend the words with")
                         fitted = fit_vote_and_words(task, members[VOTE], table, cfg, aug_rows)
                     else:
-                        fitted = fit_feature_model(task, model, table, cfg, seed, augmented)
+                        fitted = fit_feature_model(task, model, table, cfg, seed, aug_rows)
                 except TaskSkipped as exc:
                     entry["models"][model] = {"skipped": str(exc)}
                     continue
@@ -300,17 +298,6 @@ def _words_on(cfg: Any, task: str) -> bool:
 def _finite(value: float) -> float | None:
     """``value``, or None for NaN (a model without a CV score; JSON has no NaN)."""
     return None if np.isnan(value) else float(value)
-
-
-def _augmented_xy(
-    rows: pd.DataFrame | None, task: TaskData, table: pd.DataFrame, cfg: Any
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """(X, y) of the augmented rows in the feature models' column order, labels of the task."""
-    if rows is None:
-        return None
-    columns = feature_columns(table, str(cfg.get("feature_set", "all")))
-    y = task.labels.loc[rows["file_id"].str.split("#").str[0]].to_numpy(dtype=object)
-    return rows[columns].to_numpy(np.float64), y
 
 
 def _cv_text(value: float) -> str:
