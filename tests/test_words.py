@@ -56,7 +56,7 @@ def test_articulation_tells_staccato_from_legato_at_any_tempo():
         tune = [(60 + i, float(i), beats_held) for i in range(8)]
         return song_words(_song(tune, seconds_per_beat), 0).split(LINE_BREAK)[4].split()
 
-    assert articulation(0.25, 0.5) == ["a-4"] * 7  # a sixteenth of each quarter's gap
+    assert articulation(0.25, 0.5) == ["a-4"] * 7  # sixteenth notes: a quarter of each gap
     assert articulation(0.5, 0.5) == ["a-2"] * 7
     assert articulation(1.0, 0.5) == ["a0"] * 7
     for beats in (0.25, 0.5, 1.0):

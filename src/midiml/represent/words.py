@@ -22,9 +22,10 @@ Lines, in this order (joined by ``LINE_BREAK``; n-grams never span two lines):
   inversion ``v3-8``, an open fifth with the octave ``v0-7``;
 - articulation: ``a<k>`` for each cluster but the last, its longest note over the time to
   the next cluster, as 2 log2 of that ratio rounded and clipped to -4..2: ``a-4`` a
-  staccato sixteenth of the gap, ``a0`` held up to the next onset, ``a2`` ringing on over
-  it (held chords, pedal). Scores, sequenced tracks, performances and chord loops hold
-  their notes differently, and a ratio does not change with the tempo;
+  staccato quarter of the gap (or less), ``a0`` held up to the next onset, ``a2`` ringing
+  on for twice the gap (or more: held chords, pedal). Scores, sequenced tracks,
+  performances and chord loops hold their notes differently, and a ratio does not change
+  with the tempo;
 - harmony: ``h<degree><quality>`` for each chord of ``progression.py`` (half-second
   windows, repeats merged): its root in semitones above the key's tonic and its quality.
 """
@@ -41,7 +42,7 @@ N_LINES = 6  # melody, bass, texture, voicing, articulation, harmony
 CLUSTER_S = 0.06  # as musical.CLUSTER_S: onsets closer than this strike together
 MAX_STEP = 12
 MAX_TEXTURE = 4
-ARTICULATION_RANGE = (-4, 2)  # 2 log2(held / gap): a sixteenth of the gap .. twice it
+ARTICULATION_RANGE = (-4, 2)  # 2 log2(held / gap): a quarter of the gap .. twice it
 QUALITY_NAMES = list(progression.QUALITIES)
 # voicing word of each 12-bit set of intervals above a chord's lowest note ("" for none)
 VOICINGS = [
