@@ -1,0 +1,46 @@
+"""The genre tuning tool (benchmarks/genre_tuning.py): its cache and its words weight."""
+
+import importlib.util
+from pathlib import Path
+
+from sklearn.dummy import DummyClassifier
+
+from midiml.classify.words_model import MusicAndWords
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "genre_tuning.py"
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("genre_tuning", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cache_reuses_a_value_for_the_same_inputs_only(tmp_path, monkeypatch):
+    tool = _tool()
+    monkeypatch.setattr(tool, "CACHE", tmp_path / "tuning")
+    calls = []
+
+    def make(value):
+        def inner():
+            calls.append(value)
+            return {"value": value}
+
+        return inner
+
+    assert tool.cached("rows", {"copies": 1}, make(1)) == {"value": 1}
+    assert tool.cached("rows", {"copies": 1}, make(2)) == {"value": 1}  # from the cache
+    assert tool.cached("rows", {"copies": 2}, make(3)) == {"value": 3}  # other inputs
+    assert calls == [1, 3]
+    assert len(list((tmp_path / "tuning").glob("rows-*.pkl"))) == 2
+
+
+def test_words_weight_override_reaches_the_blend_only():
+    tool = _tool()
+    blend = MusicAndWords(DummyClassifier(), DummyClassifier(), 0.5)
+    changed = tool.with_weight(blend, 0.3)
+    assert changed.weight == 0.3 and blend.weight == 0.5
+    assert changed.music is blend.music and changed.words is blend.words
+    single = DummyClassifier()
+    assert tool.with_weight(single, 0.3) is single  # a model without words is left alone
