@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 from omegaconf import OmegaConf
+from sklearn.calibration import CalibratedClassifierCV
 from threadpoolctl import threadpool_limits
 
 from midiml.classify.pipelines import apply_prior, build_task, load_model, with_copies
@@ -50,10 +51,12 @@ from midiml.classify.robustness import (
 from midiml.classify.runs import _plain, augmented_as_configured, read_tables, selection_loops
 from midiml.classify.words_model import MusicAndWords
 from midiml.config import compose_defaults
+from midiml.represent.features import WORDS_COLUMN
 from midiml.represent.perturb import PERTURBATIONS
 
 CACHE = Path("data/tuning")
 LOOPS = "made_up_loops"
+SERVED = "served"
 
 
 def cached(name: str, key: Any, make: Callable[[], Any]) -> Any:
@@ -88,9 +91,10 @@ def with_weight(pipe: Any, weight: float) -> Any:
 
 def score_tables(
     params: Any, task: Any, table: pd.DataFrame, served: Any, aug: pd.DataFrame, tables: dict
-) -> dict[str, float]:
-    """Refit ``served``'s leaves on the training songs + ``aug`` and return its accuracy on
-    each of ``tables`` (the loops are all lo-fi)."""
+) -> dict[str, dict[str, float]]:
+    """Refit ``served``'s leaves on the training songs + ``aug``; return the accuracy of the
+    blend (``SERVED``) and of each leaf alone (the same class prior) on each of ``tables``
+    (the loops are all lo-fi): where a leaf is weak shows what a change should address."""
     pipe = with_weight(fresh_estimator(served), float(params.classifier.words.weight))
     leaves = _leaves(pipe, list(served.columns))
 
@@ -108,17 +112,29 @@ def score_tables(
             delayed(fit_one)(e, c) for e, c in leaves
         )
     classes = np.asarray(served.classes, dtype=object)
-    scores = {}
+    scores: dict[str, dict[str, float]] = {}
     for name, t in tables.items():
-        proba = _combined(pipe, iter(f[name] for f in fits))
-        pred = classes[apply_prior(proba, served.classes, served.class_prior).argmax(axis=1)]
         truth = (
             np.full(len(t), "lofi", dtype=object)
             if name == LOOPS
             else task.labels.loc[t["file_id"].str.split("#").str[0]].to_numpy(dtype=object)
         )
-        scores[name] = round(float((pred == truth).mean()), 3)
+        probas = {SERVED: _combined(pipe, iter(f[name] for f in fits))}
+        probas |= {leaf_name(e, c): f[name] for (e, c), f in zip(leaves, fits, strict=True)}
+        for who, proba in probas.items():
+            pred = classes[apply_prior(proba, served.classes, served.class_prior).argmax(axis=1)]
+            scores.setdefault(who, {})[name] = round(float((pred == truth).mean()), 3)
     return scores
+
+
+def leaf_name(estimator: Any, cols: list[str]) -> str:
+    """A short name of one leaf: "words", or its (calibrated) estimator's class."""
+    if cols == [WORDS_COLUMN]:
+        return "words"
+    step = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+    if isinstance(step, CalibratedClassifierCV):  # e.g. the SVM, calibrated for probabilities
+        step = step.estimator
+    return type(step).__name__
 
 
 def main() -> None:
@@ -130,7 +146,10 @@ def main() -> None:
     params = OmegaConf.create(compose_defaults(args.overrides))
     files, splits, table, notes = read_tables(with_notes=True)
     task = build_task("genre", files, splits, params.classifier)
-    manifest = json.loads(Path("models/classifiers/manifest.json").read_text())
+    manifest_path = Path("models/classifiers/manifest.json")
+    if not manifest_path.exists():
+        raise SystemExit(f"genre_tuning: no {manifest_path}: run the pipeline first (make repro)")
+    manifest = json.loads(manifest_path.read_text())
     served_name = manifest["tasks"]["genre"]["serve"]
     served = load_model(Path("models/classifiers/genre") / f"{served_name}.joblib")
     data_key = [joblib.hash(table), int(params.seed), _plain(params.features)]
@@ -145,35 +164,33 @@ def main() -> None:
     loops_key = [data_key, _plain(params.classifier.made_up_loops)]
     tables[LOOPS] = cached("loops", loops_key, lambda: selection_loops(params, task))
     scores = score_tables(params, task, table, served, aug, tables)
+    blend = scores[SERVED]
     if args.held_out:
         model = dataclasses.replace(
             served,
             pipeline=with_weight(fresh_estimator(served), float(params.classifier.words.weight)),
         )
         ok = files[files["status"] == "ok"].set_index("file_id")
-        train = task.ids("train")
         with threadpool_limits(int(params.classifier.n_threads)):
             preds = held_out_source_predictions(
                 model,
                 table,
-                train,
+                task.ids("train"),
                 task.labels,
                 ok["source"].astype(str),
                 aug,
                 int(params.classifier.n_jobs),
             )
-        scores |= {
-            f"held_out/{k}": round(v, 3) for k, v in held_out_source_scores(model, preds).items()
-        }
-    row = {"overrides": args.overrides, "model": served_name, "augmented_rows": len(aug)} | scores
+        held = held_out_source_scores(model, preds)
+        blend |= {f"held_out/{k}": round(v, 3) for k, v in held.items()}
+    row = {"overrides": args.overrides, "model": served_name, "augmented_rows": len(aug)}
+    row |= blend | {"leaves": {k: v for k, v in scores.items() if k != SERVED}}
     row["seconds"] = round(time.perf_counter() - start, 1)
     CACHE.mkdir(parents=True, exist_ok=True)
     with (CACHE / "results.jsonl").open("a") as fh:
         fh.write(json.dumps(row) + "\n")
-    width = max(len(k) for k in scores)
-    print(f"{served_name} with {args.overrides or 'the defaults'}:")
-    for k, v in scores.items():
-        print(f"  {k:<{width}}  {v:.3f}")
+    print(f"{served_name} with {args.overrides or 'the defaults'} (leaves alone: same prior):")
+    print(pd.DataFrame(scores).to_string(na_rep=""))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,13 @@
 import importlib.util
 from pathlib import Path
 
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.dummy import DummyClassifier
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
 
 from midiml.classify.words_model import MusicAndWords
 
@@ -44,3 +50,14 @@ def test_words_weight_override_reaches_the_blend_only():
     assert changed.music is blend.music and changed.words is blend.words
     single = DummyClassifier()
     assert tool.with_weight(single, 0.3) is single  # a model without words is left alone
+
+
+def test_leaves_are_named_by_their_estimator():
+    tool = _tool()
+    scaled = Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression())])
+    calibrated = Pipeline([("scale", StandardScaler()), ("clf", CalibratedClassifierCV(SVC()))])
+    assert tool.leaf_name(scaled, ["pitch_std"]) == "LogisticRegression"
+    assert tool.leaf_name(calibrated, ["pitch_std"]) == "SVC"
+    assert tool.leaf_name(scaled, ["words"]) == "words"
+    forest = Pipeline([("scale", StandardScaler()), ("clf", RandomForestClassifier())])
+    assert tool.leaf_name(forest, ["pitch_std"]) == "RandomForestClassifier"  # not its trees
