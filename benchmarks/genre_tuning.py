@@ -5,7 +5,9 @@ refits the served model's leaves (each feature model with its tuned hyperparamet
 words model) on the training songs plus their re-encoded copies, under Hydra overrides of
 the defaults, and scores what the evaluate stage scores: the test split, every re-encoding
 of it (represent/perturb.py) and the made-up loops of the selection draw; with
-``--held-out`` also each held-out source (training split, as the serving choice sees it).
+``--held-out`` also each held-out source (training split, as the serving choice sees it),
+at the lone-source prior the pipeline would choose for the variant, and every table again at
+that prior when it differs from the trained one (column "served, own prior").
 
     python benchmarks/genre_tuning.py                                   # the served model
     python benchmarks/genre_tuning.py classifier.augment.copies.default=2
@@ -13,10 +15,10 @@ of it (represent/perturb.py) and the made-up loops of the selection draw; with
 
 What is slow to make is cached under ``data/tuning/`` by its inputs (re-encoded test songs,
 augmented rows per ``classifier.augment``, loops); each run appends its scores to
-``data/tuning/results.jsonl``. Hyperparameters and the lone-source prior stay as trained
-(grid search and prior choice are the pipeline's). Nothing is logged to MLflow. A scratch
-tool: choose by held-out sources and loops, not by the test split, before changing
-``conf/``.
+``data/tuning/results.jsonl``. Hyperparameters stay as trained (the grid search is the
+pipeline's), and so does the prior unless ``--held-out`` re-chooses it. Nothing is logged
+to MLflow. A scratch tool: choose by held-out sources and loops, not by the test split,
+before changing ``conf/``.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from omegaconf import OmegaConf
 from sklearn.calibration import CalibratedClassifierCV
 from threadpoolctl import threadpool_limits
 
+from midiml.classify.lone_source import choose_prior, lone_source_classes
 from midiml.classify.pipelines import apply_prior, build_task, load_model, with_copies
 from midiml.classify.robustness import (
     _combined,
@@ -57,6 +60,7 @@ from midiml.represent.perturb import PERTURBATIONS
 CACHE = Path("data/tuning")
 LOOPS = "made_up_loops"
 SERVED = "served"
+OWN_PRIOR = "served, own prior"  # at the lone-source prior chosen for the variant
 
 
 def cached(name: str, key: Any, make: Callable[[], Any]) -> Any:
@@ -89,12 +93,12 @@ def with_weight(pipe: Any, weight: float) -> Any:
     )
 
 
-def score_tables(
+def refit_leaves(
     params: Any, task: Any, table: pd.DataFrame, served: Any, aug: pd.DataFrame, tables: dict
-) -> dict[str, dict[str, float]]:
-    """Refit ``served``'s leaves on the training songs + ``aug``; return the accuracy of the
-    blend (``SERVED``) and of each leaf alone (the same class prior) on each of ``tables``
-    (the loops are all lo-fi): where a leaf is weak shows what a change should address."""
+) -> dict[str, dict[str, np.ndarray]]:
+    """Refit ``served``'s leaves on the training songs + ``aug``; return the probabilities
+    (``served.classes`` order, no prior) of the blend (``SERVED``) and of each leaf alone on
+    each of ``tables``: where a leaf is weak shows what a change should address."""
     pipe = with_weight(fresh_estimator(served), float(params.classifier.words.weight))
     leaves = _leaves(pipe, list(served.columns))
 
@@ -111,20 +115,57 @@ def score_tables(
         fits = Parallel(n_jobs=int(params.classifier.n_jobs))(
             delayed(fit_one)(e, c) for e, c in leaves
         )
-    classes = np.asarray(served.classes, dtype=object)
+    probas = {SERVED: {name: _combined(pipe, iter(f[name] for f in fits)) for name in tables}}
+    probas |= {leaf_name(e, c): f for (e, c), f in zip(leaves, fits, strict=True)}
+    return probas
+
+
+def accuracies(
+    probas: dict[str, dict[str, np.ndarray]],
+    tables: dict,
+    task: Any,
+    classes: list[str],
+    prior: dict[str, float] | None,
+) -> dict[str, dict[str, float]]:
+    """Accuracy of each model's ``probas`` on each table, deciding with the class ``prior``
+    (the loops are all lo-fi)."""
     scores: dict[str, dict[str, float]] = {}
-    for name, t in tables.items():
-        truth = (
-            np.full(len(t), "lofi", dtype=object)
-            if name == LOOPS
-            else task.labels.loc[t["file_id"].str.split("#").str[0]].to_numpy(dtype=object)
-        )
-        probas = {SERVED: _combined(pipe, iter(f[name] for f in fits))}
-        probas |= {leaf_name(e, c): f[name] for (e, c), f in zip(leaves, fits, strict=True)}
-        for who, proba in probas.items():
-            pred = classes[apply_prior(proba, served.classes, served.class_prior).argmax(axis=1)]
+    for who, by_table in probas.items():
+        for name, proba in by_table.items():
+            t = tables[name]
+            truth = (
+                np.full(len(t), "lofi", dtype=object)
+                if name == LOOPS
+                else task.labels.loc[t["file_id"].str.split("#").str[0]].to_numpy(dtype=object)
+            )
+            pred = np.asarray(classes, dtype=object)[apply_prior(proba, classes, prior).argmax(1)]
             scores.setdefault(who, {})[name] = round(float((pred == truth).mean()), 3)
     return scores
+
+
+def held_out_scores(
+    params: Any, task: Any, table: pd.DataFrame, files: pd.DataFrame, served: Any, aug: Any
+) -> tuple[dict[str, float], dict[str, Any] | None]:
+    """Accuracy on each held-out source of the training split, at the lone-source prior the
+    pipeline would choose for this variant (``classifier.lone_source_prior``), and that
+    choice (None when the config asks for no prior)."""
+    weight = float(params.classifier.words.weight)
+    model = dataclasses.replace(served, pipeline=with_weight(fresh_estimator(served), weight))
+    source = files[files["status"] == "ok"].set_index("file_id")["source"].astype(str)
+    train = task.ids("train")
+    with threadpool_limits(int(params.classifier.n_threads)):
+        preds = held_out_source_predictions(
+            model, table, train, task.labels, source, aug, int(params.classifier.n_jobs)
+        )
+    prior_cfg = params.classifier.get("lone_source_prior")
+    lone = lone_source_classes(task.labels.loc[train], source) if prior_cfg else []
+    choice = None
+    if lone:
+        factors = [float(f) for f in prior_cfg.factors]
+        choice = choose_prior(preds, model.classes, lone, factors, float(prior_cfg.max_false_rate))
+    model = dataclasses.replace(model, class_prior=choice["prior"] if choice else None)
+    held = held_out_source_scores(model, preds)
+    return {f"held_out/{k}": round(v, 3) for k, v in held.items()}, choice
 
 
 def leaf_name(estimator: Any, cols: list[str]) -> str:
@@ -163,34 +204,33 @@ def main() -> None:
     tables |= cached("reencoded", data_key, lambda: reencoded_test(params, task, files, notes))
     loops_key = [data_key, _plain(params.classifier.made_up_loops)]
     tables[LOOPS] = cached("loops", loops_key, lambda: selection_loops(params, task))
-    scores = score_tables(params, task, table, served, aug, tables)
-    blend = scores[SERVED]
+    probas = refit_leaves(params, task, table, served, aug, tables)
+    scores = accuracies(probas, tables, task, served.classes, served.class_prior)
+    choice = None
     if args.held_out:
-        model = dataclasses.replace(
-            served,
-            pipeline=with_weight(fresh_estimator(served), float(params.classifier.words.weight)),
-        )
-        ok = files[files["status"] == "ok"].set_index("file_id")
-        with threadpool_limits(int(params.classifier.n_threads)):
-            preds = held_out_source_predictions(
-                model,
-                table,
-                task.ids("train"),
-                task.labels,
-                ok["source"].astype(str),
-                aug,
-                int(params.classifier.n_jobs),
+        held, choice = held_out_scores(params, task, table, files, served, aug)
+        scores[SERVED] |= held
+        if choice and choice["prior"] != served.class_prior:  # this variant's own prior
+            own = accuracies(
+                {SERVED: probas[SERVED]}, tables, task, served.classes, choice["prior"]
             )
-        held = held_out_source_scores(model, preds)
-        blend |= {f"held_out/{k}": round(v, 3) for k, v in held.items()}
+            scores[OWN_PRIOR] = own[SERVED]
+    blend = scores[SERVED]
     row = {"overrides": args.overrides, "model": served_name, "augmented_rows": len(aug)}
-    row |= blend | {"leaves": {k: v for k, v in scores.items() if k != SERVED}}
+    row |= blend | {"leaves": {k: v for k, v in scores.items() if k not in (SERVED, OWN_PRIOR)}}
+    row["trained_prior"] = served.class_prior
+    row["chosen_prior"] = choice["prior"] if choice else None
+    row |= {OWN_PRIOR: scores[OWN_PRIOR]} if OWN_PRIOR in scores else {}
     row["seconds"] = round(time.perf_counter() - start, 1)
     CACHE.mkdir(parents=True, exist_ok=True)
     with (CACHE / "results.jsonl").open("a") as fh:
         fh.write(json.dumps(row) + "\n")
     print(f"{served_name} with {args.overrides or 'the defaults'} (leaves alone: same prior):")
     print(pd.DataFrame(scores).to_string(na_rep=""))
+    print(f"prior as trained: {served.class_prior}")
+    if choice:
+        rate = choice["false_rate"]
+        print(f"prior this variant would choose: {choice['prior']} (false rate {rate})")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
-"""The genre tuning tool (benchmarks/genre_tuning.py): its cache and its words weight."""
+"""The genre tuning tool (benchmarks/genre_tuning.py): cache, words weight, leaf names, prior."""
 
 import importlib.util
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
+import pandas as pd
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import RandomForestClassifier
@@ -61,3 +64,20 @@ def test_leaves_are_named_by_their_estimator():
     assert tool.leaf_name(scaled, ["words"]) == "words"
     forest = Pipeline([("scale", StandardScaler()), ("clf", RandomForestClassifier())])
     assert tool.leaf_name(forest, ["pitch_std"]) == "RandomForestClassifier"  # not its trees
+
+
+def test_accuracies_decide_with_the_given_prior():
+    tool = _tool()
+    classes = ["classical", "lofi", "videogame"]
+    task = SimpleNamespace(labels=pd.Series({"a": "lofi", "b": "classical"}))
+    tables = {
+        "test": pd.DataFrame({"file_id": ["a", "b"]}),
+        "crop": pd.DataFrame({"file_id": ["a#p", "b#p"]}),  # a re-encoding keeps its song's label
+        tool.LOOPS: pd.DataFrame({"file_id": ["loop1"]}),  # made-up loops are all lo-fi
+    }
+    p = np.array([[0.5, 0.3, 0.2], [0.7, 0.2, 0.1]])
+    probas = {tool.SERVED: {"test": p, "crop": p, tool.LOOPS: p[:1]}}
+    plain = tool.accuracies(probas, tables, task, classes, None)[tool.SERVED]
+    assert plain == {"test": 0.5, "crop": 0.5, tool.LOOPS: 0.0}
+    trusting_lofi = tool.accuracies(probas, tables, task, classes, {"lofi": 2.0})[tool.SERVED]
+    assert trusting_lofi == {"test": 1.0, "crop": 1.0, tool.LOOPS: 1.0}
