@@ -35,6 +35,7 @@ from typing import Any
 import joblib
 import numpy as np
 import pandas as pd
+from hydra.errors import HydraException
 from joblib import Parallel, delayed
 from omegaconf import OmegaConf
 from sklearn.calibration import CalibratedClassifierCV
@@ -58,6 +59,7 @@ from midiml.represent.features import WORDS_COLUMN
 from midiml.represent.perturb import PERTURBATIONS
 
 CACHE = Path("data/tuning")
+MANIFEST = Path("models/classifiers/manifest.json")
 LOOPS = "made_up_loops"
 SERVED = "served"
 OWN_PRIOR = "served, own prior"  # at the lone-source prior chosen for the variant
@@ -184,13 +186,16 @@ def main() -> None:
     ap.add_argument("--held-out", action="store_true", help="also score each held-out source")
     args = ap.parse_args()
     start = time.perf_counter()
-    params = OmegaConf.create(compose_defaults(args.overrides))
+    for needed in (MANIFEST, Path("data/features/features.parquet")):
+        if not needed.exists():
+            raise SystemExit(f"genre_tuning: no {needed}: run the pipeline first (make repro)")
+    try:
+        params = OmegaConf.create(compose_defaults(args.overrides))
+    except HydraException as exc:  # a mistyped key or value: one line, not a traceback
+        raise SystemExit(f"genre_tuning: {str(exc).splitlines()[0]}") from None
     files, splits, table, notes = read_tables(with_notes=True)
     task = build_task("genre", files, splits, params.classifier)
-    manifest_path = Path("models/classifiers/manifest.json")
-    if not manifest_path.exists():
-        raise SystemExit(f"genre_tuning: no {manifest_path}: run the pipeline first (make repro)")
-    manifest = json.loads(manifest_path.read_text())
+    manifest = json.loads(MANIFEST.read_text())
     served_name = manifest["tasks"]["genre"]["serve"]
     served = load_model(Path("models/classifiers/genre") / f"{served_name}.joblib")
     data_key = [joblib.hash(table), int(params.seed), _plain(params.features)]

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
+import pytest
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import RandomForestClassifier
@@ -81,3 +82,13 @@ def test_accuracies_decide_with_the_given_prior():
     assert plain == {"test": 0.5, "crop": 0.5, tool.LOOPS: 0.0}
     trusting_lofi = tool.accuracies(probas, tables, task, classes, {"lofi": 2.0})[tool.SERVED]
     assert trusting_lofi == {"test": 1.0, "crop": 1.0, tool.LOOPS: 1.0}
+
+
+def test_without_a_pipeline_run_it_says_so_in_one_line(tmp_path, monkeypatch):
+    tool = _tool()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["genre_tuning.py"])
+    with pytest.raises(SystemExit) as stop:
+        tool.main()
+    assert "models/classifiers/manifest.json" in str(stop.value)
+    assert "run the pipeline first" in str(stop.value)
