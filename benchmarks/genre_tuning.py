@@ -63,6 +63,8 @@ MANIFEST = Path("models/classifiers/manifest.json")
 LOOPS = "made_up_loops"
 SERVED = "served"
 OWN_PRIOR = "served, own prior"  # at the lone-source prior chosen for the variant
+SRC = Path(__file__).resolve().parents[1] / "src" / "midiml"
+CODE = (SRC / "represent", SRC / "classify", SRC / "data")  # what the cached rows come from
 
 
 def cached(name: str, key: Any, make: Callable[[], Any]) -> Any:
@@ -74,6 +76,17 @@ def cached(name: str, key: Any, make: Callable[[], Any]) -> Any:
     CACHE.mkdir(parents=True, exist_ok=True)
     path.write_bytes(pickle.dumps(value))
     return value
+
+
+def code_version(folders: tuple[Path, ...] = CODE) -> str:
+    """A hash of the code that makes the cached rows (re-encodings, features, words, loops):
+    an edit of it must not be answered from an old cache."""
+    texts = [
+        (folder.name, p.relative_to(folder).as_posix(), p.read_text())
+        for folder in folders
+        for p in sorted(folder.rglob("*.py"))
+    ]
+    return joblib.hash(texts)
 
 
 def reencoded_test(params: Any, task: Any, files: pd.DataFrame, notes: pd.DataFrame) -> dict:
@@ -198,7 +211,7 @@ def main() -> None:
     manifest = json.loads(MANIFEST.read_text())
     served_name = manifest["tasks"]["genre"]["serve"]
     served = load_model(Path("models/classifiers/genre") / f"{served_name}.joblib")
-    data_key = [joblib.hash(table), int(params.seed), _plain(params.features)]
+    data_key = [joblib.hash(table), int(params.seed), _plain(params.features), code_version()]
     aug_cfg = _plain(params.classifier.augment)
     aug = cached(
         "augmented",

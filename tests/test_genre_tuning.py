@@ -92,3 +92,14 @@ def test_without_a_pipeline_run_it_says_so_in_one_line(tmp_path, monkeypatch):
         tool.main()
     assert "models/classifiers/manifest.json" in str(stop.value)
     assert "run the pipeline first" in str(stop.value)
+
+
+def test_an_edit_of_the_code_changes_the_cache_key(tmp_path):
+    tool = _tool()
+    code = tmp_path / "represent"
+    code.mkdir()
+    (code / "perturb.py").write_text("STEP_S = 0.12\n")
+    before = tool.code_version((code,))
+    assert tool.code_version((code,)) == before  # stable while nothing changes
+    (code / "perturb.py").write_text("STEP_S = 0.10\n")
+    assert tool.code_version((code,)) != before
