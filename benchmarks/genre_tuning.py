@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import pickle
 import time
@@ -108,14 +109,22 @@ def with_weight(pipe: Any, weight: float) -> Any:
     )
 
 
+def variant(served: Any, params: Any) -> Any:
+    """The served model, unfitted, with the overridden words weight: what both the refit on
+    the training songs and the held-out-source refits start from."""
+    weight = float(params.classifier.words.weight)
+    return dataclasses.replace(served, pipeline=with_weight(fresh_estimator(served), weight))
+
+
 def refit_leaves(
-    params: Any, task: Any, table: pd.DataFrame, served: Any, aug: pd.DataFrame, tables: dict
+    params: Any, task: Any, table: pd.DataFrame, model: Any, aug: pd.DataFrame, tables: dict
 ) -> dict[str, dict[str, np.ndarray]]:
-    """Refit ``served``'s leaves on the training songs + ``aug``; return the probabilities
-    (``served.classes`` order, no prior) of the blend (``SERVED``) and of each leaf alone on
-    each of ``tables``: where a leaf is weak shows what a change should address."""
-    pipe = with_weight(fresh_estimator(served), float(params.classifier.words.weight))
-    leaves = _leaves(pipe, list(served.columns))
+    """Refit ``model``'s leaves (``variant``) on the training songs + ``aug``; return the
+    probabilities (``model.classes`` order, no prior) of the blend (``SERVED``) and of each
+    leaf alone on each of ``tables``: where a leaf is weak shows what a change should
+    address."""
+    pipe = model.pipeline
+    leaves = _leaves(pipe, list(model.columns))
 
     def fit_one(estimator: Any, cols: list[str]) -> dict[str, np.ndarray]:
         X, y = with_copies(table, task.ids("train"), task.labels, aug, cols, _leaf_input)
@@ -123,7 +132,7 @@ def refit_leaves(
         out = {}
         for name, t in tables.items():
             proba = estimator.predict_proba(_leaf_input(t, cols))
-            out[name] = pd.DataFrame(proba, columns=estimator.classes_)[served.classes].to_numpy()
+            out[name] = pd.DataFrame(proba, columns=estimator.classes_)[model.classes].to_numpy()
         return out
 
     with threadpool_limits(int(params.classifier.n_threads)):
@@ -159,13 +168,11 @@ def accuracies(
 
 
 def held_out_scores(
-    params: Any, task: Any, table: pd.DataFrame, files: pd.DataFrame, served: Any, aug: Any
+    params: Any, task: Any, table: pd.DataFrame, files: pd.DataFrame, model: Any, aug: Any
 ) -> tuple[dict[str, float], dict[str, Any] | None]:
     """Accuracy on each held-out source of the training split, at the lone-source prior the
     pipeline would choose for this variant (``classifier.lone_source_prior``), and that
     choice (None when the config asks for no prior)."""
-    weight = float(params.classifier.words.weight)
-    model = dataclasses.replace(served, pipeline=with_weight(fresh_estimator(served), weight))
     source = files[files["status"] == "ok"].set_index("file_id")["source"].astype(str)
     train = task.ids("train")
     with threadpool_limits(int(params.classifier.n_threads)):
@@ -206,7 +213,8 @@ def main() -> None:
         params = OmegaConf.create(compose_defaults(args.overrides))
     except HydraException as exc:  # a mistyped key or value: one line, not a traceback
         raise SystemExit(f"genre_tuning: {str(exc).splitlines()[0]}") from None
-    files, splits, table, notes = read_tables(with_notes=True)
+    files, splits, table, _ = read_tables(with_notes=False)
+    notes = functools.cache(lambda: read_tables(with_notes=True)[3])  # only if a cache misses
     task = build_task("genre", files, splits, params.classifier)
     manifest = json.loads(MANIFEST.read_text())
     served_name = manifest["tasks"]["genre"]["serve"]
@@ -216,17 +224,18 @@ def main() -> None:
     aug = cached(
         "augmented",
         [data_key, aug_cfg],
-        lambda: augmented_as_configured(params, task.ids("train"), files, notes),
+        lambda: augmented_as_configured(params, task.ids("train"), files, notes()),
     )
     tables = {"test": table.set_index("file_id").loc[task.ids("test")].reset_index()}
-    tables |= cached("reencoded", data_key, lambda: reencoded_test(params, task, files, notes))
+    tables |= cached("reencoded", data_key, lambda: reencoded_test(params, task, files, notes()))
     loops_key = [data_key, _plain(params.classifier.made_up_loops)]
     tables[LOOPS] = cached("loops", loops_key, lambda: selection_loops(params, task))
-    probas = refit_leaves(params, task, table, served, aug, tables)
+    model = variant(served, params)
+    probas = refit_leaves(params, task, table, model, aug, tables)
     scores = accuracies(probas, tables, task, served.classes, served.class_prior)
     choice = None
     if args.held_out:
-        held, choice = held_out_scores(params, task, table, files, served, aug)
+        held, choice = held_out_scores(params, task, table, files, model, aug)
         scores[SERVED] |= held
         if choice and choice["prior"] != served.class_prior:  # this variant's own prior
             own = accuracies(
