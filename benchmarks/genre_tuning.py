@@ -15,10 +15,11 @@ that prior when it differs from the trained one (column "served, own prior").
 
 What is slow to make is cached under ``data/tuning/`` by its inputs (re-encoded test songs,
 augmented rows per ``classifier.augment``, loops); each run appends its scores to
-``data/tuning/results.jsonl``. Hyperparameters stay as trained (the grid search is the
-pipeline's), and so does the prior unless ``--held-out`` re-chooses it. Nothing is logged
-to MLflow. A scratch tool: choose by held-out sources and loops, not by the test split,
-before changing ``conf/``.
+``data/tuning/results.jsonl``. The feature models' hyperparameters stay as trained (the
+grid search is the pipeline's); the words model and its share follow ``classifier.words``
+(config-built, not searched). The prior stays as trained unless ``--held-out`` re-chooses
+it. Nothing is logged to MLflow. A scratch tool: choose by held-out sources and loops, not
+by the test split, before changing ``conf/``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import joblib
 import numpy as np
 import pandas as pd
 from hydra.errors import HydraException
+from hydra.utils import instantiate
 from joblib import Parallel, delayed
 from omegaconf import OmegaConf
 from sklearn.calibration import CalibratedClassifierCV
@@ -102,18 +104,20 @@ def reencoded_test(params: Any, task: Any, files: pd.DataFrame, notes: pd.DataFr
     return {how or "random_mix": t for how, t in zip(hows, tables, strict=True)}
 
 
-def with_weight(pipe: Any, weight: float) -> Any:
-    """The served blend with the words' share from the (overridden) config."""
-    return (
-        MusicAndWords(pipe.music, pipe.words, weight) if isinstance(pipe, MusicAndWords) else pipe
-    )
+def with_words(pipe: Any, words_cfg: Any) -> Any:
+    """The served blend with the words model and share from the (overridden) config
+    (``classifier.words``: the words model is built from config, not grid-searched, so an
+    override of its estimator is tried here too); a model without words is left alone."""
+    if not isinstance(pipe, MusicAndWords):
+        return pipe
+    return MusicAndWords(pipe.music, instantiate(words_cfg.estimator), float(words_cfg.weight))
 
 
 def variant(served: Any, params: Any) -> Any:
-    """The served model, unfitted, with the overridden words weight: what both the refit on
-    the training songs and the held-out-source refits start from."""
-    weight = float(params.classifier.words.weight)
-    return dataclasses.replace(served, pipeline=with_weight(fresh_estimator(served), weight))
+    """The served model, unfitted, with the words model and weight of the overridden config:
+    what both the refit on the training songs and the held-out-source refits start from."""
+    pipe = with_words(fresh_estimator(served), params.classifier.words)
+    return dataclasses.replace(served, pipeline=pipe)
 
 
 def refit_leaves(

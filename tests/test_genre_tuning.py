@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import RandomForestClassifier
@@ -46,14 +47,28 @@ def test_cache_reuses_a_value_for_the_same_inputs_only(tmp_path, monkeypatch):
     assert len(list((tmp_path / "tuning").glob("rows-*.pkl"))) == 2
 
 
-def test_words_weight_override_reaches_the_blend_only():
+def test_words_overrides_reach_the_blend_only():
     tool = _tool()
     blend = MusicAndWords(DummyClassifier(), DummyClassifier(), 0.5)
-    changed = tool.with_weight(blend, 0.3)
+    words_cfg = OmegaConf.create(
+        {
+            "weight": 0.3,
+            "estimator": {
+                "_target_": "midiml.classify.words_model.words_classifier",
+                "C": 30.0,
+                "ngram_max": 4,
+            },
+        }
+    )
+    changed = tool.with_words(blend, words_cfg)
     assert changed.weight == 0.3 and blend.weight == 0.5
-    assert changed.music is blend.music and changed.words is blend.words
+    assert changed.music is blend.music  # the feature vote stays as trained
+    # the words model is the overridden one, not the served one: an override of its
+    # estimator was once silently ignored
+    assert changed.words.get_params()["clf__C"] == 30.0
+    assert changed.words.get_params()["tfidf__analyzer"].keywords == {"n_max": 4}
     single = DummyClassifier()
-    assert tool.with_weight(single, 0.3) is single  # a model without words is left alone
+    assert tool.with_words(single, words_cfg) is single  # a model without words is left alone
 
 
 def test_leaves_are_named_by_their_estimator():
