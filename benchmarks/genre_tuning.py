@@ -7,7 +7,10 @@ the defaults, and scores what the evaluate stage scores: the test split, every r
 of it (represent/perturb.py) and the made-up loops of the selection draw; with
 ``--held-out`` also each held-out source (training split, as the serving choice sees it),
 at the lone-source prior the pipeline would choose for the variant, and every table again at
-that prior when it differs from the trained one (column "served, own prior").
+that prior when it differs from the trained one (column "served, own prior"). The last
+column is the best any weighting of the leaves could do on each table, the weights chosen
+on that table (an optimistic bound): a change that does not raise it adds no information
+the blend could use.
 
     python benchmarks/genre_tuning.py                                   # the served model
     python benchmarks/genre_tuning.py classifier.augment.copies.default=2
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import itertools
 import json
 import pickle
 import time
@@ -66,6 +70,8 @@ MANIFEST = Path("models/classifiers/manifest.json")
 LOOPS = "made_up_loops"
 SERVED = "served"
 OWN_PRIOR = "served, own prior"  # at the lone-source prior chosen for the variant
+CEILING = "any blend (ceiling)"  # blend_ceiling: leaf weights chosen on each table itself
+CEILING_WEIGHTS = (0.0, 0.5, 1.0, 2.0)
 SRC = Path(__file__).resolve().parents[1] / "src" / "midiml"
 CODE = (SRC / "represent", SRC / "classify", SRC / "data")  # what the cached rows come from
 
@@ -148,6 +154,14 @@ def refit_leaves(
     return probas
 
 
+def truth(name: str, table: pd.DataFrame, task: Any) -> np.ndarray:
+    """The genre of each row of ``table`` (a re-encoding keeps its song's; loops are lo-fi)."""
+    if name == LOOPS:
+        return np.full(len(table), "lofi", dtype=object)
+    songs = table["file_id"].str.split("#").str[0]
+    return task.labels.loc[songs].to_numpy(dtype=object)
+
+
 def accuracies(
     probas: dict[str, dict[str, np.ndarray]],
     tables: dict,
@@ -155,20 +169,40 @@ def accuracies(
     classes: list[str],
     prior: dict[str, float] | None,
 ) -> dict[str, dict[str, float]]:
-    """Accuracy of each model's ``probas`` on each table, deciding with the class ``prior``
-    (the loops are all lo-fi)."""
+    """Accuracy of each model's ``probas`` on each table, deciding with the class ``prior``."""
     scores: dict[str, dict[str, float]] = {}
     for who, by_table in probas.items():
         for name, proba in by_table.items():
-            t = tables[name]
-            truth = (
-                np.full(len(t), "lofi", dtype=object)
-                if name == LOOPS
-                else task.labels.loc[t["file_id"].str.split("#").str[0]].to_numpy(dtype=object)
-            )
             pred = np.asarray(classes, dtype=object)[apply_prior(proba, classes, prior).argmax(1)]
-            scores.setdefault(who, {})[name] = round(float((pred == truth).mean()), 3)
+            correct = pred == truth(name, tables[name], task)
+            scores.setdefault(who, {})[name] = round(float(correct.mean()), 3)
     return scores
+
+
+def blend_ceiling(
+    probas: dict[str, dict[str, np.ndarray]],
+    tables: dict,
+    task: Any,
+    classes: list[str],
+    prior: dict[str, float] | None,
+    weights: tuple[float, ...] = CEILING_WEIGHTS,
+) -> dict[str, float]:
+    """The best accuracy on each table of any weighted mean of the leaves' probabilities
+    (each leaf's weight from ``weights``), the weights chosen on that table itself: an
+    optimistic bound, not a model. When it is barely above the served blend, re-weighting
+    cannot reach a target; only a leaf with new information can (it raises the bound)."""
+    leaves = [who for who in probas if who not in (SERVED, OWN_PRIOR)]
+    combos = np.array(list(itertools.product(weights, repeat=len(leaves))), dtype=float)
+    combos = combos[combos.sum(axis=1) > 0]
+    factor = np.array([(prior or {}).get(c, 1.0) for c in classes])
+    ceiling = {}
+    for name in probas[leaves[0]]:
+        stack = np.stack([probas[who][name] for who in leaves])  # leaf x row x class
+        mixed = np.einsum("wl,lrc->wrc", combos, stack) * factor
+        pred = np.asarray(classes, dtype=object)[mixed.argmax(axis=2)]
+        correct = pred == truth(name, tables[name], task)
+        ceiling[name] = round(float(correct.mean(axis=1).max()), 3)
+    return ceiling
 
 
 def held_out_scores(
@@ -237,6 +271,7 @@ def main() -> None:
     model = variant(served, params)
     probas = refit_leaves(params, task, table, model, aug, tables)
     scores = accuracies(probas, tables, task, served.classes, served.class_prior)
+    ceiling = blend_ceiling(probas, tables, task, served.classes, served.class_prior)
     choice = None
     if args.held_out:
         held, choice = held_out_scores(params, task, table, files, model, aug)
@@ -252,12 +287,13 @@ def main() -> None:
     row["trained_prior"] = served.class_prior
     row["chosen_prior"] = choice["prior"] if choice else None
     row |= {OWN_PRIOR: scores[OWN_PRIOR]} if OWN_PRIOR in scores else {}
+    row[CEILING] = ceiling
     row["seconds"] = round(time.perf_counter() - start, 1)
     CACHE.mkdir(parents=True, exist_ok=True)
     with (CACHE / "results.jsonl").open("a") as fh:
         fh.write(json.dumps(row) + "\n")
     print(f"{served_name} with {args.overrides or 'the defaults'} (leaves alone: same prior):")
-    print(pd.DataFrame(scores).to_string(na_rep=""))
+    print(pd.DataFrame(scores | {CEILING: ceiling}).to_string(na_rep=""))
     print(f"prior as trained: {served.class_prior}")
     if choice:
         rate = choice["false_rate"]

@@ -118,3 +118,24 @@ def test_an_edit_of_the_code_changes_the_cache_key(tmp_path):
     assert tool.code_version((code,)) == before  # stable while nothing changes
     (code / "perturb.py").write_text("STEP_S = 0.10\n")
     assert tool.code_version((code,)) != before
+
+
+def test_blend_ceiling_is_the_best_weighting_of_the_leaves():
+    tool = _tool()
+    classes = ["classical", "lofi", "videogame"]
+    task = SimpleNamespace(labels=pd.Series({"a": "classical", "b": "videogame", "c": "lofi"}))
+    tables = {"test": pd.DataFrame({"file_id": ["a", "b", "c"]})}
+    right = np.array([[0.6, 0.1, 0.3], [0.4, 0.1, 0.5], [0.2, 0.7, 0.1]])  # all three right
+    wrong = np.array([[0.1, 0.1, 0.8], [0.9, 0.05, 0.05], [0.1, 0.8, 0.1]])  # only c right
+    blend = (right + wrong) / 2  # the served blend gets a and b wrong
+    probas = {
+        tool.SERVED: {"test": blend},
+        "knows": {"test": right},
+        "confused": {"test": wrong},
+    }
+    served = tool.accuracies(probas, tables, task, classes, None)[tool.SERVED]["test"]
+    ceiling = tool.blend_ceiling(probas, tables, task, classes, None)["test"]
+    assert served == round(1 / 3, 3) and ceiling == 1.0  # weight 0 on the confused leaf
+    # with only the confused leaf no weighting helps: the bound is its own accuracy
+    alone = tool.blend_ceiling({"confused": {"test": wrong}}, tables, task, classes, None)
+    assert alone == {"test": round(1 / 3, 3)}
