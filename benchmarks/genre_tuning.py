@@ -15,6 +15,13 @@ the blend could use.
     python benchmarks/genre_tuning.py                                   # the served model
     python benchmarks/genre_tuning.py classifier.augment.copies.default=2
     python benchmarks/genre_tuning.py classifier.words.weight=0.4 --held-out
+    python benchmarks/genre_tuning.py --more-songs ../bigger/data    # more training songs
+
+``--more-songs`` answers "would more data help?" on the same test songs: it also trains on
+the songs of another run's data folder that this run lacks (a clone with larger
+``max_files`` in ``conf/data/full.yaml``, after ``make params`` and ``dvc repro features
+split`` there). The split stage would reshuffle every song if the pipeline itself grew, so
+only this keeps the test, its re-encodings and the loops as they are.
 
 What is slow to make is cached under ``data/tuning/`` by its inputs (re-encoded test songs,
 augmented rows per ``classifier.augment``, loops); each run appends its scores to
@@ -238,10 +245,43 @@ def leaf_name(estimator: Any, cols: list[str]) -> str:
     return type(step).__name__
 
 
+def with_more_songs(
+    files: pd.DataFrame, splits: pd.DataFrame, table: pd.DataFrame, root: Path
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, list[str]]:
+    """This run's tables plus the usable songs of another run's (``root``: its ``interim/``
+    and ``features/``, e.g. a run with larger ``max_files``) that this run lacks, all put in
+    the training split: this run's test songs stay the test. Returns the three tables, the
+    other run's files and the added ids."""
+    for part in ("interim/files.parquet", "interim/splits.parquet", "features/features.parquet"):
+        if not (root / part).exists():
+            raise SystemExit(f"genre_tuning: --more-songs: no {root / part}")
+    more_files, _, more_table, _ = read_tables(with_notes=False, root=root)
+    usable = set(more_files.loc[more_files["status"] == "ok", "file_id"].astype(str))
+    new = sorted(usable & set(more_table["file_id"].astype(str)) - set(table["file_id"]))
+    if not new:
+        raise SystemExit(f"genre_tuning: --more-songs: {root} has no song this run lacks")
+    added = more_files[more_files["file_id"].isin(new)]
+    extra = pd.DataFrame({"file_id": new, "genre": added.set_index("file_id").loc[new, "genre"]})
+    return (
+        pd.concat([files, added], ignore_index=True),
+        pd.concat([splits, extra.assign(split="train")], ignore_index=True),
+        pd.concat([table, more_table[more_table["file_id"].isin(new)]], ignore_index=True),
+        more_files,
+        new,
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("overrides", nargs="*", help="Hydra overrides of conf/ (key=value)")
     ap.add_argument("--held-out", action="store_true", help="also score each held-out source")
+    ap.add_argument(
+        "--more-songs",
+        type=Path,
+        metavar="DATA",
+        help="also train on the songs of another run's data folder (e.g. a clone with larger "
+        "max_files after `dvc repro features split`) that this run lacks; the test stays",
+    )
     args = ap.parse_args()
     start = time.perf_counter()
     for needed in (MANIFEST, Path("data/features/features.parquet")):
@@ -268,6 +308,19 @@ def main() -> None:
     tables |= cached("reencoded", data_key, lambda: reencoded_test(params, task, files, notes()))
     loops_key = [data_key, _plain(params.classifier.made_up_loops)]
     tables[LOOPS] = cached("loops", loops_key, lambda: selection_loops(params, task))
+    if args.more_songs:  # after the test tables: they stay this run's
+        files, splits, table, more_files, new = with_more_songs(
+            files, splits, table, args.more_songs
+        )
+        more_notes = functools.cache(lambda: read_tables(True, args.more_songs)[3])
+        more_key = [joblib.hash(table), new, data_key[1:], aug_cfg]
+        more_aug = cached(
+            "augmented-more",
+            more_key,
+            lambda: augmented_as_configured(params, new, more_files, more_notes()),
+        )
+        aug = pd.concat([aug, more_aug], ignore_index=True)
+        task = build_task("genre", files, splits, params.classifier)
     model = variant(served, params)
     probas = refit_leaves(params, task, table, model, aug, tables)
     scores = accuracies(probas, tables, task, served.classes, served.class_prior)
@@ -283,6 +336,8 @@ def main() -> None:
             scores[OWN_PRIOR] = own[SERVED]
     blend = scores[SERVED]
     row = {"overrides": args.overrides, "model": served_name, "augmented_rows": len(aug)}
+    row["more_songs"] = str(args.more_songs) if args.more_songs else None
+    row["train_songs"] = len(task.ids("train"))
     row |= blend | {"leaves": {k: v for k, v in scores.items() if k not in (SERVED, OWN_PRIOR)}}
     row["trained_prior"] = served.class_prior
     row["chosen_prior"] = choice["prior"] if choice else None
@@ -292,7 +347,10 @@ def main() -> None:
     CACHE.mkdir(parents=True, exist_ok=True)
     with (CACHE / "results.jsonl").open("a") as fh:
         fh.write(json.dumps(row) + "\n")
-    print(f"{served_name} with {args.overrides or 'the defaults'} (leaves alone: same prior):")
+    more = f", {len(task.ids('train'))} training songs" if args.more_songs else ""
+    print(
+        f"{served_name} with {args.overrides or 'the defaults'}{more} (leaves alone: same prior):"
+    )
     print(pd.DataFrame(scores | {CEILING: ceiling}).to_string(na_rep=""))
     print(f"prior as trained: {served.class_prior}")
     if choice:

@@ -139,3 +139,43 @@ def test_blend_ceiling_is_the_best_weighting_of_the_leaves():
     # with only the confused leaf no weighting helps: the bound is its own accuracy
     alone = tool.blend_ceiling({"confused": {"test": wrong}}, tables, task, classes, None)
     assert alone == {"test": round(1 / 3, 3)}
+
+
+def _run_tables(root, ids, status=None):
+    """files / splits / features parquet of a toy pipeline run under ``root``."""
+    (root / "interim").mkdir(parents=True)
+    (root / "features").mkdir()
+    genre = ["classical" if i.startswith("c") else "videogame" for i in ids]
+    files = pd.DataFrame({"file_id": ids, "genre": genre, "status": status or ["ok"] * len(ids)})
+    files.to_parquet(root / "interim/files.parquet")
+    split = ["test" if i.endswith("0") else "train" for i in ids]
+    pd.DataFrame({"file_id": ids, "genre": genre, "split": split}).to_parquet(
+        root / "interim/splits.parquet"
+    )
+    ok = files[files["status"] == "ok"]
+    ok.assign(pitch_std=1.0)[["file_id", "genre", "pitch_std"]].to_parquet(
+        root / "features/features.parquet"
+    )
+
+
+def test_more_songs_join_the_training_split_and_the_test_stays(tmp_path):
+    tool = _tool()
+    _run_tables(tmp_path / "this", ["c0", "c1", "v0", "v1"])
+    # the other run (larger max_files) has this run's songs, two more, and a broken file
+    _run_tables(
+        tmp_path / "other",
+        ["c0", "c1", "c2", "v0", "v1", "v3", "v9"],
+        status=["ok"] * 6 + ["quarantined"],
+    )
+    files, splits, table, _ = tool.read_tables(with_notes=False, root=tmp_path / "this")
+    files2, splits2, table2, _, new = tool.with_more_songs(files, splits, table, tmp_path / "other")
+    assert new == ["c2", "v3"]  # not the quarantined one, not the ones this run has
+    split = splits2.set_index("file_id")["split"]
+    assert list(split[new]) == ["train", "train"]
+    assert split[split == "test"].index.tolist() == ["c0", "v0"]  # the test songs stay
+    assert sorted(table2["file_id"]) == ["c0", "c1", "c2", "v0", "v1", "v3"]
+    assert set(files2["file_id"]) == set(table2["file_id"])
+    with pytest.raises(SystemExit, match="has no song this run lacks"):
+        tool.with_more_songs(files2, splits2, table2, tmp_path / "other")
+    with pytest.raises(SystemExit, match="--more-songs: no .*files.parquet"):
+        tool.with_more_songs(files, splits, table, tmp_path / "missing")
