@@ -312,7 +312,7 @@ def main() -> None:
         files, splits, table, more_files, new = with_more_songs(
             files, splits, table, args.more_songs
         )
-        more_notes = functools.cache(lambda: read_tables(True, args.more_songs)[3])
+        more_notes = functools.cache(lambda: read_tables(with_notes=True, root=args.more_songs)[3])
         more_key = [joblib.hash(table), new, data_key[1:], aug_cfg]
         more_aug = cached(
             "augmented-more",
@@ -335,9 +335,10 @@ def main() -> None:
             )
             scores[OWN_PRIOR] = own[SERVED]
     blend = scores[SERVED]
+    n_train = len(task.ids("train"))
     row = {"overrides": args.overrides, "model": served_name, "augmented_rows": len(aug)}
     row["more_songs"] = str(args.more_songs) if args.more_songs else None
-    row["train_songs"] = len(task.ids("train"))
+    row["train_songs"] = n_train
     row |= blend | {"leaves": {k: v for k, v in scores.items() if k not in (SERVED, OWN_PRIOR)}}
     row["trained_prior"] = served.class_prior
     row["chosen_prior"] = choice["prior"] if choice else None
@@ -347,7 +348,7 @@ def main() -> None:
     CACHE.mkdir(parents=True, exist_ok=True)
     with (CACHE / "results.jsonl").open("a") as fh:
         fh.write(json.dumps(row) + "\n")
-    more = f", {len(task.ids('train'))} training songs" if args.more_songs else ""
+    more = f", {n_train} training songs" if args.more_songs else ""
     print(
         f"{served_name} with {args.overrides or 'the defaults'}{more} (leaves alone: same prior):"
     )
