@@ -201,12 +201,12 @@ def blend_ceiling(
     leaves = [who for who in probas if who not in (SERVED, OWN_PRIOR)]
     combos = np.array(list(itertools.product(weights, repeat=len(leaves))), dtype=float)
     combos = combos[combos.sum(axis=1) > 0]
-    factor = np.array([(prior or {}).get(c, 1.0) for c in classes])
     ceiling = {}
     for name in probas[leaves[0]]:
         stack = np.stack([probas[who][name] for who in leaves])  # leaf x row x class
-        mixed = np.einsum("wl,lrc->wrc", combos, stack) * factor
-        pred = np.asarray(classes, dtype=object)[mixed.argmax(axis=2)]
+        mixed = np.einsum("wl,lrc->wrc", combos, stack)  # weighting x row x class
+        decided = apply_prior(mixed.reshape(-1, len(classes)), classes, prior)
+        pred = np.asarray(classes, dtype=object)[decided.argmax(axis=1).reshape(mixed.shape[:2])]
         correct = pred == truth(name, tables[name], task)
         ceiling[name] = round(float(correct.mean(axis=1).max()), 3)
     return ceiling
@@ -261,10 +261,9 @@ def with_more_songs(
     if not new:
         raise SystemExit(f"genre_tuning: --more-songs: {root} has no song this run lacks")
     added = more_files[more_files["file_id"].isin(new)]
-    extra = pd.DataFrame({"file_id": new, "genre": added.set_index("file_id").loc[new, "genre"]})
     return (
         pd.concat([files, added], ignore_index=True),
-        pd.concat([splits, extra.assign(split="train")], ignore_index=True),
+        pd.concat([splits, added[["file_id", "genre"]].assign(split="train")], ignore_index=True),
         pd.concat([table, more_table[more_table["file_id"].isin(new)]], ignore_index=True),
         more_files,
         new,
@@ -313,7 +312,7 @@ def main() -> None:
             files, splits, table, args.more_songs
         )
         more_notes = functools.cache(lambda: read_tables(with_notes=True, root=args.more_songs)[3])
-        more_key = [joblib.hash(table), new, data_key[1:], aug_cfg]
+        more_key = [joblib.hash(table), data_key[1:], aug_cfg]  # the table holds the new songs
         more_aug = cached(
             "augmented-more",
             more_key,

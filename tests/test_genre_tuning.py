@@ -1,4 +1,5 @@
-"""The genre tuning tool (benchmarks/genre_tuning.py): cache, words weight, leaf names, prior."""
+"""The genre tuning tool (benchmarks/genre_tuning.py): cache, words overrides, leaf names,
+prior, blend ceiling, more songs."""
 
 import importlib.util
 from pathlib import Path
