@@ -56,6 +56,7 @@ def robustness(params, manifest, files, splits, table, notes) -> dict:
         augmented,
         manifest.get("features", {}),
         n_jobs=int(params.classifier.get("n_jobs", 1)),
+        held_out=entry["models"][entry["serve"]].get("held_out_source"),
     )
     rob["class_prior"] = entry["models"][entry["serve"]].get("class_prior", {})
     with tracking.run(params, CONCERN, "genre/robustness") as run:

@@ -197,9 +197,31 @@ def test_held_out_refits_in_parallel_match_serial(served):
         np.testing.assert_array_equal(one[held][0], two[held][0])
         np.testing.assert_array_equal(one[held][1], two[held][1])
         assert one[held][0].shape == (5, len(fitted.classes))
-    assert cross_source(fitted, table, files, None, n_jobs=1) == cross_source(
-        fitted, table, files, None, n_jobs=2
+    assert cross_source(fitted, table, files, ids, None, n_jobs=1) == cross_source(
+        fitted, table, files, ids, None, n_jobs=2
     )
+
+
+def test_cross_source_scores_training_songs_and_reuses_the_served_scores(served):
+    """The cross-source table scores held-out sources on training-split songs only, and takes
+    the served model's column from the train stage (what the serving rule chose it by)
+    instead of refitting it; the all-features column is refitted either way."""
+    from midiml.classify.pipelines import build_task
+    from midiml.classify.robustness import cross_source
+
+    model, (params, files, table, notes) = served
+    fitted = model.models["genre"]
+    task = build_task("genre", files, files[["file_id", "genre", "split"]], params.classifier)
+    train = task.ids("train")
+    fresh = cross_source(fitted, table, files, train, None)
+    n_train = files[files["file_id"].isin(train)].groupby("source").size()
+    assert {src: r["n"] for src, r in fresh.items()} == n_train.to_dict()
+    given = {src: 0.5 for src in fresh}
+    reused = cross_source(fitted, table, files, train, None, served=given)
+    assert all(r["served"] == 0.5 for r in reused.values())
+    assert [r["all_features"] for r in reused.values()] == [
+        r["all_features"] for r in fresh.values()
+    ]
 
 
 def test_auto_cross_source_serves_the_model_that_transfers(served, tmp_path):

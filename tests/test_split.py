@@ -49,3 +49,16 @@ def test_versions_of_a_piece_share_a_split():
     assert counts.loc["a"].sum() == 40 and 5 <= counts.loc["a", "test"] <= 8
     b = s[s["genre"] == "b"]["split"]
     assert b.equals(plain.set_index("file_id").loc[b.index, "split"])  # other genres unmoved
+
+
+def test_growing_a_genre_moves_only_boundary_songs():
+    """A larger ``max_files`` adds files to a genre: the songs already there keep their split,
+    but for a few near the test/val/train boundaries (a permutation moved about half)."""
+    before = split_songs(files_table({"a": 200, "b": 20}), 0.15, 0.15, seed=7)
+    grown = split_songs(files_table({"a": 300, "b": 20}), 0.15, 0.15, seed=7)
+    old = before.set_index("file_id")["split"]
+    new = grown.set_index("file_id").loc[old.index, "split"]
+    assert (old != new).mean() < 0.1
+    assert ((old == "test") & (new == "test")).sum() >= 0.8 * (old == "test").sum()
+    counts = grown.groupby(["genre", "split"]).size().unstack(fill_value=0)
+    assert counts.loc["a", "test"] == 45 and counts.loc["a", "val"] == 45  # exact shares

@@ -3,8 +3,9 @@ sources, and what it relies on (permutation importance), next to an all-features
 
 The all-features model is the served model's estimator with the same hyperparameters fitted
 on every column of the feature table (file artifacts included): the "before" of the
-robustness work. Held-out-source validation refits both on every song except one source's
-(plus re-encoded copies of those songs, as training does) and scores that source.
+robustness work. Held-out-source validation refits both on every training-split song
+except one source's (plus re-encoded copies of those songs, as training does) and scores
+that source's training-split songs: for the served model, the train stage's own numbers.
 """
 
 from __future__ import annotations
@@ -244,19 +245,25 @@ def cross_source(
     fitted: FittedModel,
     table: pd.DataFrame,
     files: pd.DataFrame,
+    train_ids: list[str],
     augmented: pd.DataFrame | None,
+    served: dict[str, float] | None = None,
     n_jobs: int = 1,
 ) -> dict[str, Any]:
-    """Accuracy on each source held out of training (songs of all splits), for genres with
-    two or more sources, for the served model (robust columns) and the same model on all
-    columns (``n_jobs`` refits at a time; the leaves both share are refitted once)."""
+    """Accuracy on each source held out of training, for genres with two or more sources,
+    on training-split songs (as ``serve_model: auto_cross_source`` scores them), for the
+    served model (robust columns) and the same model on all columns.
+
+    ``served``: the served model's accuracies the train stage already computed (manifest
+    ``held_out_source``: the numbers it was chosen by), else refitted here; the all-columns
+    model is refitted here, ``n_jobs`` refits at a time."""
     ok = files[files["status"] == "ok"].set_index("file_id")
     source = ok["source"].astype(str) if "source" in ok else ok["genre"].astype(str)
-    t = table[table["file_id"].isin(source.index)].reset_index(drop=True)
+    t = table[table["file_id"].isin(set(train_ids) & set(source.index))].reset_index(drop=True)
     ids = list(t["file_id"])
     labels = pd.Series(t["genre"].astype(str).to_numpy(), index=ids)
-    refits: dict[tuple, Any] = {}
     sets = {"served": list(fitted.columns), "all_features": _all_columns(fitted, table)}
+    refits: dict[tuple, Any] = {}
     scores = {
         name: held_out_source_scores(
             fitted,
@@ -265,7 +272,9 @@ def cross_source(
             ),
         )
         for name, cols in sets.items()
+        if not (name == "served" and served is not None)
     }
+    scores.setdefault("served", served or {})
     src = source.loc[ids]
     multi = _taught_by_several_sources(src, labels)
     rows: dict[str, dict[str, Any]] = {}
@@ -347,8 +356,10 @@ def evaluate_robustness(
     augmented: pd.DataFrame | None,
     feature_params: dict[str, Any],
     n_jobs: int = 1,
+    held_out: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Every robustness number of the served genre model (see the module docstring)."""
+    """Every robustness number of the served genre model (see the module docstring);
+    ``held_out``: its held-out-source accuracies from the train stage (``cross_source``)."""
     seed = int(params.seed)
     test_ids, y_test = task.ids("test"), task.y("test")
     clean = fitted.predict(feature_matrix(table, test_ids, fitted.columns))
@@ -361,7 +372,9 @@ def evaluate_robustness(
         "perturbed": perturbed_accuracy(
             fitted, test_ids, task.labels, files, notes, feature_params, seed, n_jobs
         ),
-        "cross_source": cross_source(fitted, table, files, augmented, n_jobs),
+        "cross_source": cross_source(
+            fitted, table, files, task.ids("train"), augmented, held_out, n_jobs
+        ),
         "importance": importance_before_after(
             fitted, table, task.ids("train"), task.y("train"), test_ids, y_test, seed, n_jobs
         ),

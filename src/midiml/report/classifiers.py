@@ -205,8 +205,9 @@ def render_robustness(rob: dict[str, Any]) -> str:
         "",
         "### Held-out sources",
         "",
-        "Trained on every other source (songs of all splits, with their re-encoded copies), "
-        "tested on the held-out source; only genres with two or more sources.",
+        "Trained on every other source (training-split songs, with their re-encoded copies), "
+        "tested on the held-out source's training-split songs; only genres with two or more "
+        "sources. The served column is what the serving rule chose the model by.",
         "",
         "| held-out source | genre | songs | served (robust) | same model, all features |",
         "|---|---|---:|---:|---:|",
