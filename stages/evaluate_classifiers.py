@@ -42,9 +42,10 @@ def robustness(params, manifest, files, splits, table, notes) -> dict:
     start = time.perf_counter()
     fitted = load_model(MODELS / entry["models"][entry["serve"]]["file"])
     task = build_task("genre", files, splits, params.classifier)
+    held_out = entry["models"][entry["serve"]].get("held_out_source")
     aug_cfg = params.classifier.get("augment")
-    augmented = None
-    if aug_cfg and "genre" in list(aug_cfg.get("tasks", [])):
+    augmented = None  # only to refit held-out sources the train stage did not score
+    if held_out is None and aug_cfg and "genre" in list(aug_cfg.get("tasks", [])):
         augmented = augmented_as_configured(params, list(task.labels.index), files, notes)
     rob = evaluate_robustness(
         params,
@@ -56,7 +57,7 @@ def robustness(params, manifest, files, splits, table, notes) -> dict:
         augmented,
         manifest.get("features", {}),
         n_jobs=int(params.classifier.get("n_jobs", 1)),
-        held_out=entry["models"][entry["serve"]].get("held_out_source"),
+        held_out=held_out,
     )
     rob["class_prior"] = entry["models"][entry["serve"]].get("class_prior", {})
     with tracking.run(params, CONCERN, "genre/robustness") as run:
@@ -68,7 +69,6 @@ def robustness(params, manifest, files, splits, table, notes) -> dict:
                 mlflow.log_metric(f"perturbed.{how}", r["accuracy"])
             for src, r in rob["cross_source"].items():
                 mlflow.log_metric(f"cross_source.{src}", r["served"])
-                mlflow.log_metric(f"cross_source_all_features.{src}", r["all_features"])
             for c, f in rob["class_prior"].get("prior", {}).items():
                 mlflow.log_metric(f"class_prior.{c}", f)
             mlflow.log_dict(rob["importance"], "permutation_importance.json")

@@ -203,11 +203,15 @@ def test_held_out_refits_in_parallel_match_serial(served):
 
 
 def test_cross_source_scores_training_songs_and_reuses_the_served_scores(served):
-    """The cross-source table scores held-out sources on training-split songs only, and takes
-    the served model's column from the train stage (what the serving rule chose it by)
-    instead of refitting it; the all-features column is refitted either way."""
+    """The cross-source table scores held-out sources on training-split songs only, as the
+    serving rule does, and takes the train stage's scores (what the model was served by)
+    instead of refitting when it has them."""
     from midiml.classify.pipelines import build_task
-    from midiml.classify.robustness import cross_source
+    from midiml.classify.robustness import (
+        cross_source,
+        held_out_source_predictions,
+        held_out_source_scores,
+    )
 
     model, (params, files, table, notes) = served
     fitted = model.models["genre"]
@@ -216,12 +220,15 @@ def test_cross_source_scores_training_songs_and_reuses_the_served_scores(served)
     fresh = cross_source(fitted, table, files, train, None)
     n_train = files[files["file_id"].isin(train)].groupby("source").size()
     assert {src: r["n"] for src, r in fresh.items()} == n_train.to_dict()
+    source = files.set_index("file_id")["source"]
+    own = held_out_source_scores(
+        fitted, held_out_source_predictions(fitted, table, train, task.labels, source)
+    )
+    assert {src: r["served"] for src, r in fresh.items()} == own
     given = {src: 0.5 for src in fresh}
-    reused = cross_source(fitted, table, files, train, None, served=given)
-    assert all(r["served"] == 0.5 for r in reused.values())
-    assert [r["all_features"] for r in reused.values()] == [
-        r["all_features"] for r in fresh.values()
-    ]
+    assert all(
+        r["served"] == 0.5 for r in cross_source(fitted, table, files, train, None, given).values()
+    )
 
 
 def test_auto_cross_source_serves_the_model_that_transfers(served, tmp_path):

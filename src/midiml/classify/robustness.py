@@ -3,9 +3,11 @@ sources, and what it relies on (permutation importance), next to an all-features
 
 The all-features model is the served model's estimator with the same hyperparameters fitted
 on every column of the feature table (file artifacts included): the "before" of the
-robustness work. Held-out-source validation refits both on every training-split song
+robustness work. Held-out-source validation refits the model on every training-split song
 except one source's (plus re-encoded copies of those songs, as training does) and scores
-that source's training-split songs: for the served model, the train stage's own numbers.
+that source's training-split songs: the train stage's own numbers, reused here. (The same
+table for the all-features model: ``make tune-genre ARGS='classifier.feature_set=all
+--held-out'``; refitting it here cost the pipeline three minutes.)
 """
 
 from __future__ import annotations
@@ -250,40 +252,33 @@ def cross_source(
     served: dict[str, float] | None = None,
     n_jobs: int = 1,
 ) -> dict[str, Any]:
-    """Accuracy on each source held out of training, for genres with two or more sources,
-    on training-split songs (as ``serve_model: auto_cross_source`` scores them), for the
-    served model (robust columns) and the same model on all columns.
+    """The served model's accuracy on each source held out of its training, for genres with
+    two or more sources, on training-split songs (as ``serve_model: auto_cross_source``
+    scores them).
 
-    ``served``: the served model's accuracies the train stage already computed (manifest
-    ``held_out_source``: the numbers it was chosen by), else refitted here; the all-columns
-    model is refitted here, ``n_jobs`` refits at a time."""
+    ``served``: those accuracies as the train stage computed them (manifest
+    ``held_out_source``: the numbers the model was served by); without them the model is
+    refitted here, ``n_jobs`` refits at a time."""
     ok = files[files["status"] == "ok"].set_index("file_id")
     source = ok["source"].astype(str) if "source" in ok else ok["genre"].astype(str)
     t = table[table["file_id"].isin(set(train_ids) & set(source.index))].reset_index(drop=True)
     ids = list(t["file_id"])
     labels = pd.Series(t["genre"].astype(str).to_numpy(), index=ids)
-    sets = {"served": list(fitted.columns), "all_features": _all_columns(fitted, table)}
-    refits: dict[tuple, Any] = {}
-    scores = {
-        name: held_out_source_scores(
+    if served is None:
+        served = held_out_source_scores(
             fitted,
-            held_out_source_predictions(
-                fitted, t, ids, labels, source, augmented, n_jobs, cols, refits
-            ),
+            held_out_source_predictions(fitted, t, ids, labels, source, augmented, n_jobs),
         )
-        for name, cols in sets.items()
-        if not (name == "served" and served is not None)
-    }
-    scores.setdefault("served", served or {})
     src = source.loc[ids]
     multi = _taught_by_several_sources(src, labels)
-    rows: dict[str, dict[str, Any]] = {}
-    for held in sorted(src[labels.isin(multi)].unique()):
-        genre = str(labels[src == held].iloc[0])
-        rows[held] = {"genre": genre, "n": int((src == held).sum())}
-        for name in sets:  # NaN: the refit was refused (e.g. a class too small for its folds)
-            rows[held][name] = scores[name].get(held, float("nan"))
-    return rows
+    return {  # NaN: the refit was refused (e.g. a class too small for its folds)
+        held: {
+            "genre": str(labels[src == held].iloc[0]),
+            "n": int((src == held).sum()),
+            "served": served.get(held, float("nan")),
+        }
+        for held in sorted(src[labels.isin(multi)].unique())
+    }
 
 
 def _all_columns(fitted: FittedModel, table: pd.DataFrame) -> list[str]:
