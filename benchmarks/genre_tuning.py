@@ -58,13 +58,13 @@ from threadpoolctl import threadpool_limits
 from midiml.classify.lone_source import choose_prior, lone_source_classes
 from midiml.classify.pipelines import apply_prior, build_task, load_model, with_copies
 from midiml.classify.robustness import (
-    _combined,
-    _leaf_input,
-    _leaves,
-    _perturbed_table,
+    combined,
     fresh_estimator,
     held_out_source_predictions,
     held_out_source_scores,
+    leaf_input,
+    leaves,
+    perturbed_table,
 )
 from midiml.classify.runs import _plain, augmented_as_configured, read_tables, selection_loops
 from midiml.classify.words_model import MusicAndWords
@@ -111,7 +111,7 @@ def reencoded_test(params: Any, task: Any, files: pd.DataFrame, notes: pd.DataFr
     songs = notes[notes["file_id"].isin(ids)]
     hows = [*PERTURBATIONS, None]
     tables = Parallel(n_jobs=int(params.classifier.n_jobs))(
-        delayed(_perturbed_table)(songs, files, ids, task.labels, fp, seed + i, how)
+        delayed(perturbed_table)(songs, files, ids, task.labels, fp, seed + i, how)
         for i, how in enumerate(hows)
     )
     return {how or "random_mix": t for how, t in zip(hows, tables, strict=True)}
@@ -141,23 +141,23 @@ def refit_leaves(
     leaf alone on each of ``tables``: where a leaf is weak shows what a change should
     address."""
     pipe = model.pipeline
-    leaves = _leaves(pipe, list(model.columns))
+    parts = leaves(pipe, list(model.columns))
 
     def fit_one(estimator: Any, cols: list[str]) -> dict[str, np.ndarray]:
-        X, y = with_copies(table, task.ids("train"), task.labels, aug, cols, _leaf_input)
+        X, y = with_copies(table, task.ids("train"), task.labels, aug, cols, leaf_input)
         estimator.fit(X, y)
         out = {}
         for name, t in tables.items():
-            proba = estimator.predict_proba(_leaf_input(t, cols))
+            proba = estimator.predict_proba(leaf_input(t, cols))
             out[name] = pd.DataFrame(proba, columns=estimator.classes_)[model.classes].to_numpy()
         return out
 
     with threadpool_limits(int(params.classifier.n_threads)):
         fits = Parallel(n_jobs=int(params.classifier.n_jobs))(
-            delayed(fit_one)(e, c) for e, c in leaves
+            delayed(fit_one)(e, c) for e, c in parts
         )
-    probas = {SERVED: {name: _combined(pipe, iter(f[name] for f in fits)) for name in tables}}
-    probas |= {leaf_name(e, c): f for (e, c), f in zip(leaves, fits, strict=True)}
+    probas = {SERVED: {name: combined(pipe, iter(f[name] for f in fits)) for name in tables}}
+    probas |= {leaf_name(e, c): f for (e, c), f in zip(parts, fits, strict=True)}
     return probas
 
 
@@ -198,12 +198,12 @@ def blend_ceiling(
     (each leaf's weight from ``weights``), the weights chosen on that table itself: an
     optimistic bound, not a model. When it is barely above the served blend, re-weighting
     cannot reach a target; only a leaf with new information can (it raises the bound)."""
-    leaves = [who for who in probas if who not in (SERVED, OWN_PRIOR)]
-    combos = np.array(list(itertools.product(weights, repeat=len(leaves))), dtype=float)
+    leaf_names = [who for who in probas if who not in (SERVED, OWN_PRIOR)]
+    combos = np.array(list(itertools.product(weights, repeat=len(leaf_names))), dtype=float)
     combos = combos[combos.sum(axis=1) > 0]
     ceiling = {}
-    for name in probas[leaves[0]]:
-        stack = np.stack([probas[who][name] for who in leaves])  # leaf x row x class
+    for name in probas[leaf_names[0]]:
+        stack = np.stack([probas[who][name] for who in leaf_names])  # leaf x row x class
         mixed = np.einsum("wl,lrc->wrc", combos, stack)  # weighting x row x class
         decided = apply_prior(mixed.reshape(-1, len(classes)), classes, prior)
         pred = np.asarray(classes, dtype=object)[decided.argmax(axis=1).reshape(mixed.shape[:2])]

@@ -51,7 +51,7 @@ def _unfrozen(pipe: Any) -> Any:
     return clone(pipe)
 
 
-def _leaves(pipe: Any, columns: list[str]) -> list[tuple[Any, list[str]]]:
+def leaves(pipe: Any, columns: list[str]) -> list[tuple[Any, list[str]]]:
     """The unfitted models whose probabilities ``pipe`` (on ``columns``) averages, each with
     its own columns: a blend's music models and words model, a vote's members, or ``pipe``.
 
@@ -60,27 +60,27 @@ def _leaves(pipe: Any, columns: list[str]) -> list[tuple[Any, list[str]]]:
     all columns holds the same words model as the served one."""
     pipe = pipe.estimator if isinstance(pipe, FrozenEstimator) else pipe
     if isinstance(pipe, MusicAndWords):
-        return [*_leaves(pipe.music, columns[:-1]), (clone(pipe.words), [WORDS_COLUMN])]
+        return [*leaves(pipe.music, columns[:-1]), (clone(pipe.words), [WORDS_COLUMN])]
     if isinstance(pipe, VotingClassifier) and pipe.weights is None:
-        return [leaf for _, e in pipe.estimators for leaf in _leaves(e, columns)]
+        return [leaf for _, e in pipe.estimators for leaf in leaves(e, columns)]
     return [(clone(pipe), list(columns))]
 
 
-def _combined(pipe: Any, probas: Iterator[np.ndarray]) -> np.ndarray:
-    """``pipe``'s probabilities from its leaves' (``_leaves`` order), with the arithmetic of
+def combined(pipe: Any, probas: Iterator[np.ndarray]) -> np.ndarray:
+    """``pipe``'s probabilities from its leaves' (``leaves`` order), with the arithmetic of
     ``MusicAndWords`` and ``VotingClassifier`` themselves, so a refit by leaves gives what
     refitting the whole model gives."""
     pipe = pipe.estimator if isinstance(pipe, FrozenEstimator) else pipe
     if isinstance(pipe, MusicAndWords):
-        music = _combined(pipe.music, probas)
+        music = combined(pipe.music, probas)
         w = float(pipe.weight)
         return (1 - w) * music + w * next(probas)
     if isinstance(pipe, VotingClassifier) and pipe.weights is None:
-        return np.average(np.asarray([_combined(e, probas) for _, e in pipe.estimators]), axis=0)
+        return np.average(np.asarray([combined(e, probas) for _, e in pipe.estimators]), axis=0)
     return next(probas)
 
 
-def _leaf_input(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+def leaf_input(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
     """A leaf's input: the words as text, or the numeric columns as floats."""
     if columns == [WORDS_COLUMN]:
         return as_text(frame[WORDS_COLUMN])
@@ -119,7 +119,7 @@ def _feature_kwargs(feature_params: dict[str, Any]) -> dict[str, Any]:
     return {k: feature_params[k] for k in keys if k in feature_params}
 
 
-def _perturbed_table(
+def perturbed_table(
     notes: pd.DataFrame,
     files: pd.DataFrame,
     ids: list[str],
@@ -149,7 +149,7 @@ def perturbed_accuracy(
     hows = [*PERTURBATIONS, None]
     songs = notes[notes["file_id"].isin(ids)]
     tables = Parallel(n_jobs=n_jobs)(
-        delayed(_perturbed_table)(songs, files, ids, labels, feature_params, seed + i, how)
+        delayed(perturbed_table)(songs, files, ids, labels, feature_params, seed + i, how)
         for i, how in enumerate(hows)
     )
     out: dict[str, Any] = {}
@@ -186,7 +186,7 @@ def held_out_source_predictions(
     Only sources of genres with two or more sources among ``ids`` count: a lone source
     cannot be left out.
 
-    The model is refitted leaf by leaf (``_leaves``). ``refits`` keeps each leaf's fold
+    The model is refitted leaf by leaf (``leaves``). ``refits`` keeps each leaf's fold
     result: pass the same dict for every model fitted on the same songs (one task's models,
     say) and a leaf already refitted for another model is not refitted again.
 
@@ -197,7 +197,7 @@ def held_out_source_predictions(
     src = source.loc[ids].astype(str)
     lab = labels.loc[ids].astype(str)
     multi = _taught_by_several_sources(src, lab)
-    leaves = _leaves(fitted.pipeline, list(fitted.columns if columns is None else columns))
+    parts = leaves(fitted.pipeline, list(fitted.columns if columns is None else columns))
     t = table.set_index("file_id")
     keys: dict[str, list[tuple]] = {}
     truths: dict[str, np.ndarray] = {}
@@ -208,14 +208,14 @@ def held_out_source_predictions(
         test = [i for i in ids if src[i] == held and lab[i] in multi]
         keys[held], truths[held] = [], lab.loc[test].to_numpy(dtype=object)
         inputs: dict[tuple, tuple] = {}  # (X, y, X_test) per column set
-        for estimator, cols in leaves:
+        for estimator, cols in parts:
             key = (held, tuple(cols), joblib.hash(estimator))
             keys[held].append(key)
             if key in refits or key in todo:
                 continue
             if tuple(cols) not in inputs:
-                X, y = with_copies(table, train, lab, augmented, cols, _leaf_input)
-                inputs[tuple(cols)] = (X, y, _leaf_input(t.loc[test], cols))
+                X, y = with_copies(table, train, lab, augmented, cols, leaf_input)
+                inputs[tuple(cols)] = (X, y, leaf_input(t.loc[test], cols))
             todo[key] = (estimator, *inputs[tuple(cols)])
     refits.update(zip(todo, refit_all(list(todo.values()), n_jobs), strict=True))
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -225,7 +225,7 @@ def held_out_source_predictions(
         if any(isinstance(r, str) for r in results):  # a refit was refused: no score here
             continue
         probas = iter(_in_order(classes, known, proba) for known, proba in results)
-        out[held] = (_combined(fitted.pipeline, probas), truths[held])
+        out[held] = (combined(fitted.pipeline, probas), truths[held])
     return out
 
 
