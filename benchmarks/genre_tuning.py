@@ -15,6 +15,7 @@ the blend could use.
     python benchmarks/genre_tuning.py                                   # the served model
     python benchmarks/genre_tuning.py classifier.augment.copies.default=2
     python benchmarks/genre_tuning.py classifier.words.weight=0.4 --held-out
+    python benchmarks/genre_tuning.py classifier.feature_set=all --held-out   # artifacts back in
     python benchmarks/genre_tuning.py --more-songs ../bigger/data    # more training songs
 
 ``--more-songs`` answers "would more data help?" on the same test songs: it also trains on
@@ -56,7 +57,13 @@ from sklearn.calibration import CalibratedClassifierCV
 from threadpoolctl import threadpool_limits
 
 from midiml.classify.lone_source import choose_prior, lone_source_classes
-from midiml.classify.pipelines import apply_prior, build_task, load_model, with_copies
+from midiml.classify.pipelines import (
+    apply_prior,
+    build_task,
+    feature_columns,
+    load_model,
+    with_copies,
+)
 from midiml.classify.robustness import (
     combined,
     fresh_estimator,
@@ -126,11 +133,15 @@ def with_words(pipe: Any, words_cfg: Any) -> Any:
     return MusicAndWords(pipe.music, instantiate(words_cfg.estimator), float(words_cfg.weight))
 
 
-def variant(served: Any, params: Any) -> Any:
-    """The served model, unfitted, with the words model and weight of the overridden config:
-    what both the refit on the training songs and the held-out-source refits start from."""
+def variant(served: Any, params: Any, table: pd.DataFrame) -> Any:
+    """The served model, unfitted, with the words model and weight and the columns
+    (``classifier.feature_set``: ``all`` lets the file artifacts back in) of the overridden
+    config: what both the refit on the training songs and the held-out-source refits start
+    from."""
     pipe = with_words(fresh_estimator(served), params.classifier.words)
-    return dataclasses.replace(served, pipeline=pipe)
+    words = [WORDS_COLUMN] if WORDS_COLUMN in served.columns else []
+    columns = [*feature_columns(table, str(params.classifier.feature_set)), *words]
+    return dataclasses.replace(served, pipeline=pipe, columns=columns)
 
 
 def refit_leaves(
@@ -320,7 +331,7 @@ def main() -> None:
         )
         aug = pd.concat([aug, more_aug], ignore_index=True)
         task = build_task("genre", files, splits, params.classifier)
-    model = variant(served, params)
+    model = variant(served, params, table)
     probas = refit_leaves(params, task, table, model, aug, tables)
     scores = accuracies(probas, tables, task, served.classes, served.class_prior)
     ceiling = blend_ceiling(probas, tables, task, served.classes, served.class_prior)

@@ -72,6 +72,43 @@ def test_words_overrides_reach_the_blend_only():
     assert tool.with_words(single, words_cfg) is single  # a model without words is left alone
 
 
+def test_feature_set_override_reaches_the_columns():
+    """``classifier.feature_set=all`` refits on every column (the file artifacts back in),
+    the words still last; the defaults keep the served model's own columns."""
+    from midiml.classify.pipelines import FittedModel, feature_columns
+    from midiml.represent.features import WORDS_COLUMN
+
+    tool = _tool()
+    table = pd.DataFrame(
+        {"file_id": ["a"], "genre": ["x"], "pitch_mean": [60.0], "n_tracks": [2.0]}
+    ).assign(**{WORDS_COLUMN: ["w"]})
+    robust = [*feature_columns(table, "robust"), WORDS_COLUMN]
+    served = FittedModel(
+        task="genre",
+        model="vote_and_words",
+        pipeline=MusicAndWords(DummyClassifier(), DummyClassifier(), 0.5),
+        classes=["x"],
+        columns=robust,
+        positive=None,
+        genres=["x"],
+        best_params={},
+        cv_macro_f1=float("nan"),
+        cv_folds=0,
+        fit_seconds=0.0,
+    )
+    words = OmegaConf.create(
+        {"weight": 0.5, "estimator": {"_target_": "sklearn.dummy.DummyClassifier"}}
+    )
+    same = tool.variant(
+        served, OmegaConf.create({"classifier": {"feature_set": "robust", "words": words}}), table
+    )
+    every = tool.variant(
+        served, OmegaConf.create({"classifier": {"feature_set": "all", "words": words}}), table
+    )
+    assert same.columns == robust and "n_tracks" not in same.columns
+    assert "n_tracks" in every.columns and every.columns[-1] == WORDS_COLUMN
+
+
 def test_leaves_are_named_by_their_estimator():
     tool = _tool()
     scaled = Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression())])

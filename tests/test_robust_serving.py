@@ -364,3 +364,18 @@ def test_perturbed_songs_score_the_same_in_parallel(served):
     one = perturbed_accuracy(fitted, ids, task.labels, files, notes, {}, seed=0, n_jobs=1)
     assert perturbed_accuracy(fitted, ids, task.labels, files, notes, {}, 0, n_jobs=2) == one
     assert "random_mix" in one and all(0 <= v["accuracy"] <= 1 for v in one.values())
+
+
+def test_cross_source_table_pools_each_genre_by_songs():
+    """The held-out table ends with each genre's pooled accuracy (sources weighted by their
+    songs, a refused refit left out): the issue's "held-out accuracy per genre"."""
+    from midiml.report.classifiers import pooled_by_genre
+
+    rows = {
+        "a1": {"genre": "a", "n": 30, "served": 0.9},
+        "a2": {"genre": "a", "n": 10, "served": 0.5},
+        "b1": {"genre": "b", "n": 5, "served": float("nan")},
+        "b2": {"genre": "b", "n": 20, "served": 0.75},
+    }
+    pooled = pooled_by_genre(rows)
+    assert pooled["a"] == (40, pytest.approx(0.8)) and pooled["b"] == (20, 0.75)

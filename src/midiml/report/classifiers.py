@@ -216,6 +216,8 @@ def render_robustness(rob: dict[str, Any]) -> str:
     ]
     for src, r in rob["cross_source"].items():
         lines.append(f"| {src} | {r['genre']} | {r['n']} | {r['served']:.3f} |")
+    for genre, (n, acc) in pooled_by_genre(rob["cross_source"]).items():
+        lines.append(f"| **all {genre} sources** | {genre} | {n} | **{acc:.3f}** |")
     lines += render_class_prior(rob.get("class_prior") or {})
     lines += [
         "",
@@ -233,6 +235,18 @@ def render_robustness(rob: dict[str, Any]) -> str:
             f"{b['importance']:.3f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def pooled_by_genre(rows: dict[str, dict[str, Any]]) -> dict[str, tuple[int, float]]:
+    """Per genre: its held-out songs and their accuracy, each source held out in turn
+    (sources weighted by their songs; a source whose refit was refused is left out)."""
+    out: dict[str, tuple[int, float]] = {}
+    for genre in sorted({r["genre"] for r in rows.values()}):
+        mine = [r for r in rows.values() if r["genre"] == genre and r["served"] == r["served"]]
+        n = sum(r["n"] for r in mine)
+        if n:
+            out[genre] = (n, sum(r["n"] * r["served"] for r in mine) / n)
+    return out
 
 
 def _rate_cell(rate: float | None, chosen: bool) -> str:
