@@ -21,8 +21,9 @@ the blend could use.
 ``--more-songs`` answers "would more data help?" on the same test songs: it also trains on
 the songs of another run's data folder that this run lacks (a clone with larger
 ``max_files`` in ``conf/data/full.yaml``, after ``make params`` and ``dvc repro features
-split`` there). The split stage would reshuffle every song if the pipeline itself grew, so
-only this keeps the test, its re-encodings and the loops as they are.
+split`` there). Grown through the pipeline, the split keeps most songs where they were but
+adds the new songs' share to the test (data/split.py); only this keeps the test, its
+re-encodings and the loops exactly as they are.
 
 What is slow to make is cached under ``data/tuning/`` by its inputs (re-encoded test songs,
 augmented rows per ``classifier.augment``, loops); each run appends its scores to
