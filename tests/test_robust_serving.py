@@ -379,3 +379,16 @@ def test_cross_source_table_pools_each_genre_by_songs():
     }
     pooled = pooled_by_genre(rows)
     assert pooled["a"] == (40, pytest.approx(0.8)) and pooled["b"] == (20, 0.75)
+
+
+def test_selection_ranks_a_missing_cv_score_lowest_on_a_validation_tie():
+    """Models tied on validation (a small run: every model perfect) are told apart by CV
+    macro-F1, and a blend without a CV score (None) ranks below them instead of failing."""
+    from midiml.classify.runs import _selection_key
+
+    scored = {
+        "vote": {"val_macro_f1": 1.0, "cv_macro_f1": 0.8},
+        "vote_and_words": {"val_macro_f1": 1.0, "cv_macro_f1": None},
+        "svm": {"val_macro_f1": 0.9, "cv_macro_f1": 0.95},
+    }
+    assert max(scored, key=lambda k: _selection_key(scored[k])) == "vote"

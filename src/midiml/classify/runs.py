@@ -603,15 +603,17 @@ def evaluate_all(
         scored = {k: v for k, v in res["models"].items() if "accuracy" in v}
         if scored:  # "best" looks at test scores (reporting); "selected" only at validation
             res["best"] = max(scored, key=lambda k: (scored[k]["macro_f1"], scored[k]["accuracy"]))
-            res["selected"] = max(
-                scored,
-                key=lambda k: (
-                    scored[k].get("val_macro_f1", 0.0),
-                    scored[k].get("cv_macro_f1", 0.0),
-                ),
-            )
+            res["selected"] = max(scored, key=lambda k: _selection_key(scored[k]))
         metrics["tasks"][name] = res
     return metrics, figures
+
+
+def _selection_key(m: dict[str, Any]) -> tuple[float, float]:
+    """Validation macro-F1, then CV macro-F1; a score a model lacks (a blend has no CV
+    score: None) ranks lowest instead of failing the comparison when validation ties."""
+    return tuple(  # type: ignore[return-value]
+        -1.0 if m.get(k) is None else float(m[k]) for k in ("val_macro_f1", "cv_macro_f1")
+    )
 
 
 def _original_mask(files: pd.DataFrame, ids: list[str], sources: Any) -> np.ndarray | None:
