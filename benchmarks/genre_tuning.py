@@ -61,11 +61,11 @@ from midiml.classify.lone_source import choose_prior, lone_source_classes
 from midiml.classify.pipelines import (
     apply_prior,
     build_task,
-    feature_columns,
     load_model,
     with_copies,
 )
 from midiml.classify.robustness import (
+    columns_for,
     combined,
     fresh_estimator,
     held_out_source_predictions,
@@ -140,8 +140,7 @@ def variant(served: Any, params: Any, table: pd.DataFrame) -> Any:
     config: what both the refit on the training songs and the held-out-source refits start
     from."""
     pipe = with_words(fresh_estimator(served), params.classifier.words)
-    words = [WORDS_COLUMN] if WORDS_COLUMN in served.columns else []
-    columns = [*feature_columns(table, str(params.classifier.feature_set)), *words]
+    columns = columns_for(served, table, str(params.classifier.feature_set))
     return dataclasses.replace(served, pipeline=pipe, columns=columns)
 
 

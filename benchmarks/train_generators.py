@@ -1,11 +1,12 @@
 """Benchmark: training wall time of the neural generators on one trainer (cpu or gpu).
 
 `make bench-train TRAINER=gpu` composes the committed defaults with ``trainer=<TRAINER>``,
-trains ffnn, lstm_tonedeaf and note_lstm on ``data/processed/windows.npz`` (run the
-pipeline first) into a scratch folder, and writes ``generators_train_<TRAINER>`` into
-``reports/metrics/benchmarks.json``: seconds, epochs and best validation loss per model,
-plus the device name. When both a cpu and a gpu entry exist, ``generators_gpu_speedup``
-is their per-model ratio. Nothing is logged to MLflow (a benchmark is not an experiment).
+trains the neural generators (those with a data module: ffnn, lstm_tonedeaf, note_lstm) on
+``data/processed/windows.npz`` (run the pipeline first) into a scratch folder, and writes
+``generators_train_<TRAINER>`` into ``reports/metrics/benchmarks.json``: seconds, epochs and
+best validation loss per model, plus the device name. When both a cpu and a gpu entry exist,
+``generators_gpu_speedup`` is their per-model ratio. Nothing is logged to MLflow (a benchmark
+is not an experiment).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from midiml.config import compose_defaults
-from midiml.generate.train import NEURAL, train_generator
+from midiml.generate.train import is_neural, train_generator
 from midiml.report.benchmarks import record
 from midiml.represent.windows import EventData
 
@@ -32,14 +33,24 @@ def device_name(accelerator: str) -> str:
     return platform.processor() or platform.machine()
 
 
-def run(trainer: str, models: list[str]) -> dict:
-    params = OmegaConf.create(compose_defaults([f"trainer={trainer}"]))
+def run(
+    trainer: str,
+    models: list[str],
+    windows: str | Path = "data/processed/windows.npz",
+    overrides: tuple[str, ...] = (),
+) -> dict:
+    """Train ``models`` on ``windows`` with the defaults, ``trainer=<trainer>`` and Hydra
+    ``overrides``; seconds, epochs and best validation loss per model."""
+    params = OmegaConf.create(compose_defaults([f"trainer={trainer}", *overrides]))
     params.tracking.enabled = False
-    data = EventData.load("data/processed/windows.npz")
+    data = EventData.load(windows)
     out: dict = {"device": device_name(str(params.trainer.accelerator)), "models": {}}
     with tempfile.TemporaryDirectory() as scratch:
         for name in models:
-            info = train_generator(name, params, data, Path(scratch) / name, progress_bar=False)
+            spec = params.model.generators[name]
+            info = train_generator(
+                name, spec, params, data, Path(scratch) / name, progress_bar=False
+            )
             val = [h["val_loss"] for h in info["history"] if "val_loss" in h]
             out["models"][name] = {
                 "train_seconds": round(info["train_seconds"], 2),
@@ -64,7 +75,9 @@ def speedup(result: dict) -> dict | None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trainer", default="cpu", help="a conf/trainer option: cpu or gpu")
-    ap.add_argument("--models", nargs="+", default=list(NEURAL), choices=list(NEURAL))
+    generators = compose_defaults([])["model"]["generators"]
+    neural = [name for name, spec in generators.items() if is_neural(spec)]
+    ap.add_argument("--models", nargs="+", default=neural, choices=neural)
     args = ap.parse_args()
     result = record(f"generators_train_{args.trainer}", run(args.trainer, args.models))
     ratio = speedup(result)

@@ -82,3 +82,20 @@ def test_ddp_on_two_cpu_processes_trains_a_generator(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     assert "WORLD 2" in res.stdout
     assert (tmp_path / "out" / "best.ckpt").exists()
+
+
+def test_cpu_threads_never_exceed_the_usable_cores(monkeypatch):
+    """More torch threads than cores oversubscribe them (an epoch ran ~10x slower)."""
+    import os
+
+    from omegaconf import OmegaConf
+
+    from midiml import training
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert training.cpu_threads(OmegaConf.create({"cpu_threads": 2})) == 2
+    assert training.cpu_threads(OmegaConf.create({"cpu_threads": 16})) == 2
+    assert training.cpu_threads(OmegaConf.create({"cpu_threads": None})) == 1
+    assert training.cpu_threads(OmegaConf.create({})) == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert training.cpu_threads(OmegaConf.create({"cpu_threads": 2})) == 1

@@ -10,6 +10,7 @@ stopping; ``params.cpu_threads`` the torch threads on a CPU.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -69,6 +70,13 @@ def make_logger(params: Any, run_name: str, concern: str = "generation") -> Any:
     return tracking.lightning_logger(params, concern, run_name)
 
 
+def cpu_threads(params: Any) -> int:
+    """Torch intra-op threads for a CPU fit: ``params.cpu_threads`` (default 1), never more
+    than the cores this process may use: oversubscribed, an epoch ran ~10x slower."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(int(params.get("cpu_threads", 1) or 1), usable or 1))
+
+
 def fit_lightning(
     module: L.LightningModule,
     data: Any,
@@ -88,7 +96,8 @@ def fit_lightning(
     The module must log ``monitor`` (default ``val_loss``) once per validation epoch.
 
     - seeds everything with ``params.seed``;
-    - on ``accelerator: cpu`` uses ``params.cpu_threads`` torch threads (default 1);
+    - on ``accelerator: cpu`` uses ``params.cpu_threads`` torch threads (at most the usable
+      cores; default 1);
     - the Trainer is ``instantiate(params.trainer)``: every key there reaches it (``trainer=gpu``
       gives bf16 on a GPU, ``+trainer.strategy=ddp`` several processes);
     - epochs = min(``params.trainer.max_epochs``, ``own_max_epochs``, ``params.data.max_epochs``
@@ -102,9 +111,7 @@ def fit_lightning(
     run id, wall time of the fit).
     """
     if str(params.trainer.accelerator) == "cpu":
-        # one intra-op thread by default: on a small shared CPU, more threads oversubscribe
-        # the cores and made an epoch ~10x slower here (cpu_threads overrides)
-        torch.set_num_threads(int(params.get("cpu_threads", 1) or 1))
+        torch.set_num_threads(cpu_threads(params))
     L.seed_everything(int(params.seed), workers=True, verbose=False)
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)

@@ -281,11 +281,11 @@ def cross_source(
     }
 
 
-def _all_columns(fitted: FittedModel, table: pd.DataFrame) -> list[str]:
-    """Every numeric column, and the words last when ``fitted`` reads them: the same model
-    with the file artifacts let back in."""
+def columns_for(fitted: FittedModel, table: pd.DataFrame, feature_set: str) -> list[str]:
+    """The columns of ``table`` in ``feature_set`` ("all" lets the file artifacts back in),
+    and the words last when ``fitted`` reads them: the same model on another feature set."""
     words = [WORDS_COLUMN] if WORDS_COLUMN in fitted.columns else []
-    return [*feature_columns(table, "all"), *words]
+    return [*feature_columns(table, feature_set), *words]
 
 
 def top_features(
@@ -324,7 +324,7 @@ def importance_before_after(
     n_jobs: int = 1,
 ) -> dict[str, Any]:
     """Top features of the served model and of the same model on every column."""
-    all_cols = _all_columns(fitted, table)
+    all_cols = columns_for(fitted, table, "all")
     before = fresh_estimator(fitted).fit(feature_matrix(table, train_ids, all_cols), y_train)
     return {
         "served": top_features(

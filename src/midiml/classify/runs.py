@@ -611,9 +611,11 @@ def evaluate_all(
 def _selection_key(m: dict[str, Any]) -> tuple[float, float]:
     """Validation macro-F1, then CV macro-F1; a score a model lacks (a blend has no CV
     score: None) ranks lowest instead of failing the comparison when validation ties."""
-    return tuple(  # type: ignore[return-value]
-        -1.0 if m.get(k) is None else float(m[k]) for k in ("val_macro_f1", "cv_macro_f1")
-    )
+
+    def score(key: str) -> float:
+        return -1.0 if m.get(key) is None else float(m[key])
+
+    return score("val_macro_f1"), score("cv_macro_f1")
 
 
 def _original_mask(files: pd.DataFrame, ids: list[str], sources: Any) -> np.ndarray | None:

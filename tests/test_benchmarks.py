@@ -1,0 +1,26 @@
+"""The training benchmark (`make bench-train`) trains with the stages' own call."""
+
+from __future__ import annotations
+
+import importlib.util
+
+from midiml.represent.windows import build_event_data
+from tests.conftest import REPO
+from tests.test_generators import scale_tables
+
+
+def _bench():
+    path = REPO / "benchmarks" / "train_generators.py"
+    spec = importlib.util.spec_from_file_location("train_generators", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_train_times_each_model(tmp_path):
+    windows = tmp_path / "windows.npz"
+    build_event_data(*scale_tables(), n_in=16, n_out=1).save(windows)  # the models' context
+    out = _bench().run("cpu", ["ffnn"], windows, ("data.max_epochs=1",))
+    entry = out["models"]["ffnn"]
+    assert entry["epochs"] == 1 and entry["train_seconds"] > 0
+    assert entry["best_val_loss"] is not None and entry["best_val_loss"] > 0
