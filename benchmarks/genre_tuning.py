@@ -281,26 +281,39 @@ def with_more_songs(
     )
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("overrides", nargs="*", help="Hydra overrides of conf/ (key=value)")
-    ap.add_argument("--held-out", action="store_true", help="also score each held-out source")
-    ap.add_argument(
-        "--more-songs",
-        type=Path,
-        metavar="DATA",
-        help="also train on the songs of another run's data folder (e.g. a clone with larger "
-        "max_files after `dvc repro features split`) that this run lacks; the test stays",
-    )
-    args = ap.parse_args()
-    start = time.perf_counter()
+@dataclasses.dataclass
+class Setup:
+    """What every variant is scored on: the task, tables, served model and cached rows."""
+
+    task: Any
+    table: pd.DataFrame
+    files: pd.DataFrame
+    served: Any
+    served_name: str
+    augmented: pd.DataFrame
+    tables: dict[str, pd.DataFrame]
+
+
+def require_run() -> None:
+    """Stop in one line when the pipeline has not run here (nothing to refit or score)."""
     for needed in (MANIFEST, Path("data/features/features.parquet")):
         if not needed.exists():
             raise SystemExit(f"genre_tuning: no {needed}: run the pipeline first (make repro)")
+
+
+def composed(overrides: list[str]) -> Any:
+    """The defaults under Hydra ``overrides``; a mistyped key or value stops in one line."""
     try:
-        params = OmegaConf.create(compose_defaults(args.overrides))
-    except HydraException as exc:  # a mistyped key or value: one line, not a traceback
+        return OmegaConf.create(compose_defaults(overrides))
+    except HydraException as exc:
         raise SystemExit(f"genre_tuning: {str(exc).splitlines()[0]}") from None
+
+
+def prepare(params: Any, more_songs: Path | None = None) -> Setup:
+    """The served model and what it is scored on (test, its re-encodings, selection loops),
+    with the training songs' re-encoded copies (``classifier.augment``); ``more_songs``: also
+    the songs of another run's data folder that this run lacks (the test stays this run's)."""
+    require_run()
     files, splits, table, _ = read_tables(with_notes=False)
     notes = functools.cache(lambda: read_tables(with_notes=True)[3])  # only if a cache misses
     task = build_task("genre", files, splits, params.classifier)
@@ -318,11 +331,9 @@ def main() -> None:
     tables |= cached("reencoded", data_key, lambda: reencoded_test(params, task, files, notes()))
     loops_key = [data_key, _plain(params.classifier.made_up_loops)]
     tables[LOOPS] = cached("loops", loops_key, lambda: selection_loops(params, task))
-    if args.more_songs:  # after the test tables: they stay this run's
-        files, splits, table, more_files, new = with_more_songs(
-            files, splits, table, args.more_songs
-        )
-        more_notes = functools.cache(lambda: read_tables(with_notes=True, root=args.more_songs)[3])
+    if more_songs:  # after the test tables: they stay this run's
+        files, splits, table, more_files, new = with_more_songs(files, splits, table, more_songs)
+        more_notes = functools.cache(lambda: read_tables(with_notes=True, root=more_songs)[3])
         more_key = [joblib.hash(table), data_key[1:], aug_cfg]  # the table holds the new songs
         more_aug = cached(
             "augmented-more",
@@ -331,6 +342,34 @@ def main() -> None:
         )
         aug = pd.concat([aug, more_aug], ignore_index=True)
         task = build_task("genre", files, splits, params.classifier)
+    return Setup(task, table, files, served, served_name, aug, tables)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("overrides", nargs="*", help="Hydra overrides of conf/ (key=value)")
+    ap.add_argument("--held-out", action="store_true", help="also score each held-out source")
+    ap.add_argument(
+        "--more-songs",
+        type=Path,
+        metavar="DATA",
+        help="also train on the songs of another run's data folder (e.g. a clone with larger "
+        "max_files after `dvc repro features split`) that this run lacks; the test stays",
+    )
+    args = ap.parse_args()
+    start = time.perf_counter()
+    require_run()
+    params = composed(args.overrides)
+    setup = prepare(params, args.more_songs)
+    task, table, files, served, aug, tables = (
+        setup.task,
+        setup.table,
+        setup.files,
+        setup.served,
+        setup.augmented,
+        setup.tables,
+    )
+    served_name = setup.served_name
     model = variant(served, params, table)
     probas = refit_leaves(params, task, table, model, aug, tables)
     scores = accuracies(probas, tables, task, served.classes, served.class_prior)

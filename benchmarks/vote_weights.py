@@ -1,0 +1,153 @@
+"""Would weighting the served genre model's leaves transfer better than its equal weights?
+
+The served blend averages its leaves (the vote's feature models, then the words model) with
+fixed weights. This refits each leaf as the tuning tool does (``genre_tuning.py``: training
+songs plus re-encoded copies, and once per held-out source), then searches a grid of leaf
+weights for the best out-of-source score (the serving rule: the mean over genres of the
+held-out sources' accuracy, the selection loops for lo-fi), at the trained lone-source prior.
+
+The honest check is leave one source out: for each held-out source, the weights are chosen
+on the rule without that source and scored on it, next to the equal weights. Weights that
+only fit the sources they were chosen on lose there.
+
+    python benchmarks/vote_weights.py                     # the served model as trained
+    python benchmarks/vote_weights.py classifier.augment.copies.lofi=8
+
+Scratch numbers: nothing is written but the printout (and the tuning tool's caches).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import genre_tuning as tuning  # noqa: E402  (a script beside this one, not a package)
+
+from midiml.classify.pipelines import apply_prior  # noqa: E402
+from midiml.classify.robustness import (  # noqa: E402
+    combined,
+    held_out_source_predictions,
+    leaves,
+)
+
+MUSIC_WEIGHTS = (0, 1, 2, 3)  # per feature model
+WORDS_WEIGHTS = (0, 2, 4, 6, 8, 10)  # the words model (the served blend: 5 = half)
+
+
+def weight_grid(n_music: int) -> np.ndarray:
+    """Every weighting of ``n_music`` feature models and the words model (rows sum to 1)."""
+    combos = itertools.product(*([MUSIC_WEIGHTS] * n_music), WORDS_WEIGHTS)
+    grid = np.array([c for c in combos if sum(c) > 0], dtype=float)
+    return grid / grid.sum(axis=1, keepdims=True)
+
+
+def accuracy_by_weights(
+    stack: np.ndarray, y: np.ndarray, weights: np.ndarray, classes: list[str], prior: Any
+) -> np.ndarray:
+    """Accuracy of each row of ``weights`` (weightings x leaves) on probabilities ``stack``
+    (leaves x songs x classes) with true labels ``y``, deciding with the class ``prior``."""
+    mixed = np.einsum("wl,lrc->wrc", weights, stack)
+    decided = apply_prior(mixed.reshape(-1, len(classes)), classes, prior).argmax(axis=1)
+    pred = np.asarray(classes, dtype=object)[decided.reshape(mixed.shape[:2])]
+    return (pred == y).mean(axis=1)
+
+
+def rule(
+    held: dict[str, np.ndarray],
+    genre_of: dict[str, str],
+    loops: np.ndarray,
+    without: str | None = None,
+) -> np.ndarray:
+    """The out-of-source score of each weighting: the mean over genres of its held-out
+    sources' mean accuracy (``held``: source -> accuracy per weighting), and ``loops`` (the
+    one-source genre's); ``without`` leaves that source out."""
+    by_genre: dict[str, list[np.ndarray]] = {}
+    for source, acc in held.items():
+        if source != without:
+            by_genre.setdefault(genre_of[source], []).append(acc)
+    return np.mean([np.mean(v, axis=0) for v in by_genre.values()] + [loops], axis=0)
+
+
+def leaf_probabilities(
+    params: Any, setup: Any, model: Any
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Each leaf's probabilities on every scored table, and per held-out source (leaves x
+    songs x classes, true labels), all in ``model.classes`` order."""
+    probas = tuning.refit_leaves(
+        params, setup.task, setup.table, model, setup.augmented, setup.tables
+    )
+    ok = setup.files[setup.files["status"] == "ok"]
+    source = ok.set_index("file_id")["source"].astype(str)
+    refits: dict[tuple, Any] = {}
+    with threadpool_limits(int(params.classifier.n_threads)):
+        preds = held_out_source_predictions(
+            model,
+            setup.table,
+            setup.task.ids("train"),
+            setup.task.labels,
+            source,
+            setup.augmented,
+            int(params.classifier.n_jobs),
+            refits=refits,
+        )
+    classes = list(model.classes)
+    held = {}
+    for name, (_, y) in preds.items():
+        per_leaf = []
+        for estimator, cols in leaves(model.pipeline, list(model.columns)):
+            known, proba = refits[(name, tuple(cols), joblib.hash(estimator))]
+            per_leaf.append(pd.DataFrame(proba, columns=known)[classes].to_numpy())
+        held[name] = (np.stack(per_leaf), y)
+    return probas, held
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("overrides", nargs="*", help="Hydra overrides of conf/ (key=value)")
+    args = ap.parse_args()
+    tuning.require_run()
+    params = tuning.composed(args.overrides)
+    setup = tuning.prepare(params)
+    model = tuning.variant(setup.served, params, setup.table)
+    probas, held = leaf_probabilities(params, setup, model)
+    classes, prior = list(model.classes), setup.served.class_prior
+    names = [who for who in probas if who != tuning.SERVED]
+    grid = weight_grid(len(names) - 1)
+
+    def stacked(table: str) -> tuple[np.ndarray, np.ndarray]:
+        y = tuning.truth(table, setup.tables[table], setup.task)
+        return np.stack([probas[who][table] for who in names]), y
+
+    genre_of = {source: str(y[0]) for source, (_, y) in held.items()}
+    held_acc = {s: accuracy_by_weights(st, y, grid, classes, prior) for s, (st, y) in held.items()}
+    loops = accuracy_by_weights(*stacked(tuning.LOOPS), grid, classes, prior)
+    best = int(np.argmax(rule(held_acc, genre_of, loops)))
+    print(f"leaves: {', '.join(names)}; {len(grid)} weightings")
+    print(f"chosen on every held-out source and the selection loops: {np.round(grid[best], 3)}")
+    print(f"{'table':34s} {'equal':>6s} {'chosen':>6s}")
+    one = np.ones((1, 1))  # a single "leaf": the served blend as it is
+    for table in setup.tables:
+        stack, y = stacked(table)
+        equal = accuracy_by_weights(probas[tuning.SERVED][table][None], y, one, classes, prior)[0]
+        chosen = accuracy_by_weights(stack, y, grid[best : best + 1], classes, prior)[0]
+        print(f"{table:34s} {equal:6.3f} {chosen:6.3f}")
+    print("leave one source out (weights chosen on the other sources and the loops):")
+    print(f"{'held-out source':34s} {'equal':>6s} {'chosen':>6s}")
+    for source, (stack, y) in held.items():
+        pick = int(np.argmax(rule(held_acc, genre_of, loops, without=source)))
+        blend = combined(model.pipeline, iter(stack))[None]
+        equal = accuracy_by_weights(blend, y, one, classes, prior)[0]
+        print(f"{source:34s} {equal:6.3f} {held_acc[source][pick]:6.3f}")
+
+
+if __name__ == "__main__":
+    main()
