@@ -392,3 +392,24 @@ def test_selection_ranks_a_missing_cv_score_lowest_on_a_validation_tie():
         "svm": {"val_macro_f1": 0.9, "cv_macro_f1": 0.95},
     }
     assert max(scored, key=lambda k: _selection_key(scored[k])) == "vote"
+
+
+def test_test_accuracy_by_source_shows_where_the_errors_sit():
+    """Per source: its genre, songs and accuracy; the page lists the hardest source first;
+    one source only says nothing and is left out."""
+    from midiml.classify.runs import test_by_source
+    from midiml.report.classifiers import render_test_by_source
+
+    files = pd.DataFrame(
+        {"file_id": ["a", "b", "c", "d"], "source": ["piano", "piano", "games", "games"]}
+    )
+    y = np.array(["classical", "classical", "videogame", "videogame"], dtype=object)
+    pred = np.array(["classical", "classical", "classical", "videogame"], dtype=object)
+    rows = test_by_source(files, ["a", "b", "c", "d"], y, pred)
+    assert rows == {
+        "games": {"genre": "videogame", "n": 2, "accuracy": 0.5},
+        "piano": {"genre": "classical", "n": 2, "accuracy": 1.0},
+    }
+    table = render_test_by_source("vote", rows)
+    assert table[-2].startswith("| games |") and table[-1].startswith("| piano |")
+    assert test_by_source(files.assign(source="piano"), ["a", "b"], y[:2], pred[:2]) == {}

@@ -144,6 +144,9 @@ def render_markdown(metrics: dict[str, Any], figures: dict[str, str]) -> str:
                 f"{_f(sel['macro_f1'])}. `midiml classify` serves "
                 f"**{res.get('serve')}** ({SERVE_RULES.get(res.get('serve_rule'), 'fixed')}).",
             ]
+        served = res["models"].get(res.get("serve") or "", {})
+        if served.get("test_by_source"):
+            lines += ["", *render_test_by_source(str(res["serve"]), served["test_by_source"])]
         lines.append("")
         for model in res["models"]:
             fig = figures.get(f"{task}/{model}")
@@ -175,6 +178,19 @@ def render_markdown(metrics: dict[str, Any], figures: dict[str, str]) -> str:
                 "",
             ]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def render_test_by_source(model: str, rows: dict[str, dict[str, Any]]) -> list[str]:
+    """The served model's test accuracy per source, hardest first: where its errors sit."""
+    lines = [
+        f"Test songs of each source, served model ({model}), hardest first:",
+        "",
+        "| source | genre | songs | accuracy |",
+        "|---|---|---:|---:|",
+    ]
+    for source, r in sorted(rows.items(), key=lambda kv: (kv[1]["accuracy"], kv[0])):
+        lines.append(f"| {source} | {r['genre']} | {r['n']} | {_f(r['accuracy'])} |")
+    return lines
 
 
 def render_robustness(rob: dict[str, Any]) -> str:
