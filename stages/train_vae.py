@@ -13,15 +13,25 @@ from midiml.generate.vae_study import VARIANTS, log_results, run_study
 from midiml.generate.vae_use import decode
 from midiml.io import atomic_dir, save_figure, write_json, write_text
 from midiml.report.vae import loss_figure, render_page, rolls_figure
+from midiml.training import cpu_threads
 
 OUT = "models/generators/vae"
 FIGURES = Path("reports/figures")
+
+
+def trained_on(params) -> str:
+    """Where the VAEs trained, for the page: the accelerator, and torch's threads on a CPU."""
+    if str(params.trainer.accelerator) != "cpu":
+        return str(params.trainer.accelerator).upper()
+    n = cpu_threads(params)
+    return f"CPU, {n} thread{'s' if n > 1 else ''}"
 
 
 def main() -> None:
     params = load_params()
     with atomic_dir(OUT) as tmp:
         result = run_study(params, tmp)
+        result["info"]["trained_on"] = trained_on(params)
         write_json(tmp / "train.json", result["info"])
     table, info, ex = result["table"], result["info"], result["example"]
     metrics = {row.pop("model"): row for row in table.to_dict(orient="records")}

@@ -362,3 +362,24 @@ def test_the_study_gives_the_same_table_whatever_the_random_state_before_it(tmp_
         tables.append(result["table"])
     assert set(tables[0]["model"]) >= {"study", "ours_no_repeat", "ours", "repeat", "markov"}
     pd.testing.assert_frame_equal(tables[0], tables[1])
+
+
+def test_the_page_says_where_the_vaes_trained(monkeypatch):
+    """The page's training line names the accelerator and, on a CPU, torch's threads as the
+    fit used them (it once said "1 thread" whatever ran)."""
+    import importlib.util
+    import os
+
+    from omegaconf import OmegaConf
+
+    from tests.conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("train_vae", REPO / "stages" / "train_vae.py")
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    cpu = OmegaConf.create({"trainer": {"accelerator": "cpu"}, "cpu_threads": 2})
+    assert stage.trained_on(cpu) == "CPU, 2 threads"
+    assert stage.trained_on(OmegaConf.merge(cpu, {"cpu_threads": 1})) == "CPU, 1 thread"
+    gpu = OmegaConf.create({"trainer": {"accelerator": "gpu"}, "cpu_threads": 2})
+    assert stage.trained_on(gpu) == "GPU"
