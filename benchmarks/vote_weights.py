@@ -140,13 +140,24 @@ def main() -> None:
         equal = accuracy_by_weights(probas[tuning.SERVED][table][None], y, one, classes, prior)[0]
         chosen = accuracy_by_weights(stack, y, grid[best : best + 1], classes, prior)[0]
         print(f"{table:34s} {equal:6.3f} {chosen:6.3f}")
+    equal_held = {
+        source: accuracy_by_weights(
+            combined(model.pipeline, iter(stack))[None], y, one, classes, prior
+        )
+        for source, (stack, y) in held.items()
+    }
+    equal_loops = accuracy_by_weights(
+        probas[tuning.SERVED][tuning.LOOPS][None], stacked(tuning.LOOPS)[1], one, classes, prior
+    )
+    print(
+        f"{'out-of-source score':34s} {rule(equal_held, genre_of, equal_loops)[0]:6.3f} "
+        f"{rule(held_acc, genre_of, loops)[best]:6.3f}"
+    )
     print("leave one source out (weights chosen on the other sources and the loops):")
     print(f"{'held-out source':34s} {'equal':>6s} {'chosen':>6s}")
-    for source, (stack, y) in held.items():
+    for source in held:
         pick = int(np.argmax(rule(held_acc, genre_of, loops, without=source)))
-        blend = combined(model.pipeline, iter(stack))[None]
-        equal = accuracy_by_weights(blend, y, one, classes, prior)[0]
-        print(f"{source:34s} {equal:6.3f} {held_acc[source][pick]:6.3f}")
+        print(f"{source:34s} {equal_held[source][0]:6.3f} {held_acc[source][pick]:6.3f}")
 
 
 if __name__ == "__main__":

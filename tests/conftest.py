@@ -89,6 +89,18 @@ def mirror() -> Path:
     return MIRROR
 
 
+def load_script(relative: str) -> object:
+    """A script of the repository that is not in a package (``benchmarks/*.py``, ``stages/*.py``)
+    loaded as a module, so a test can call its functions."""
+    import importlib.util
+
+    path = REPO / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def tiny_params(overrides: list[str] | None = None, **nodes) -> object:
     """The project's real composed config, shrunk for tests: 1-epoch CPU training, small
     generators, tracking off. ``overrides`` are Hydra overrides; ``nodes`` merge on top."""

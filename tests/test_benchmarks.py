@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 from midiml.represent.windows import build_event_data
-from tests.conftest import REPO
+from tests.conftest import load_script
 from tests.test_generators import scale_tables
 
 
 def _bench():
-    path = REPO / "benchmarks" / "train_generators.py"
-    spec = importlib.util.spec_from_file_location("train_generators", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/train_generators.py")
 
 
 def test_bench_train_times_each_model(tmp_path):

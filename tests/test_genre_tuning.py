@@ -1,8 +1,6 @@
 """The genre tuning tool (benchmarks/genre_tuning.py): cache, words overrides, leaf names,
 prior, blend ceiling, more songs."""
 
-import importlib.util
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -18,15 +16,11 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from midiml.classify.words_model import MusicAndWords
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "genre_tuning.py"
+from tests.conftest import load_script
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("genre_tuning", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/genre_tuning.py")
 
 
 def test_cache_reuses_a_value_for_the_same_inputs_only(tmp_path, monkeypatch):

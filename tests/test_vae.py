@@ -367,16 +367,13 @@ def test_the_study_gives_the_same_table_whatever_the_random_state_before_it(tmp_
 def test_the_page_says_where_the_vaes_trained(monkeypatch):
     """The page's training line names the accelerator and, on a CPU, torch's threads as the
     fit used them (it once said "1 thread" whatever ran)."""
-    import importlib.util
     import os
 
     from omegaconf import OmegaConf
 
-    from tests.conftest import REPO
+    from tests.conftest import load_script
 
-    spec = importlib.util.spec_from_file_location("train_vae", REPO / "stages" / "train_vae.py")
-    stage = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(stage)
+    stage = load_script("stages/train_vae.py")
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     cpu = OmegaConf.create({"trainer": {"accelerator": "cpu"}, "cpu_threads": 2})
     assert stage.trained_on(cpu) == "CPU, 2 threads"

@@ -1,18 +1,12 @@
 """The vote-weights check (benchmarks/vote_weights.py): its grid, scoring and rule."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "vote_weights.py"
+from tests.conftest import load_script
 
 
 def _check():
-    spec = importlib.util.spec_from_file_location("vote_weights", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/vote_weights.py")
 
 
 def test_grid_holds_every_weighting_once_as_shares():
