@@ -397,7 +397,7 @@ def test_selection_ranks_a_missing_cv_score_lowest_on_a_validation_tie():
 def test_test_accuracy_by_source_shows_where_the_errors_sit():
     """Per source: its genre, songs and accuracy; the page lists the hardest source first;
     one source only says nothing and is left out."""
-    from midiml.classify.runs import test_by_source
+    from midiml.classify.runs import accuracy_by_source
     from midiml.report.classifiers import render_test_by_source
 
     files = pd.DataFrame(
@@ -405,11 +405,11 @@ def test_test_accuracy_by_source_shows_where_the_errors_sit():
     )
     y = np.array(["classical", "classical", "videogame", "videogame"], dtype=object)
     pred = np.array(["classical", "classical", "classical", "videogame"], dtype=object)
-    rows = test_by_source(files, ["a", "b", "c", "d"], y, pred)
+    rows = accuracy_by_source(files, ["a", "b", "c", "d"], y, pred)
     assert rows == {
         "games": {"genre": "videogame", "n": 2, "accuracy": 0.5},
         "piano": {"genre": "classical", "n": 2, "accuracy": 1.0},
     }
     table = render_test_by_source("vote", rows)
     assert table[-2].startswith("| games |") and table[-1].startswith("| piano |")
-    assert test_by_source(files.assign(source="piano"), ["a", "b"], y[:2], pred[:2]) == {}
+    assert accuracy_by_source(files.assign(source="piano"), ["a", "b"], y[:2], pred[:2]) == {}

@@ -572,7 +572,7 @@ def evaluate_all(
                 m["accuracy_original_sources"] = orig["accuracy"]
                 m["macro_f1_original_sources"] = orig["macro_f1"]
             if model == entry.get("serve"):  # where the served model's test errors come from
-                by_source = test_by_source(files, task.ids("test"), y_test, pred)
+                by_source = accuracy_by_source(files, task.ids("test"), y_test, pred)
                 if by_source:
                     m["test_by_source"] = by_source
             if len(y_val):
@@ -622,7 +622,7 @@ def _selection_key(m: dict[str, Any]) -> tuple[float, float]:
     return score("val_macro_f1"), score("cv_macro_f1")
 
 
-def test_by_source(
+def accuracy_by_source(
     files: pd.DataFrame, ids: list[str], y: np.ndarray, pred: np.ndarray
 ) -> dict[str, dict[str, Any]]:
     """Songs and accuracy per source of the test songs ``ids`` (true ``y``, predicted
