@@ -93,10 +93,12 @@ def load_script(relative: str) -> object:
     """A script of the repository that is not in a package (``benchmarks/*.py``, ``stages/*.py``)
     loaded as a module, so a test can call its functions."""
     import importlib.util
+    import sys
 
     path = REPO / relative
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # before running it: dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
