@@ -215,12 +215,20 @@ def blend_ceiling(
     ceiling = {}
     for name in probas[leaf_names[0]]:
         stack = np.stack([probas[who][name] for who in leaf_names])  # leaf x row x class
-        mixed = np.einsum("wl,lrc->wrc", combos, stack)  # weighting x row x class
-        decided = apply_prior(mixed.reshape(-1, len(classes)), classes, prior)
-        pred = np.asarray(classes, dtype=object)[decided.argmax(axis=1).reshape(mixed.shape[:2])]
-        correct = pred == truth(name, tables[name], task)
-        ceiling[name] = round(float(correct.mean(axis=1).max()), 3)
+        y = truth(name, tables[name], task)
+        ceiling[name] = round(float(accuracy_by_weights(stack, y, combos, classes, prior).max()), 3)
     return ceiling
+
+
+def accuracy_by_weights(
+    stack: np.ndarray, y: np.ndarray, weights: np.ndarray, classes: list[str], prior: Any
+) -> np.ndarray:
+    """Accuracy of each row of ``weights`` (weightings x leaves) on probabilities ``stack``
+    (leaves x songs x classes) with true labels ``y``, deciding with the class ``prior``."""
+    mixed = np.einsum("wl,lrc->wrc", weights, stack)  # weighting x song x class
+    decided = apply_prior(mixed.reshape(-1, len(classes)), classes, prior).argmax(axis=1)
+    pred = np.asarray(classes, dtype=object)[decided.reshape(mixed.shape[:2])]
+    return (pred == y).mean(axis=1)
 
 
 def held_out_scores(
@@ -312,8 +320,8 @@ def composed(overrides: list[str]) -> Any:
 def prepare(params: Any, more_songs: Path | None = None) -> Setup:
     """The served model and what it is scored on (test, its re-encodings, selection loops),
     with the training songs' re-encoded copies (``classifier.augment``); ``more_songs``: also
-    the songs of another run's data folder that this run lacks (the test stays this run's)."""
-    require_run()
+    the songs of another run's data folder that this run lacks (the test stays this run's).
+    Call ``require_run`` first (before composing the config) for the one-line answer."""
     files, splits, table, _ = read_tables(with_notes=False)
     notes = functools.cache(lambda: read_tables(with_notes=True)[3])  # only if a cache misses
     task = build_task("genre", files, splits, params.classifier)

@@ -31,8 +31,8 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import genre_tuning as tuning  # noqa: E402  (a script beside this one, not a package)
+from genre_tuning import accuracy_by_weights  # noqa: E402
 
-from midiml.classify.pipelines import apply_prior  # noqa: E402
 from midiml.classify.robustness import (  # noqa: E402
     combined,
     held_out_source_predictions,
@@ -48,17 +48,6 @@ def weight_grid(n_music: int) -> np.ndarray:
     combos = itertools.product(*([MUSIC_WEIGHTS] * n_music), WORDS_WEIGHTS)
     grid = np.array([c for c in combos if sum(c) > 0], dtype=float)
     return grid / grid.sum(axis=1, keepdims=True)
-
-
-def accuracy_by_weights(
-    stack: np.ndarray, y: np.ndarray, weights: np.ndarray, classes: list[str], prior: Any
-) -> np.ndarray:
-    """Accuracy of each row of ``weights`` (weightings x leaves) on probabilities ``stack``
-    (leaves x songs x classes) with true labels ``y``, deciding with the class ``prior``."""
-    mixed = np.einsum("wl,lrc->wrc", weights, stack)
-    decided = apply_prior(mixed.reshape(-1, len(classes)), classes, prior).argmax(axis=1)
-    pred = np.asarray(classes, dtype=object)[decided.reshape(mixed.shape[:2])]
-    return (pred == y).mean(axis=1)
 
 
 def rule(
