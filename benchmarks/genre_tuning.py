@@ -72,7 +72,7 @@ from midiml.classify.robustness import (
     held_out_source_scores,
     leaf_input,
     leaves,
-    perturbed_table,
+    reencoded,
 )
 from midiml.classify.runs import _plain, augmented_as_configured, read_tables, selection_loops
 from midiml.classify.words_model import MusicAndWords
@@ -118,11 +118,11 @@ def reencoded_test(params: Any, task: Any, files: pd.DataFrame, notes: pd.DataFr
     ids, seed, fp = task.ids("test"), int(params.seed), _plain(params.features)
     songs = notes[notes["file_id"].isin(ids)]
     hows = [*PERTURBATIONS, None]
-    tables = Parallel(n_jobs=int(params.classifier.n_jobs))(
-        delayed(perturbed_table)(songs, files, ids, task.labels, fp, seed + i, how)
+    done = Parallel(n_jobs=int(params.classifier.n_jobs))(
+        delayed(reencoded)(songs, files, ids, task.labels, fp, seed + i, how)
         for i, how in enumerate(hows)
     )
-    return {how or "random_mix": t for how, t in zip(hows, tables, strict=True)}
+    return {how or "random_mix": table for how, (table, _) in zip(hows, done, strict=True)}
 
 
 def with_words(pipe: Any, words_cfg: Any) -> Any:
@@ -369,22 +369,16 @@ def main() -> None:
     require_run()
     params = composed(args.overrides)
     setup = prepare(params, args.more_songs)
-    task, table, files, served, aug, tables = (
-        setup.task,
-        setup.table,
-        setup.files,
-        setup.served,
-        setup.augmented,
-        setup.tables,
-    )
-    served_name = setup.served_name
-    model = variant(served, params, table)
-    probas = refit_leaves(params, task, table, model, aug, tables)
+    task, tables, served = setup.task, setup.tables, setup.served
+    model = variant(served, params, setup.table)
+    probas = refit_leaves(params, task, setup.table, model, setup.augmented, tables)
     scores = accuracies(probas, tables, task, served.classes, served.class_prior)
     ceiling = blend_ceiling(probas, tables, task, served.classes, served.class_prior)
     choice = None
     if args.held_out:
-        held, choice = held_out_scores(params, task, table, files, model, aug)
+        held, choice = held_out_scores(
+            params, task, setup.table, setup.files, model, setup.augmented
+        )
         scores[SERVED] |= held
         if choice and choice["prior"] != served.class_prior:  # this variant's own prior
             own = accuracies(
@@ -393,7 +387,12 @@ def main() -> None:
             scores[OWN_PRIOR] = own[SERVED]
     blend = scores[SERVED]
     n_train = len(task.ids("train"))
-    row = {"overrides": args.overrides, "model": served_name, "augmented_rows": len(aug)}
+    served_name = setup.served_name
+    row = {
+        "overrides": args.overrides,
+        "model": served_name,
+        "augmented_rows": len(setup.augmented),
+    }
     row["more_songs"] = str(args.more_songs) if args.more_songs else None
     row["train_songs"] = n_train
     row |= blend | {"leaves": {k: v for k, v in scores.items() if k not in (SERVED, OWN_PRIOR)}}

@@ -38,6 +38,7 @@ from midiml.classify.robustness import (  # noqa: E402
     held_out_source_predictions,
     leaves,
 )
+from midiml.classify.runs import out_of_source_by_genre  # noqa: E402
 
 MUSIC_WEIGHTS = (0, 1, 2, 3)  # per feature model
 WORDS_WEIGHTS = (0, 2, 4, 6, 8, 10)  # the words model (the served blend: 5 = half)
@@ -56,14 +57,11 @@ def rule(
     loops: np.ndarray,
     without: str | None = None,
 ) -> np.ndarray:
-    """The out-of-source score of each weighting: the mean over genres of its held-out
-    sources' mean accuracy (``held``: source -> accuracy per weighting), and ``loops`` (the
-    one-source genre's); ``without`` leaves that source out."""
-    by_genre: dict[str, list[np.ndarray]] = {}
-    for source, acc in held.items():
-        if source != without:
-            by_genre.setdefault(genre_of[source], []).append(acc)
-    return np.mean([np.mean(v, axis=0) for v in by_genre.values()] + [loops], axis=0)
+    """The out-of-source score of each weighting, as the pipeline's
+    (``runs.out_of_source_by_genre``; ``held``: source -> accuracy per weighting, ``loops``:
+    the loops' recall per weighting); ``without`` leaves that source out."""
+    kept = {source: acc for source, acc in held.items() if source != without}
+    return np.mean(list(out_of_source_by_genre(kept, genre_of, loops).values()), axis=0)
 
 
 def leaf_probabilities(

@@ -12,6 +12,7 @@ from midiml.classify.robustness import evaluate_robustness
 from midiml.classify.runs import (
     CONCERN,
     augmented_as_configured,
+    cnn_predictor,
     evaluate_all,
     load_manifest,
     read_tables,
@@ -32,6 +33,14 @@ BLIND = Path("data/blind")
 LOOPS = Path("data/made_up_loops")
 PLOTS = Path("reports/plots/confusion")
 FIGURES = Path("reports/figures/classifiers")
+
+
+def genre_cnn(params, entry: dict):
+    """The trained genre CNN as a predictor from (notes, song ids), or None."""
+    info = entry["models"].get("cnn", {})
+    if not info.get("file"):
+        return None
+    return cnn_predictor(MODELS / info["file"], params.classifier.cnn.roll)
 
 
 def robustness(params, manifest, files, splits, table, notes) -> dict:
@@ -58,6 +67,7 @@ def robustness(params, manifest, files, splits, table, notes) -> dict:
         manifest.get("features", {}),
         n_jobs=int(params.classifier.get("n_jobs", 1)),
         held_out=held_out,
+        cnn=genre_cnn(params, entry),
     )
     rob["class_prior"] = entry["models"][entry["serve"]].get("class_prior", {})
     with tracking.run(params, CONCERN, "genre/robustness") as run:
@@ -67,6 +77,8 @@ def robustness(params, manifest, files, splits, table, notes) -> dict:
             mlflow.log_metric("clean_accuracy", rob["clean_accuracy"])
             for how, r in rob["perturbed"].items():
                 mlflow.log_metric(f"perturbed.{how}", r["accuracy"])
+                if "cnn_accuracy" in r:
+                    mlflow.log_metric(f"perturbed_cnn.{how}", r["cnn_accuracy"])
             for src, r in rob["cross_source"].items():
                 mlflow.log_metric(f"cross_source.{src}", r["served"])
             for c, f in rob["class_prior"].get("prior", {}).items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from midiml.io import write_json
 from midiml.represent.windows import build_event_data
 from tests.conftest import load_script
 from tests.test_generators import scale_tables
@@ -18,3 +19,15 @@ def test_bench_train_times_each_model(tmp_path):
     entry = out["models"]["ffnn"]
     assert entry["epochs"] == 1 and entry["train_seconds"] > 0
     assert entry["best_val_loss"] is not None and entry["best_val_loss"] > 0
+
+
+def test_cnn_cross_source_compares_with_the_served_models_held_out_numbers(tmp_path):
+    """The CNN's held-out accuracy is printed beside the served model's, read from the
+    evaluate stage's metrics; before the pipeline has run there is nothing to compare."""
+    tool = load_script("benchmarks/cnn_cross_source.py")
+    metrics = tmp_path / "classifiers.json"
+    held = {"classical_a": 0.9, "videogame_b": 0.8}
+    models = {"vote": {"held_out_source_train": held}, "cnn": {}}
+    write_json(metrics, {"tasks": {"genre": {"serve": "vote", "models": models}}})
+    assert tool.served_held_out(metrics) == ("vote", held)
+    assert tool.served_held_out(tmp_path / "absent.json") == (None, {})

@@ -170,13 +170,26 @@ def test_robustness_section_is_computed_and_rendered(served):
     splits = files[["file_id", "genre", "split"]]
     task = build_task("genre", files, splits, params.classifier)
     aug = augmented_table(params, list(task.labels.index), files, notes, {"default": 1})
-    rob = evaluate_robustness(params, model.models["genre"], task, files, table, notes, aug, {})
+
+    def knows_the_song(song_notes: pd.DataFrame, ids: list[str]) -> np.ndarray:
+        """A sequence model that is always right: it must be shown each song's own notes."""
+        assert set(ids) <= set(song_notes["file_id"])
+        return task.labels.loc[[i.split("#")[0] for i in ids]].to_numpy(dtype=object)
+
+    rob = evaluate_robustness(
+        params, model.models["genre"], task, files, table, notes, aug, {}, cnn=knows_the_song
+    )
     assert set(rob["perturbed"]) >= {"transpose", "crop", "loop", "random_mix"}
+    assert rob["cnn_clean_accuracy"] == 1.0
+    assert all(r["cnn_accuracy"] == 1.0 for r in rob["perturbed"].values())
     assert set(rob["cross_source"]) == {"loops_a", "loops_b", "runs_a", "runs_b"}
     assert all(0 <= r["served"] <= 1 for r in rob["cross_source"].values())
     assert "n_tracks" not in [f["feature"] for f in rob["importance"]["served"]]
     md = render_markdown(rob)
     assert "Held-out sources" in md and "| loops_a | loops |" in md
+    assert "| re-encoding | accuracy | loops | runs | CNN |" in md
+    transpose = next(line for line in md.splitlines() if line.startswith("| transpose |"))
+    assert transpose.endswith("| 1.000 |")  # the CNN's column
 
 
 def test_held_out_refits_in_parallel_match_serial(served):
@@ -413,3 +426,69 @@ def test_test_accuracy_by_source_shows_where_the_errors_sit():
     table = render_test_by_source("vote", rows)
     assert table[-2].startswith("| games |") and table[-1].startswith("| piano |")
     assert accuracy_by_source(files.assign(source="piano"), ["a", "b"], y[:2], pred[:2]) == {}
+
+
+def test_held_out_folds_leave_out_each_source_of_a_genre_taught_by_several():
+    """Each fold trains on every other source and tests the left-out source's songs; a genre
+    with one source has no fold (nothing else could teach it), and a label only the left-out
+    source has is not tested (no other source taught it)."""
+    from midiml.classify.robustness import held_out_folds
+
+    songs = {  # id: (source, label)
+        "a1": ("one", "x"),
+        "a2": ("one", "x"),
+        "b1": ("two", "x"),
+        "b2": ("two", "z"),
+        "c1": ("lone", "y"),
+    }
+    ids = list(songs)
+    source = pd.Series({i: s for i, (s, _) in songs.items()})
+    labels = pd.Series({i: lab for i, (_, lab) in songs.items()})
+    folds = held_out_folds(ids, labels, source)
+    assert set(folds) == {"one", "two"}
+    assert folds["one"] == (["b1", "b2", "c1"], ["a1", "a2"])
+    assert folds["two"] == (["a1", "a2", "c1"], ["b1"])  # z: no other source has it
+
+
+def test_cnn_learns_from_each_training_songs_copies_labelled_as_its_song():
+    """The CNN's training rolls are the songs, then the re-encoded copies of those songs only
+    (a copy of a song left out of the fit, as in a held-out-source fold, stays out)."""
+    from midiml.classify.runs import training_rolls
+
+    def notes_of(ids: list[str], pitch: int) -> pd.DataFrame:
+        return pd.DataFrame(
+            [
+                {"file_id": i, "onset_s": 0.5 * k, "duration_s": 0.4, "pitch": pitch}
+                for i in ids
+                for k in range(8)
+            ]
+        )
+
+    labels = pd.Series({"s1": "lofi", "s2": "classical", "s3": "classical"})
+    notes = notes_of(["s1", "s2", "s3"], 60)
+    copy_ids = ["s1#aug0", "s2#aug0", "s3#aug0", "s1#ex0"]
+    copies = (notes_of(copy_ids, 72), pd.DataFrame({"file_id": copy_ids}))
+    roll = {"step": 0.25, "unit": "seconds", "pitch_low": 48, "pitch_high": 83}
+    rolls, y = training_rolls(notes, roll, labels, ["s1", "s2"], copies)
+    assert list(y) == ["lofi", "classical", "lofi", "classical", "lofi"]
+    high = [bool(r.toarray()[72 - 48].any()) for r in rolls]
+    assert high == [False, False, True, True, True]  # the copies come after the songs
+    alone, y_alone = training_rolls(notes, roll, labels, ["s1", "s2"])
+    assert len(alone) == 2 and list(y_alone) == ["lofi", "classical"]
+
+
+def test_cnn_copies_are_reencodings_of_each_song_drawn_from_the_seed(served):
+    """``classifier.cnn.copies`` re-encodings per song (ids ``<song>#cnn<k>``, notes kept),
+    the same for the same seed; none when it is 0."""
+    from midiml.classify.runs import cnn_copies
+
+    _, (params, files, _, notes) = served
+    ids = list(files["file_id"][:3])
+    params = OmegaConf.merge(params, {"classifier": {"cnn": {"copies": 2}}})
+    copy_notes, copy_files = cnn_copies(params, ids, files, notes)
+    assert list(copy_files["file_id"]) == [f"{i}#cnn{k}" for k in range(2) for i in ids]
+    assert set(copy_notes["file_id"]) == set(copy_files["file_id"])
+    again_notes, _ = cnn_copies(params, ids, files, notes)
+    pd.testing.assert_frame_equal(copy_notes, again_notes)
+    none = OmegaConf.merge(params, {"classifier": {"cnn": {"copies": 0}}})
+    assert cnn_copies(none, ids, files, notes) is None

@@ -12,7 +12,7 @@ table for the all-features model: ``make tune-genre ARGS='classifier.feature_set
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import joblib
@@ -34,6 +34,8 @@ from midiml.classify.pipelines import (
 from midiml.classify.words_model import MusicAndWords, as_text, model_input
 from midiml.represent.features import WORDS_COLUMN, extract_features
 from midiml.represent.perturb import PERTURBATIONS, perturb_songs
+
+SongsPredictor = Callable[[pd.DataFrame, list[str]], np.ndarray]  # (notes, ids) -> labels
 
 
 def fresh_estimator(fitted: FittedModel) -> Any:
@@ -119,7 +121,7 @@ def _feature_kwargs(feature_params: dict[str, Any]) -> dict[str, Any]:
     return {k: feature_params[k] for k in keys if k in feature_params}
 
 
-def perturbed_table(
+def reencoded(
     notes: pd.DataFrame,
     files: pd.DataFrame,
     ids: list[str],
@@ -127,11 +129,12 @@ def perturbed_table(
     feature_params: dict[str, Any],
     seed: int,
     how: str | None,
-) -> pd.DataFrame:
-    """Feature rows of the songs ``ids`` re-encoded by ``how`` (a random mix when None)."""
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Feature rows and notes of the songs ``ids`` re-encoded by ``how`` (a random mix when
+    None); ids ``<song>#p``, labels kept."""
     n, f = perturb_songs(notes, files, ids, seed=seed, how=how, suffix="#p")
     f["genre"] = labels.loc[f["file_id"].str.split("#").str[0]].to_numpy()
-    return extract_features(n, f, **_feature_kwargs(feature_params))
+    return extract_features(n, f, **_feature_kwargs(feature_params)), n
 
 
 def perturbed_accuracy(
@@ -143,21 +146,27 @@ def perturbed_accuracy(
     feature_params: dict[str, Any],
     seed: int,
     n_jobs: int = 1,
+    cnn: SongsPredictor | None = None,
 ) -> dict[str, Any]:
     """Accuracy on the songs ``ids`` re-encoded by each perturbation (and by a random mix);
-    ``n_jobs`` re-encodings at a time (processes; each draws from its own seed)."""
+    ``n_jobs`` re-encodings at a time (processes; each draws from its own seed). ``cnn``
+    (labels of songs from their notes): its accuracy on the same re-encoded songs too
+    (``cnn_accuracy``), the sequence model's robustness beside the served model's."""
     hows = [*PERTURBATIONS, None]
     songs = notes[notes["file_id"].isin(ids)]
-    tables = Parallel(n_jobs=n_jobs)(
-        delayed(perturbed_table)(songs, files, ids, labels, feature_params, seed + i, how)
+    done = Parallel(n_jobs=n_jobs)(
+        delayed(reencoded)(songs, files, ids, labels, feature_params, seed + i, how)
         for i, how in enumerate(hows)
     )
     out: dict[str, Any] = {}
-    for how, table in zip(hows, tables, strict=True):
+    for how, (table, new_notes) in zip(hows, done, strict=True):
         y = labels.loc[table["file_id"].str.split("#").str[0]].to_numpy(dtype=object)
         pred = fitted.predict(model_input(table, fitted.columns))
         per = {str(g): float((pred[y == g] == g).mean()) for g in sorted(set(y))}
         out[how or "random_mix"] = {"accuracy": float((pred == y).mean()), "per_genre": per}
+        if cnn is not None:
+            seq = cnn(new_notes, list(table["file_id"]))
+            out[how or "random_mix"]["cnn_accuracy"] = float((seq == y).mean())
     return out
 
 
@@ -166,6 +175,24 @@ def _taught_by_several_sources(src: pd.Series, lab: pd.Series) -> set[str]:
     from two or more sources: only their sources can be held out."""
     n_sources = src.groupby(lab).nunique()
     return set(n_sources[n_sources >= 2].index)
+
+
+def held_out_folds(
+    ids: list[str], labels: pd.Series, source: pd.Series
+) -> dict[str, tuple[list[str], list[str]]]:
+    """Per source that can be left out (its genre has two or more sources among ``ids``):
+    (the songs of every other source, its own songs) among ``ids``. Its songs of a label no
+    other source teaches are not tested (a composer of this source alone cannot be right)."""
+    src = source.loc[ids].astype(str)
+    lab = labels.loc[ids].astype(str)
+    multi = _taught_by_several_sources(src, lab)
+    return {
+        held: (
+            [i for i in ids if src[i] != held],
+            [i for i in ids if src[i] == held and lab[i] in multi],
+        )
+        for held in sorted(src[lab.isin(multi)].unique())
+    }
 
 
 def held_out_source_predictions(
@@ -194,18 +221,13 @@ def held_out_source_predictions(
     what carries over to a source never seen, which is what other people's MIDI is.
     """
     refits = {} if refits is None else refits
-    src = source.loc[ids].astype(str)
     lab = labels.loc[ids].astype(str)
-    multi = _taught_by_several_sources(src, lab)
     parts = leaves(fitted.pipeline, list(fitted.columns if columns is None else columns))
     t = table.set_index("file_id")
     keys: dict[str, list[tuple]] = {}
     truths: dict[str, np.ndarray] = {}
     todo: dict[tuple, tuple] = {}
-    for held in sorted(src[lab.isin(multi)].unique()):
-        train = [i for i in ids if src[i] != held]
-        # only labels the other sources teach (a composer of this source alone cannot be right)
-        test = [i for i in ids if src[i] == held and lab[i] in multi]
+    for held, (train, test) in held_out_folds(ids, labels, source).items():
         keys[held], truths[held] = [], lab.loc[test].to_numpy(dtype=object)
         inputs: dict[tuple, tuple] = {}  # (X, y, X_test) per column set
         for estimator, cols in parts:
@@ -352,20 +374,26 @@ def evaluate_robustness(
     feature_params: dict[str, Any],
     n_jobs: int = 1,
     held_out: dict[str, float] | None = None,
+    cnn: SongsPredictor | None = None,
 ) -> dict[str, Any]:
     """Every robustness number of the served genre model (see the module docstring);
-    ``held_out``: its held-out-source accuracies from the train stage (``cross_source``)."""
+    ``held_out``: its held-out-source accuracies from the train stage (``cross_source``);
+    ``cnn``: the genre CNN, scored on the same re-encoded songs."""
     seed = int(params.seed)
     test_ids, y_test = task.ids("test"), task.y("test")
     clean = fitted.predict(feature_matrix(table, test_ids, fitted.columns))
-    return {
+    out: dict[str, Any] = {
         "model": fitted.model,
         "columns": list(fitted.columns),
         "words_column": WORDS_COLUMN if WORDS_COLUMN in fitted.columns else None,
         "genres": list(task.classes),
         "clean_accuracy": float((clean == y_test).mean()),
+    }
+    if cnn is not None:
+        out["cnn_clean_accuracy"] = float((cnn(notes, test_ids) == y_test).mean())
+    return out | {
         "perturbed": perturbed_accuracy(
-            fitted, test_ids, task.labels, files, notes, feature_params, seed, n_jobs
+            fitted, test_ids, task.labels, files, notes, feature_params, seed, n_jobs, cnn
         ),
         "cross_source": cross_source(
             fitted, table, files, task.ids("train"), augmented, held_out, n_jobs

@@ -13,6 +13,7 @@ import json
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,10 +66,32 @@ def _plain(cfg: Any) -> Any:
     )
 
 
-def _rolls_for(notes: pd.DataFrame | None, roll_cfg: Any, ids: list[str]) -> list:
-
+def rolls_for(notes: pd.DataFrame | None, roll_cfg: Any, ids: list[str]) -> list:
+    """Each song's piano roll (``roll_cfg``: a ``RollSpec``'s params), in the order of ``ids``."""
     rolls = song_rolls(notes, RollSpec.from_params(roll_cfg), ids)
     return [rolls[i] for i in ids]
+
+
+def training_rolls(
+    notes: pd.DataFrame,
+    roll_cfg: Any,
+    labels: pd.Series,
+    ids: list[str],
+    copies: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+) -> tuple[list, np.ndarray]:
+    """Piano rolls and labels to fit a CNN on: the songs ``ids``, then their re-encoded
+    copies among ``copies`` ((notes, file rows), ids ``<song>#...``), each labelled as its
+    song; a copy of a song left out of the fit stays out too (as ``pipelines.with_copies``
+    does for feature rows)."""
+    rolls, y = rolls_for(notes, roll_cfg, ids), labels.loc[ids].to_numpy(dtype=object)
+    if copies is None:
+        return rolls, y
+    copy_notes, copy_files = copies
+    copy_ids = copy_files["file_id"]
+    song = copy_ids.str.split("#").str[0]
+    keep = song.isin(set(ids)).to_numpy()
+    rolls += rolls_for(copy_notes, roll_cfg, list(copy_ids[keep]))
+    return rolls, np.concatenate([y, labels.loc[song[keep]].to_numpy(dtype=object)])
 
 
 def read_tables(
@@ -172,7 +195,7 @@ def train_all(
                 + f"{fitted.best_params} ({time.perf_counter() - start:.1f} s)"
             )
         if name in cnn_tasks:
-            entry["models"]["cnn"] = _train_cnn(params, task, notes, out_dir, log)
+            entry["models"]["cnn"] = _train_cnn(params, task, files, notes, out_dir, log)
         entry["serve"] = _served_model(entry["models"], wanted, [*cfg.models, VOTE, *blends])
         manifest["tasks"][name] = entry
     return manifest
@@ -335,20 +358,32 @@ def out_of_source_score(
     see the one-source genre, and a model sure of every source's habits (probabilities near
     0 or 1, which no class prior moves) would win on them and miss other producers' loops."""
     ok = files[files["status"] == "ok"]
-    genre_of = ok.groupby(ok["source"].astype(str))["genre"].first().astype(str)
-    per_genre: dict[str, list[float]] = {}
-    for src, acc in held_out["held_out_source"].items():
-        per_genre.setdefault(str(genre_of[src]), []).append(float(acc))
-    means = {g: float(np.mean(v)) for g, v in per_genre.items()}
+    genre_of = ok.groupby(ok["source"].astype(str))["genre"].first().astype(str).to_dict()
     pred = fitted.predict(model_input(loops, fitted.columns))
     recall = float((pred == LOOP_GENRE).mean())
-    if LOOP_GENRE not in means:  # lo-fi has no held-out source: its loops stand in
-        means[LOOP_GENRE] = recall
+    held = {src: float(acc) for src, acc in held_out["held_out_source"].items()}
+    means = out_of_source_by_genre(held, genre_of, recall)
     return {
         "made_up_loops_recall": recall,
-        "out_of_source_by_genre": means,
+        "out_of_source_by_genre": {g: float(v) for g, v in means.items()},
         "out_of_source_score": float(np.mean(list(means.values()))),
     }
+
+
+def out_of_source_by_genre(
+    held: dict[str, Any], genre_of: dict[str, str], loops_recall: Any
+) -> dict[str, Any]:
+    """Per genre, the mean accuracy of its held-out sources (``held``: source -> accuracy),
+    or for lo-fi, which has no second source to hold out, the made-up loops' recall. Floats,
+    or arrays (one entry per candidate model, as ``benchmarks/vote_weights.py`` scores many
+    weightings at once) alike; the out-of-source score is the mean of these."""
+    per_genre: dict[str, list[Any]] = {}
+    for src, acc in held.items():
+        per_genre.setdefault(str(genre_of[src]), []).append(acc)
+    means = {g: np.mean(v, axis=0) for g, v in per_genre.items()}
+    if LOOP_GENRE not in means:  # lo-fi has no held-out source: its loops stand in
+        means[LOOP_GENRE] = loops_recall
+    return means
 
 
 def _held_out_entry(
@@ -414,9 +449,37 @@ def _log_fit(fitted: Any) -> None:
         mlflow.log_metric("cv_macro_f1", fitted.cv_macro_f1)
 
 
+def cnn_copies(
+    params: Any, ids: list[str], files: pd.DataFrame, notes: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """Notes and file rows of ``classifier.cnn.copies`` random re-encodings of each song
+    (``perturb.random_reencoding``; ids ``<song>#cnn<k>``), or None for none. The CNN gets
+    its own plain copies, not the feature models' (``classifier.augment``: six per lo-fi
+    loop, made-up melodies and textures, excerpts): tried, it scored lower on the test songs
+    and trained several times longer."""
+    n_copies = int(params.classifier.cnn.get("copies", 0))
+    if not n_copies:
+        return None
+    parts = [
+        perturb_songs(notes, files, ids, seed=int(params.seed) + 5000 + k, suffix=f"#cnn{k}")
+        for k in range(n_copies)
+    ]
+    return (
+        pd.concat([n for n, _ in parts], ignore_index=True),
+        pd.concat([f for _, f in parts], ignore_index=True),
+    )
+
+
 def _train_cnn(
-    params: Any, task: TaskData, notes: pd.DataFrame | None, out_dir: Path, log
+    params: Any,
+    task: TaskData,
+    files: pd.DataFrame,
+    notes: pd.DataFrame | None,
+    out_dir: Path,
+    log,
 ) -> dict[str, Any]:
+    """Fit the piano-roll CNN on the task's training songs and their re-encoded copies
+    (``cnn_copies``), early-stopped on the validation songs."""
 
     if notes is None:
         return {"skipped": "no note table given"}
@@ -428,10 +491,13 @@ def _train_cnn(
     start = time.perf_counter()
     tmp = out_dir / task.name / ".cnn_ckpt"
     clf = PianoRollCNNClassifier(ccfg, params, f"{task.name}/cnn")
+    train = task.ids("train")
+    copies = cnn_copies(params, train, files, notes)
+    rolls, y = training_rolls(notes, ccfg.roll, task.labels, train, copies)
     clf.fit(
-        _rolls_for(notes, ccfg.roll, task.ids("train")),
-        task.y("train"),
-        _rolls_for(notes, ccfg.roll, task.ids("val")),
+        rolls,
+        y,
+        rolls_for(notes, ccfg.roll, task.ids("val")),
         task.y("val"),
         tmp,
     )
@@ -509,10 +575,17 @@ def song_predictor(
         fitted = load_model(model_dir / info["file"])
         return lambda ids: fitted.predict(feature_matrix(table, ids, fitted.columns))
 
-    module = load_cnn(model_dir / info["file"])
+    predict = cnn_predictor(model_dir / info["file"], roll_cfg)
+    return lambda ids: predict(notes, ids)
+
+
+def cnn_predictor(path: Path, roll_cfg: Any) -> Callable[[pd.DataFrame, list[str]], np.ndarray]:
+    """Load a trained CNN once; return a function from (notes, song ids) to predicted labels:
+    any songs' notes, re-encoded ones included."""
+    module = load_cnn(path)
     classes = np.asarray(module.hparams.classes, dtype=object)
-    return lambda ids: classes[
-        predict_songs(module, _rolls_for(notes, roll_cfg, ids)).argmax(axis=1)
+    return lambda notes, ids: classes[
+        predict_songs(module, rolls_for(notes, roll_cfg, ids)).argmax(axis=1)
     ]
 
 

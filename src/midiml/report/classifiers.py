@@ -69,8 +69,8 @@ def render_markdown(metrics: dict[str, Any], figures: dict[str, str]) -> str:
         "on the training split only (grid search with stratified CV there); `vote` is "
         "the mean probability of the tuned feature models; `vote_and_words` blends "
         "it with a tf-idf model of each song's musical words (melodic figures, bass moves, "
-        "textures, articulations and chord degrees in order); the CNN "
-        "early-stops on the validation split and predicts a song by averaging its "
+        "textures, articulations and chord degrees in order); the CNN reads piano-roll "
+        "crops, early-stops on the validation split and predicts a song by averaging its "
         "crops' probabilities.",
         "",
     ]
@@ -198,6 +198,7 @@ def render_robustness(rob: dict[str, Any]) -> str:
     if rob.get("skipped"):
         return f"## Robustness\n\nSkipped: {rob['skipped']}\n"
     numeric = [c for c in rob["columns"] if c != rob.get("words_column")]
+    cnn_head = " CNN |" if "cnn_clean_accuracy" in rob else ""
     words = " and the song's musical words" if len(numeric) < len(rob["columns"]) else ""
     lines = [
         "## Robustness (genre)",
@@ -211,12 +212,20 @@ def render_robustness(rob: dict[str, Any]) -> str:
         f"Clean test accuracy {rob['clean_accuracy']:.3f}. Each test song re-encoded "
         "(represent/perturb.py), features recomputed:",
         "",
-        "| re-encoding | accuracy | " + " | ".join(rob["genres"]) + " |",
-        "|---|---:|" + "---:|" * len(rob["genres"]),
+        "| re-encoding | accuracy | " + " | ".join(rob["genres"]) + " |" + cnn_head,
+        "|---|---:|" + "---:|" * len(rob["genres"]) + "---:|" * bool(cnn_head),
     ]
     for how, r in rob["perturbed"].items():
         per = " | ".join(f"{r['per_genre'].get(g, float('nan')):.3f}" for g in rob["genres"])
-        lines.append(f"| {how} | {r['accuracy']:.3f} | {per} |")
+        cnn = f" {r['cnn_accuracy']:.3f} |" if cnn_head else ""
+        lines.append(f"| {how} | {r['accuracy']:.3f} | {per} |{cnn}")
+    if cnn_head:
+        lines += [
+            "",
+            f"Last column: the genre CNN (piano roll) on the same re-encoded songs (clean "
+            f"{rob['cnn_clean_accuracy']:.3f}). Its held-out-source accuracy costs a fit per "
+            "source, too slow for the pipeline: `python benchmarks/cnn_cross_source.py`.",
+        ]
     lines += [
         "",
         "### Held-out sources",
