@@ -12,7 +12,7 @@ songs: the same folds as the served model's held-out-source accuracy
 
     python benchmarks/cnn_cross_source.py                        # every source (~25 min on 2 cores)
     python benchmarks/cnn_cross_source.py --sources videogame classical_whowrotethatsong
-    python benchmarks/cnn_cross_source.py classifier.cnn.roll.unit=beats   # Hydra overrides
+    python benchmarks/cnn_cross_source.py classifier.cnn.copies=1   # Hydra overrides
 
 Each fold's result is appended to ``data/tuning/cnn_cross_source.jsonl``. Nothing is logged
 to MLflow.

@@ -13,7 +13,6 @@ import json
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ from midiml.classify.pipelines import (
     save_model,
 )
 from midiml.classify.robustness import (
+    SongsPredictor,
     held_out_source_predictions,
     held_out_source_scores,
 )
@@ -579,7 +579,7 @@ def song_predictor(
     return lambda ids: predict(notes, ids)
 
 
-def cnn_predictor(path: Path, roll_cfg: Any) -> Callable[[pd.DataFrame, list[str]], np.ndarray]:
+def cnn_predictor(path: Path, roll_cfg: Any) -> SongsPredictor:
     """Load a trained CNN once; return a function from (notes, song ids) to predicted labels:
     any songs' notes, re-encoded ones included."""
     module = load_cnn(path)
