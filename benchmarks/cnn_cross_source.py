@@ -10,7 +10,7 @@ stopped on the other sources' validation songs, and scored on the left-out sourc
 songs: the same folds as the served model's held-out-source accuracy
 (``robustness.held_out_folds``), printed beside it from ``reports/metrics/classifiers.json``.
 
-    python benchmarks/cnn_cross_source.py                        # every source (~25 min on 2 cores)
+    python benchmarks/cnn_cross_source.py                        # every source (~15 min on 2 cores)
     python benchmarks/cnn_cross_source.py --sources videogame classical_whowrotethatsong
     python benchmarks/cnn_cross_source.py classifier.cnn.copies=1   # Hydra overrides
 
