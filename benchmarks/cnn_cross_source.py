@@ -44,6 +44,7 @@ from midiml.classify.runs import (  # noqa: E402
     rolls_for,
     training_rolls,
 )
+from midiml.classify.source_weighting import song_sources, source_genres  # noqa: E402
 
 METRICS = Path("reports/metrics/classifiers.json")
 RESULTS = CACHE / "cnn_cross_source.jsonl"
@@ -88,14 +89,14 @@ def main() -> None:
     params.tracking.enabled = False
     files, splits, _, notes = read_tables(with_notes=True)
     task = build_task("genre", files, splits, params.classifier)
-    source = files.set_index("file_id")["source"]
+    source = song_sources(files)
     folds = held_out_folds(task.ids("train"), task.labels, source)
     unknown = sorted(set(args.sources or []) - set(folds))
     if unknown:
         raise SystemExit(f"cnn_cross_source: no held-out fold for {unknown}; folds: {list(folds)}")
     copies = cnn_copies(params, task.ids("train"), files, notes)
     served, served_acc = served_held_out()
-    genre_of = files.groupby(files["source"].astype(str))["genre"].first().astype(str)
+    genre_of = source_genres(files)
     rows = []
     for held, (train, test) in folds.items():
         if args.sources and held not in args.sources:

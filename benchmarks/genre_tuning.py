@@ -6,8 +6,10 @@ words model) on the training songs plus their re-encoded copies, under Hydra ove
 the defaults, and scores what the evaluate stage scores: the test split, every re-encoding
 of it (represent/perturb.py) and the made-up loops of the selection draw; with
 ``--held-out`` also each held-out source (training split, as the serving choice sees it),
-at the lone-source prior the pipeline would choose for the variant, and every table again at
-that prior when it differs from the trained one (column "served, own prior"). The last
+at the lone-source prior the pipeline would choose for the variant, the out-of-source score
+that ``serve_model: auto_cross_source`` chooses by, and every table again at that prior when
+it differs from the trained one (column "served, own prior"). The leaves are refitted with
+their rows weighed by source as configured (``classifier.source_weighting``). The last
 column is the best any weighting of the leaves could do on each table, the weights chosen
 on that table (an optimistic bound): a change that does not raise it adds no information
 the blend could use.
@@ -15,6 +17,7 @@ the blend could use.
     python benchmarks/genre_tuning.py                                   # the served model
     python benchmarks/genre_tuning.py classifier.augment.copies.default=2
     python benchmarks/genre_tuning.py classifier.words.weight=0.4 --held-out
+    python benchmarks/genre_tuning.py classifier.source_weighting.power=1 --held-out
     python benchmarks/genre_tuning.py classifier.feature_set=all --held-out   # artifacts back in
     python benchmarks/genre_tuning.py --more-songs ../bigger/data    # more training songs
 
@@ -74,7 +77,20 @@ from midiml.classify.robustness import (
     leaves,
     reencoded,
 )
-from midiml.classify.runs import _plain, augmented_as_configured, read_tables, selection_loops
+from midiml.classify.runs import (
+    _plain,
+    augmented_as_configured,
+    out_of_source_by_genre,
+    read_tables,
+    selection_loops,
+)
+from midiml.classify.source_weighting import (
+    fit_weighted,
+    song_sources,
+    source_genres,
+    source_power,
+    training_weights,
+)
 from midiml.classify.words_model import MusicAndWords
 from midiml.config import compose_defaults
 from midiml.represent.features import WORDS_COLUMN
@@ -137,26 +153,30 @@ def with_words(pipe: Any, words_cfg: Any) -> Any:
 def variant(served: Any, params: Any, table: pd.DataFrame) -> Any:
     """The served model, unfitted, with the words model and weight and the columns
     (``classifier.feature_set``: ``all`` lets the file artifacts back in) of the overridden
-    config: what both the refit on the training songs and the held-out-source refits start
-    from."""
+    config, and its rows weighted by source as configured (``classifier.source_weighting``):
+    what both the refit on the training songs and the held-out-source refits start from."""
     pipe = with_words(fresh_estimator(served), params.classifier.words)
     columns = columns_for(served, table, str(params.classifier.feature_set))
-    return dataclasses.replace(served, pipeline=pipe, columns=columns)
+    power = source_power(params.classifier, "genre")
+    return dataclasses.replace(served, pipeline=pipe, columns=columns, source_power=power)
 
 
-def refit_leaves(
-    params: Any, task: Any, table: pd.DataFrame, model: Any, aug: pd.DataFrame, tables: dict
-) -> dict[str, dict[str, np.ndarray]]:
-    """Refit ``model``'s leaves (``variant``) on the training songs + ``aug``; return the
+def refit_leaves(params: Any, setup: Setup, model: Any) -> dict[str, dict[str, np.ndarray]]:
+    """Refit ``model``'s leaves (``variant``) on the training songs and their copies (rows
+    weighted by source as ``model`` says); return the
     probabilities (``model.classes`` order, no prior) of the blend (``SERVED``) and of each
-    leaf alone on each of ``tables``: where a leaf is weak shows what a change should
+    leaf alone on each scored table: where a leaf is weak shows what a change should
     address."""
+    task, table, aug, tables = setup.task, setup.table, setup.augmented, setup.tables
     pipe = model.pipeline
     parts = leaves(pipe, list(model.columns))
+    train = task.ids("train")
+    source = song_sources(setup.files)
+    weights = training_weights(train, task.labels, aug, source, model.source_power)
 
     def fit_one(estimator: Any, cols: list[str]) -> dict[str, np.ndarray]:
-        X, y = with_copies(table, task.ids("train"), task.labels, aug, cols, leaf_input)
-        estimator.fit(X, y)
+        X, y = with_copies(table, train, task.labels, aug, cols, leaf_input)
+        estimator = fit_weighted(estimator, X, y, weights)
         out = {}
         for name, t in tables.items():
             proba = estimator.predict_proba(leaf_input(t, cols))
@@ -237,7 +257,7 @@ def held_out_scores(
     """Accuracy on each held-out source of the training split, at the lone-source prior the
     pipeline would choose for this variant (``classifier.lone_source_prior``), and that
     choice (None when the config asks for no prior)."""
-    source = files[files["status"] == "ok"].set_index("file_id")["source"].astype(str)
+    source = song_sources(files)
     train = task.ids("train")
     with threadpool_limits(int(params.classifier.n_threads)):
         preds = held_out_source_predictions(
@@ -252,6 +272,17 @@ def held_out_scores(
     model = dataclasses.replace(model, class_prior=choice["prior"] if choice else None)
     held = held_out_source_scores(model, preds)
     return {f"held_out/{k}": round(v, 3) for k, v in held.items()}, choice
+
+
+def out_of_source(held: dict[str, float], files: pd.DataFrame, loops: float) -> dict[str, float]:
+    """The variant's out-of-source score, what ``serve_model: auto_cross_source`` chooses by
+    (``runs.out_of_source_by_genre``: each genre's mean over its held-out sources, the
+    made-up loops' recall for lo-fi), and its part per genre."""
+    accuracy = {name.removeprefix("held_out/"): acc for name, acc in held.items()}
+    means = out_of_source_by_genre(accuracy, source_genres(files), loops)
+    return {f"out_of_source/{g}": round(float(v), 3) for g, v in sorted(means.items())} | {
+        "out_of_source_score": round(float(np.mean(list(means.values()))), 3)
+    }
 
 
 def leaf_name(estimator: Any, cols: list[str]) -> str:
@@ -371,7 +402,7 @@ def main() -> None:
     setup = prepare(params, args.more_songs)
     task, tables, served = setup.task, setup.tables, setup.served
     model = variant(served, params, setup.table)
-    probas = refit_leaves(params, task, setup.table, model, setup.augmented, tables)
+    probas = refit_leaves(params, setup, model)
     scores = accuracies(probas, tables, task, served.classes, served.class_prior)
     ceiling = blend_ceiling(probas, tables, task, served.classes, served.class_prior)
     choice = None
@@ -385,6 +416,8 @@ def main() -> None:
                 {SERVED: probas[SERVED]}, tables, task, served.classes, choice["prior"]
             )
             scores[OWN_PRIOR] = own[SERVED]
+        loops = scores.get(OWN_PRIOR, scores[SERVED])[LOOPS]
+        scores[SERVED] |= out_of_source(held, setup.files, loops)
     blend = scores[SERVED]
     n_train = len(task.ids("train"))
     served_name = setup.served_name

@@ -24,7 +24,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
@@ -37,8 +36,10 @@ from midiml.classify.robustness import (  # noqa: E402
     combined,
     held_out_source_predictions,
     leaves,
+    refit_key,
 )
 from midiml.classify.runs import out_of_source_by_genre  # noqa: E402
+from midiml.classify.source_weighting import song_sources  # noqa: E402
 
 MUSIC_WEIGHTS = (0, 1, 2, 3)  # per feature model
 WORDS_WEIGHTS = (0, 2, 4, 6, 8, 10)  # the words model (the served blend: 5 = half)
@@ -69,11 +70,8 @@ def leaf_probabilities(
 ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Each leaf's probabilities on every scored table, and per held-out source (leaves x
     songs x classes, true labels), all in ``model.classes`` order."""
-    probas = tuning.refit_leaves(
-        params, setup.task, setup.table, model, setup.augmented, setup.tables
-    )
-    ok = setup.files[setup.files["status"] == "ok"]
-    source = ok.set_index("file_id")["source"].astype(str)
+    probas = tuning.refit_leaves(params, setup, model)
+    source = song_sources(setup.files)
     refits: dict[tuple, Any] = {}
     with threadpool_limits(int(params.classifier.n_threads)):
         preds = held_out_source_predictions(
@@ -91,7 +89,7 @@ def leaf_probabilities(
     for name, (_, y) in preds.items():
         per_leaf = []
         for estimator, cols in leaves(model.pipeline, list(model.columns)):
-            known, proba = refits[(name, tuple(cols), joblib.hash(estimator))]
+            known, proba = refits[refit_key(name, cols, estimator, model.source_power)]
             per_leaf.append(pd.DataFrame(proba, columns=known)[classes].to_numpy())
         held[name] = (np.stack(per_leaf), y)
     return probas, held

@@ -101,6 +101,40 @@ def test_feature_set_override_reaches_the_columns():
     )
     assert same.columns == robust and "n_tracks" not in same.columns
     assert "n_tracks" in every.columns and every.columns[-1] == WORDS_COLUMN
+    # rows weighed by source as the overridden config says (refits and held-out refits)
+    assert same.source_power == 0.0
+    weighed = OmegaConf.create(
+        {
+            "classifier": {
+                "feature_set": "robust",
+                "words": words,
+                "source_weighting": {"tasks": ["genre"], "power": 0.75},
+            }
+        }
+    )
+    assert tool.variant(served, weighed, table).source_power == 0.75
+
+
+def test_out_of_source_score_is_the_pipelines():
+    """The tool scores a variant as ``serve_model: auto_cross_source`` would: the mean over
+    genres of each genre's mean held-out-source accuracy, the loops' recall for lo-fi."""
+    tool = _tool()
+    files = pd.DataFrame(
+        {
+            "file_id": ["1", "2", "3", "4"],
+            "source": ["a", "b", "c", "lofi"],
+            "genre": ["classical", "classical", "videogame", "lofi"],
+            "status": "ok",
+        }
+    )
+    held = {"held_out/a": 0.9, "held_out/b": 0.8, "held_out/c": 0.7}
+    got = tool.out_of_source(held, files, 0.5)
+    assert got == {
+        "out_of_source/classical": 0.85,
+        "out_of_source/lofi": 0.5,
+        "out_of_source/videogame": 0.7,
+        "out_of_source_score": round((0.85 + 0.7 + 0.5) / 3, 3),
+    }
 
 
 def test_leaves_are_named_by_their_estimator():

@@ -99,12 +99,13 @@ def two_genre_songs(root: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFram
 
 
 def robust_params(**classifier: object) -> DictConfig:
-    """Genre-only training params on the robust features, one re-encoded copy per song;
-    ``classifier`` overrides (models, vote, words, serve_model, ...)."""
+    """Genre-only training params on the robust features, one re-encoded copy per song, rows
+    weighed by source; ``classifier`` overrides (models, vote, words, serve_model, ...)."""
     base = {
         "tasks": {"genre": {}},
         "feature_set": "robust",
         "augment": {"tasks": ["genre"], "copies": {"default": 1}},
+        "source_weighting": {"tasks": ["genre"], "power": 0.5},
         "min_train_per_class": 2,
         "cv_folds": 3,
         "scoring": "f1_macro",
@@ -190,6 +191,11 @@ def test_robustness_section_is_computed_and_rendered(served):
     assert "| re-encoding | accuracy | loops | runs | CNN |" in md
     transpose = next(line for line in md.splitlines() if line.startswith("| transpose |"))
     assert transpose.endswith("| 1.000 |")  # the CNN's column
+    # the served model was trained with its rows weighed by source, and the page says how
+    power = float(params.classifier.source_weighting.power)
+    assert rob["source_power"] == model.models["genre"].source_power == power > 0
+    assert f"weighs n^-{power:g} a row" in md
+    assert "weighed by source" not in render_markdown(rob | {"source_power": 0.0})
 
 
 def test_held_out_refits_in_parallel_match_serial(served):

@@ -240,9 +240,10 @@ def test_pipeline_trains_and_serves_the_blend(blend_run):
 def test_held_out_refits_by_leaf_match_whole_refits_and_are_shared(blend_run):
     """Held-out-source refits go leaf by leaf: the vote's are its members' (already refitted
     for the members themselves), the blend adds one words refit per source, and the result
-    is what refitting the whole blend gives."""
+    is what refitting the whole blend gives, its rows weighed by source as it was trained."""
     from midiml.classify.pipelines import VOTE, VOTE_AND_WORDS, build_task, load_model
     from midiml.classify.robustness import held_out_source_predictions
+    from midiml.classify.source_weighting import fit_weighted, training_weights
 
     params, files, _, table, manifest, root = blend_run
     models = manifest["tasks"]["genre"]["models"]
@@ -267,9 +268,14 @@ def test_held_out_refits_by_leaf_match_whole_refits_and_are_shared(blend_run):
     t = table.set_index("file_id")
     src = source.loc[ids]
     for held in ("loops_a", "runs_b"):
-        train, test = src.index[src != held], src.index[src == held]
-        whole = fresh_estimator(blend).fit(
-            model_input(t.loc[train], blend.columns), task.labels.loc[train].to_numpy(object)
+        train, test = list(src.index[src != held]), src.index[src == held]
+        weights = training_weights(train, task.labels, None, source, blend.source_power)
+        assert weights is not None  # weighed as trained (balanced sources here: all ones)
+        whole = fit_weighted(
+            fresh_estimator(blend),
+            model_input(t.loc[train], blend.columns),
+            task.labels.loc[train].to_numpy(object),
+            weights,
         )
         assert list(whole.classes_) == list(blend.classes)
         proba = whole.predict_proba(model_input(t.loc[test], blend.columns))

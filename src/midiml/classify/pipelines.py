@@ -25,6 +25,12 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from midiml.classify.source_weighting import (
+    fit_weighted,
+    kept_copies,
+    source_power,
+    training_weights,
+)
 from midiml.classify.words_model import MusicAndWords, model_input
 from midiml.io import atomic_path
 from midiml.represent.features import ARTIFACT_FEATURES, WORDS_COLUMN
@@ -146,13 +152,13 @@ def with_copies(
 
     One place for every fit that learns from copies (a model's final refit, the blend's
     words, each held-out-source refit): a copy of a song left out of a fit stays out too.
-    ``as_input`` turns rows into the model's input (``model_input`` by default)."""
+    ``as_input`` turns rows into the model's input (``model_input`` by default).
+    ``row_songs`` names the song of each row, in the same order."""
     t = table.set_index("file_id")
     X, y = as_input(t.loc[ids], columns), labels.loc[ids].to_numpy(dtype=object)
     if copies is None or not len(copies):
         return X, y
-    song = copies["file_id"].str.split("#").str[0]
-    keep = song.isin(set(ids)).to_numpy()
+    keep, song = kept_copies(ids, copies)
     return (
         np.concatenate([X, as_input(copies[keep], columns)]),
         np.concatenate([y, labels.loc[song[keep]].to_numpy(dtype=object)]),
@@ -234,6 +240,8 @@ class FittedModel:
     novelty: Novelty | None = None  # how unlike the training songs a new file is
     # class -> factor on its probability (see classify/lone_source.py); none: plain argmax
     class_prior: dict[str, float] | None = None
+    # its training rows weighed by source (``source_weights``); refits (held-out sources) too
+    source_power: float = 0.0
 
     @property
     def numeric_columns(self) -> list[str]:
@@ -279,11 +287,14 @@ def fit_feature_model(
     cfg: Any,
     seed: int,
     augmented: pd.DataFrame | None = None,
+    source: pd.Series | None = None,
 ) -> FittedModel:
     """Grid-search ``model`` on the task's training songs (stratified CV) and refit there.
 
     ``augmented`` (feature rows of re-encoded training songs, ids ``<song>#...``) joins only
-    the final refit: in CV a song's copies would sit on both sides of a fold.
+    the final refit: in CV a song's copies would sit on both sides of a fold. So does the
+    weighting of rows by source (``classifier.source_weighting``; ``source``: song ->
+    source): the hyperparameters are searched on the plain songs.
     """
     columns = feature_columns(table, str(cfg.get("feature_set", "all")))
     X, y = feature_matrix(table, task.ids("train"), columns), task.y("train")
@@ -303,9 +314,11 @@ def fit_feature_model(
     search.fit(X, y)
     best = {k.removeprefix("clf__"): v for k, v in search.best_params_.items()}
     pipeline = search.best_estimator_
-    if augmented is not None and len(augmented):
+    power = source_power(cfg, task.name) if source is not None else 0.0
+    weights = training_weights(task.ids("train"), task.labels, augmented, source, power)
+    if (augmented is not None and len(augmented)) or weights is not None:
         X, y = with_copies(table, task.ids("train"), task.labels, augmented, columns)
-        pipeline = pipeline.fit(X, y)
+        pipeline = fit_weighted(pipeline, X, y, weights)
     if not hasattr(pipeline.named_steps["clf"], "predict_proba"):
         # e.g. SVC has no probabilities of its own: calibrate the tuned estimator (Platt)
         calibrated = CalibratedClassifierCV(
@@ -314,7 +327,7 @@ def fit_feature_model(
             cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
         )
         pipeline = Pipeline([("scale", pipeline.named_steps["scale"]), ("clf", calibrated)])
-        pipeline = pipeline.fit(X, y)
+        pipeline = fit_weighted(pipeline, X, y, weights)
     return FittedModel(
         task.name,
         model,
@@ -328,6 +341,7 @@ def fit_feature_model(
         folds,
         time.perf_counter() - start,
         Novelty.fit(feature_matrix(table, task.ids("train"), columns)),
+        source_power=power,
     )
 
 
@@ -391,6 +405,7 @@ def fit_vote(
         folds,
         time.perf_counter() - start,
         members[0].novelty,
+        source_power=members[0].source_power,
     )
 
 
@@ -400,22 +415,26 @@ def fit_vote_and_words(
     table: pd.DataFrame,
     cfg: Any,
     augmented: pd.DataFrame | None = None,
+    source: pd.Series | None = None,
 ) -> FittedModel:
     """The fitted vote (frozen) blended with a words model fitted on the training songs and
     the ``augmented`` rows (feature rows with words of re-encoded training songs, ids
-    ``<song>#...``), as the vote's members were. No CV score: the vote's own is in its row,
-    and the held-out-source scores are what this model is chosen by."""
+    ``<song>#...``), weighted by ``source`` as configured, as the vote's members were. No CV
+    score: the vote's own is in its row, and the held-out-source scores are what this model
+    is chosen by."""
     from sklearn.frozen import FrozenEstimator
 
     words_cfg = cfg.words
     columns = [*vote.columns, WORDS_COLUMN]
     X, y = with_copies(table, task.ids("train"), task.labels, augmented, columns)
+    power = source_power(cfg, task.name) if source is not None else 0.0
+    weights = training_weights(task.ids("train"), task.labels, augmented, source, power)
     start = time.perf_counter()
     blend = MusicAndWords(
         FrozenEstimator(vote.pipeline),
         instantiate(words_cfg.estimator),
         float(words_cfg.weight),
-    ).fit(X, y)
+    ).fit(X, y, sample_weight=weights)
     return FittedModel(
         task.name,
         VOTE_AND_WORDS,
@@ -429,6 +448,7 @@ def fit_vote_and_words(
         vote.cv_folds,
         time.perf_counter() - start,
         vote.novelty,
+        source_power=power,
     )
 
 

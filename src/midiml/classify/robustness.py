@@ -31,6 +31,7 @@ from midiml.classify.pipelines import (
     feature_matrix,
     with_copies,
 )
+from midiml.classify.source_weighting import fit_weighted, song_sources, training_weights
 from midiml.classify.words_model import MusicAndWords, as_text, model_input
 from midiml.represent.features import WORDS_COLUMN, extract_features
 from midiml.represent.perturb import PERTURBATIONS, perturb_songs
@@ -89,21 +90,27 @@ def leaf_input(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
     return model_input(frame, columns)
 
 
-def _fit_proba(estimator: Any, X: np.ndarray, y: np.ndarray, X_test: np.ndarray) -> Any:
-    """Fit ``estimator`` and return (its classes, probabilities of ``X_test``), or the first
-    line of the error when the data cannot be fitted (e.g. a class too small for the
-    calibrated SVM's inner folds). A function of its arguments only, so that held-out refits
-    can run in parallel processes."""
+def _fit_proba(
+    estimator: Any,
+    X: np.ndarray,  # noqa: N803
+    y: np.ndarray,
+    X_test: np.ndarray,  # noqa: N803
+    sample_weight: np.ndarray | None = None,
+) -> Any:
+    """Fit ``estimator`` (rows weighted by ``sample_weight`` when given) and return (its
+    classes, probabilities of ``X_test``), or the first line of the error when the data
+    cannot be fitted (e.g. a class too small for the calibrated SVM's inner folds). A
+    function of its arguments only, so that held-out refits can run in parallel processes."""
     try:
-        est = estimator.fit(X, y)
+        est = fit_weighted(estimator, X, y, sample_weight)
     except ValueError as exc:
         return str(exc).splitlines()[0]
     return list(est.classes_), est.predict_proba(X_test)
 
 
-def refit_all(jobs: list[tuple[Any, np.ndarray, np.ndarray, np.ndarray]], n_jobs: int = 1) -> list:
-    """``_fit_proba`` of every (estimator, X, y, X_test), ``n_jobs`` at a time (processes;
-    each refit is seeded, so the results do not depend on ``n_jobs``)."""
+def refit_all(jobs: list[tuple], n_jobs: int = 1) -> list:
+    """``_fit_proba`` of every (estimator, X, y, X_test[, sample_weight]), ``n_jobs`` at a
+    time (processes; each refit is seeded, so the results do not depend on ``n_jobs``)."""
     if n_jobs == 1 or len(jobs) < 2:
         return [_fit_proba(*job) for job in jobs]
     return Parallel(n_jobs=n_jobs)(delayed(_fit_proba)(*job) for job in jobs)
@@ -195,6 +202,12 @@ def held_out_folds(
     }
 
 
+def refit_key(held: str, columns: list[str], estimator: Any, power: float) -> tuple:
+    """What names one held-out refit of a leaf (``held_out_source_predictions``' ``refits``):
+    the source left out, the leaf's columns, its estimator and the source weighting."""
+    return (held, tuple(columns), joblib.hash(estimator), float(power))
+
+
 def held_out_source_predictions(
     fitted: FittedModel,
     table: pd.DataFrame,
@@ -213,9 +226,10 @@ def held_out_source_predictions(
     Only sources of genres with two or more sources among ``ids`` count: a lone source
     cannot be left out.
 
-    The model is refitted leaf by leaf (``leaves``). ``refits`` keeps each leaf's fold
-    result: pass the same dict for every model fitted on the same songs (one task's models,
-    say) and a leaf already refitted for another model is not refitted again.
+    The model is refitted leaf by leaf (``leaves``), its rows weighted by source as it was
+    trained (``fitted.source_power``). ``refits`` keeps each leaf's fold result: pass the
+    same dict for every model fitted on the same songs (one task's models, say) and a leaf
+    already refitted for another model is not refitted again.
 
     In-split CV rewards what a source's files share (their encoding habits); this rewards
     what carries over to a source never seen, which is what other people's MIDI is.
@@ -227,17 +241,19 @@ def held_out_source_predictions(
     keys: dict[str, list[tuple]] = {}
     truths: dict[str, np.ndarray] = {}
     todo: dict[tuple, tuple] = {}
+    power = float(fitted.source_power)
     for held, (train, test) in held_out_folds(ids, labels, source).items():
         keys[held], truths[held] = [], lab.loc[test].to_numpy(dtype=object)
-        inputs: dict[tuple, tuple] = {}  # (X, y, X_test) per column set
+        inputs: dict[tuple, tuple] = {}  # (X, y, X_test, weights) per column set
+        weights = training_weights(train, lab, augmented, source, power)
         for estimator, cols in parts:
-            key = (held, tuple(cols), joblib.hash(estimator))
+            key = refit_key(held, cols, estimator, power)
             keys[held].append(key)
             if key in refits or key in todo:
                 continue
             if tuple(cols) not in inputs:
                 X, y = with_copies(table, train, lab, augmented, cols, leaf_input)
-                inputs[tuple(cols)] = (X, y, leaf_input(t.loc[test], cols))
+                inputs[tuple(cols)] = (X, y, leaf_input(t.loc[test], cols), weights)
             todo[key] = (estimator, *inputs[tuple(cols)])
     refits.update(zip(todo, refit_all(list(todo.values()), n_jobs), strict=True))
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -281,8 +297,7 @@ def cross_source(
     ``served``: those accuracies as the train stage computed them (manifest
     ``held_out_source``: the numbers the model was served by); without them the model is
     refitted here, ``n_jobs`` refits at a time."""
-    ok = files[files["status"] == "ok"].set_index("file_id")
-    source = ok["source"].astype(str) if "source" in ok else ok["genre"].astype(str)
+    source = song_sources(files)
     t = table[table["file_id"].isin(set(train_ids) & set(source.index))].reset_index(drop=True)
     ids = list(t["file_id"])
     labels = pd.Series(t["genre"].astype(str).to_numpy(), index=ids)
@@ -386,6 +401,7 @@ def evaluate_robustness(
         "model": fitted.model,
         "columns": list(fitted.columns),
         "words_column": WORDS_COLUMN if WORDS_COLUMN in fitted.columns else None,
+        "source_power": float(fitted.source_power),
         "genres": list(task.classes),
         "clean_accuracy": float((clean == y_test).mean()),
     }

@@ -44,6 +44,7 @@ from midiml.classify.robustness import (
     held_out_source_scores,
 )
 from midiml.classify.serving import features_for
+from midiml.classify.source_weighting import song_sources, source_genres
 from midiml.classify.words_model import model_input
 from midiml.data.midi import read_user_file
 from midiml.evaluate import classification as ev
@@ -140,6 +141,7 @@ def train_all(
         }
         (out_dir / name).mkdir(parents=True, exist_ok=True)
         aug_rows = _augmented(params, task, files, notes, log)
+        source = song_sources(files)
         if aug_rows is not None:
             entry["augmented_rows"] = len(aug_rows)
         wanted = str(cfg.get("serve_model", "auto"))
@@ -159,9 +161,11 @@ def train_all(
                     elif model == VOTE_AND_WORDS:
                         if VOTE not in members:
                             raise TaskSkipped("no vote to blend the words with")
-                        fitted = fit_vote_and_words(task, members[VOTE], table, cfg, aug_rows)
+                        fitted = fit_vote_and_words(
+                            task, members[VOTE], table, cfg, aug_rows, source
+                        )
                     else:
-                        fitted = fit_feature_model(task, model, table, cfg, seed, aug_rows)
+                        fitted = fit_feature_model(task, model, table, cfg, seed, aug_rows, source)
                 except TaskSkipped as exc:
                     entry["models"][model] = {"skipped": str(exc)}
                     continue
@@ -357,8 +361,7 @@ def out_of_source_score(
     sources (their mean), lo-fi (one source) its made-up loops. Held-out sources alone cannot
     see the one-source genre, and a model sure of every source's habits (probabilities near
     0 or 1, which no class prior moves) would win on them and miss other producers' loops."""
-    ok = files[files["status"] == "ok"]
-    genre_of = ok.groupby(ok["source"].astype(str))["genre"].first().astype(str).to_dict()
+    genre_of = source_genres(files)
     pred = fitted.predict(model_input(loops, fitted.columns))
     recall = float((pred == LOOP_GENRE).mean())
     held = {src: float(acc) for src, acc in held_out["held_out_source"].items()}
@@ -400,8 +403,7 @@ def _held_out_entry(
     ``serve_model: auto_cross_source`` picks by), after setting the model's lone-source class
     prior from the same predictions (``classifier.lone_source_prior``); empty when no class
     has two sources. ``refits``: see ``held_out_source_predictions``."""
-    ok = files[files["status"] == "ok"].set_index("file_id")
-    source = (ok["source"] if "source" in ok else ok["genre"]).astype(str)
+    source = song_sources(files)
     train = task.ids("train")
     predictions = held_out_source_predictions(
         fitted,

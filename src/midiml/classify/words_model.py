@@ -24,6 +24,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
+from midiml.classify.source_weighting import fit_weighted
 from midiml.represent.features import WORDS_COLUMN
 from midiml.represent.words import ngrams
 
@@ -73,10 +74,11 @@ class MusicAndWords(ClassifierMixin, BaseEstimator):
         X = np.asarray(X, dtype=object)
         return X[:, :-1].astype(np.float64), as_text(X[:, -1])
 
-    def fit(self, X: Any, y: Any) -> MusicAndWords:  # noqa: N803
+    def fit(self, X: Any, y: Any, sample_weight: np.ndarray | None = None) -> MusicAndWords:  # noqa: N803
+        """Fit both models; ``sample_weight`` (per row) reaches each model's last step."""
         numbers, text = self._split(X)
-        self.music_ = clone(self.music).fit(numbers, y)
-        self.words_ = clone(self.words).fit(text, y)
+        self.music_ = fit_weighted(clone(self.music), numbers, y, sample_weight)
+        self.words_ = fit_weighted(clone(self.words), text, y, sample_weight)
         if list(self.music_.classes_) != list(self.words_.classes_):
             raise ValueError("the music and words models learned different classes")
         self.classes_ = self.music_.classes_

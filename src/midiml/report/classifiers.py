@@ -205,7 +205,7 @@ def render_robustness(rob: dict[str, Any]) -> str:
         "",
         f"Served model: `{rob['model']}` on {len(numeric)} source-robust features{words} "
         "(file artifacts left out: track layout, tempo map, velocities, beat grid, length, "
-        "key).",
+        f"key).{_weighting_text(rob.get('source_power', 0.0))}",
         "",
         "### Re-encoded test songs",
         "",
@@ -260,6 +260,18 @@ def render_robustness(rob: dict[str, Any]) -> str:
             f"{b['importance']:.3f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _weighting_text(power: float) -> str:
+    """How the served model's training rows were weighed by source (none at power 0)."""
+    if not power:
+        return ""
+    return (
+        f" Its training rows are weighed by source: a source of n rows (songs and their "
+        f"copies) weighs n^-{power:g} a row, each genre keeping its total "
+        "(`classifier.source_weighting`), so that a genre's big sources do not teach their "
+        "own habits as the genre's; the held-out refits below are weighed alike."
+    )
 
 
 def pooled_by_genre(rows: dict[str, dict[str, Any]]) -> dict[str, tuple[int, float]]:
