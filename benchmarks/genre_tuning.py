@@ -163,10 +163,9 @@ def variant(served: Any, params: Any, table: pd.DataFrame) -> Any:
 
 def refit_leaves(params: Any, setup: Setup, model: Any) -> dict[str, dict[str, np.ndarray]]:
     """Refit ``model``'s leaves (``variant``) on the training songs and their copies (rows
-    weighted by source as ``model`` says); return the
-    probabilities (``model.classes`` order, no prior) of the blend (``SERVED``) and of each
-    leaf alone on each scored table: where a leaf is weak shows what a change should
-    address."""
+    weighted by source as ``model`` says); return the probabilities (``model.classes`` order,
+    no prior) of the blend (``SERVED``) and of each leaf alone on each scored table: where a
+    leaf is weak shows what a change should address."""
     task, table, aug, tables = setup.task, setup.table, setup.augmented, setup.tables
     pipe = model.pipeline
     parts = leaves(pipe, list(model.columns))

@@ -280,6 +280,15 @@ def apply_prior(
     return scaled / np.maximum(scaled.sum(axis=1, keepdims=True), 1e-12)
 
 
+def _source_weighting(
+    task: TaskData, cfg: Any, augmented: pd.DataFrame | None, source: pd.Series | None
+) -> tuple[float, np.ndarray | None]:
+    """(the configured power, the weights of the rows ``with_copies`` builds from the task's
+    training songs and ``augmented``); (0, None) without ``source``."""
+    power = source_power(cfg, task.name) if source is not None else 0.0
+    return power, training_weights(task.ids("train"), task.labels, augmented, source, power)
+
+
 def fit_feature_model(
     task: TaskData,
     model: str,
@@ -314,8 +323,7 @@ def fit_feature_model(
     search.fit(X, y)
     best = {k.removeprefix("clf__"): v for k, v in search.best_params_.items()}
     pipeline = search.best_estimator_
-    power = source_power(cfg, task.name) if source is not None else 0.0
-    weights = training_weights(task.ids("train"), task.labels, augmented, source, power)
+    power, weights = _source_weighting(task, cfg, augmented, source)
     if (augmented is not None and len(augmented)) or weights is not None:
         X, y = with_copies(table, task.ids("train"), task.labels, augmented, columns)
         pipeline = fit_weighted(pipeline, X, y, weights)
@@ -427,8 +435,7 @@ def fit_vote_and_words(
     words_cfg = cfg.words
     columns = [*vote.columns, WORDS_COLUMN]
     X, y = with_copies(table, task.ids("train"), task.labels, augmented, columns)
-    power = source_power(cfg, task.name) if source is not None else 0.0
-    weights = training_weights(task.ids("train"), task.labels, augmented, source, power)
+    power, weights = _source_weighting(task, cfg, augmented, source)
     start = time.perf_counter()
     blend = MusicAndWords(
         FrozenEstimator(vote.pipeline),

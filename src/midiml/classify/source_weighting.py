@@ -59,7 +59,7 @@ def source_weights(
     count of its song's source (``source``: song -> source) to the power ``-power``, scaled
     so that each label keeps a total weight of one per row. None for ``power`` 0 (all alike).
 
-    Why: the sources of a genre differ in size four to one, and a big source teaches its own
+    Why: the sources of a genre differ several-fold in size, and a big source teaches its own
     habits as the genre's. At power 1 every source of a label weighs the same; in between,
     a small source counts for more than its size without its few songs deciding alone."""
     if not power:
@@ -73,9 +73,9 @@ def source_weights(
 
 def fit_weighted(
     estimator: Any,
-    X: Any,
+    X: Any,  # noqa: N803 (scikit-learn's name)
     y: np.ndarray,
-    sample_weight: np.ndarray | None = None,  # noqa: N803
+    sample_weight: np.ndarray | None = None,
 ) -> Any:
     """``estimator.fit(X, y)`` with per-row weights when given; returns the fitted model (use
     it: a vote comes back as a new one). A Pipeline takes the weights as ``<last
