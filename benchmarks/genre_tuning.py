@@ -60,6 +60,7 @@ from omegaconf import OmegaConf
 from sklearn.calibration import CalibratedClassifierCV
 from threadpoolctl import threadpool_limits
 
+from midiml.classify.copies import song_ids
 from midiml.classify.lone_source import choose_prior, lone_source_classes
 from midiml.classify.pipelines import (
     apply_prior,
@@ -195,7 +196,7 @@ def truth(name: str, table: pd.DataFrame, task: Any) -> np.ndarray:
     """The genre of each row of ``table`` (a re-encoding keeps its song's; loops are lo-fi)."""
     if name == LOOPS:
         return np.full(len(table), "lofi", dtype=object)
-    songs = table["file_id"].str.split("#").str[0]
+    songs = song_ids(table["file_id"])
     return task.labels.loc[songs].to_numpy(dtype=object)
 
 

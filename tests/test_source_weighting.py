@@ -10,11 +10,11 @@ from omegaconf import OmegaConf
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
+from midiml.classify.copies import row_songs
 from midiml.classify.pipelines import FittedModel, with_copies
 from midiml.classify.robustness import held_out_source_predictions
 from midiml.classify.source_weighting import (
     fit_weighted,
-    row_songs,
     source_power,
     source_weights,
     training_weights,

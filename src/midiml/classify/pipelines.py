@@ -25,12 +25,8 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from midiml.classify.source_weighting import (
-    fit_weighted,
-    kept_copies,
-    source_power,
-    training_weights,
-)
+from midiml.classify.copies import kept_copies
+from midiml.classify.source_weighting import fit_weighted, source_power, training_weights
 from midiml.classify.words_model import MusicAndWords, model_input
 from midiml.io import atomic_path
 from midiml.represent.features import ARTIFACT_FEATURES, WORDS_COLUMN
@@ -153,7 +149,7 @@ def with_copies(
     One place for every fit that learns from copies (a model's final refit, the blend's
     words, each held-out-source refit): a copy of a song left out of a fit stays out too.
     ``as_input`` turns rows into the model's input (``model_input`` by default).
-    ``row_songs`` names the song of each row, in the same order."""
+    ``copies.row_songs`` names the song of each row, in the same order."""
     t = table.set_index("file_id")
     X, y = as_input(t.loc[ids], columns), labels.loc[ids].to_numpy(dtype=object)
     if copies is None or not len(copies):

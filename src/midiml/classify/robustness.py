@@ -24,6 +24,7 @@ from sklearn.ensemble import VotingClassifier
 from sklearn.frozen import FrozenEstimator
 from sklearn.inspection import permutation_importance
 
+from midiml.classify.copies import song_ids
 from midiml.classify.pipelines import (
     FittedModel,
     apply_prior,
@@ -140,7 +141,7 @@ def reencoded(
     """Feature rows and notes of the songs ``ids`` re-encoded by ``how`` (a random mix when
     None); ids ``<song>#p``, labels kept."""
     n, f = perturb_songs(notes, files, ids, seed=seed, how=how, suffix="#p")
-    f["genre"] = labels.loc[f["file_id"].str.split("#").str[0]].to_numpy()
+    f["genre"] = labels.loc[song_ids(f["file_id"])].to_numpy()
     return extract_features(n, f, **_feature_kwargs(feature_params)), n
 
 
@@ -167,7 +168,7 @@ def perturbed_accuracy(
     )
     out: dict[str, Any] = {}
     for how, (table, new_notes) in zip(hows, done, strict=True):
-        y = labels.loc[table["file_id"].str.split("#").str[0]].to_numpy(dtype=object)
+        y = labels.loc[song_ids(table["file_id"])].to_numpy(dtype=object)
         pred = fitted.predict(model_input(table, fitted.columns))
         per = {str(g): float((pred[y == g] == g).mean()) for g in sorted(set(y))}
         out[how or "random_mix"] = {"accuracy": float((pred == y).mean()), "per_genre": per}

@@ -21,6 +21,7 @@ import pandas as pd
 
 from midiml import tracking
 from midiml.classify.cnn import PianoRollCNNClassifier, load_cnn, predict_songs
+from midiml.classify.copies import kept_copies, song_ids
 from midiml.classify.lone_source import choose_prior, lone_source_classes
 from midiml.classify.made_up_loops import LOOP_GENRE, STYLES, write_loop_pack
 from midiml.classify.pipelines import (
@@ -88,10 +89,8 @@ def training_rolls(
     if copies is None:
         return rolls, y
     copy_notes, copy_files = copies
-    copy_ids = copy_files["file_id"]
-    song = copy_ids.str.split("#").str[0]
-    keep = song.isin(set(ids)).to_numpy()
-    rolls += rolls_for(copy_notes, roll_cfg, list(copy_ids[keep]))
+    keep, song = kept_copies(ids, copy_files)
+    rolls += rolls_for(copy_notes, roll_cfg, list(copy_files["file_id"][keep]))
     return rolls, np.concatenate([y, labels.loc[song[keep]].to_numpy(dtype=object)])
 
 
@@ -271,7 +270,7 @@ def augmented_table(
     aug_files = pd.concat(parts_f, ignore_index=True)
     if aug_files.empty:
         return pd.DataFrame()
-    aug_files["genre"] = aug_files["file_id"].str.split("#").str[0].map(genre)
+    aug_files["genre"] = song_ids(aug_files["file_id"]).map(genre)
     fp = _plain(params.get("features", {})) or {}
     kwargs = {k: fp[k] for k in ("onset_resolution", "grid_tolerance", "onset_divisors") if k in fp}
     return extract_features(pd.concat(parts_n, ignore_index=True), aug_files, **kwargs)

@@ -2,7 +2,7 @@
 own habits as the genre's (``classifier.source_weighting``).
 
 A fit's rows are its songs followed by their re-encoded copies (``pipelines.with_copies``);
-``row_songs`` names the song of each, ``source_weights`` weighs them, and ``fit_weighted``
+``copies.row_songs`` names the song of each, ``source_weights`` weighs them, and ``fit_weighted``
 hands the weights to the estimator that uses them (a pipeline's last step).
 """
 
@@ -17,6 +17,8 @@ from sklearn.ensemble import VotingClassifier
 from sklearn.frozen import FrozenEstimator
 from sklearn.pipeline import Pipeline
 
+from midiml.classify.copies import row_songs
+
 
 def song_sources(files: pd.DataFrame) -> pd.Series:
     """Each readable song's source (file_id -> source; its genre in a table without sources)."""
@@ -28,20 +30,6 @@ def source_genres(files: pd.DataFrame) -> dict[str, str]:
     """The genre of each source of the readable songs (source -> genre)."""
     ok = files[files["status"] == "ok"]
     return ok.groupby(ok["source"].astype(str))["genre"].first().astype(str).to_dict()
-
-
-def kept_copies(ids: list[str], copies: pd.DataFrame) -> tuple[np.ndarray, pd.Series]:
-    """(which rows of ``copies`` are copies of the songs ``ids``, the song of every row)."""
-    song = copies["file_id"].str.split("#").str[0]
-    return song.isin(set(ids)).to_numpy(), song
-
-
-def row_songs(ids: list[str], copies: pd.DataFrame | None) -> list[str]:
-    """The song each row of ``with_copies(.., ids, .., copies, ..)`` comes from, in order."""
-    if copies is None or not len(copies):
-        return list(ids)
-    keep, song = kept_copies(ids, copies)
-    return [*ids, *song[keep]]
 
 
 def source_power(cfg: Any, task: str) -> float:
