@@ -4,6 +4,7 @@ the training genres perfectly (the number of tracks) is not used."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import mido
@@ -12,6 +13,7 @@ import pandas as pd
 import pytest
 from omegaconf import DictConfig, OmegaConf
 
+from midiml.classify.robustness import _quiet_worker_recycling
 from midiml.classify.runs import train_all
 from midiml.classify.serving import classify_files, features_for, load_served, read_song
 from midiml.io import write_json
@@ -498,3 +500,17 @@ def test_cnn_copies_are_reencodings_of_each_song_drawn_from_the_seed(served):
     pd.testing.assert_frame_equal(copy_notes, again_notes)
     none = OmegaConf.merge(params, {"classifier": {"cnn": {"copies": 0}}})
     assert cnn_copies(none, ids, files, notes) is None
+
+
+def test_only_the_worker_recycling_warning_is_silenced():
+    recycled = (
+        "A worker stopped while some jobs were given to the executor. This can be caused by a "
+        "too short worker timeout or by a memory leak."
+    )
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with _quiet_worker_recycling():
+            warnings.warn(recycled, UserWarning, stacklevel=1)
+            warnings.warn("something else", UserWarning, stacklevel=1)
+        warnings.warn(recycled, UserWarning, stacklevel=1)  # outside: shown as before
+    assert [str(w.message) for w in seen] == ["something else", recycled]

@@ -12,6 +12,8 @@ table for the all-features model: ``make tune-genre ARGS='classifier.feature_set
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -109,12 +111,30 @@ def _fit_proba(
     return list(est.classes_), est.predict_proba(X_test)
 
 
+# loky (joblib's process pool) replaces a worker whose memory grew by more than 300 MB
+# between two jobs, and says so with "A worker stopped while some jobs were given to the
+# executor ... memory leak" (joblib#883). The pending jobs run on the new worker and the
+# results are the same; the re-encodings' note tables grow workers that far. The pool is
+# reused, so the notice can surface in whichever parallel call comes next: it is silenced
+# around the whole robustness evaluation, and around the held-out refits of the train stage.
+_WORKER_RECYCLED = "A worker stopped while some jobs were given to the executor"
+
+
+@contextlib.contextmanager
+def _quiet_worker_recycling() -> Iterator[None]:
+    """Silence loky's warning about a worker it recycled on purpose (and only that one)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_WORKER_RECYCLED, category=UserWarning)
+        yield
+
+
 def refit_all(jobs: list[tuple], n_jobs: int = 1) -> list:
     """``_fit_proba`` of every (estimator, X, y, X_test[, sample_weight]), ``n_jobs`` at a
     time (processes; each refit is seeded, so the results do not depend on ``n_jobs``)."""
     if n_jobs == 1 or len(jobs) < 2:
         return [_fit_proba(*job) for job in jobs]
-    return Parallel(n_jobs=n_jobs)(delayed(_fit_proba)(*job) for job in jobs)
+    with _quiet_worker_recycling():
+        return Parallel(n_jobs=n_jobs)(delayed(_fit_proba)(*job) for job in jobs)
 
 
 def _in_order(classes: list[str], known: list[str], proba: np.ndarray) -> np.ndarray:
@@ -408,14 +428,15 @@ def evaluate_robustness(
     }
     if cnn is not None:
         out["cnn_clean_accuracy"] = float((cnn(notes, test_ids) == y_test).mean())
-    return out | {
-        "perturbed": perturbed_accuracy(
-            fitted, test_ids, task.labels, files, notes, feature_params, seed, n_jobs, cnn
-        ),
-        "cross_source": cross_source(
-            fitted, table, files, task.ids("train"), augmented, held_out, n_jobs
-        ),
-        "importance": importance_before_after(
-            fitted, table, task.ids("train"), task.y("train"), test_ids, y_test, seed, n_jobs
-        ),
-    }
+    with _quiet_worker_recycling():
+        return out | {
+            "perturbed": perturbed_accuracy(
+                fitted, test_ids, task.labels, files, notes, feature_params, seed, n_jobs, cnn
+            ),
+            "cross_source": cross_source(
+                fitted, table, files, task.ids("train"), augmented, held_out, n_jobs
+            ),
+            "importance": importance_before_after(
+                fitted, table, task.ids("train"), task.y("train"), test_ids, y_test, seed, n_jobs
+            ),
+        }
