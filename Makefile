@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup lock repro small demo test lint params bench bench-train tune-genre mlflow-ui clean
+.PHONY: setup lock repro small demo test lint params bench bench-train bench-pipeline tune-genre mlflow-ui clean
 
 setup: $(STAMP)
 
@@ -50,6 +50,9 @@ SIZES ?= 1000,5000,20000,50000
 TRAINER ?= cpu
 bench-train: setup  ## generator training times on TRAINER=cpu|gpu (after the pipeline) -> benchmarks.json
 	$(BIN)/python benchmarks/train_generators.py --trainer $(TRAINER)
+
+bench-pipeline: setup  ## every stage re-run (dvc repro -f), timed stage by stage -> benchmarks.json
+	$(BIN)/python benchmarks/pipeline_time.py
 
 ARGS ?=
 tune-genre: setup   ## refit the served genre model under Hydra overrides (ARGS) and score it (after make repro)

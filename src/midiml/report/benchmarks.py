@@ -123,4 +123,16 @@ def render(data: dict[str, Any]) -> str:
         for name, r in c["models"].items():
             lines.append(f"| {name} | {r['median_s']} | {r['max_s']} |")
         lines.append("")
+    if p := data.get("pipeline"):
+        lines += [
+            "## Pipeline, stage by stage",
+            "",
+            f"`{p['command']}` on {p['machine']} (`benchmarks/pipeline_time.py`): "
+            f"**{p['total_s']} s** in all.",
+            "",
+            "| stage | seconds |",
+            "|---|---:|",
+            *(f"| {name} | {sec} |" for name, sec in p["stages_s"].items()),
+            "",
+        ]
     return "\n".join(lines)
