@@ -36,7 +36,7 @@ from midiml.data.sources import Source
 from midiml.data.split import split_songs
 from midiml.report.benchmarks import record
 from midiml.represent.features import extract_features_streamed
-from midiml.represent.windows import build_event_data_streamed
+from midiml.represent.windows import save_event_data_streamed
 
 REPO = Path(__file__).resolve().parents[1]
 FIGURE = REPO / "reports" / "figures" / "benchmark_scale.png"
@@ -156,8 +156,10 @@ def run_step(step: str, work: Path, n: int, workers: int) -> dict:
         extra = {"rows": len(table)}
     else:
         splits = split_songs(pd.read_parquet(files_path), 0.15, 0.15, seed=42)
-        data = build_event_data_streamed(notes, splits, 32, 1, {"val": 200, "test": 200})
-        extra = {"train_windows": int(len(data.starts["train"]))}
+        out = work / f"windows_{n}.npz"
+        counts = save_event_data_streamed(notes, splits, 32, 1, {"val": 200, "test": 200}, out)
+        out.unlink()
+        extra = {"train_windows": counts["windows"]["train"]}
     seconds = time.perf_counter() - t0
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     pool = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
