@@ -67,7 +67,7 @@ def write_timings(name: str, data: Any) -> Path:
 
 
 # DVC metrics files are rounded at write time: float noise below this (a different BLAS path
-# on another CPU) then does not show in `dvc metrics diff` (see README, "Reproducibility").
+# on another CPU) then does not show in `dvc metrics diff` (docs/configuration.md).
 METRIC_DECIMALS = 3
 
 
