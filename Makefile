@@ -58,8 +58,9 @@ ARGS ?=
 tune-genre: setup   ## refit the served genre model under Hydra overrides (ARGS) and score it (after make repro)
 	$(BIN)/python benchmarks/genre_tuning.py $(ARGS)
 
-mlflow-ui: setup
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db
+PORT ?= 5000
+mlflow-ui: setup    ## mlflow ui on mlflow.db; prints (and opens) each experiment's runs table
+	$(BIN)/python -m midiml.tracking --port $(PORT)
 
 clean:
 	rm -rf data models mlflow.db mlartifacts

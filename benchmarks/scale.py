@@ -5,8 +5,8 @@
 2. ``scale``: a synthetic collection written here from the real files (transposed, cropped
    and re-tempoed copies, saved with symusic; genre = the real file's source folder), then for
    each size in ``--sizes`` the first N files go through ingest -> features -> windows, each
-   step in a fresh process so its wall time and peak memory (``getrusage`` ru_maxrss of the
-   process, and of its pool workers) are its own. Results go to
+   step in a fresh process so its wall time and peak memory (VmHWM of the process, ru_maxrss
+   of its pool workers) are its own. Results go to
    ``reports/metrics/benchmarks.json`` (+ ``reports/benchmarks.md``) and a log-log plot of
    cost against size to ``reports/figures/benchmark_scale.png``.
 
@@ -36,7 +36,7 @@ from midiml.data.sources import Source
 from midiml.data.split import split_songs
 from midiml.report.benchmarks import record
 from midiml.represent.features import extract_features_streamed
-from midiml.represent.windows import build_event_data_streamed
+from midiml.represent.windows import save_event_data_streamed
 
 REPO = Path(__file__).resolve().parents[1]
 FIGURE = REPO / "reports" / "figures" / "benchmark_scale.png"
@@ -138,6 +138,17 @@ def synthetic_found(folder: Path, n: int) -> list[FoundFile]:
     return sorted(found, key=lambda f: f.file_id)
 
 
+def own_peak_mb() -> float:
+    """This process's peak resident memory (MB). Linux's ``ru_maxrss`` carries the peak of the
+    process that forked it over ``exec`` (here the driver, ~570 MB after the parse test), so
+    a small step would report the driver's size: VmHWM is the peak of this program alone."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def run_step(step: str, work: Path, n: int, workers: int) -> dict:
     """One step on the first ``n`` synthetic files, in this process (called in a child)."""
     folder, notes, files_path = (
@@ -156,10 +167,12 @@ def run_step(step: str, work: Path, n: int, workers: int) -> dict:
         extra = {"rows": len(table)}
     else:
         splits = split_songs(pd.read_parquet(files_path), 0.15, 0.15, seed=42)
-        data = build_event_data_streamed(notes, splits, 32, 1, {"val": 200, "test": 200})
-        extra = {"train_windows": int(len(data.starts["train"]))}
+        out = work / f"windows_{n}.npz"
+        counts = save_event_data_streamed(notes, splits, 32, 1, {"val": 200, "test": 200}, out)
+        out.unlink()
+        extra = {"train_windows": counts["windows"]["train"]}
     seconds = time.perf_counter() - t0
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    own = own_peak_mb()
     pool = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {
         "step": step,
@@ -202,6 +215,9 @@ def main() -> None:
     ap.add_argument("--raw", type=Path, default=REPO / "data" / "raw", help="real MIDI files")
     ap.add_argument("--work", type=Path, default=Path("/tmp/midiml-bench"))
     ap.add_argument("--workers", type=int, default=0, help="ingest processes (0 = one per core)")
+    ap.add_argument(
+        "--steps", default=",".join(STEPS), help="comma-separated steps (ingest always runs)"
+    )
     ap.add_argument("--step", choices=STEPS, help=argparse.SUPPRESS)  # child mode
     ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -220,9 +236,10 @@ def main() -> None:
     print(
         f"synthetic collection: {max(sizes)} files in {time.perf_counter() - t0:.1f} s", flush=True
     )
+    steps = [s for s in STEPS if s == "ingest" or s in args.steps.split(",")]
     rows = []
     for n in sizes:
-        for step in STEPS:
+        for step in steps:
             cmd = [
                 sys.executable,
                 __file__,
@@ -242,7 +259,7 @@ def main() -> None:
             p.unlink(missing_ok=True)
     plot(rows, FIGURE)
     per_file = {
-        s: [r["seconds"] / r["n_files"] * 1000 for r in rows if r["step"] == s] for s in STEPS
+        s: [r["seconds"] / r["n_files"] * 1000 for r in rows if r["step"] == s] for s in steps
     }
     record(
         "scale",

@@ -3,7 +3,7 @@
 Writes reports/metrics/generators.json (reproducible: no timings), reports/generators.md,
 figures, piano rolls of sampled continuations under reports/samples/ (their MIDI under
 data/samples/: a prompt is an excerpt of a dataset song, so it stays out of git), and
-reports/metrics/generator_timings.json (training wall times: machine-dependent). Samples and
+reports/timings/generators.json (training wall times: machine-dependent, git-ignored). Samples and
 test metrics are also logged to each model's MLflow run.
 """
 
@@ -22,7 +22,7 @@ from midiml.generate.base import load_generator
 from midiml.generate.continuation import load_continuer, saved_models, write_midi
 from midiml.generate.listening_eval import generate_samples, held_out_prompts, write_audio_samples
 from midiml.generate.train import generator_names, is_neural
-from midiml.io import atomic_dir, save_figure, write_json, write_metrics, write_text
+from midiml.io import atomic_dir, save_figure, write_metrics, write_text, write_timings
 from midiml.report import generators as page
 from midiml.represent.windows import EventData
 
@@ -105,10 +105,7 @@ def main() -> None:
             timings["ffnn_ablation"] = json.loads(ab_t.read_text())
     results["targets"] = ev.targets(results, neural)
     write_metrics("reports/metrics/generators.json", results)
-    write_json(
-        "reports/metrics/generator_timings.json",
-        {"device": str(params.trainer.accelerator), "models": timings},
-    )
+    write_timings("generators", {"device": str(params.trainer.accelerator), "models": timings})
     save_figure(page.plot_bits(results, names), "reports/figures/generators_bits.png")
     save_figure(page.plot_curves(histories), "reports/figures/generators_val_curves.png")
     if "ffnn_ablation" in results:
@@ -116,9 +113,7 @@ def main() -> None:
             page.plot_ablation(results["ffnn_ablation"], results["real"]["sample_repeat_rate"]),
             "reports/figures/generators_ablation.png",
         )
-    write_text(
-        "reports/generators.md", page.markdown(results, timings, names, losses.__doc__ or "")
-    )
+    write_text("reports/generators.md", page.markdown(results, names, losses.__doc__ or ""))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """DVC stage `ffnn_ablation`: the seed study's collapse and its cure, measured.
 
-Trains the ffnn with lambda_rep = 0 and with lambda_rep > 0 for each alpha in
-``model.ablation.alphas`` and records each variant's sample repeat rate (sampled and greedy)
-and test bits per note -> models/ffnn_ablation/results.json (the evaluation stage reports it).
+Trains the ffnn with its loss ``model.loss`` but lambda_rep = 0, and with lambda_rep > 0 for
+each alpha in ``model.ablation.alphas``, and records each variant's sample repeat rate
+(sampled and greedy) and test bits per note -> models/ffnn_ablation/results.json (the
+evaluation stage reports it).
 """
 
 from omegaconf import OmegaConf
@@ -25,6 +26,7 @@ def main() -> None:
     spec = OmegaConf.create(OmegaConf.to_container(params.model.generators.ffnn, resolve=True))
     spec.max_epochs = int(ab.max_epochs)
     spec.datamodule.windows_per_epoch = ab.windows_per_epoch
+    base = OmegaConf.to_container(params.model.loss, resolve=True)
     variants = [("lambda_rep=0", {"alpha": 1.0, "lambda_rep": 0.0})]
     variants += [
         (f"alpha={float(a):g}", {"alpha": float(a), "lambda_rep": float(ab.lambda_rep)})
@@ -35,7 +37,7 @@ def main() -> None:
     results, timings = {}, {}
     with atomic_dir(OUT) as tmp:
         for label, loss in variants:
-            loss = {**loss, "lambda_sim": 0.0, "rep_context": 1}
+            loss = {**base, **loss}
             spec.module.loss = loss
             model_dir = tmp / label.replace("=", "_")
             info = train_generator(

@@ -11,7 +11,7 @@ from pathlib import Path
 from midiml.config import load_params
 from midiml.generate.vae_study import VARIANTS, log_results, run_study
 from midiml.generate.vae_use import decode
-from midiml.io import atomic_dir, save_figure, write_json, write_text
+from midiml.io import atomic_dir, save_figure, write_json, write_text, write_timings
 from midiml.report.vae import loss_figure, render_page, rolls_figure
 from midiml.training import cpu_threads
 
@@ -53,7 +53,9 @@ def main() -> None:
             [FIGURES / "vae_rolls.png", FIGURES / "vae_loss.png"],
         )
     print(table.round(3).to_string(index=False))
-    print({k: v for k, v in info.items() if k.endswith("seconds")})
+    seconds = {k: round(v, 2) for k, v in info.items() if k.endswith("seconds")}
+    write_timings("vae", {"trained_on": info["trained_on"], **seconds})
+    print(seconds)
 
 
 if __name__ == "__main__":

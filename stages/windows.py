@@ -1,4 +1,5 @@
-"""DVC stage `windows`: event streams of every split song and their N_in -> N_out windows."""
+"""DVC stage `windows`: event streams of every split song and their N_in -> N_out windows,
+written a song at a time (memory flat in the collection's size)."""
 
 import pandas as pd
 from omegaconf import OmegaConf
@@ -6,7 +7,7 @@ from omegaconf import OmegaConf
 from midiml.config import load_params
 from midiml.data.split import used_files
 from midiml.io import atomic_path
-from midiml.represent.windows import build_event_data_streamed
+from midiml.represent.windows import save_event_data_streamed
 
 OUT = "data/processed/windows.npz"
 
@@ -18,17 +19,17 @@ def main() -> None:
     files = pd.read_parquet("data/interim/files.parquet")
     keep = used_files(files, w.get("sources"))  # the generators' own sources
     splits = splits[splits["file_id"].isin(keep)]
-    data = build_event_data_streamed(
-        "data/interim/notes.parquet",
-        splits,
-        int(w.n_in),
-        int(w.n_out),
-        OmegaConf.to_container(w.max_per_song),
-    )
-    with atomic_path(OUT) as tmp, open(tmp, "wb") as fh:
-        data.save(fh)
+    with atomic_path(OUT) as tmp:
+        counts = save_event_data_streamed(
+            "data/interim/notes.parquet",
+            splits,
+            int(w.n_in),
+            int(w.n_out),
+            OmegaConf.to_container(w.max_per_song),
+            tmp,
+        )
     for split in ("train", "val", "test"):
-        print(f"{split}: {len(data.songs(split))} songs, {len(data.starts[split])} windows")
+        print(f"{split}: {counts['songs'][split]} songs, {counts['windows'][split]} windows")
 
 
 if __name__ == "__main__":

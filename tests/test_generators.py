@@ -177,5 +177,8 @@ def test_one_generator_setting_retrains_that_generator_alone():
     """`dvc exp run -S model.generators.ffnn.module.loss.alpha=...`: ffnn, then evaluation."""
     readers = stages_reading("model.generators.ffnn.module.loss.alpha")
     assert readers == ["evaluate_generators", "ffnn_ablation", "train_generator@ffnn"]
+    # model.loss (the card's `-S model.loss.alpha=...`): the ablation lists it; the ffnn
+    # generator reads it through its interpolated module.loss (tests/test_exp_run.py runs it)
+    assert stages_reading("model.loss.alpha") == ["ffnn_ablation"]
     assert "train_generator@markov" in stages_reading("model.generators.markov.module.order")
     assert "train_generator@ffnn" not in stages_reading("model.generators.markov.module.order")

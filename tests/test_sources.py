@@ -21,7 +21,7 @@ from midiml.data.manifest import ChecksumError
 from midiml.data.sources import Source
 from midiml.data.split import split_songs
 from midiml.represent.features import extract_features, extract_features_streamed
-from midiml.represent.windows import build_event_data, build_event_data_streamed
+from midiml.represent.windows import EventData, build_event_data, save_event_data_streamed
 from tests.test_classifiers import CFG
 
 GENRES3 = ["jazz", "piano", "chiptune"]
@@ -244,6 +244,7 @@ def test_streamed_ingest_matches_in_memory_and_parallel_matches_serial(tmp_path,
     )
     splits = split_songs(files_mem, 0.2, 0.2, seed=0)
     a = build_event_data(notes_mem, splits, 4, 1, {"val": 3})
-    b = build_event_data_streamed(tmp_path / "s.parquet", splits, 4, 1, {"val": 3})
+    save_event_data_streamed(tmp_path / "s.parquet", splits, 4, 1, {"val": 3}, tmp_path / "w.npz")
+    b = EventData.load(tmp_path / "w.npz")
     assert np.array_equal(a.events, b.events) and np.array_equal(a.file_ids, b.file_ids)
     assert all(np.array_equal(a.starts[k], b.starts[k]) for k in a.starts)

@@ -99,3 +99,22 @@ def test_evaluation_is_a_child_run_and_leaves_the_training_run_closed(tmp_path, 
     with tracking.evaluation_run(params, "generation", "0" * 32, "lost/eval") as ev2:
         pass
     assert "mlflow.parentRunId" not in client.get_run(ev2.info.run_id).data.tags
+
+
+def test_ui_addresses_open_each_experiment_on_its_runs_table(tmp_path, monkeypatch):
+    """MLflow 3.17 picks the view from the address's workflowType (the experiment tag no
+    longer decides): every address `make mlflow-ui` prints asks for the runs table."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    params = _params(tmp_path)
+    for concern in ("generation", "clustering"):
+        with tracking.run(params, concern, "r"):
+            mlflow.log_metric("val_loss", 1.0)
+    urls = tracking.ui_addresses("http://127.0.0.1:5000/", params.tracking.tracking_uri)
+    client = mlflow.tracking.MlflowClient(params.tracking.tracking_uri)
+    for concern in ("generation", "clustering"):
+        exp = client.get_experiment_by_name(f"t-{concern}")
+        assert urls[f"t-{concern}"] == (
+            f"http://127.0.0.1:5000/#/experiments/{exp.experiment_id}/runs"
+            "?workflowType=machine_learning&compareRunsMode=CHART"
+        )
+    assert tracking.ui_url("http://h:1").endswith("/#/experiments?workflowType=machine_learning")

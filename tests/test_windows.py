@@ -12,6 +12,7 @@ from midiml.represent.windows import (
     event_stream,
     make_windows,
     n_windows,
+    save_event_data_streamed,
     spaced,
     tonedeaf,
 )
@@ -91,3 +92,46 @@ def test_spaced_is_deterministic_and_capped():
     assert spaced(10, None).tolist() == list(range(10))
     idx = spaced(1000, 7)
     assert len(idx) == 7 and idx[0] == 0 and idx[-1] == 999
+
+
+def test_streamed_file_holds_exactly_what_the_in_memory_one_holds(tmp_path):
+    """The `windows` stage writes song by song from the parquet's row groups (out of file_id
+    order, a drum-only song, a song without notes): every member equals ``EventData.save``'s,
+    dtype and shape included, and writing twice gives the same bytes."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    songs = [f"f{i:02d}" for i in range(12)]
+    frames = [
+        _notes(fid, rng.integers(40, 90, n).tolist(), np.sort(rng.random(n) * 30).tolist())
+        for fid, n in zip(songs[::-1], rng.integers(3, 60, len(songs)), strict=True)
+    ]
+    frames.append(_notes("f99", [36, 38], [0.0, 0.5], drum=[True, True]))
+    notes = pd.concat(frames, ignore_index=True)
+    table = pa.Table.from_pandas(notes, preserve_index=False)
+    writer = pq.ParquetWriter(tmp_path / "notes.parquet", table.schema)
+    for frame in frames:  # one row group per song, as the ingest writes them
+        writer.write_table(pa.Table.from_pandas(frame, preserve_index=False))
+    writer.close()
+    assert pq.ParquetFile(tmp_path / "notes.parquet").num_row_groups == len(frames)
+    splits = pd.DataFrame(
+        {
+            "file_id": [*songs, "f99", "f50"],  # f50: in the split, no notes
+            "genre": ["a", "b"] * 7,
+            "split": (["train", "val", "test"] * 5)[:14],
+        }
+    )
+    caps = {"train": 9, "test": 4}
+    build_event_data(notes, splits, 4, 1, caps).save(tmp_path / "memory.npz")
+    for name in ("a.npz", "b.npz"):
+        counts = save_event_data_streamed(
+            tmp_path / "notes.parquet", splits, 4, 1, caps, tmp_path / name
+        )
+    expected, streamed = np.load(tmp_path / "memory.npz"), np.load(tmp_path / "a.npz")
+    assert list(streamed.keys()) == list(expected.keys())
+    for key in expected:
+        assert streamed[key].dtype == expected[key].dtype, key
+        np.testing.assert_array_equal(streamed[key], expected[key], err_msg=key)
+    assert counts["windows"] == {k: len(expected[f"starts_{k}"]) for k in ("train", "val", "test")}
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()

@@ -52,8 +52,22 @@ def write_json(path: str | os.PathLike[str], data: Any) -> None:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n")
 
 
+# Wall times change on every run (and machine): they live in their own git-ignored files here,
+# not in the tracked pages and metrics, so a run on an unchanged checkout leaves those
+# byte-identical. Written beside the stage's outputs, not declared as DVC outputs (dvc.lock
+# would record their hash and change with every run); also logged to MLflow.
+TIMINGS_DIR = Path("reports/timings")
+
+
+def write_timings(name: str, data: Any) -> Path:
+    """``reports/timings/<name>.json`` (git-ignored): one stage's machine-dependent times."""
+    path = TIMINGS_DIR / f"{name}.json"
+    write_json(path, data)
+    return path
+
+
 # DVC metrics files are rounded at write time: float noise below this (a different BLAS path
-# on another CPU) then does not show in `dvc metrics diff` (see README, "Reproducibility").
+# on another CPU) then does not show in `dvc metrics diff` (docs/configuration.md).
 METRIC_DECIMALS = 3
 
 

@@ -4,8 +4,8 @@ This module is the one way the project opens runs: :func:`run` (a stage's run),
 :func:`evaluation_run` (a child of a training run, opened by the training run's id; the
 training run itself is never re-opened, so its duration stays the fit's),
 :func:`child_run` (many light children written by a client, e.g. one per grid point) and
-:func:`lightning_logger` (Lightning's MLFlowLogger on the same store). Experiments are tagged
-as model-training experiments so the MLflow 3 UI does not open them in its GenAI view.
+:func:`lightning_logger` (Lightning's MLFlowLogger on the same store); :func:`serve_ui`
+(``make mlflow-ui``) serves the store and gives addresses that open on the runs table.
 
 SQLite (``sqlite:///mlflow.db``) is the default backend; ``MLFLOW_TRACKING_URI`` wins,
 so a team can point every stage at a shared server without touching params.
@@ -25,9 +25,16 @@ from midiml.config import flatten
 # One limit on a param value's length for every run: Lightning's MLFlowLogger cuts at 250
 # (MLflow itself allows more), so runs logged either way show the same values.
 MAX_PARAM_LEN = 250
-# MLflow 3's UI picks the experiment's view from this tag (else it may infer "GenAI").
+# Every experiment is tagged as model training. MLflow 3 UIs before 3.17 pick the experiment's
+# view from this tag; 3.17's no longer reads it (see UI_QUERY) but its kind selector does.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
+# MLflow 3.17's UI shows every experiment in the view of one switch at its top left ("GenAI"
+# | "Model training"), read from the address's `workflowType` query, else from the browser's
+# localStorage (`mlflow.workflowType_v1`, written only by clicking the switch), else GenAI
+# (Overview, Traces, assistant). Addresses with this query open on the runs table in a fresh
+# browser; the experiment's own tabs keep it, the experiments list's links drop it.
+UI_QUERY = "workflowType=machine_learning"
 
 
 def tracking_uri(cfg: Any | None = None) -> str:
@@ -224,3 +231,73 @@ def log_evaluation(
         log_metrics(metrics)
         for f in files or []:
             mlflow.log_artifact(str(f), artifact_path="samples")
+
+
+def ui_url(base_url: str, experiment_id: str | None = None) -> str:
+    """The UI address of an experiment's runs beside their metric charts (the runs table
+    itself shows no metric column until one is added), or of the experiments list."""
+    if experiment_id is None:
+        return f"{base_url.rstrip('/')}/#/experiments?{UI_QUERY}"
+    runs = f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs"
+    return f"{runs}?{UI_QUERY}&compareRunsMode=CHART"
+
+
+def ui_addresses(base_url: str, uri: str | None = None) -> dict[str, str]:
+    """Experiment name -> address of its runs table, for every experiment in the store."""
+    from mlflow import MlflowClient
+
+    experiments = MlflowClient(uri or tracking_uri()).search_experiments()
+    return {e.name: ui_url(base_url, e.experiment_id) for e in experiments}
+
+
+def serve_ui(host: str = "127.0.0.1", port: int = 5000, open_browser: bool = True) -> int:
+    """``mlflow ui`` on the project's store; once it answers, print each experiment's runs
+    address (and open the first in a browser, where there is one). Returns its exit code."""
+    import signal
+    import sys
+    import time
+    import urllib.request
+    import webbrowser
+
+    base, uri = f"http://{host}:{port}", tracking_uri()
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
+    cmd += ["--host", host, "--port", str(port)]
+    server = subprocess.Popen(cmd)
+    # `kill` of this process stops the server too (the finally below runs on SystemExit)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        for _ in range(240):  # the server takes seconds to a minute to start on a busy machine
+            if server.poll() is not None:
+                return server.returncode
+            try:
+                urllib.request.urlopen(base, timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        urls = {n: u for n, u in ui_addresses(base, uri).items() if n != "Default"}
+        print(f"\nMLflow UI: each experiment's runs and metric charts ({base} itself opens")
+        print('MLflow\'s GenAI view; click "Model training" at its top left once, and the')
+        print("browser remembers it):")
+        for name, url in sorted(urls.items()):
+            print(f"  {name}: {url}")
+        sys.stdout.flush()
+        if open_browser and urls:
+            webbrowser.open(next(iter(sorted(urls.items())))[1])
+        return server.wait()
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if server.poll() is None:
+            server.terminate()
+            server.wait()
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description="serve the MLflow UI on the project's store")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=5000)
+    ap.add_argument("--no-browser", action="store_true", help="only print the addresses")
+    args = ap.parse_args()
+    raise SystemExit(serve_ui(args.host, args.port, not args.no_browser))

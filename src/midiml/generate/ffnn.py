@@ -2,8 +2,8 @@
 
 Pitch window -> embedding -> MLP -> softmax over 128 pitches. Trained with
 ``losses.repetition_loss``: CE + lambda_rep * N_rep**alpha + lambda_sim * N_sim**alpha
-(``model.generators.ffnn.module.loss``), the seed study's cure for a net that "converged to
-sequences of the same note".
+(``model.loss``, which ``model.generators.ffnn.module.loss`` interpolates), the seed study's
+cure for a net that "converged to sequences of the same note".
 """
 
 from __future__ import annotations

@@ -111,9 +111,7 @@ def plot_ablation(ablation: dict[str, dict[str, Any]], real_rate: float) -> Any:
     return fig
 
 
-def markdown(
-    results: dict[str, Any], timings: dict[str, Any], names: list[str], loss_doc: str
-) -> str:
+def markdown(results: dict[str, Any], names: list[str], loss_doc: str) -> str:
     """reports/generators.md: the table, the ablation, the targets, the loss formulas."""
     real = results["real"]
     lines = [
@@ -174,26 +172,12 @@ def markdown(
                 f"{v['test_bits_per_note']:.3f} | {v['sample_oa_mean']:.3f} |"
             )
         lines += ["", "![ablation](figures/generators_ablation.png)", ""]
-    if timings:
-        lines += [
-            "## Training wall time (machine-dependent)",
-            "",
-            "Wall time of each training stage's fit on the machine that ran it "
-            "(also in `metrics/generator_timings.json` and MLflow; not in "
-            "`generators.json`, which must be reproducible).",
-            "",
-            "| model | train_seconds | epochs |",
-            "|---|---:|---:|",
-        ]
-        for k in names:
-            if k in timings:
-                lines.append(
-                    f"| {k} | {timings[k]['train_seconds']:.1f} | {timings[k]['epochs']} |"
-                )
-        if "ffnn_ablation" in timings:
-            for k, v in timings["ffnn_ablation"].items():
-                lines.append(f"| ffnn ablation {k} | {v:.1f} | |")
-        lines.append("")
+    lines += [
+        "Training wall times change with the machine and every run, so they are not on this "
+        "page: `reports/timings/generators.json` (git-ignored, rewritten by each run) and "
+        "each model's MLflow run (`train_seconds`).",
+        "",
+    ]
     lines += [
         "## Samples",
         "",

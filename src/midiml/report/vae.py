@@ -194,9 +194,8 @@ ours onset {ours_dec["onset_threshold"]}, frame {ours_dec["frame_threshold"]}). 
 decoded at local peaks of the onset probability (±2 steps, ±1 semitone).
 
 Training ({info.get("trained_on", "CPU")}, {info["train_windows"]} qualifying training
-windows, of which a random subsample per fit): study {info["study_train_seconds"]:.0f} s,
-ours without the prior {info.get("ours_no_repeat_train_seconds", float("nan")):.0f} s, ours
-{info["ours_train_seconds"]:.0f} s. Loss curves: ![loss](figures/vae_loss.png)
+windows, of which a random subsample per fit; wall times in `reports/timings/vae.json`,
+git-ignored, and MLflow). Loss curves: ![loss](figures/vae_loss.png)
 
 Use: `midiml continue song.mid -m vae --variations 3` (different latent samples give
 different continuations); `midiml interpolate a.mid b.mid -o morph.mid` morphs between two

@@ -7,14 +7,19 @@ A song of N events gives N - N_in - N_out + 1 windows. The tone-deaf view keeps 
 so a melody and its transposition look the same.
 
 Windows are stored as start indices into one concatenated event array, which keeps the
-660-song corpus at a few MB instead of N_in copies of every note.
+660-song corpus at a few MB instead of N_in copies of every note. ``save_event_data_streamed``
+writes that file from the notes parquet a song at a time, so the `windows` stage's memory
+does not grow with the collection.
 """
 
 from __future__ import annotations
 
+import tempfile
+import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
@@ -147,26 +152,6 @@ def build_event_data(
     return assemble_event_data(by_file, splits, n_in, n_out, max_per_song)
 
 
-def build_event_data_streamed(
-    notes_path: str | Path,
-    splits: pd.DataFrame,
-    n_in: int,
-    n_out: int,
-    max_per_song: dict[str, int | None] | None = None,
-) -> EventData:
-    """``build_event_data`` reading the notes parquet one row group at a time: memory holds
-    one batch of notes plus the compact (N, 4) float32 event streams, never the notes table."""
-    wanted = set(splits["file_id"].astype(str))
-    by_file: dict[str, np.ndarray] = {}
-    for group in iter_row_groups(notes_path):
-        for fid, g in group.groupby("file_id", sort=False):
-            if fid in wanted:
-                if fid in by_file:
-                    raise ValueError(f"{notes_path}: {fid}'s notes span several row groups")
-                by_file[fid] = event_stream(g)
-    return assemble_event_data(by_file, splits, n_in, n_out, max_per_song)
-
-
 def assemble_event_data(
     by_file: dict[str, np.ndarray],
     splits: pd.DataFrame,
@@ -204,3 +189,107 @@ def assemble_event_data(
         n_in=int(n_in),
         n_out=int(n_out),
     )
+
+
+# np.savez_compressed stamps each member with the current time; a fixed stamp makes the file
+# depend on its contents only (the same notes give the same bytes, so DVC sees no change)
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+_CHUNK_BYTES = 16 << 20  # what one write to the compressor holds (events or starts)
+
+
+def _member(zf: zipfile.ZipFile, name: str) -> IO[bytes]:
+    info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_TIME)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    return zf.open(info, "w", force_zip64=True)
+
+
+def _write_array(zf: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
+    """One whole (small) array as an .npy member, exactly as ``np.savez_compressed`` does."""
+    with _member(zf, name) as fh:
+        np.lib.format.write_array(fh, np.asanyarray(array), allow_pickle=False)
+
+
+def _write_chunks(
+    zf: zipfile.ZipFile, name: str, dtype: np.dtype, shape: tuple[int, ...], chunks: Iterator
+) -> None:
+    """An .npy member whose rows arrive in chunks: the header (from the known shape), then
+    the rows' bytes in order, which is what ``np.save`` writes for a C-ordered array."""
+    header = {
+        "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+        "fortran_order": False,
+        "shape": shape,
+    }
+    with _member(zf, name) as fh:
+        np.lib.format.write_array_header_1_0(fh, header)
+        buffered, size = [], 0
+        for chunk in chunks:
+            data = np.ascontiguousarray(chunk, dtype=dtype).tobytes()
+            buffered.append(data)
+            size += len(data)
+            if size >= _CHUNK_BYTES:
+                fh.write(b"".join(buffered))
+                buffered, size = [], 0
+        fh.write(b"".join(buffered))
+
+
+def save_event_data_streamed(
+    notes_path: str | Path,
+    splits: pd.DataFrame,
+    n_in: int,
+    n_out: int,
+    max_per_song: dict[str, int | None] | None,
+    out: str | Path | IO[bytes],
+) -> dict[str, dict[str, int]]:
+    """Write what ``build_event_data(...).save(out)`` writes, holding one song at a time.
+
+    The notes parquet is read one row group at a time and each song's event stream spilled
+    to a scratch file next to nothing in memory but its (position, length); the output, in
+    file_id order, is then written member by member from that file. Peak memory is one row
+    group plus per-song bookkeeping, whatever the collection's size. Returns songs and
+    windows per split.
+    """
+    max_per_song = max_per_song or {}
+    sp = splits.sort_values("file_id").reset_index(drop=True)
+    fids = sp["file_id"].astype(str).to_numpy()
+    wanted = set(fids.tolist())
+    where: dict[str, tuple[int, int]] = {}  # file_id -> (byte position, events)
+    scratch_dir = Path(out).parent if isinstance(out, str | Path) else None
+    with tempfile.TemporaryFile(dir=scratch_dir) as scratch:
+        for group in iter_row_groups(notes_path):
+            for fid, g in group.groupby("file_id", sort=False):
+                if fid in wanted:
+                    if fid in where:
+                        raise ValueError(f"{notes_path}: {fid}'s notes span several row groups")
+                    stream = event_stream(g)
+                    where[fid] = (scratch.tell(), len(stream))
+                    scratch.write(stream.tobytes())
+        lengths = np.array([where.get(f, (0, 0))[1] for f in fids], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        song_split = sp["split"].astype(str).to_numpy()
+
+        def events() -> Iterator[np.ndarray]:
+            for fid in fids:
+                pos, n = where.get(fid, (0, 0))
+                scratch.seek(pos)
+                yield np.frombuffer(scratch.read(n * 16), dtype=np.float32).reshape(n, 4)
+
+        def starts(split: str) -> Iterator[np.ndarray]:
+            for s in np.flatnonzero(song_split == split):
+                w = n_windows(int(lengths[s]), n_in, n_out)
+                yield offsets[s] + spaced(w, max_per_song.get(split))
+
+        counts = {k: sum(len(c) for c in starts(k)) for k in SPLITS}
+        with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
+            _write_chunks(zf, "events", np.float32, (int(offsets[-1]), 4), events())
+            _write_array(zf, "offsets", offsets)
+            _write_array(zf, "file_ids", fids.astype(str))
+            _write_array(zf, "genres", sp["genre"].astype(str).to_numpy().astype(str))
+            _write_array(zf, "splits", song_split.astype(str))
+            _write_array(zf, "n_in", np.asarray(int(n_in)))
+            _write_array(zf, "n_out", np.asarray(int(n_out)))
+            for k in SPLITS:
+                _write_chunks(zf, f"starts_{k}", np.int64, (counts[k],), starts(k))
+    return {
+        "songs": {k: int((song_split == k).sum()) for k in SPLITS},
+        "windows": counts,
+    }

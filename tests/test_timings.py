@@ -1,0 +1,49 @@
+"""Wall times live in their own git-ignored files: a rerun leaves tracked reports unchanged."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import yaml
+from omegaconf import OmegaConf
+
+from tests.conftest import REPO, tiny_params
+from tests.test_generators import scale_data, scale_tables
+from tests.test_new_generator import run_stage
+
+TRACKED = ("reports/generators.md", "reports/metrics/generators.json")
+
+
+def test_timing_files_are_git_ignored_and_no_dvc_output():
+    res = subprocess.run(
+        ["git", "check-ignore", "-q", "reports/timings/generators.json"], cwd=REPO, check=False
+    )
+    assert res.returncode == 0
+    pipeline = (REPO / "dvc.yaml").read_text()
+    assert "reports/timings" not in pipeline and "generator_timings" not in pipeline
+
+
+def test_generator_evaluation_rerun_leaves_tracked_reports_byte_identical(tmp_path):
+    """Train and evaluate twice: the training times differ, the tracked page and metrics
+    do not; the times are in reports/timings/generators.json."""
+    params = tiny_params(model={"sampling": {"n_prompts": 2, "prompt_len": 8, "n_new": 8}})
+    params.model.generators = {"markov": params.model.generators.markov}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(OmegaConf.to_container(params)))
+    (tmp_path / "data" / "processed").mkdir(parents=True)
+    (tmp_path / "data" / "interim").mkdir(parents=True)
+    scale_data(n_songs=6, length=80).save(tmp_path / "data" / "processed" / "windows.npz")
+    notes, splits = scale_tables(n_songs=6, length=80)
+    notes.to_parquet(tmp_path / "data" / "interim" / "notes.parquet")
+    splits.to_parquet(tmp_path / "data" / "interim" / "splits.parquet")
+
+    runs = []
+    for _ in range(2):
+        run_stage(tmp_path, "train_generator.py", "markov")
+        run_stage(tmp_path, "evaluate_generators.py")
+        runs.append({p: (tmp_path / p).read_bytes() for p in TRACKED})
+        timings = json.loads((tmp_path / "reports" / "timings" / "generators.json").read_text())
+        runs[-1]["seconds"] = timings["models"]["markov"]["train_seconds"]
+    assert all(runs[0][p] == runs[1][p] for p in TRACKED)
+    assert b"## Training wall time" not in runs[0]["reports/generators.md"]
+    assert not (tmp_path / "reports" / "metrics" / "generator_timings.json").exists()
