@@ -6,8 +6,9 @@ has run (``data/features/features.parquet``, ``data/interim/files.parquet``):
 
 1. the genre NMI of one small grid (``cluster.compare_feature_sets``) on the *other* sources
    (several collections per genre, none clustered by the stage), per column set: every numeric
-   column, the music features (no file habits) and the stage's chosen columns (chosen on
-   these very sources, so its number flatters it);
+   column, the music features (no file habits: the stage's columns) and those of them that
+   pass the across-sources filter at ``min_genre_over_source: 1.0`` (chosen on these very
+   sources, so its number flatters it);
 2. a ceiling for classical vs video game in the clustered collections: the accuracy of a
    logistic regression on the music features, trained on the other sources (transfer) and in
    5-fold cross-validation on the clustered collections themselves. A clustering rarely beats
@@ -38,10 +39,11 @@ def main() -> None:
     features = pd.read_parquet("data/features/features.parquet")
     files = pd.read_parquet("data/interim/files.parquet")
     keep = used_files(files, cfg.get("sources"))
-    selection = select_features(features, files, keep, cfg.features)
     music = candidates(features, cfg.features.exclude)
+    criterion = {"exclude": list(cfg.features.exclude), "min_genre_over_source": 1.0}
+    stable = select_features(features, files, keep, criterion).columns
     numeric = [c for c in features.select_dtypes("number").columns if c != "key_tonic"]
-    sets = {"all": numeric, "music": music, "chosen": selection.columns}
+    sets = {"all": numeric, "music": music, "stable": stable}
 
     held = features[~features["file_id"].isin(keep)].reset_index(drop=True)
     print(f"1. genre NMI on the {len(held)} files of the sources not clustered (k = genres)")

@@ -98,7 +98,9 @@ def test_without_held_out_sources_every_candidate_is_kept(ratio):
         feats, files, everything, {"exclude": ["artifacts"], "min_genre_over_source": ratio}
     )
     assert not sel.measured and sel.columns == ["music", "habit", "noise"]
-    assert "not measured" in "\n".join(feature_lines(sel, None))
+    text = "\n".join(feature_lines(sel, None))
+    assert ("filter is off" in text) == (ratio is None)
+    assert ("not measured" in text) == (ratio is not None)
 
 
 def test_feature_set_check_reads_each_column_set():

@@ -16,8 +16,11 @@ columns are chosen for it, in two steps that never look at a clustering score:
    explained by source within a genre (mean over genres with two or more sources). Ranks,
    so one extreme file does not decide.
 
-Where no genre has two held-out sources (``data=small``, the music21 corpus) step 2 cannot be
-measured and every candidate is kept; the selection says so.
+Step 2 is off by default (``min_genre_over_source: null``): on the held-out sources themselves
+the 25 columns it keeps find genre no better than the 89 candidates (benchmarks/
+cluster_ceiling.py), so it is not worth the 64 columns it drops (docs/clustering.md). Where
+no genre has two held-out sources (``data=small``, the music21 corpus) it cannot be measured
+and every candidate is kept; the selection says which.
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ class Selection:
     candidates: list[str]
     table: pd.DataFrame  # one row per candidate: genre_share, source_share, ratio, kept
     held_out_sources: list[str]
-    measured: bool  # False: too few held-out sources, every candidate kept
+    measured: bool  # False: every candidate kept (see ``note``)
+    note: str = ""  # why step 2 was not applied: "off" (no threshold) or "no held-out sources"
 
 
 def candidates(features: pd.DataFrame, exclude: Iterable[str]) -> list[str]:
@@ -107,7 +111,8 @@ def select_features(
     measured = min_ratio is not None and held["genre"].nunique() >= 2 and bool((genres >= 2).any())
     if not measured:
         table = pd.DataFrame({"feature": cols, "kept": True})
-        return Selection(cols, cols, table, sorted(held["source"].unique()), False)
+        note = "off" if min_ratio is None else "no held-out sources"
+        return Selection(cols, cols, table, sorted(held["source"].unique()), False, note)
     table = source_stability(held, cols)
     table["kept"] = table["ratio"] >= float(min_ratio)
     kept = table.loc[table["kept"], "feature"].tolist() or cols  # none kept: all candidates

@@ -151,7 +151,7 @@ def render_markdown(
 
 
 SET_LABELS = {
-    "chosen": "chosen for clustering (music, stable across sources)",
+    "chosen": "the columns clustered above",
     "all": "every numeric feature (the classifier's table)",
     "file_habits": "file habits only (tempo map, velocities, tracks, length, beat grid, key)",
 }
@@ -181,10 +181,16 @@ def feature_lines(selection: Selection | None, fmetrics: Mapping[str, Any] | Non
             for r in kept.itertuples()
         ]
     else:
+        why = (
+            "the across-sources filter is off (`cluster.features.min_genre_over_source: null`)"
+            if selection.note == "off"
+            else "no genre has two sources outside the clustered ones here, so the "
+            "across-sources filter was not measured"
+        )
         lines += [
-            f"{len(selection.columns)} music features (the feature table without the file "
-            "habits of `features.ARTIFACT_FEATURES`); no genre has two sources outside the "
-            "clustered ones here, so the across-sources check was not measured.",
+            f"{len(selection.columns)} music features: the feature table without the file "
+            "habits of `features.ARTIFACT_FEATURES` (track layout, tempo map, velocities, beat "
+            f"grid, length, absolute key), the classifier's robust set; {why}.",
         ]
     sets = (fmetrics or {}).get("by_feature_set") or {}
     if sets:
