@@ -22,10 +22,12 @@ from midiml.cluster.search import (
     assignments,
     composer_metrics,
     composer_search,
+    feature_set_check,
     genre_metrics,
     genre_search,
     seed_row,
 )
+from midiml.cluster.selection import GROUPS, Selection, select_features
 from midiml.config import load_params
 from midiml.data.split import used_files
 from midiml.io import atomic_path, save_figure, write_metrics, write_text
@@ -91,6 +93,19 @@ def write_figures(genre, cfg, seed: int) -> dict[str, str]:
     return figures
 
 
+def feature_metrics(features: pd.DataFrame, selection: Selection, cfg, seed: int) -> dict:
+    """The chosen columns' counts and the small grid on the chosen, all and file-habit sets."""
+    numeric = [c for c in features.select_dtypes("number").columns if c != "key_tonic"]
+    habits = [c for c in GROUPS["artifacts"] if c in numeric]
+    sets = {"chosen": selection.columns, "all": numeric, "file_habits": habits}
+    return {
+        "n_features": len(selection.columns),
+        "n_candidates": len(selection.candidates),
+        "measured_on_held_out_sources": selection.measured,
+        "by_feature_set": feature_set_check(features, sets, cfg, seed),
+    }
+
+
 def main() -> None:
     t0 = time.perf_counter()
     params = load_params()
@@ -99,12 +114,14 @@ def main() -> None:
     features = pd.read_parquet("data/features/features.parquet")
     files = pd.read_parquet("data/interim/files.parquet")
     keep = used_files(files, cfg.get("sources"))
+    selection = select_features(features, files, keep, cfg.features)
     features = features[features["file_id"].isin(keep)].reset_index(drop=True)
     files = files[files["file_id"].isin(keep)].reset_index(drop=True)
 
     with parent_run(params, "genre-grid") as (run, log_point):
-        genre = genre_search(features, cfg, seed, on_point=log_point)
+        genre = genre_search(features, cfg, seed, on_point=log_point, columns=selection.columns)
         gmetrics = genre_metrics(genre, cfg)
+        fmetrics = feature_metrics(features, selection, cfg, seed)
         figures = write_figures(genre, cfg, seed)
         with atomic_path(ASSIGNMENTS) as tmp:
             assignments(genre, features["file_id"]).to_parquet(tmp, index=False)
@@ -124,13 +141,28 @@ def main() -> None:
             for path in figures.values():
                 mlflow.log_artifact(f"reports/{path}")
             mlflow.log_artifact(PLOT)
+            mlflow.log_metrics(
+                {"features.n_features": fmetrics["n_features"]}
+                | {
+                    f"feature_sets.{name}.nmi_well_separated": float(r["nmi"])
+                    for name, d in fmetrics["by_feature_set"].items()
+                    if (r := d["best_nmi_well_separated"]) is not None
+                }
+            )
     with parent_run(params, "composer-grid") as (run, log_point):
-        composer, cinfo = composer_search(features, files, cfg, seed, on_point=log_point)
+        composer, cinfo = composer_search(
+            features, files, cfg, seed, on_point=log_point, columns=selection.candidates
+        )
         cmetrics = composer_metrics(composer, cinfo)
         if log_point is not None:
             log_point.close()
-        write_metrics("reports/metrics/clustering.json", {"genre": gmetrics, "composer": cmetrics})
-        md = report.render_markdown(genre, gmetrics, composer, cmetrics, cinfo, figures)
+        write_metrics(
+            "reports/metrics/clustering.json",
+            {"genre": gmetrics, "genre_features": fmetrics, "composer": cmetrics},
+        )
+        md = report.render_markdown(
+            genre, gmetrics, composer, cmetrics, cinfo, figures, selection, fmetrics
+        )
         write_text("reports/clustering.md", md)
         if run is not None:
             import mlflow

@@ -13,7 +13,6 @@ from midiml.represent.features import (
     WORDS_COLUMN,
     FeatureExtractor,
     extract_features,
-    key_features,
 )
 
 
@@ -146,23 +145,6 @@ def test_quarantined_files_are_left_out():
     files = pd.concat([_files(["a"]), _files(["q"], status="quarantined")])
     out = extract_features(_notes("a", C_MAJOR_SCALE), files)
     assert out["file_id"].tolist() == ["a"]
-
-
-def test_key_features_matches_music21_on_weighted_histograms():
-    from music21 import analysis, note, stream
-
-    rng = np.random.default_rng(0)
-    hists = rng.integers(0, 6, size=(8, 12)).astype(float)
-    ours = key_features(hists)
-    for i, h in enumerate(hists):
-        s = stream.Stream()
-        for pc, w in enumerate(h):
-            if w:
-                s.append(note.Note(60 + pc, quarterLength=w))
-        k = analysis.discrete.KrumhanslSchmuckler().getSolution(s)
-        assert ours["key_tonic"][i] == k.tonic.pitchClass
-        assert ours["key_mode"][i] == (k.mode == "major")
-        assert ours["key_corr"][i] == pytest.approx(k.correlationCoefficient, abs=1e-9)
 
 
 @pytest.mark.parametrize("work", ["bwv66.6", "bwv10.7"])

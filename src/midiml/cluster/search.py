@@ -70,10 +70,11 @@ def genre_search(
     cfg: Any,
     seed: int,
     on_point: Callable[[dict[str, Any]], None] | None = None,
+    columns: list[str] | None = None,
 ) -> Search:
-    """Cluster every file; score against genre."""
+    """Cluster every file on ``columns`` (None: every numeric one); score against genre."""
     c = _as_dict(cfg)
-    x = standardise(features, c.get("drop_features", []))
+    x = standardise(features[columns] if columns else features, c.get("drop_features", []))
     truth = features["genre"].astype(str).to_numpy()
     reducers_cfg, ks = grid_for(c, len(features))
     ks = sorted(set(ks) | {len(np.unique(truth))})  # always try k = number of genres
@@ -90,6 +91,45 @@ def genre_search(
         n_threads=c.get("n_threads", 1),
     )
     return Search("genre", grid, truth, x)
+
+
+def feature_set_check(
+    features: pd.DataFrame, sets: Mapping[str, list[str]], cfg: Any, seed: int
+) -> dict[str, Any]:
+    """What the genre structure at k = number of genres is made of: per named column set,
+    the best NMI of a small grid (``cfg.compare_feature_sets``) at that k, overall and among
+    points with silhouette >= ``min_silhouette``. Read only by the report."""
+    c = _as_dict(cfg)
+    check = c["compare_feature_sets"]
+    truth = features["genre"].astype(str).to_numpy()
+    k = int(len(np.unique(truth)))
+    min_sil = float(c.get("min_silhouette", 0.5))
+    out: dict[str, Any] = {}
+    for name, cols in sets.items():
+        if not cols:
+            continue
+        grid = run_grid(
+            standardise(features[cols]),
+            truth,
+            reducer_specs(check["reducers"], targets_of(c["reducers"])),
+            method_specs(check["methods"], targets_of(c["methods"])),
+            [k],
+            seed,
+            n_threads=c.get("n_threads", 1),
+        )
+        t = grid.table
+        if t.empty:
+            continue
+        ok = t[t["silhouette"] >= min_sil]
+        best = t.sort_values(["nmi", "silhouette"], ascending=False).iloc[0]
+        row = ok.sort_values(["nmi", "silhouette"], ascending=False).iloc[0] if len(ok) else None
+        out[name] = {
+            "n_features": len(cols),
+            "k": k,
+            "best_nmi": summary(best),
+            "best_nmi_well_separated": None if row is None else summary(row),
+        }
+    return out
 
 
 def seed_row(table: pd.DataFrame, seed_cfg: Mapping[str, Any]) -> pd.Series | None:
@@ -155,15 +195,18 @@ def composer_search(
     cfg: Any,
     seed: int,
     on_point: Callable[[dict[str, Any]], None] | None = None,
+    columns: list[str] | None = None,
 ) -> tuple[Search | None, dict[str, Any]]:
-    """Cluster one genre's composer-labelled files at k = k_fixed and k = composers."""
+    """Cluster one genre's composer-labelled files at k = k_fixed and k = composers, on
+    ``columns`` (None: every numeric one)."""
     c = _as_dict(cfg)["composer"]
     rows = composer_files(features, files, None if c.get("genre") is None else str(c["genre"]))
     if len(rows) < 3:
         return None, {"n_files": len(rows), "n_composers": 0}
     truth = rows["composer"].astype(str).to_numpy()
     n_comp = int(len(np.unique(truth)))
-    x = standardise(rows.drop(columns=["composer"]), _as_dict(cfg).get("drop_features", []))
+    table = rows[columns] if columns else rows.drop(columns=["composer"])
+    x = standardise(table, _as_dict(cfg).get("drop_features", []))
     k_fixed = int(c["k_fixed"])
     reducers_cfg = c["reducers"]
     small = _as_dict(cfg).get("small") or {}

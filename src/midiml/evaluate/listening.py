@@ -8,12 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from midiml.represent.tonality import estimate_key, in_key_share
-
-
-def key_consistency(prompt_pitches: np.ndarray, new_pitches: np.ndarray) -> float:
-    """Share of new notes in the prompt's (Krumhansl-Kessler) key scale; real music ~0.9-1."""
-    return in_key_share(new_pitches, estimate_key(prompt_pitches))
+from midiml.represent.tonality import key_consistency
 
 
 def register_distance(prompt_pitches: np.ndarray, new_pitches: np.ndarray) -> float:

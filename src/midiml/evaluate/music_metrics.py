@@ -20,9 +20,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import gaussian_kde
 
+from midiml.represent.tonality import best_diatonic_share
 from midiml.represent.windows import DELTA, PITCH
 
-MAJOR = np.array([0, 2, 4, 5, 7, 9, 11])
 OA_FEATURES = ("pitch", "interval", "ioi")
 MAX_KDE_POINTS = 4000
 
@@ -51,11 +51,8 @@ def pitch_class_entropy(pitches: np.ndarray) -> float:
 
 
 def scale_consistency(pitches: np.ndarray) -> float:
-    pc = np.asarray(pitches).astype(np.int64) % 12
-    if len(pc) == 0:
-        return 0.0
-    hist = np.bincount(pc, minlength=12)
-    return float(max(hist[(MAJOR + r) % 12].sum() for r in range(12)) / len(pc))
+    """Share of notes in the best-fitting diatonic scale (``tonality.best_diatonic_share``)."""
+    return best_diatonic_share(pitches)
 
 
 def pitch_range(pitches: np.ndarray) -> float:

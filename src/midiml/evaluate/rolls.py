@@ -3,7 +3,8 @@
 They catch the seed VAE's failure directly: a model that holds notes forever plays few,
 long notes (density ratio << 1, length ratio >> 1), most of its sounding cells belong to
 very long runs (sustained-cell share), and it rarely starts a note where the real music
-does (onset F1). Key, register and step are simple listening checks against the prompt.
+does (onset F1). Register and step are simple listening checks against the prompt; "in
+the prompt's key" is ``represent.tonality.key_consistency``, as for every generator.
 """
 
 from __future__ import annotations
@@ -11,11 +12,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy import ndimage
-
-MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
-MAJOR_SCALE = np.array([0, 2, 4, 5, 7, 9, 11])
-MINOR_SCALE = np.array([0, 2, 3, 5, 7, 8, 10])
 
 
 def onset_f1_counts(pred: np.ndarray, true: np.ndarray, tolerance: int = 1) -> np.ndarray:
@@ -73,33 +69,6 @@ def length_ratio(generated: pd.DataFrame, real: pd.DataFrame) -> float:
     if len(generated) == 0 or len(real) == 0:
         return float("nan")
     return float(generated["duration_s"].mean() / real["duration_s"].mean())
-
-
-def prompt_key(notes: pd.DataFrame) -> tuple[int, bool]:
-    """(tonic pitch class, is_major) by Krumhansl–Schmuckler on duration-weighted pitch classes."""
-    hist = np.bincount(
-        notes["pitch"].to_numpy(np.int64) % 12,
-        weights=notes["duration_s"].to_numpy(np.float64),
-        minlength=12,
-    )
-    if hist.sum() == 0:
-        return 0, True
-    best, key = -np.inf, (0, True)
-    for tonic in range(12):
-        for major, prof in ((True, MAJOR_PROFILE), (False, MINOR_PROFILE)):
-            r = np.corrcoef(hist, np.roll(prof, tonic))[0, 1]
-            if np.isfinite(r) and r > best:
-                best, key = r, (tonic, major)
-    return key
-
-
-def key_consistency(generated: pd.DataFrame, prompt: pd.DataFrame) -> float:
-    """Share of generated notes whose pitch class lies in the prompt's (estimated) scale."""
-    if len(generated) == 0:
-        return float("nan")
-    tonic, major = prompt_key(prompt)
-    scale = (tonic + (MAJOR_SCALE if major else MINOR_SCALE)) % 12
-    return float(np.isin(generated["pitch"].to_numpy(np.int64) % 12, scale).mean())
 
 
 def register_gap(generated: pd.DataFrame, prompt: pd.DataFrame) -> float:

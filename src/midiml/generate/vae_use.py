@@ -31,6 +31,7 @@ from midiml.represent.onset_frame import (
     onset_peaks,
     rolls_to_notes,
 )
+from midiml.represent.tonality import key_consistency
 from midiml.represent.windows import DELTA, DURATION, PITCH, VELOCITY, event_stream
 
 THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.05), 2)
@@ -176,7 +177,9 @@ def evaluate_windows(
         a = acc.setdefault(
             name, {"n": 0, "n_real": 0, "len": [], "len_real": [], "f1": 0, "sus": [0, 0]}
         )
-        a.setdefault("key", []).append(rm.key_consistency(notes, prompt))
+        a.setdefault("key", []).append(
+            key_consistency(prompt["pitch"], notes["pitch"], prompt["duration_s"])
+        )
         a.setdefault("reg", []).append(rm.register_gap(notes, prompt))
         a.setdefault("step", []).append(rm.step_share(notes))
         on, fr = onset_frame_rolls(notes, grid, half)

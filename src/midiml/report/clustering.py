@@ -10,6 +10,7 @@ import pandas as pd
 
 from midiml.cluster.grid import METHODS
 from midiml.cluster.search import Search
+from midiml.cluster.selection import Selection
 
 # The seed study's published figures (comparison only; never used in our numbers).
 SEED = {
@@ -47,6 +48,8 @@ def render_markdown(
     cmetrics: Mapping[str, Any],
     cinfo: Mapping[str, Any],
     figures: Mapping[str, str],
+    selection: Selection | None = None,
+    fmetrics: Mapping[str, Any] | None = None,
 ) -> str:
     t = genre.grid.table
     n_points = len(t)
@@ -56,8 +59,10 @@ def render_markdown(
         f"Grid search by the `cluster` stage over {n_points} points (reducer × method × k) on "
         f"{len(genre.truth)} files and {genre.x.shape[1]} standardised features. Silhouette is "
         "Euclidean, computed in the space the clustering used (the reduced space for PCA/UMAP, "
-        "the standardised features for `none`); NMI and ARI are against genre.",
+        "the standardised features for `none`); NMI and ARI are against genre. What the "
+        "features are and how to read this page: docs/clustering.md.",
         "",
+        *feature_lines(selection, fmetrics),
         "## Genre",
         "",
         "| selection | method | reducer | k | silhouette | NMI | ARI |",
@@ -143,6 +148,70 @@ def render_markdown(
     )
     lines.append("")
     return "\n".join(lines) + "\n"
+
+
+SET_LABELS = {
+    "chosen": "the columns clustered above",
+    "all": "every numeric feature (the classifier's table)",
+    "file_habits": "file habits only (tempo map, velocities, tracks, length, beat grid, key)",
+}
+
+
+def feature_lines(selection: Selection | None, fmetrics: Mapping[str, Any] | None) -> list[str]:
+    """The "Features clustered" section: the criterion, the chosen columns, and the small
+    grid on the chosen, all and file-habit column sets."""
+    if selection is None:
+        return []
+    lines = ["## Features clustered", ""]
+    if selection.measured:
+        kept = selection.table[selection.table["kept"]].sort_values("ratio", ascending=False)
+        lines += [
+            f"{len(selection.columns)} of {len(selection.candidates)} music features (the "
+            "feature table without the file habits of `features.ARTIFACT_FEATURES`), kept where "
+            "genre explains more of the feature's rank variance than the source does within a "
+            "genre, measured on the files of the sources that are not clustered "
+            f"({', '.join(selection.held_out_sources)}); no clustered song and no clustering "
+            "score enters the choice.",
+            "",
+            "| feature | genre share | source share (within genre) | ratio |",
+            "|---|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {r.feature} | {r.genre_share:.3f} | {r.source_share:.3f} | {r.ratio:.1f} |"
+            for r in kept.itertuples()
+        ]
+    else:
+        why = (
+            "the across-sources filter is off (`cluster.features.min_genre_over_source: null`)"
+            if selection.note == "off"
+            else "no genre has two sources outside the clustered ones here, so the "
+            "across-sources filter was not measured"
+        )
+        lines += [
+            f"{len(selection.columns)} music features: the feature table without the file "
+            "habits of `features.ARTIFACT_FEATURES` (track layout, tempo map, velocities, beat "
+            f"grid, length, absolute key), the classifier's robust set; {why}.",
+        ]
+    sets = (fmetrics or {}).get("by_feature_set") or {}
+    if sets:
+        k = next(iter(sets.values()))["k"]
+        lines += [
+            "",
+            f"What the genre structure at k = {k} is made of: one small grid (UMAP, KMeans and "
+            "GMM, `cluster.compare_feature_sets`) on three column sets. In the clustered "
+            "collections each genre is one source, so file habits separate them too: a high "
+            "NMI on them finds the sources, not the music.",
+            "",
+            "| columns | features | best NMI | its silhouette | best NMI, silhouette ≥ 0.5 |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for name, d in sets.items():
+            b, w = d["best_nmi"], d["best_nmi_well_separated"]
+            lines.append(
+                f"| {SET_LABELS.get(name, name)} | {d['n_features']} | {_f(b['nmi'])} | "
+                f"{_f(b['silhouette'])} | {_f(None if w is None else w['nmi'])} |"
+            )
+    return [*lines, ""]
 
 
 def _palette(values: np.ndarray) -> tuple[list[str], np.ndarray]:

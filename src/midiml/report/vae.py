@@ -167,7 +167,8 @@ from the prior.
   real music); **length ratio**: mean generated ÷ mean real note length;
   **sustained-cell share**: share of sounding cells in notes ≥ 2 s; **onset F1**: a
   generated onset matches a real one on the same pitch within ±1 step ({grid.step * 1000:g} ms);
-  **in prompt key**: share of new notes in the prompt's Krumhansl key;
+  **in prompt key**: share of new notes in the scale of the prompt's key (the listening
+  metrics' definition, `represent.tonality.key_consistency`; minor includes the raised 7th);
   **Δ median pitch**: register jump from the prompt, |median new − median prompt|;
   **step share**: successive intervals of 1–2 semitones.
 - The study's loss: density ratio {study["density_ratio"]:.2f}, length ratio

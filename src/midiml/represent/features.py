@@ -8,9 +8,10 @@ files at once, so there is no per-note (or per-file) Python loop.
 Conventions (why they match music21 where music21 has the feature):
 
 - "pitched" notes are the non-drum notes; pitch, key, chord and interval features use them.
-- key: Krumhansl–Schmuckler with music21's algorithm (tonic by the largest profile
-  convolution, mode by the larger Pearson correlation), on the pitch-class histogram
-  weighted by duration in quarter notes, as ``music21.analysis.discrete`` does.
+- key: Krumhansl–Schmuckler with music21's algorithm (``tonality.music21_keys``: tonic by
+  the largest profile convolution, mode by the larger Pearson correlation), on the
+  pitch-class histogram weighted by duration in quarter notes, as
+  ``music21.analysis.discrete`` does.
 - ``pc_*``: pitch-class histogram by note count, normalised to sum 1 (music21's
   ``pitches.pitchClassHistogram`` / jSymbolic P20 before rotation).
 - melodic intervals: per track, consecutive single notes, chords skipped (music21's
@@ -35,10 +36,9 @@ import pyarrow.parquet as pq
 
 from midiml.io import iter_row_groups
 from midiml.represent.musical import MUSICAL_DOCS, MUSICAL_NAMES, musical_table
+from midiml.represent.tonality import SCALE_MASKS, music21_keys
 from midiml.represent.words import words_column
 
-KS_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-KS_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 ONSET_RESOLUTION = 48  # ticks per quarter note used to decide "same onset" (no divisors)
 ONSET_DIVISORS = (4, 3)  # music21's quantizePost default: snap to 1/4 or 1/3 quarter notes
 GRID_TOLERANCE = 1 / 24  # quarter notes: an onset this close to a grid line lies on it
@@ -169,56 +169,6 @@ FILL = {name: 0.0 for name in FEATURE_NAMES} | {
 }
 
 
-def _rotations(profile: np.ndarray) -> np.ndarray:
-    """Row i is the profile for tonic i: ``W[i, j] = profile[(j - i) % 12]``."""
-    idx = (np.arange(12)[None, :] - np.arange(12)[:, None]) % 12
-    return profile[idx]
-
-
-def key_features(pc_weighted: np.ndarray) -> dict[str, np.ndarray]:
-    """Krumhansl–Schmuckler key for each row of a (files × 12) weighted pitch-class histogram.
-
-    Follows music21's KeyWeightKeyAnalysis: per mode, the tonic maximises the convolution
-    with the profile; between the two candidates the larger correlation decides the mode.
-    """
-    d = np.asarray(pc_weighted, dtype=float)
-    dc = d - d.mean(axis=1, keepdims=True)
-    dn = np.sqrt((dc**2).sum(axis=1, keepdims=True))
-    out_corr = []
-    out_tonic = []
-    for prof in (KS_MAJOR, KS_MINOR):
-        w = _rotations(prof)
-        conv = d @ w.T
-        wc = w - prof.mean()
-        wn = np.sqrt((wc**2).sum(axis=1))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            corr = np.where(dn > 0, (dc @ wc.T) / (dn * wn[None, :]), 0.0)
-        # music21 sorts (value, pc) descending, so ties go to the higher pitch class
-        tonic = 11 - np.argmax(conv[:, ::-1], axis=1)
-        out_tonic.append(tonic)
-        out_corr.append(corr)
-    rows = np.arange(len(d))
-    c_major = out_corr[0][rows, out_tonic[0]]
-    c_minor = out_corr[1][rows, out_tonic[1]]
-    major = c_major >= c_minor
-    all_corr = np.sort(np.concatenate(out_corr, axis=1), axis=1)
-    return {
-        "key_tonic": np.where(major, out_tonic[0], out_tonic[1]).astype(float),
-        "key_mode": major.astype(float),
-        "key_corr": np.where(major, c_major, c_minor),
-        "key_clarity": all_corr[:, -1] - all_corr[:, -2],
-    }
-
-
-def _scale_masks() -> np.ndarray:
-    """(24 × 12) 0/1 membership: rows 0–11 major scales, 12–23 natural+harmonic minor."""
-    major = np.zeros(12)
-    major[[0, 2, 4, 5, 7, 9, 11]] = 1
-    minor = np.zeros(12)
-    minor[[0, 2, 3, 5, 7, 8, 10, 11]] = 1
-    return np.vstack([_rotations(major), _rotations(minor)])
-
-
 def _chord_lookup() -> np.ndarray:
     """Chord-type index for every 12-bit pitch-class set (len(CHORD_TEMPLATES) = other)."""
     table = np.full(4096, len(CHORD_TEMPLATES), dtype=np.int64)
@@ -344,10 +294,10 @@ def extract_features(
     with np.errstate(invalid="ignore", divide="ignore"):
         logs = np.where(pc_share > 0, np.log2(np.where(pc_share > 0, pc_share, 1.0)), 0.0)
     feats["pc_entropy"] = np.where(tot[:, 0] > 0, -(pc_share * logs).sum(axis=1), np.nan)
-    keyf = key_features(pc_dur)
+    keyf = music21_keys(pc_dur)
     feats.update(keyf)
     scale_row = keyf["key_tonic"].astype(np.int64) + np.where(keyf["key_mode"] > 0, 0, 12)
-    in_scale = _scale_masks()[scale_row]  # (n × 12)
+    in_scale = SCALE_MASKS[scale_row]  # (n × 12)
     with np.errstate(invalid="ignore", divide="ignore"):
         feats["scale_fit"] = (pc_dur * in_scale).sum(axis=1) / pc_dur.sum(axis=1)
 

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from midiml.represent.progression import PROGRESSION_DOCS, progression_features
+from midiml.represent.tonality import DIATONIC
 
 CLUSTER_S = 0.06  # onsets closer than this start "together" (human chords are not exact)
 FRAME_S = 0.25  # chroma frame for harmony over time and repetition
@@ -82,10 +83,6 @@ def _families() -> dict[int, str]:
 
 
 FAMILIES = _families()
-# the 12 diatonic (major-scale) pitch-class sets, one per tonic: rows x 12 as 0/1
-DIATONIC = np.array(
-    [[(pc - t) % 12 in (0, 2, 4, 5, 7, 9, 11) for pc in range(12)] for t in range(12)]
-)
 WINDOW_S = 8.0  # window of local key
 
 
