@@ -50,9 +50,9 @@ def scan_track_events(
         delta = 0  # the delta time: a variable-length number of at most 4 bytes
         for k in range(5):
             if k == 4:
-                return VLQ_TOO_LONG, 0, 0, n_messages, end, n_order
+                return VLQ_TOO_LONG, 0, 0, n_messages, event_start, n_order
             if i >= end:
-                return VLQ_PAST_END, 0, 0, n_messages, end, n_order
+                return VLQ_PAST_END, 0, 0, n_messages, event_start, n_order
             v = buf[i]
             i += 1
             delta = (delta << 7) | (v & 0x7F)
@@ -60,49 +60,49 @@ def scan_track_events(
                 break
         tick += delta
         if tick > max_tick:
-            return TICK_OVERFLOW, 0, 0, n_messages, end, n_order
+            return TICK_OVERFLOW, 0, 0, n_messages, event_start, n_order
         if i >= end:
-            return PAST_END, 0, 0, n_messages, end, n_order
+            return PAST_END, 0, 0, n_messages, event_start, n_order
         b = 0 + buf[i]  # a plain integer, not a uint8, in both modes
         if b & 0x80:
             i += 1
             if b < 0xF0:
                 status = b
         elif status == 0:
-            return NO_RUNNING_STATUS, 0, 0, n_messages, end, n_order
+            return NO_RUNNING_STATUS, 0, 0, n_messages, event_start, n_order
         else:
             b = status
         n_messages += 1
         if b >= 0xF0 and b != 0xFF and b != 0xF0 and b != 0xF7:
-            return BAD_STATUS, b, 0, n_messages, end, n_order
+            return BAD_STATUS, b, 0, n_messages, event_start, n_order
         if b >= 0xF0:  # meta (type, length, data) or sysex (length, data)
             kind = -1
             if b == 0xFF:
                 if i >= end:
-                    return PAST_END, 0, 0, n_messages, end, n_order
+                    return PAST_END, 0, 0, n_messages, event_start, n_order
                 kind = 0 + buf[i]
                 i += 1
             length = 0
             for k in range(5):
                 if k == 4:
-                    return VLQ_TOO_LONG, 0, 0, n_messages, end, n_order
+                    return VLQ_TOO_LONG, 0, 0, n_messages, event_start, n_order
                 if i >= end:
-                    return VLQ_PAST_END, 0, 0, n_messages, end, n_order
+                    return VLQ_PAST_END, 0, 0, n_messages, event_start, n_order
                 v = buf[i]
                 i += 1
                 length = (length << 7) | (v & 0x7F)
                 if not v & 0x80:
                     break
             if i + length > end:
-                return PAST_END, 0, 0, n_messages, end, n_order
+                return PAST_END, 0, 0, n_messages, event_start, n_order
             if (
                 (kind == 0x51 and length < 3)
                 or (kind == 0x58 and length < 4)
                 or (kind == 0x59 and length < 2)
             ):
-                return BAD_META, kind, length, n_messages, end, n_order
+                return BAD_META, kind, length, n_messages, event_start, n_order
             if kind == 0x51 and buf[i] == 0 and buf[i + 1] == 0 and buf[i + 2] == 0:
-                return ZERO_TEMPO, 0, 0, n_messages, end, n_order
+                return ZERO_TEMPO, 0, 0, n_messages, event_start, n_order
             i += length
             if kind == 0x2F:
                 return OK, 0, 0, n_messages, event_start, n_order
@@ -110,9 +110,9 @@ def scan_track_events(
             high = b >> 4
             n = 1 if high == 0xC or high == 0xD else 2
             if i + n > end:
-                return PAST_END, 0, 0, n_messages, end, n_order
+                return PAST_END, 0, 0, n_messages, event_start, n_order
             if buf[i] > 127 or (n == 2 and buf[i + 1] > 127):
-                return DATA_OVER_127, 0, 0, n_messages, end, n_order
+                return DATA_OVER_127, 0, 0, n_messages, event_start, n_order
             if high == 0x9 or high == 0x8:
                 key = (b & 0x0F) * 128 + buf[i]
                 if high == 0x9 and buf[i + 1] > 0:
