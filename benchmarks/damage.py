@@ -197,9 +197,7 @@ def main() -> None:
     if args.zip:
         files.update(zip_files(args.zip, args.include, args.left_out, args.max_files))
     if args.folder:
-        files.update(
-            {p.as_posix(): p.read_bytes() for p in sorted(args.folder.rglob("*.mid"))}
-        )
+        files.update({p.as_posix(): p.read_bytes() for p in sorted(args.folder.rglob("*.mid"))})
     if args.tiny:
         files.update(tiny_files())
     if not files:

@@ -41,6 +41,10 @@ NOTE_COLUMNS = {
 MAX_FILE_BYTES = 8 * 1024 * 1024  # bounds the work per file; real MIDI files are far smaller
 MAX_TRACKS = 4096  # real files have tens; the note table stores track numbers in 16 bits
 MAX_TICK = 2**31 - 1  # symusic counts ticks in 32 bits
+# A file refused as absurdly long is read again taking one delta longer than this many beats
+# for damage (each track keeps what came before it); real files rest that long only rarely
+# (orchestral parts do), so only a file that would be refused anyway is read this way.
+MAX_DELTA_BEATS = 1024
 # Meta events symusic decodes by fixed offsets (smf_scan refuses shorter ones: see its loop).
 _META_NAMES = {0x51: "tempo", 0x58: "time signature", 0x59: "key signature"}
 
@@ -111,6 +115,7 @@ def _track_reason(code: int, arg1: int, arg2: int, number: int) -> str:
         smf_scan.ZERO_TEMPO: "tempo of 0 microseconds per beat",
         smf_scan.BAD_STATUS: f"unexpected status byte 0x{arg1:02X} in track {number}",
         smf_scan.DATA_OVER_127: f"data byte > 127 in track {number}",
+        smf_scan.IMPOSSIBLE_DELTA: f"impossible delta of {arg1} ticks in track {number}",
     }[code]
 
 
@@ -123,6 +128,7 @@ def _scan_track(
     start: int,
     end: int,
     number: int,
+    max_delta: int = MAX_TICK,
 ) -> tuple[bytes, int, int, int, int]:
     """Check one MTrk body; return (body with hanging notes closed, messages, hanging notes,
     channels with notes as a bit mask, where the end-of-track event starts or ``end``).
@@ -131,7 +137,9 @@ def _scan_track(
     ``counts`` and ``order`` are its work arrays (``counts`` all -1, and left so).
     The rare rewrite of hanging notes stays in Python.
     """
-    code, arg1, arg2, n_messages, eot_at, n_order = loop(data, start, end, MAX_TICK, counts, order)
+    code, arg1, arg2, n_messages, eot_at, n_order = loop(
+        data, start, end, MAX_TICK, max_delta, counts, order
+    )
     if code:
         for k in order[:n_order]:
             counts[int(k)] = -1  # ready for the next track
@@ -167,12 +175,13 @@ def _scan_track(
     return buf[start:eot_at] + bytes(closing), n_messages, hanging, channels, eot_at
 
 
-def scan_smf(buf: bytes, strict: bool = False) -> Scan:
+def scan_smf(buf: bytes, strict: bool = False, max_delta_beats: int | None = None) -> Scan:
     """Check a Standard MIDI File's structure; raise _Bad with the reason when it is broken.
 
     A damaged track keeps its events before the damage (:mod:`midiml.data.salvage`), a
     chunk header that is not one is skipped to the next track, and ``Scan.salvaged`` says
     what was lost; ``strict`` refuses such a file instead. A broken header is always refused.
+    ``max_delta_beats``: a longer delta is damage too (see :data:`MAX_DELTA_BEATS`).
     """
     if not buf:
         raise _Bad("empty file")
@@ -205,6 +214,7 @@ def scan_smf(buf: bytes, strict: bool = False) -> Scan:
     else:
         loop, data = smf_scan.scan_track_events, buf
         counts, order = [-1] * smf_scan.N_KEYS, [0] * smf_scan.N_KEYS
+    max_delta = MAX_TICK if strict or max_delta_beats is None else division * max_delta_beats
     skipped = False  # an unknown chunk was left out (or a damaged chunk header)
     lost: list[str] = []  # what damage cost, one phrase per place
     damage = ""
@@ -222,7 +232,7 @@ def scan_smf(buf: bytes, strict: bool = False) -> Scan:
             stop = min(end, len(buf))
             try:
                 out, n, h, ch, eot_at = _scan_track(
-                    buf, loop, data, counts, order, body, stop, number
+                    buf, loop, data, counts, order, body, stop, number, max_delta
                 )
             except _Bad as exc:
                 if strict or exc.at is None:
@@ -403,7 +413,10 @@ def _columns(score: symusic.Score, scan: Scan, path: Path) -> tuple[dict[str, np
 
 
 def parse_columns(
-    path: str | Path, data: bytes | None = None, strict: bool = False
+    path: str | Path,
+    data: bytes | None = None,
+    strict: bool = False,
+    max_delta_beats: int | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Read ``path`` (or its bytes ``data``) into note columns (numpy, no file_id) and a summary.
 
@@ -419,7 +432,7 @@ def parse_columns(
             if size > MAX_FILE_BYTES:  # do not even read it
                 raise _Bad(f"too large: {size / 2**20:.1f} MiB > {MAX_FILE_BYTES / 2**20:.0f} MiB")
             data = path.read_bytes()
-        scan = scan_smf(data, strict)
+        scan = scan_smf(data, strict, max_delta_beats)
     except _Bad as exc:  # "unreadable MIDI: <what>" groups in the file table
         reason = str(exc)
         if not reason.startswith("absurd length"):
@@ -453,6 +466,13 @@ def check_columns(
     rules = rules or Rules()
     cols, info = parse_columns(path, data, rules.strict)
     reason = rules.reason(info)
+    if reason and reason.startswith("absurd length") and not rules.strict:
+        try:  # an impossible delta: keep what came before it, if that is usable
+            kept = parse_columns(path, data, False, MAX_DELTA_BEATS)
+        except MidiParseError:
+            kept = None
+        if kept is not None and kept[1]["salvaged"] and not rules.reason(kept[1]):
+            return kept
     if reason:
         raise MidiParseError(path, reason, info)
     return cols, info

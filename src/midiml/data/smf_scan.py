@@ -26,12 +26,13 @@ BAD_META = 6  # a meta event shorter than symusic reads; args: meta type, length
 ZERO_TEMPO = 7  # a tempo of 0 microseconds per beat
 BAD_STATUS = 8  # a system status byte other than sysex/meta; arg: the byte
 DATA_OVER_127 = 9  # a data byte with its high bit set
+IMPOSSIBLE_DELTA = 10  # one delta longer than max_delta (a damaged file's sign); arg: the delta
 
 N_KEYS = 16 * 128  # (channel, pitch) pairs: key = channel * 128 + pitch
 
 
 def scan_track_events(
-    buf: Any, start: int, end: int, max_tick: int, counts: Any, order: Any
+    buf: Any, start: int, end: int, max_tick: int, max_delta: int, counts: Any, order: Any
 ) -> tuple[int, int, int, int, int, int]:
     """Walk one MTrk body ``buf[start:end]``, counting messages the way mido does.
 
@@ -58,6 +59,8 @@ def scan_track_events(
             delta = (delta << 7) | (v & 0x7F)
             if not v & 0x80:
                 break
+        if delta > max_delta:
+            return IMPOSSIBLE_DELTA, delta, 0, n_messages, event_start, n_order
         tick += delta
         if tick > max_tick:
             return TICK_OVERFLOW, 0, 0, n_messages, event_start, n_order
@@ -141,7 +144,7 @@ def load_compiled() -> Callable:
         # numba compiles (or loads from its cache) at the first call: do it now, on an
         # end-of-track event, with the argument types every later call has (read-only bytes)
         body = np.frombuffer(b"\x00\xff\x2f\x00", dtype=np.uint8)
-        loop(body, 0, 4, 1, np.full(N_KEYS, -1, dtype=np.int64), np.zeros(N_KEYS, np.int64))
+        loop(body, 0, 4, 1, 1, np.full(N_KEYS, -1, dtype=np.int64), np.zeros(N_KEYS, np.int64))
         _compiled = loop
     return _compiled
 
