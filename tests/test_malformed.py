@@ -46,12 +46,14 @@ MUST_READ = {
     "same_onset_10k.mid": 10_000,
     "zero_durations.mid": 50,
     "quotes 'and' $dollar;.mid": 6,
+    "bad_chunk_length.mid": 4,  # a chunk length past the file's end, every event there
 }
 # Damaged files: what they still hold is kept (notes), ``strict`` refuses them (reason).
 MUST_SALVAGE = {
     "truncated_track.mid": (19, "unreadable MIDI: truncated track 0"),
     "more_tracks_claimed.mid": (4, "unreadable MIDI: truncated file"),
-    "sysex_unterminated.mid": (2, "unreadable MIDI: event runs past the end of its track"),
+    "sysex_unterminated.mid": (2, "unreadable MIDI: event runs past the end of track 0"),
+    "absurd_length.mid": (2, "absurd length"),  # kept up to its impossible delta
     "meta_length_lies.mid": (2, "unreadable MIDI: event runs past the end of track 0"),
 }
 MUST_REFUSE = {
@@ -62,7 +64,6 @@ MUST_REFUSE = {
     "zero_tracks.mid": "unreadable MIDI: no tracks",
     "data_byte_over_127.mid": "unreadable MIDI: data byte > 127",
     "no_notes.mid": "no notes",
-    "absurd_length.mid": "absurd length",
     "tempo_zero.mid": "unreadable MIDI: tempo of 0",
     "huge_deltas_overflow.mid": "absurd length",
     "tempo_meta_too_short.mid": "unreadable MIDI: bad tempo event",
