@@ -19,8 +19,11 @@ import pytest
 
 from midiml.data.archive import extract
 from midiml.data.download import download_url_source
+from midiml.data.ingest import FoundFile, ingest
 from midiml.data.midi import MAX_FILE_BYTES, MidiParseError, Rules, check_columns
 from midiml.data.sources import Source
+from midiml.evaluate.dataset_table import dataset_table
+from midiml.report.dataset import render_markdown
 from tests.malformed import DAMAGE_KINDS, damage, header, vlq
 
 TPQ = 96
@@ -288,3 +291,28 @@ def test_a_bomb_through_a_url_source_is_refused_by_name(bombs, http_dir, tmp_pat
         "good1.mid",
         "good2.mid",
     ]
+
+
+def test_ingest_uses_a_damaged_file_and_lists_what_it_lost(tmp_path):
+    """found = used + quarantined; a salvaged file is used, counted and listed."""
+    data, _ = song()
+    folder = tmp_path / "raw" / "mine" / "low"
+    folder.mkdir(parents=True)
+    (folder / "whole.mid").write_bytes(data)
+    (folder / "cut.mid").write_bytes(data[: len(data) - 20])
+    (folder / "garbage.mid").write_bytes(b"MThd" + bytes(30))
+    found = [FoundFile(p, f"mine/low/{p.name}", "low", p.name, "none") for p in folder.iterdir()]
+    files, notes = ingest(found, Rules(), workers=1, progress=False)
+    row = files.set_index("file_id")
+    assert row.loc["mine/low/cut.mid", "status"] == "ok"
+    assert row.loc["mine/low/cut.mid", "salvaged"].startswith("track 3 cut short")
+    assert row.loc["mine/low/whole.mid", "salvaged"] == ""
+    assert row.loc["mine/low/garbage.mid", "status"] == "quarantined"
+    assert set(notes["file_id"]) == {"mine/low/whole.mid", "mine/low/cut.mid"}
+    table = dataset_table(files)
+    assert table["low"]["found"] == table["low"]["files"] + table["low"]["quarantined"] == 3
+    md = render_markdown(table, files)
+    assert "Files found: 3 = used 2 + quarantined 1. Damaged but used (salvaged" in md
+    assert f"| `mine/low/cut.mid` | {row.loc['mine/low/cut.mid', 'salvaged']} |" in md
+    strict, _ = ingest(found, Rules(strict=True), workers=1, progress=False)
+    assert (strict["status"] == "quarantined").sum() == 2

@@ -53,8 +53,8 @@ def render_markdown(table: dict, files: pd.DataFrame, figure: str | None = None)
     used_damaged = damaged[damaged["status"] == "ok"]
     lines += [
         "",
-        f"Files found: {found:,} = used {used:,} + quarantined {quarantined:,}; "
-        f"{len(used_damaged):,} of the used files were damaged and keep what they still hold.",
+        f"Files found: {found:,} = used {used:,} + quarantined {quarantined:,}. "
+        f"Damaged but used (salvaged, each keeping what it still holds): {len(used_damaged):,}.",
         "",
     ]
     if figure:
