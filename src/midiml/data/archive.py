@@ -4,8 +4,9 @@ and none can fill the disk.
 Every member is read through a limit counted on the bytes actually decompressed (an archive's
 declared sizes may lie): a MIDI member past the reader's own size limit
 (:data:`midiml.data.midi.MAX_FILE_BYTES`), or any member past what is left of the archive's
-total (``max_total_bytes``, the config's ``data.max_archive_bytes``), is removed, refused with
-its reason, and extraction goes on with the next member.
+total (``max_total_bytes``, the config's ``data.max_archive_bytes``), is refused with its
+reason, and extraction goes on with the next member. A MIDI member is held in memory until it
+is known to fit (a bomb writes nothing); a bigger member streams and is removed when too big.
 """
 
 from __future__ import annotations
@@ -148,16 +149,27 @@ def _write_members(
             continue
         is_midi = PurePosixPath(rel).suffix.lower() in MIDI_SUFFIXES
         limit = min(MAX_FILE_BYTES if is_midi else max_total_bytes, max_total_bytes - total)
-        dest.parent.mkdir(parents=True, exist_ok=True)
         size = 0
-        with open_member() as src, open(dest, "wb") as out:
-            while block := src.read(min(_BLOCK, limit - size + 1)):
-                size += len(block)
+        with open_member() as src:
+            if limit <= MAX_FILE_BYTES:  # held in memory: a member past its limit writes nothing
+                data = bytearray()
+                while len(data) <= limit and (block := src.read(min(_BLOCK, limit - size + 1))):
+                    data += block
+                    size = len(data)
+                if size <= limit:
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    dest.write_bytes(data)
+            else:  # big non-MIDI members stream, never more than ``limit`` bytes on disk
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with open(dest, "wb") as out:
+                    while block := src.read(min(_BLOCK, limit - size + 1)):
+                        size += len(block)
+                        if size > limit:
+                            break
+                        out.write(block)
                 if size > limit:
-                    break
-                out.write(block)
-        if size > limit:  # never more than ``limit`` bytes on disk, and those removed
-            dest.unlink()
+                    dest.unlink()
+        if size > limit:
             if is_midi and limit == MAX_FILE_BYTES:
                 why = f"too large: over {MAX_FILE_BYTES / 2**20:.0f} MiB decompressed"
             else:
