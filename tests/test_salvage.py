@@ -20,7 +20,7 @@ import pytest
 from midiml.data.archive import extract
 from midiml.data.download import download_url_source
 from midiml.data.ingest import FoundFile, ingest
-from midiml.data.midi import MAX_FILE_BYTES, MidiParseError, Rules, check_columns
+from midiml.data.midi import MidiParseError, Rules, check_columns
 from midiml.data.sources import Source
 from midiml.evaluate.dataset_table import dataset_table
 from midiml.report.dataset import render_markdown
