@@ -34,6 +34,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from midiml.data import salvage  # noqa: E402
 from midiml.data.midi import MidiParseError, Rules, check_columns, use_compiled_scan  # noqa: E402
 from tests.malformed import damage, notes_body, simple, tempo  # noqa: E402
 from tests.malformed import end_of_track as eot  # noqa: E402
@@ -59,6 +60,22 @@ def read(name: str, data: bytes, strict: bool) -> tuple[str, Any, Any]:
     return "notes", cols, info
 
 
+def first_note_end(data: bytes) -> int:
+    """Where the file's first complete note-on ends: a file cut before it holds no note."""
+    best, i = len(data), 14
+    while i + 8 <= len(data):
+        length = int.from_bytes(data[i + 4 : i + 8], "big")
+        body, end = i + 8, min(i + 8 + length, len(data))
+        if data[i : i + 4] == b"MTrk":
+            events = salvage.walk(data, body, end)
+            for k, (_, _, kind, _, _) in enumerate(events):
+                if kind == 1:  # a note-on: it ends where the next event starts
+                    best = min(best, events[k + 1][0] if k + 1 < len(events) else end)
+                    break
+        i = body + length
+    return best
+
+
 def judge(job: tuple[str, bytes, bytes, str]) -> dict:
     """One damaged copy: before (strict) and after (salvage), invented notes counted."""
     name, original, damaged, kind = job
@@ -66,6 +83,8 @@ def judge(job: tuple[str, bytes, bytes, str]) -> dict:
     before, _, _ = read(name, damaged, True)
     after, cols, info = read(name, damaged, False)
     row = {"name": name, "kind": kind, "before": before, "after": after}
+    if kind == "truncate":  # could any reader give a note: is a whole note-on before the cut?
+        row["note_before_cut"] = len(damaged) >= first_note_end(original)
     if after == "error":
         row["error"] = cols
     if after == "notes":
@@ -149,6 +168,10 @@ def summary(rows: list[dict]) -> dict:
         "truncated": len(cut),
         "truncated_give_notes_before": share(cut, lambda r: r["before"] == "notes"),
         "truncated_give_notes_after": share(cut, lambda r: r["after"] == "notes"),
+        "truncated_with_a_whole_note_on_before_the_cut": sum(r["note_before_cut"] for r in cut),
+        "of_those_give_notes_after": share(
+            [r for r in cut if r["note_before_cut"]], lambda r: r["after"] == "notes"
+        ),
         "salvaged_files": len(salv),
         "salvaged_notes": sum(r["notes"] for r in salv),
         "invented_share_of_salvaged_notes": round(
