@@ -129,8 +129,8 @@ def zip_files(path: Path, include: str, left_out: str | None, max_files: int) ->
         return {f"{top}/{r}": zf.read(n) for n, r in sorted(rels.items())}
 
 
-def run(files: dict[str, bytes], n: int, seed: int, workers: int) -> list[dict]:
-    use_compiled_scan()
+def copies(files: dict[str, bytes], n: int, seed: int) -> list[tuple[str, bytes, bytes, str]]:
+    """``n`` seeded (name, undamaged, damaged, kind of damage) of the files the reader uses."""
     usable = {k: v for k, v in files.items() if read(k, v, False)[0] == "notes"}
     rng = random.Random(seed)
     names = sorted(usable)
@@ -139,6 +139,19 @@ def run(files: dict[str, bytes], n: int, seed: int, workers: int) -> list[dict]:
         name = rng.choice(names)
         damaged, kind = damage(usable[name], rng)
         jobs.append((name, usable[name], damaged, kind))
+    return jobs
+
+
+def write_copies(files: dict[str, bytes], n: int, seed: int, folder: Path) -> None:
+    """The damaged copies as files ``<folder>/<i>_<kind>_<name>.mid``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, (name, _, damaged, kind) in enumerate(copies(files, n, seed)):
+        (folder / f"{i:04d}_{kind}_{Path(name).stem[:40]}.mid").write_bytes(damaged)
+
+
+def run(files: dict[str, bytes], n: int, seed: int, workers: int) -> list[dict]:
+    use_compiled_scan()
+    jobs = copies(files, n, seed)
     rows: list[dict] = []
     while len(rows) < len(jobs):  # a crash (a dead worker) is counted, the rest goes on
         todo = jobs[len(rows) :]
@@ -215,6 +228,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, help="write the summary here as JSON")
+    ap.add_argument(
+        "--write", type=Path, help="also write the damaged copies here (to try the commands on)"
+    )
     args = ap.parse_args()
     files: dict[str, bytes] = {}
     if args.zip:
@@ -226,6 +242,8 @@ def main() -> None:
     if not files:
         raise SystemExit("no files: give --zip, --folder or --tiny")
     rows = run(files, args.n, args.seed, args.workers)
+    if args.write:
+        write_copies(files, args.n, args.seed, args.write)
     out = {"files": len(files), **summary(rows)}
     print(json.dumps(out, indent=2))
     if args.out:
