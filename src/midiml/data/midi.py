@@ -243,19 +243,29 @@ def scan_smf(buf: bytes, strict: bool = False, max_delta_beats: int | None = Non
                 )
                 kept = salvage.keep_before(buf, body, exc.at, division, misread=not cut)
                 out, n, h, ch = kept.body, kept.n_messages, kept.hanging, kept.channels
-                what = f"cut short ({len(buf) - body} of {length} bytes)" if short else str(exc)
-                suspect = f", {kept.n_suspect} before it looked misread" if kept.n_suspect else ""
-                lost.append(
-                    f"track {number} damaged at byte {exc.at} ({what}): kept {kept.n_events} "
-                    f"events, dropped {stop - kept.cut_at} bytes{suspect}"
-                )
+                if short:
+                    lost.append(
+                        f"track {number} cut short ({len(buf) - body} of {length} bytes): kept "
+                        f"its {kept.n_events} complete events, {end - kept.cut_at} bytes lost"
+                    )
+                else:
+                    suspect = (
+                        f" from byte {kept.cut_at} ({kept.n_suspect} event(s) before the damage "
+                        "looked misread)"
+                        if kept.n_suspect
+                        else ""
+                    )
+                    lost.append(
+                        f"track {number} damaged at byte {exc.at} ({exc}): kept {kept.n_events} "
+                        f"events, dropped {stop - kept.cut_at} bytes{suspect}"
+                    )
                 damage = damage or (f"truncated track {number}" if short else str(exc))
                 eot_at = stop
             else:
                 if short and eot_at >= stop:
                     lost.append(
-                        f"track {number} cut short ({len(buf) - body} of {length} bytes): "
-                        "kept every complete event"
+                        f"track {number} cut short ({len(buf) - body} of {length} bytes): kept "
+                        f"its {n} complete events, {end - stop} bytes lost"
                     )
                     damage = damage or f"truncated track {number}"
                 skipped |= short
