@@ -7,7 +7,9 @@ switched on and never off at the end of their track (symusic would drop them); i
 symusic a canonical file, which reads the notes, tempo map and time signatures fast (seconds
 come from the tempo map in float64, vectorised). :class:`Rules` then says whether a readable
 file is usable. Bad files raise :class:`MidiParseError` with one short reason, the same string
-in the file table and on the command line.
+in the file table and on the command line. A damaged file keeps what it still holds
+(:mod:`midiml.data.salvage`), its summary's ``salvaged`` saying what was lost, unless
+``Rules.strict``.
 """
 
 from __future__ import annotations
