@@ -239,11 +239,14 @@ def scan_smf(buf: bytes, strict: bool = False, max_delta_beats: int | None = Non
             except _Bad as exc:
                 if strict or exc.at is None:
                     raise
-                # the file or chunk ended inside an event: every event before it is sound
-                cut = exc.code in (smf_scan.PAST_END, smf_scan.VLQ_PAST_END) and (
-                    short or exc.at >= stop - 8
+                # the file ended inside an event: every event before it is sound; the chunk
+                # ended inside one while the file goes on: bytes were inserted somewhere in
+                # the track (or its length rewritten), and everything after them is misplaced
+                past_end = exc.code in (smf_scan.PAST_END, smf_scan.VLQ_PAST_END)
+                inserted = past_end and not short and exc.at >= stop - 8
+                kept = salvage.keep_before(
+                    buf, body, exc.at, division, not (past_end and short), inserted
                 )
-                kept = salvage.keep_before(buf, body, exc.at, division, misread=not cut)
                 out, n, h, ch = kept.body, kept.n_messages, kept.hanging, kept.channels
                 if short:
                     lost.append(
