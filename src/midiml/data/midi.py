@@ -291,7 +291,7 @@ def scan_smf(buf: bytes, strict: bool = False, max_delta_beats: int | None = Non
         else:  # damage between tracks: go on at the next track header
             nxt = buf.find(b"MTrk", i + 1)
             stop = nxt if nxt >= 0 else len(buf)
-            lost.append(f"{stop - i} bytes of damage after track {number - 1} skipped (byte {i})")
+            lost.append(f"{stop - i} bytes of damage before track {number} skipped (byte {i})")
             damage = damage or f"bad chunk after track {number}"
             skipped = True
             i = stop
