@@ -17,10 +17,12 @@ def main(name: str) -> None:
     if source.kind == "music21":
         report = build_corpus_source(source, target, n_jobs=min(2, os.cpu_count() or 1))
     else:
-        report = get_source(source, target)
+        report = get_source(source, target, max_archive_bytes=int(params.data.max_archive_bytes))
     notes = []
+    for r in report["refused"]:  # one line each: which member, why
+        print(f"{name}: refused archive member {r['member']}: {r['reason']}")
     if report["refused"]:
-        notes.append(f"refused {len(report['refused'])} unsafe archive member(s)")
+        notes.append(f"refused {len(report['refused'])} archive member(s)")
     if report.get("skipped"):
         notes.append(f"skipped {len(report['skipped'])} score(s) music21 could not render")
     print(f"{name}: {report['extracted']} files -> {target}" + "".join(f"; {n}" for n in notes))

@@ -17,7 +17,7 @@ def main() -> None:
     found = subset(
         find_files("data/raw", sources_from_params(params).values()), d.subset_per_genre, d.seed
     )
-    rules = Rules(d.max_length_s, d.min_notes)
+    rules = Rules(d.max_length_s, d.min_notes, bool(d.strict))
     files, n_notes = ingest_to_parquet(found, rules, "data/interim/notes.parquet", d.workers)
     table = dataset_table(files)
 

@@ -250,3 +250,49 @@ def write_corpus(folder: Path) -> dict[str, Path]:
         path.write_bytes(make())
         out[name] = path
     return out
+
+
+# Damage of the kinds a real collection meets (issue 33): seeded, one kind per copy.
+DAMAGE_KINDS = ("flip", "truncate", "repeat", "insert", "zero", "length", "meta")
+
+
+def damage(data: bytes, rng: random.Random, kind: str | None = None) -> tuple[bytes, str]:
+    """A damaged copy of ``data`` and the kind of damage: bytes flipped, the file cut short,
+    a run of bytes repeated, inserted or zeroed, a track's length field rewritten, or stray
+    meta-event bytes. Positions fall anywhere after the 14-byte header."""
+    kind = kind or rng.choice(DAMAGE_KINDS)
+    out = bytearray(data)
+    lo = min(14, len(out) - 1)
+
+    def where() -> int:
+        return rng.randrange(lo, len(out))
+
+    if kind == "flip":
+        for _ in range(rng.randint(1, 4)):
+            out[where()] = rng.randrange(256)
+    elif kind == "truncate":
+        del out[where() :]
+    elif kind == "repeat":
+        at, n = where(), rng.randint(1, 64)
+        out[at:at] = out[at : at + n]
+    elif kind == "insert":
+        at = where()
+        out[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 64)))
+    elif kind == "zero":
+        at, n = where(), rng.randint(1, 64)
+        out[at : at + n] = bytes(len(out[at : at + n]))
+    elif kind == "length":
+        starts = [i for i in range(len(out)) if out[i : i + 4] == b"MTrk"] or [where()]
+        at = rng.choice(starts) + 4
+        old = int.from_bytes(out[at : at + 4], "big")
+        new = rng.choice([rng.randrange(2**32), max(old + rng.randint(-64, 64), 0)])
+        out[at : at + 4] = new.to_bytes(4, "big")
+    elif kind == "meta":
+        at = where()
+        stray = bytes([0xFF, rng.randrange(256)]) + bytes(
+            rng.randrange(256) for _ in range(rng.randint(0, 6))
+        )
+        out[at:at] = stray
+    else:
+        raise ValueError(f"unknown damage {kind!r}")
+    return bytes(out), kind

@@ -46,19 +46,24 @@ MUST_READ = {
     "same_onset_10k.mid": 10_000,
     "zero_durations.mid": 50,
     "quotes 'and' $dollar;.mid": 6,
+    "bad_chunk_length.mid": 4,  # a chunk length past the file's end, every event there
+}
+# Damaged files: what they still hold is kept (notes), ``strict`` refuses them (reason).
+MUST_SALVAGE = {
+    "truncated_track.mid": (19, "unreadable MIDI: truncated track 0"),
+    "more_tracks_claimed.mid": (4, "unreadable MIDI: truncated file"),
+    "sysex_unterminated.mid": (2, "unreadable MIDI: event runs past the end of track 0"),
+    "absurd_length.mid": (2, "absurd length"),  # kept up to its impossible delta
+    "meta_length_lies.mid": (2, "unreadable MIDI: event runs past the end of track 0"),
 }
 MUST_REFUSE = {
     "empty.mid": "unreadable MIDI: empty file",
     "not_midi.mid": "unreadable MIDI: not a MIDI file",
     "truncated_header.mid": "unreadable MIDI: truncated header",
-    "truncated_track.mid": "unreadable MIDI: truncated track 0",
-    "bad_chunk_length.mid": "unreadable MIDI: truncated track 0",
     "zero_ticks_per_beat.mid": "unreadable MIDI: zero ticks per beat",
     "zero_tracks.mid": "unreadable MIDI: no tracks",
-    "more_tracks_claimed.mid": "unreadable MIDI: truncated file",
     "data_byte_over_127.mid": "unreadable MIDI: data byte > 127",
     "no_notes.mid": "no notes",
-    "absurd_length.mid": "absurd length",
     "tempo_zero.mid": "unreadable MIDI: tempo of 0",
     "huge_deltas_overflow.mid": "absurd length",
     "tempo_meta_too_short.mid": "unreadable MIDI: bad tempo event",
@@ -105,6 +110,17 @@ def test_the_shared_reader_accepts_valid_files_and_names_the_reason_for_bad_ones
         assert name not in MUST_REFUSE, name
         if name in MUST_READ:
             assert parsed.info["n_notes"] == MUST_READ[name], name
+            assert parsed.info["salvaged"] == "", name
+        if name in MUST_SALVAGE:
+            assert parsed.info["n_notes"] == MUST_SALVAGE[name][0], name
+            assert parsed.info["salvaged"], name
+
+
+@pytest.mark.parametrize("name", list(MUST_SALVAGE))
+def test_strict_refuses_a_damaged_file_with_its_reason(corpus, name):
+    with pytest.raises(MidiParseError) as exc:
+        read_checked(corpus[name], Rules(strict=True))
+    assert exc.value.reason.startswith(MUST_SALVAGE[name][1])
 
 
 def test_hanging_notes_are_closed_at_the_end_of_their_track(corpus):
@@ -124,6 +140,12 @@ def test_info_answers_cleanly(corpus, name):
     assert_clean(res, corpus[name], time.perf_counter() - t)
     if name in MUST_READ:
         assert res.exit_code == 0 and f"n_notes: {MUST_READ[name]}" in res.stdout
+        assert "salvaged" not in res.stdout and "warning" not in res.stderr
+    if name in MUST_SALVAGE:  # the warning line, then the summary with what was lost
+        assert res.exit_code == 0 and f"n_notes: {MUST_SALVAGE[name][0]}" in res.stdout
+        (warning,) = res.stderr.strip().splitlines()
+        assert warning.startswith(f"warning: {corpus[name]}: ")
+        assert f"salvaged: {warning.split(': ', 2)[2]}" in res.stdout
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -163,6 +185,10 @@ def test_evaluate_blind_skips_every_bad_file_and_goes_on(corpus, models, tmp_pat
         assert sum(f"low/{name}:" in line for line in skipped) == 1, name
     for name in MUST_READ:
         assert not any(f"low/{name}:" in line for line in skipped), name
+    warned = [line for line in res.stderr.splitlines() if line.startswith("warning: ")]
+    for name in MUST_SALVAGE:  # scored, with one warning line
+        assert not any(f"low/{name}:" in line for line in skipped), name
+        assert sum(line.startswith(f"warning: low/{name}: ") for line in warned) == 1, name
     assert "overall" in res.stdout
 
 

@@ -3,7 +3,9 @@
 Exit codes: 0 done; 2 bad input (a file that is missing or unusable, no trained models, a bad
 option), answered with one line naming the file and the reason; 1 an unexpected error (a bug),
 also one line (``MIDIML_DEBUG=1`` shows the traceback). Folder commands report and skip bad
-files and exit 0. Files are checked with the ingest stage's rules (:func:`read_user_file`).
+files and exit 0. Files are checked with the ingest stage's rules (:func:`read_user_file`): a
+damaged file keeps what it still holds, the command prints ``warning: <file>: <what was lost>``
+and goes on; ``--strict`` refuses such a file instead.
 """
 
 from __future__ import annotations
@@ -24,6 +26,17 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+STRICT = typer.Option(
+    False, "--strict", help="refuse a damaged file instead of using what it still holds"
+)
+
+
+def warn_salvaged(file: str, salvaged: str) -> None:
+    """The one line a damaged file's reader prints: which file, what was lost."""
+    if salvaged:
+        typer.echo(f"warning: {file}: {salvaged}", err=True)
 
 
 def one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -48,19 +61,21 @@ def one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
 @app.command()
 @one_line_errors
-def info(file: str) -> None:
+def info(file: str, strict: bool = STRICT) -> None:
     """Summarise a MIDI file: length, tracks, messages and notes (as the ingest stage sees it)."""
-    from midiml.data.midi import MidiParseError, read_user_file
+    from midiml.data.midi import MidiParseError, Rules, read_user_file
 
     try:
-        parsed = read_user_file(file)
+        parsed = read_user_file(file, Rules(strict=strict))
     except MidiParseError as exc:
         for k, v in exc.info.items():  # readable but unusable: still say what it holds
             typer.echo(f"{k}: {v}")
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
+    warn_salvaged(file, parsed.info["salvaged"])
     for k, v in parsed.info.items():
-        typer.echo(f"{k}: {v}")
+        if k != "salvaged" or v:  # said only for a damaged file
+            typer.echo(f"{k}: {v}")
 
 
 @app.command("continue")
@@ -100,9 +115,10 @@ def continue_(
     models_dir: str = typer.Option(
         "models/generators", "--models-dir", help="where `dvc repro` saved the generators"
     ),
+    strict: bool = STRICT,
 ) -> None:
     """Continue a MIDI file: writes your file unchanged plus a new track that continues it."""
-    from midiml.data.midi import MidiParseError
+    from midiml.data.midi import MidiParseError, Rules
     from midiml.generate.continuation import ContinueError, continue_file, load_continuer
 
     try:
@@ -119,10 +135,12 @@ def continue_(
             seed=seed,
             genre=genre,
             wav=wav,
+            rules=Rules(strict=strict),
         )
     except (ContinueError, MidiParseError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
+    warn_salvaged(file, str(results[0]["salvaged"]))
     for res in results:
         extra = f", audio {res['wav']}" if "wav" in res else ""
         typer.echo(
@@ -137,19 +155,21 @@ def classify(
     file: str = typer.Argument(..., help="a MIDI file"),
     models: str = typer.Option("models/classifiers", help="folder of trained classifiers"),
     as_json: bool = typer.Option(False, "--json", help="print JSON for machine use"),
+    strict: bool = STRICT,
 ) -> None:
     """Genre probabilities of FILE (and composer ones when the genre has composers)."""
     import json
 
     from midiml.classify.serving import ModelsMissing, classify_files, load_served
-    from midiml.data.midi import MidiParseError
+    from midiml.data.midi import MidiParseError, Rules
 
     try:
         served = load_served(models)
-        res = classify_files([file], served)[0]
+        res = classify_files([file], served, Rules(strict=strict))[0]
     except (MidiParseError, ModelsMissing, FileNotFoundError, IsADirectoryError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
+    warn_salvaged(file, res["salvaged"])
     if as_json:
         typer.echo(json.dumps(res, indent=2, sort_keys=True))
         return
@@ -177,26 +197,31 @@ def evaluate_blind_cmd(
     folder: str = typer.Argument(..., help="FOLDER/<genre>/*.mid, one sub-folder per genre"),
     models: str = typer.Option("models/classifiers", help="folder of trained classifiers"),
     as_json: bool = typer.Option(False, "--json", help="print JSON for machine use"),
+    strict: bool = STRICT,
 ) -> None:
     """Accuracy and macro-F1 of the genre classifier on new files sorted into genre folders."""
     import json
 
     from midiml.classify.serving import ModelsMissing, evaluate_blind, load_served
+    from midiml.data.midi import Rules
 
     try:
-        res = evaluate_blind(folder, load_served(models))
+        res = evaluate_blind(folder, load_served(models), Rules(strict=strict))
     except (ModelsMissing, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     for skipped in res["skipped_files"]:
         typer.echo(f"skipped {skipped['file']}: {skipped['reason']}", err=True)
+    for kept in res["salvaged_files"]:
+        warn_salvaged(kept["file"], kept["lost"])
     for name in res["unknown_folders"]:
         typer.echo(f"skipped folder {name}/: not a genre the model knows", err=True)
     if as_json:
         typer.echo(json.dumps(res, indent=2, sort_keys=True))
         return
     typer.echo(
-        f"genre model: {res['model']}; files {res['n_files']}, skipped {len(res['skipped_files'])}"
+        f"genre model: {res['model']}; files {res['n_files']}, skipped "
+        f"{len(res['skipped_files'])}, damaged but used {len(res['salvaged_files'])}"
     )
     for genre, r in res["per_genre"].items():
         typer.echo(f"  {genre:<14} n={r['n']:<4} accuracy {r['accuracy']:.3f}")

@@ -19,7 +19,7 @@ import pandas as pd
 
 from midiml.classify.pipelines import FittedModel, load_model
 from midiml.classify.words_model import model_input
-from midiml.data.midi import MidiParseError, read_user_file
+from midiml.data.midi import MidiParseError, Rules, read_user_file
 from midiml.evaluate.classification import scores
 from midiml.represent.features import extract_features
 
@@ -77,9 +77,10 @@ def features_for(parsed: list[tuple[str, Any]], feature_params: dict[str, Any]) 
     return extract_features(notes, files, **kwargs)
 
 
-def read_song(path: str | Path) -> Any:
-    """A user's file, checked with the rules the ingest stage applies (no notes, absurd length)."""
-    return read_user_file(path)
+def read_song(path: str | Path, rules: Rules | None = None) -> Any:
+    """A user's file, checked with the rules the ingest stage applies (no notes, absurd length;
+    a damaged file keeps what it still holds unless ``rules.strict``)."""
+    return read_user_file(path, rules)
 
 
 def _proba(model: FittedModel, table: pd.DataFrame) -> np.ndarray:
@@ -89,9 +90,12 @@ def _proba(model: FittedModel, table: pd.DataFrame) -> np.ndarray:
     return model.predict_proba(model_input(table, model.columns))
 
 
-def classify_files(paths: list[str | Path], served: Served) -> list[dict[str, Any]]:
-    """Genre probabilities per file, plus composer ones when the genre has composers."""
-    parsed = [(str(p), read_song(p)) for p in paths]
+def classify_files(
+    paths: list[str | Path], served: Served, rules: Rules | None = None
+) -> list[dict[str, Any]]:
+    """Genre probabilities per file, plus composer ones when the genre has composers, and
+    what a damaged file lost (``salvaged``, "" for a sound one)."""
+    parsed = [(str(p), read_song(p, rules)) for p in paths]
     table = features_for(parsed, served.feature_params)
     genre = served.models["genre"]
     g_proba = _proba(genre, table)
@@ -104,10 +108,11 @@ def classify_files(paths: list[str | Path], served: Served) -> list[dict[str, An
         else None
     )
     out = []
-    for i, (fid, _) in enumerate(parsed):
+    for i, (fid, song) in enumerate(parsed):
         pred = genre.classes[int(g_proba[i].argmax())]
         res: dict[str, Any] = {
             "file": fid,
+            "salvaged": song.info.get("salvaged", ""),
             "genre": pred,
             "genre_probabilities": _named(genre.classes, g_proba[i]),
             "genre_model": genre.model,
@@ -155,8 +160,11 @@ def blind_files(folder: str | Path, classes: list[str]) -> tuple[list[tuple[Path
     return pairs, unknown
 
 
-def evaluate_blind(folder: str | Path, served: Served) -> dict[str, Any]:
-    """Per-genre and overall accuracy and macro-F1 of the served genre model on ``folder``."""
+def evaluate_blind(
+    folder: str | Path, served: Served, rules: Rules | None = None
+) -> dict[str, Any]:
+    """Per-genre and overall accuracy and macro-F1 of the served genre model on ``folder``;
+    damaged files that still hold notes are scored and listed with what they lost."""
     genre = served.models["genre"]
     pairs, unknown = blind_files(folder, genre.classes)
     if not pairs:
@@ -164,12 +172,15 @@ def evaluate_blind(folder: str | Path, served: Served) -> dict[str, Any]:
             f"{folder}: no MIDI files in genre sub-folders (expected one of "
             f"{', '.join(genre.classes)}; found {', '.join(unknown) or 'none'})"
         )
-    parsed, truth, skipped = [], [], []
+    parsed, truth, skipped, salvaged = [], [], [], []
     for path, label in pairs:
         rel = str(path.relative_to(folder))
         try:
-            parsed.append((rel, read_song(path)))
+            song = read_song(path, rules)
+            parsed.append((rel, song))
             truth.append(label)
+            if song.info.get("salvaged"):
+                salvaged.append({"file": rel, "lost": song.info["salvaged"]})
         except (MidiParseError, OSError) as exc:
             reason = exc.reason if isinstance(exc, MidiParseError) else str(exc)
             skipped.append({"file": rel, "reason": reason})
@@ -177,6 +188,7 @@ def evaluate_blind(folder: str | Path, served: Served) -> dict[str, Any]:
         "model": genre.model,
         "n_files": len(pairs),
         "skipped_files": skipped,
+        "salvaged_files": salvaged,
         "unknown_folders": unknown,
     }
     if not parsed:

@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 import pooch
 import requests
 
-from midiml.data.archive import extract
+from midiml.data.archive import MAX_ARCHIVE_BYTES, extract
 from midiml.data.manifest import ChecksumError, load_manifest, verify_folder
 from midiml.data.sources import LABELS_CSV_NAME, MIDI_SUFFIXES, MIRROR_ENV, Source
 from midiml.io import atomic_dir, write_json
@@ -79,6 +79,7 @@ def download_source(
     target: str | Path,
     progress: bool = True,
     expected: dict[str, str] | None = None,
+    max_archive_bytes: int = MAX_ARCHIVE_BYTES,
 ) -> dict:
     """Fetch ``source``'s archive and leave its verified dataset files in ``target``.
 
@@ -96,7 +97,12 @@ def download_source(
             try:
                 wanted = set(expected)  # a real GitHub archive holds the whole tree
                 report = extract(
-                    zip_path, staging, source.top_folder, source.include, wanted.__contains__
+                    zip_path,
+                    staging,
+                    source.top_folder,
+                    source.include,
+                    wanted.__contains__,
+                    max_archive_bytes,
                 )
             except Exception as exc:  # zipfile.BadZipFile, truncated members, ...
                 raise DownloadError(f"{url}: archive is unreadable: {exc}") from exc
@@ -113,7 +119,12 @@ def is_midi(rel: str) -> bool:
     return PurePosixPath(rel).suffix.lower() in MIDI_SUFFIXES
 
 
-def download_url_source(source: Source, target: str | Path, progress: bool = True) -> dict:
+def download_url_source(
+    source: Source,
+    target: str | Path,
+    progress: bool = True,
+    max_archive_bytes: int = MAX_ARCHIVE_BYTES,
+) -> dict:
     """Fetch any zip/tar archive, check its sha256, extract its MIDI files (and labels CSV)."""
     if not source.archive_url:
         raise SourceError(f"data.sources.{source.name}.url is not set")
@@ -133,7 +144,9 @@ def download_url_source(source: Source, target: str | Path, progress: bool = Tru
         archive = fetch_archive(source.archive_url, Path(tmp), progress, sha256=source.sha256)
         with atomic_dir(target) as staging:
             try:
-                report = extract(archive, staging, source.top, source.include, accept)
+                report = extract(
+                    archive, staging, source.top, source.include, accept, max_archive_bytes
+                )
             except (OSError, EOFError, ValueError, RuntimeError) as exc:
                 raise DownloadError(f"{archive.name}: archive is unreadable: {exc}") from exc
             if csv_rel:
@@ -185,12 +198,18 @@ def copy_folder_source(source: Source, target: str | Path) -> dict:
     return report
 
 
-def get_source(source: Source, target: str | Path, progress: bool = True) -> dict:
-    """The download stage's work for any kind of source but music21's corpus."""
+def get_source(
+    source: Source,
+    target: str | Path,
+    progress: bool = True,
+    max_archive_bytes: int = MAX_ARCHIVE_BYTES,
+) -> dict:
+    """The download stage's work for any kind of source but music21's corpus; an archive
+    writes at most ``max_archive_bytes`` (``data.max_archive_bytes``)."""
     if source.kind == "folder":
         return copy_folder_source(source, target)
     if source.kind == "url":
-        return download_url_source(source, target, progress)
+        return download_url_source(source, target, progress, max_archive_bytes)
     if source.kind == "github":
-        return download_source(source, target, progress)
+        return download_source(source, target, progress, max_archive_bytes=max_archive_bytes)
     raise SourceError(f"data.sources.{source.name}.kind: unknown kind {source.kind!r}")

@@ -1,7 +1,8 @@
 """Turn every downloaded MIDI file into note events; quarantine what cannot be used.
 
 Counts always reconcile: every file found is either ``ok`` (its notes are in the
-notes table) or ``quarantined`` with a reason. Nothing is dropped silently.
+notes table) or ``quarantined`` with a reason. Nothing is dropped silently: a damaged file
+that still holds notes is ``ok`` and its ``salvaged`` column says what it lost.
 
 Built for collections of any size: one parse per file (symusic), files parsed in a
 process pool (results in the same order as a serial run), notes streamed to parquet
@@ -54,6 +55,7 @@ INFO_DEFAULTS = {
     "qpm_std": np.nan,
     "n_tempo_changes": 0,
     "hanging_notes": 0,
+    "salvaged": "",  # what a damaged file lost ("" for a sound one); such a file is used
 }
 
 
@@ -190,7 +192,8 @@ def iter_ingest(
 def files_frame(rows: list[dict]) -> pd.DataFrame:
     """The file table (one row per file found) with stable dtypes."""
     files_df = pd.DataFrame(rows, columns=list(rows[0]) if rows else ["file_id"])
-    for col in ("path", "sha256", "genre", "source", "piece", "status", "reason", *LABEL_FIELDS):
+    strings = ("path", "sha256", "genre", "source", "piece", "status", "reason", "salvaged")
+    for col in (*strings, *LABEL_FIELDS):
         if col in files_df:
             files_df[col] = files_df[col].astype("string")
     return files_df

@@ -7,7 +7,9 @@ switched on and never off at the end of their track (symusic would drop them); i
 symusic a canonical file, which reads the notes, tempo map and time signatures fast (seconds
 come from the tempo map in float64, vectorised). :class:`Rules` then says whether a readable
 file is usable. Bad files raise :class:`MidiParseError` with one short reason, the same string
-in the file table and on the command line.
+in the file table and on the command line. A damaged file keeps what it still holds
+(:mod:`midiml.data.salvage`), its summary's ``salvaged`` saying what was lost, unless
+``Rules.strict``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 import pandas as pd
 import symusic
 
-from midiml.data import smf_scan
+from midiml.data import salvage, smf_scan
 
 NOTE_COLUMNS = {
     "file_id": "string",
@@ -41,6 +43,10 @@ NOTE_COLUMNS = {
 MAX_FILE_BYTES = 8 * 1024 * 1024  # bounds the work per file; real MIDI files are far smaller
 MAX_TRACKS = 4096  # real files have tens; the note table stores track numbers in 16 bits
 MAX_TICK = 2**31 - 1  # symusic counts ticks in 32 bits
+# A file refused as absurdly long is read again taking one delta longer than this many beats
+# for damage (each track keeps what came before it); real files rest that long only rarely
+# (orchestral parts do), so only a file that would be refused anyway is read this way.
+MAX_DELTA_BEATS = 1024
 # Meta events symusic decodes by fixed offsets (smf_scan refuses shorter ones: see its loop).
 _META_NAMES = {0x51: "tempo", 0x58: "time signature", 0x59: "key signature"}
 
@@ -56,7 +62,15 @@ class MidiParseError(ValueError):
 
 
 class _Bad(Exception):
-    """A structural problem found by the scan; its message is the reason."""
+    """A structural problem found by the scan; its message is the reason.
+
+    ``at``: where in the file the bad event starts (track problems), ``code`` the scan's code.
+    """
+
+    def __init__(self, reason: str, at: int | None = None, code: int = 0) -> None:
+        super().__init__(reason)
+        self.at = at
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -68,6 +82,7 @@ class Rules:
 
     max_length_s: float = 3600.0
     min_notes: int = 1
+    strict: bool = False  # refuse a damaged file instead of keeping what it still holds
 
     def reason(self, info: dict) -> str | None:
         if info["n_notes"] < self.min_notes:
@@ -86,6 +101,8 @@ class Scan:
     n_messages: int
     hanging_notes: int
     channels: int = 0  # bit c set: channel c plays notes (what a new track must avoid)
+    salvaged: str = ""  # what a damaged file lost, one line ("" for a sound file)
+    damage: str = ""  # the first damage's reason (the refusal when nothing is left)
 
 
 def _track_reason(code: int, arg1: int, arg2: int, number: int) -> str:
@@ -100,6 +117,7 @@ def _track_reason(code: int, arg1: int, arg2: int, number: int) -> str:
         smf_scan.ZERO_TEMPO: "tempo of 0 microseconds per beat",
         smf_scan.BAD_STATUS: f"unexpected status byte 0x{arg1:02X} in track {number}",
         smf_scan.DATA_OVER_127: f"data byte > 127 in track {number}",
+        smf_scan.IMPOSSIBLE_DELTA: f"impossible delta of {arg1} ticks in track {number}",
     }[code]
 
 
@@ -112,17 +130,22 @@ def _scan_track(
     start: int,
     end: int,
     number: int,
-) -> tuple[bytes, int, int, int]:
+    max_delta: int = MAX_TICK,
+) -> tuple[bytes, int, int, int, int]:
     """Check one MTrk body; return (body with hanging notes closed, messages, hanging notes,
-    channels with notes as a bit mask).
+    channels with notes as a bit mask, where the end-of-track event starts or ``end``).
 
     ``loop`` walks the events of ``data`` (``buf`` itself, or as uint8 for the compiled loop);
     ``counts`` and ``order`` are its work arrays (``counts`` all -1, and left so).
     The rare rewrite of hanging notes stays in Python.
     """
-    code, arg1, arg2, n_messages, eot_at, n_order = loop(data, start, end, MAX_TICK, counts, order)
+    code, arg1, arg2, n_messages, eot_at, n_order = loop(
+        data, start, end, MAX_TICK, max_delta, counts, order
+    )
     if code:
-        raise _Bad(_track_reason(code, arg1, arg2, number))
+        for k in order[:n_order]:
+            counts[int(k)] = -1  # ready for the next track
+        raise _Bad(_track_reason(code, arg1, arg2, number), int(eot_at), int(code))
     keys = [int(k) for k in order[:n_order]]
     open_counts = [int(counts[k]) for k in keys]
     for k in keys:
@@ -132,7 +155,7 @@ def _scan_track(
     for k in keys:
         channels |= 1 << (k // 128)
     if not hanging:
-        return buf[start:end], n_messages, 0, channels
+        return buf[start:end], n_messages, 0, channels, eot_at
     # Close each hanging note at the track's last tick: the end-of-track delta, then note-offs.
     closing = bytearray()
     if eot_at < end:
@@ -151,11 +174,17 @@ def _scan_track(
             closing += bytes([0x80 | channel, pitch, 0])
             first = False
     closing += b"\x00\xff\x2f\x00"
-    return buf[start:eot_at] + bytes(closing), n_messages, hanging, channels
+    return buf[start:eot_at] + bytes(closing), n_messages, hanging, channels, eot_at
 
 
-def scan_smf(buf: bytes) -> Scan:
-    """Check a Standard MIDI File's structure; raise _Bad with the reason when it is broken."""
+def scan_smf(buf: bytes, strict: bool = False, max_delta_beats: int | None = None) -> Scan:
+    """Check a Standard MIDI File's structure; raise _Bad with the reason when it is broken.
+
+    A damaged track keeps its events before the damage (:mod:`midiml.data.salvage`), a
+    chunk header that is not one is skipped to the next track, and ``Scan.salvaged`` says
+    what was lost; ``strict`` refuses such a file instead. A broken header is always refused.
+    ``max_delta_beats``: a longer delta is damage too (see :data:`MAX_DELTA_BEATS`).
+    """
     if not buf:
         raise _Bad("empty file")
     if len(buf) > MAX_FILE_BYTES:
@@ -187,34 +216,98 @@ def scan_smf(buf: bytes) -> Scan:
     else:
         loop, data = smf_scan.scan_track_events, buf
         counts, order = [-1] * smf_scan.N_KEYS, [0] * smf_scan.N_KEYS
-    skipped = False  # an unknown chunk was left out
+    max_delta = MAX_TICK if strict or max_delta_beats is None else division * max_delta_beats
+    skipped = False  # an unknown chunk was left out (or a damaged chunk header)
+    lost: list[str] = []  # what damage cost, one phrase per place
+    damage = ""
     while len(tracks) < ntracks and i + 8 <= len(buf):
         kind, length = buf[i : i + 4], int.from_bytes(buf[i + 4 : i + 8], "big")
         body = i + 8
-        if body + length > len(buf):
-            raise _Bad(
-                f"truncated track {len(tracks)}: chunk says {length} bytes, {len(buf) - body} left"
-            )
+        number = len(tracks)
         if kind == b"MTrk":
             end = body + length
-            out, n, h, ch = _scan_track(buf, loop, data, counts, order, body, end, len(tracks))
+            short = end > len(buf)
+            if short and strict:
+                raise _Bad(
+                    f"truncated track {number}: chunk says {length} bytes, {len(buf) - body} left"
+                )
+            stop = min(end, len(buf))
+            try:
+                out, n, h, ch, eot_at = _scan_track(
+                    buf, loop, data, counts, order, body, stop, number, max_delta
+                )
+            except _Bad as exc:
+                if strict or exc.at is None:
+                    raise
+                # the file ended inside an event: every event before it is sound; the chunk
+                # ended inside one while the file goes on: bytes were inserted somewhere in
+                # the track (or its length rewritten), and everything after them is misplaced
+                past_end = exc.code in (smf_scan.PAST_END, smf_scan.VLQ_PAST_END)
+                inserted = past_end and not short and exc.at >= stop - 8
+                kept = salvage.keep_before(
+                    buf, body, exc.at, division, not (past_end and short), inserted
+                )
+                out, n, h, ch = kept.body, kept.n_messages, kept.hanging, kept.channels
+                if short:
+                    lost.append(
+                        f"track {number} cut short ({len(buf) - body} of {length} bytes): kept "
+                        f"its {kept.n_events} complete events, {end - kept.cut_at} bytes lost"
+                    )
+                else:
+                    suspect = (
+                        f" from byte {kept.cut_at} ({kept.n_suspect} event(s) before the damage "
+                        "looked misread)"
+                        if kept.n_suspect
+                        else ""
+                    )
+                    lost.append(
+                        f"track {number} damaged at byte {exc.at} ({exc}): kept {kept.n_events} "
+                        f"events, dropped {stop - kept.cut_at} bytes{suspect}"
+                    )
+                damage = damage or (f"truncated track {number}" if short else str(exc))
+                eot_at = stop
+            else:
+                if short and eot_at >= stop:
+                    lost.append(
+                        f"track {number} cut short ({len(buf) - body} of {length} bytes): kept "
+                        f"its {n} complete events, {end - stop} bytes lost"
+                    )
+                    damage = damage or f"truncated track {number}"
+                skipped |= short
             tracks.append(out)
             n_messages += n
             hanging += h
             channels |= ch
-        elif not kind.isalnum():  # unknown chunks are skipped, garbage is not a chunk
-            raise _Bad(f"bad chunk after track {len(tracks)}")
-        else:
+            i = end
+            if not strict and eot_at < stop:  # a chunk length too long: trust end-of-track
+                nxt = buf.find(b"MTrk", eot_at, eot_at + 12)
+                if 0 <= nxt < end:
+                    i, skipped = nxt, True
+        elif kind.isalnum() and (strict or body + length <= len(buf)):
+            skipped = True  # unknown chunks are skipped
+            i = body + length
+        elif strict:  # garbage is not a chunk
+            raise _Bad(f"bad chunk after track {number}")
+        else:  # damage between tracks: go on at the next track header
+            nxt = buf.find(b"MTrk", i + 1)
+            stop = nxt if nxt >= 0 else len(buf)
+            lost.append(f"{stop - i} bytes of damage before track {number} skipped (byte {i})")
+            damage = damage or f"bad chunk after track {number}"
             skipped = True
-        i = body + length
+            i = stop
     if len(tracks) < ntracks:
-        raise _Bad(f"truncated file: header says {ntracks} tracks, found {len(tracks)}")
-    if hlen == 6 and fmt <= 1 and not skipped and not hanging:
+        reason = f"truncated file: header says {ntracks} tracks, found {len(tracks)}"
+        if strict or not tracks:
+            raise _Bad(reason if strict else damage or reason)
+        lost.append(f"header says {ntracks} tracks, found {len(tracks)}")
+        damage = damage or reason
+    salvaged = "; ".join(lost)
+    if hlen == 6 and fmt <= 1 and not skipped and not hanging and not lost:
         # Already canonical (most files): the same bytes the rebuild below would give.
         return Scan(buf[:i], len(tracks), n_messages, hanging, channels)
     canonical = b"MThd" + struct.pack(">IHHH", 6, min(fmt, 1), len(tracks), division)
     canonical += b"".join(b"MTrk" + struct.pack(">I", len(t)) + t for t in tracks)
-    return Scan(canonical, len(tracks), n_messages, hanging, channels)
+    return Scan(canonical, len(tracks), n_messages, hanging, channels, salvaged, damage)
 
 
 def use_compiled_scan() -> None:
@@ -335,11 +428,16 @@ def _columns(score: symusic.Score, scan: Scan, path: Path) -> tuple[dict[str, np
 
 
 def parse_columns(
-    path: str | Path, data: bytes | None = None
+    path: str | Path,
+    data: bytes | None = None,
+    strict: bool = False,
+    max_delta_beats: int | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Read ``path`` (or its bytes ``data``) into note columns (numpy, no file_id) and a summary.
 
-    Raises MidiParseError (naming the file, with one short reason) when it cannot be read.
+    Raises MidiParseError (naming the file, with one short reason) when it cannot be read:
+    a damaged file keeps what it still holds (summary key ``salvaged`` says what it lost)
+    unless ``strict``, and is refused with its damage when no note is left.
     No pandas here: ingest calls this once per file.
     """
     path = Path(path)
@@ -349,7 +447,7 @@ def parse_columns(
             if size > MAX_FILE_BYTES:  # do not even read it
                 raise _Bad(f"too large: {size / 2**20:.1f} MiB > {MAX_FILE_BYTES / 2**20:.0f} MiB")
             data = path.read_bytes()
-        scan = scan_smf(data)
+        scan = scan_smf(data, strict, max_delta_beats)
     except _Bad as exc:  # "unreadable MIDI: <what>" groups in the file table
         reason = str(exc)
         if not reason.startswith("absurd length"):
@@ -362,11 +460,15 @@ def parse_columns(
     except Exception as exc:  # symusic's checks are stricter than the scan in places
         raise MidiParseError(path, f"unreadable MIDI: {str(exc).splitlines()[0][:120]}") from None
     try:
-        return _columns(score, scan, path)
+        cols, info = _columns(score, scan, path)
     except MidiParseError:
         raise
     except Exception as exc:  # a safety net: an odd file must never crash a command
         raise MidiParseError(path, f"unreadable MIDI: {type(exc).__name__}: {exc}") from None
+    if scan.salvaged and not info["n_notes"]:  # nothing left: refused for its damage
+        raise MidiParseError(path, f"unreadable MIDI: {scan.damage}")
+    info["salvaged"] = scan.salvaged
+    return cols, info
 
 
 def check_columns(
@@ -376,8 +478,16 @@ def check_columns(
 
     Raises MidiParseError (with the file summary when the file was readable) if unusable.
     """
-    cols, info = parse_columns(path, data)
-    reason = (rules or Rules()).reason(info)
+    rules = rules or Rules()
+    cols, info = parse_columns(path, data, rules.strict)
+    reason = rules.reason(info)
+    if reason and reason.startswith("absurd length") and not rules.strict:
+        try:  # an impossible delta: keep what came before it, if that is usable
+            kept = parse_columns(path, data, False, MAX_DELTA_BEATS)
+        except MidiParseError:
+            kept = None
+        if kept is not None and kept[1]["salvaged"] and not rules.reason(kept[1]):
+            return kept
     if reason:
         raise MidiParseError(path, reason, info)
     return cols, info

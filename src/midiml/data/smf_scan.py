@@ -26,12 +26,13 @@ BAD_META = 6  # a meta event shorter than symusic reads; args: meta type, length
 ZERO_TEMPO = 7  # a tempo of 0 microseconds per beat
 BAD_STATUS = 8  # a system status byte other than sysex/meta; arg: the byte
 DATA_OVER_127 = 9  # a data byte with its high bit set
+IMPOSSIBLE_DELTA = 10  # one delta longer than max_delta (a damaged file's sign); arg: the delta
 
 N_KEYS = 16 * 128  # (channel, pitch) pairs: key = channel * 128 + pitch
 
 
 def scan_track_events(
-    buf: Any, start: int, end: int, max_tick: int, counts: Any, order: Any
+    buf: Any, start: int, end: int, max_tick: int, max_delta: int, counts: Any, order: Any
 ) -> tuple[int, int, int, int, int, int]:
     """Walk one MTrk body ``buf[start:end]``, counting messages the way mido does.
 
@@ -50,59 +51,61 @@ def scan_track_events(
         delta = 0  # the delta time: a variable-length number of at most 4 bytes
         for k in range(5):
             if k == 4:
-                return VLQ_TOO_LONG, 0, 0, n_messages, end, n_order
+                return VLQ_TOO_LONG, 0, 0, n_messages, event_start, n_order
             if i >= end:
-                return VLQ_PAST_END, 0, 0, n_messages, end, n_order
+                return VLQ_PAST_END, 0, 0, n_messages, event_start, n_order
             v = buf[i]
             i += 1
             delta = (delta << 7) | (v & 0x7F)
             if not v & 0x80:
                 break
+        if delta > max_delta:
+            return IMPOSSIBLE_DELTA, delta, 0, n_messages, event_start, n_order
         tick += delta
         if tick > max_tick:
-            return TICK_OVERFLOW, 0, 0, n_messages, end, n_order
+            return TICK_OVERFLOW, 0, 0, n_messages, event_start, n_order
         if i >= end:
-            return PAST_END, 0, 0, n_messages, end, n_order
+            return PAST_END, 0, 0, n_messages, event_start, n_order
         b = 0 + buf[i]  # a plain integer, not a uint8, in both modes
         if b & 0x80:
             i += 1
             if b < 0xF0:
                 status = b
         elif status == 0:
-            return NO_RUNNING_STATUS, 0, 0, n_messages, end, n_order
+            return NO_RUNNING_STATUS, 0, 0, n_messages, event_start, n_order
         else:
             b = status
         n_messages += 1
         if b >= 0xF0 and b != 0xFF and b != 0xF0 and b != 0xF7:
-            return BAD_STATUS, b, 0, n_messages, end, n_order
+            return BAD_STATUS, b, 0, n_messages, event_start, n_order
         if b >= 0xF0:  # meta (type, length, data) or sysex (length, data)
             kind = -1
             if b == 0xFF:
                 if i >= end:
-                    return PAST_END, 0, 0, n_messages, end, n_order
+                    return PAST_END, 0, 0, n_messages, event_start, n_order
                 kind = 0 + buf[i]
                 i += 1
             length = 0
             for k in range(5):
                 if k == 4:
-                    return VLQ_TOO_LONG, 0, 0, n_messages, end, n_order
+                    return VLQ_TOO_LONG, 0, 0, n_messages, event_start, n_order
                 if i >= end:
-                    return VLQ_PAST_END, 0, 0, n_messages, end, n_order
+                    return VLQ_PAST_END, 0, 0, n_messages, event_start, n_order
                 v = buf[i]
                 i += 1
                 length = (length << 7) | (v & 0x7F)
                 if not v & 0x80:
                     break
             if i + length > end:
-                return PAST_END, 0, 0, n_messages, end, n_order
+                return PAST_END, 0, 0, n_messages, event_start, n_order
             if (
                 (kind == 0x51 and length < 3)
                 or (kind == 0x58 and length < 4)
                 or (kind == 0x59 and length < 2)
             ):
-                return BAD_META, kind, length, n_messages, end, n_order
+                return BAD_META, kind, length, n_messages, event_start, n_order
             if kind == 0x51 and buf[i] == 0 and buf[i + 1] == 0 and buf[i + 2] == 0:
-                return ZERO_TEMPO, 0, 0, n_messages, end, n_order
+                return ZERO_TEMPO, 0, 0, n_messages, event_start, n_order
             i += length
             if kind == 0x2F:
                 return OK, 0, 0, n_messages, event_start, n_order
@@ -110,9 +113,9 @@ def scan_track_events(
             high = b >> 4
             n = 1 if high == 0xC or high == 0xD else 2
             if i + n > end:
-                return PAST_END, 0, 0, n_messages, end, n_order
+                return PAST_END, 0, 0, n_messages, event_start, n_order
             if buf[i] > 127 or (n == 2 and buf[i + 1] > 127):
-                return DATA_OVER_127, 0, 0, n_messages, end, n_order
+                return DATA_OVER_127, 0, 0, n_messages, event_start, n_order
             if high == 0x9 or high == 0x8:
                 key = (b & 0x0F) * 128 + buf[i]
                 if high == 0x9 and buf[i + 1] > 0:
@@ -141,7 +144,7 @@ def load_compiled() -> Callable:
         # numba compiles (or loads from its cache) at the first call: do it now, on an
         # end-of-track event, with the argument types every later call has (read-only bytes)
         body = np.frombuffer(b"\x00\xff\x2f\x00", dtype=np.uint8)
-        loop(body, 0, 4, 1, np.full(N_KEYS, -1, dtype=np.int64), np.zeros(N_KEYS, np.int64))
+        loop(body, 0, 4, 1, 1, np.full(N_KEYS, -1, dtype=np.int64), np.zeros(N_KEYS, np.int64))
         _compiled = loop
     return _compiled
 

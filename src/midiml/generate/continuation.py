@@ -15,7 +15,7 @@ import numpy as np
 import symusic
 from hydra.utils import get_class
 
-from midiml.data.midi import read_user_file, scan_smf
+from midiml.data.midi import Rules, read_user_file, scan_smf
 from midiml.generate.base import load_generator, read_meta
 from midiml.generate.prompted import SamplingGuards, WindowContinuer
 from midiml.generate.songfile import (
@@ -120,6 +120,7 @@ def continue_file(
     seed: int = 0,
     genre: str | None = None,
     wav: bool = False,
+    rules: Rules | None = None,
 ) -> list[dict[str, object]]:
     """Write ``variations`` files: the user's file untouched plus one continuation track each.
 
@@ -129,8 +130,10 @@ def continue_file(
     """
     if variations < 1:
         raise ContinueError(f"--variations must be at least 1, got {variations}")
-    parsed = read_user_file(song)  # MidiParseError: one line naming the file and the reason
-    scan = scan_smf(Path(song).read_bytes())  # the checked (canonical) bytes we append to
+    rules = rules or Rules()
+    parsed = read_user_file(song, rules)  # MidiParseError: one line naming the file and why
+    # the checked (canonical) bytes we append to: of a damaged file, what it still holds
+    scan = scan_smf(Path(song).read_bytes(), rules.strict)
     score = symusic.Score.from_midi(scan.data)
     tempo_map = TempoMap.of_score(score)
     notes = notes_columns(parsed.notes)
@@ -155,6 +158,7 @@ def continue_file(
         res: dict[str, object] = {
             "file": str(path),
             "prompt_notes": len(prompt["pitch"]),
+            "salvaged": parsed.info.get("salvaged", ""),
             "new_notes": len(new["pitch"]),
         }
         if wav:

@@ -16,7 +16,8 @@ def _fmt(v: float | int | None) -> str:
 
 
 def render_markdown(table: dict, files: pd.DataFrame, figure: str | None = None) -> str:
-    """Our table beside the seed study's, plus the quarantine list with reasons."""
+    """Our table beside the seed study's, the quarantine list with reasons, and the damaged
+    files kept with what each lost."""
     lines = [
         "# Dataset",
         "",
@@ -48,7 +49,14 @@ def render_markdown(table: dict, files: pd.DataFrame, figure: str | None = None)
     found = sum(r["found"] for r in table.values())
     used = sum(r["files"] for r in table.values())
     quarantined = sum(r["quarantined"] for r in table.values())
-    lines += ["", f"Files found: {found:,} = used {used:,} + quarantined {quarantined:,}.", ""]
+    damaged = files[files["salvaged"].fillna("") != ""] if "salvaged" in files else files[:0]
+    used_damaged = damaged[damaged["status"] == "ok"]
+    lines += [
+        "",
+        f"Files found: {found:,} = used {used:,} + quarantined {quarantined:,}. "
+        f"Damaged but used (salvaged, each keeping what it still holds): {len(used_damaged):,}.",
+        "",
+    ]
     if figure:
         lines += [f"![Length and note-count distributions per genre]({figure})", ""]
     q = files[files["status"] == "quarantined"]
@@ -56,6 +64,12 @@ def render_markdown(table: dict, files: pd.DataFrame, figure: str | None = None)
     if len(q):
         lines += ["| file | reason |", "|---|---|"]
         lines += [f"| `{r.file_id}` | {r.reason} |" for r in q.itertuples()]
+    else:
+        lines.append("None.")
+    lines += ["", "## Damaged files kept (salvaged)", ""]
+    if len(used_damaged):
+        lines += ["| file | what was lost |", "|---|---|"]
+        lines += [f"| `{r.file_id}` | {r.salvaged} |" for r in used_damaged.itertuples()]
     else:
         lines.append("None.")
     return "\n".join(lines) + "\n"
