@@ -111,6 +111,8 @@ class Grammar:
         self.end_pos = np.full(n, -2, np.int64)  # position after the token (-2: unchanged)
         self.programs = np.zeros((n, 129), bool)  # programs the token plays (index program+1)
         for i, base in enumerate(self.expand):
+            if not base:  # stands for no base token: never drawn
+                continue
             t = self.types[base]
             self.first_type[i], self.last_type[i] = t[0], t[-1]
             bars = np.flatnonzero(t == tk.BAR)

@@ -215,7 +215,9 @@ def expansions(tokenizer: Any) -> list[list[int]]:
     model = tokenizer._model
     table = tokenizer._vocab_learned_bytes_to_tokens
     base = tokenizer.vocab
-    return [[base[t] for t in table[model.id_to_token(i)]] for i in range(len(tokenizer))]
+    out = [[base[t] for t in table.get(model.id_to_token(i), [])] for i in range(len(tokenizer))]
+    # special tokens are the base alphabet's first ids; Metaspace's word marker stands for none
+    return [e or ([i] if i < len(base) else []) for i, e in enumerate(out)]
 
 
 def positions_per_beat(tokenizer: Any) -> int:
