@@ -35,7 +35,9 @@ def band_notes(n_bars: int = 4, shift: int = 0) -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def tokenizer():
     tok = tk.make_tokenizer()
-    tk.train_bpe(tok, [tk.base_ids(tok, tk.notes_to_score(band_notes(4, s))) for s in range(3)], 500)
+    tk.train_bpe(
+        tok, [tk.base_ids(tok, tk.notes_to_score(band_notes(4, s))) for s in range(3)], 500
+    )
     return tok
 
 
@@ -56,9 +58,13 @@ def test_multitrack_tokens_round_trip(tokenizer, tmp_path):
     assert tk.invalid_successions(base, types, values) == 0
     back = tk.decode_notes(base, types, values, tk.positions_per_beat(tokenizer))
     program = np.where(song["is_drum"], -1, song["program"])
-    want = sorted(zip(program, song["pitch"], song["onset_beats"], song["duration_beats"], strict=True))
+    want = sorted(
+        zip(program, song["pitch"], song["onset_beats"], song["duration_beats"], strict=True)
+    )
     got = sorted(
-        zip(back["program"], back["pitch"], back["onset_beats"], back["duration_beats"], strict=True)
+        zip(
+            back["program"], back["pitch"], back["onset_beats"], back["duration_beats"], strict=True
+        )
     )
     assert [tuple(map(float, w)) for w in want] == [tuple(map(float, g)) for g in got]
     # MidiTok's own decoder agrees on the tracks
@@ -123,10 +129,13 @@ def test_sampling_emits_only_valid_successions_of_the_prompts_instruments(tokeni
     base = tk.base_ids(tokenizer, tk.notes_to_score(prompt))
     ids = [int(i) for i in tk.bpe_encode(tokenizer, [base])[0]]
     end = float((prompt["onset_beats"] + prompt["duration_beats"]).max())
-    for new in cont.sample([cont.bos, *ids], cont.genre_id("lofi"), end, end + 16, _programs(prompt), 2, 1.5, 1.0, seed):
+    for new in cont.sample(
+        [cont.bos, *ids], cont.genre_id("lofi"), end, end + 16, _programs(prompt), 2, 1.5, 1.0, seed
+    ):
         seq = g.base_ids([*ids, *new])
         assert tk.invalid_successions(seq, g.types, g.values) == 0
-        progs = set(g.values[np.asarray(seq)[g.types[seq] == tk.PROGRAM]].tolist())
+        is_prog = (g.types[seq] == tk.PROGRAM) | (g.types[seq] == tk.DRUM_PROGRAM)
+        progs = set(g.values[np.asarray(seq)[is_prog]].tolist())
         assert progs <= {0, 33, -1}
     for song in songs:
         assert len(song["pitch"]) > 0
@@ -195,7 +204,12 @@ def test_transformer_trains_exports_and_resumes(tokenizer, tmp_path):
     out = tmp_path / "model"
     out.mkdir()
     info = train_transformer(
-        params.model.transformer, params, tmp_path / "tokens.npz", tmp_path / "tok.json", out, tmp_path / "ck"
+        params.model.transformer,
+        params,
+        tmp_path / "tokens.npz",
+        tmp_path / "tok.json",
+        out,
+        tmp_path / "ck",
     )
     assert info["epochs"] >= 1 and np.isfinite(info["best_val_loss_nats_per_token"])
     assert (tmp_path / "ck" / "last.ckpt").exists()

@@ -114,7 +114,9 @@ class TransformerNetwork(nn.Module):
     ) -> tuple[torch.Tensor, list]:
         """Logits of every position; ``cache`` holds the keys/values of ``start`` earlier
         tokens (None: none)."""
-        cos, sin = rope_tables(torch.arange(start, start + ids.shape[1], device=ids.device), self.head_dim)
+        cos, sin = rope_tables(
+            torch.arange(start, start + ids.shape[1], device=ids.device), self.head_dim
+        )
         x = self.drop(self.embed(ids))
         new_cache = []
         for i, block in enumerate(self.blocks):

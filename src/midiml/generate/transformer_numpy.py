@@ -50,9 +50,9 @@ class NumpyTransformer:
         self.d_model, self.context = int(config["d_model"]), int(config["context"])
         self.head_dim = self.d_model // self.n_heads
         self.vocab_size = int(config["vocab_size"])
-        self.inv_freq = (10_000.0 ** (-np.arange(0, self.head_dim, 2, dtype=np.float32) / self.head_dim)).astype(
-            np.float32
-        )
+        self.inv_freq = (
+            10_000.0 ** (-np.arange(0, self.head_dim, 2, dtype=np.float32) / self.head_dim)
+        ).astype(np.float32)
         self.head = np.ascontiguousarray(self.w["embed"].T)
 
     def new_cache(self, batch: int, length: int) -> list[np.ndarray]:
@@ -126,7 +126,7 @@ class Grammar:
                 self.end_pos[i] = self.values[base[after[-1]]]
             elif len(bars):
                 self.end_pos[i] = -1
-            progs = self.values[np.asarray(base)[t == tk.PROGRAM]]
+            progs = self.values[np.asarray(base)[(t == tk.PROGRAM) | (t == tk.DRUM_PROGRAM)]]
             self.programs[i, progs + 1] = True
         self.special = self.first_type == tk.SPECIAL
         self.follows = np.zeros((len(tk.BASE_TYPES), n), bool)
@@ -160,7 +160,9 @@ class TransformerContinuer:
         self.bos = tokenizer.vocab["BOS_None"]
 
     @classmethod
-    def load(cls, model_dir: str | Path, guards: Any = None, top_k: int = 0) -> TransformerContinuer:
+    def load(
+        cls, model_dir: str | Path, guards: Any = None, top_k: int = 0
+    ) -> TransformerContinuer:
         model_dir = Path(model_dir)
         meta = json.loads((model_dir / "meta.json").read_text())
         tokenizer, genres = tk.load_tokenizer(model_dir / meta["tokenizer"])
@@ -192,8 +194,8 @@ class TransformerContinuer:
         one batch until every one places a note at or after ``end_beat``."""
         g, net = self.grammar, self.net
         ctx = net.context
+        state = self._state(prompt)  # of the whole prompt: bars count from its first
         prompt = list(prompt)[-(ctx * 3 // 4) :]
-        state = self._state(prompt)
         bar = np.full(n, state[0], np.int64)
         pos = np.full(n, state[1], np.int64)
         last = np.full(n, state[2], np.int64)
@@ -209,11 +211,15 @@ class TransformerContinuer:
         max_steps = int((end_beat - start_beat + 4) * 48) + 64
         for step in range(max_steps):
             logits = np.broadcast_to(logits, (n, logits.shape[-1]))
-            tok = self._draw(logits, self._allowed(bar, pos, last, start_beat, prog_ok), temperature, top_p, rng)
+            tok = self._draw(
+                logits, self._allowed(bar, pos, last, start_beat, prog_ok), temperature, top_p, rng
+            )
             for b in range(n):
                 seqs[b].append(int(tok[b]))
             bar = bar + g.n_bars[tok]
-            pos = np.where(g.end_pos[tok] >= -1, g.end_pos[tok], np.where(g.n_bars[tok] > 0, -1, pos))
+            pos = np.where(
+                g.end_pos[tok] >= -1, g.end_pos[tok], np.where(g.n_bars[tok] > 0, -1, pos)
+            )
             last = g.last_type[tok]
             past = bar * tk.BEATS_PER_BAR + np.maximum(pos, 0) / g.res >= end_beat
             stop = np.where((stop < 0) & past, step + 1, stop)
@@ -249,7 +255,8 @@ class TransformerContinuer:
         ok &= (fp < 0) | (fp > pos[:, None])
         onset_ok = (fp < 0) | (bar[:, None] * tk.BEATS_PER_BAR + fp / g.res >= start_beat - 1e-9)
         here = bar * tk.BEATS_PER_BAR + np.maximum(pos, 0) / g.res >= start_beat - 1e-9
-        onset_ok &= (g.first_type[None] != tk.PROGRAM) | here[:, None]
+        chord = (g.first_type == tk.PROGRAM) | (g.first_type == tk.DRUM_PROGRAM)
+        onset_ok &= ~chord[None] | here[:, None]
         strict = ok & onset_ok
         return np.where(strict.any(1, keepdims=True), strict, ok)
 
@@ -300,11 +307,16 @@ class TransformerContinuer:
         ids = [int(i) for i in tk.bpe_encode(self.tokenizer, [base])[0]]
         programs = np.zeros(129, bool)
         programs[np.where(cols["is_drum"], -1, cols["program"]).astype(np.int64) + 1] = True
-        seqs = self.sample([self.bos, *ids], gid, start_beat, end_beat, programs, n, temperature, top_p, seed)
+        seqs = self.sample(
+            [self.bos, *ids], gid, start_beat, end_beat, programs, n, temperature, top_p, seed
+        )
         out = []
         for new in seqs:
             notes = tk.decode_notes(
-                [*base, *self.grammar.base_ids(new)], self.grammar.types, self.grammar.values, self.grammar.res
+                [*base, *self.grammar.base_ids(new)],
+                self.grammar.types,
+                self.grammar.values,
+                self.grammar.res,
             )
             first = _n_notes(base, self.grammar.types)
             keep = np.arange(len(notes["pitch"])) >= first
@@ -345,12 +357,16 @@ class TransformerContinuer:
         return {k: v[keep] for k, v in song.items()}
 
     # -- likelihood ---------------------------------------------------------------------
-    def token_bits(self, data: Mapping[str, np.ndarray], split: str = "test", max_songs: int = 200) -> dict:
+    def token_bits(
+        self, data: Mapping[str, np.ndarray], split: str = "test", max_songs: int = 200
+    ) -> dict:
         """Bits per note of the split's (untransposed) songs, in chunks of the context."""
         ctx = self.net.context
         rows = np.flatnonzero(np.asarray(data["splits"]) == split)[:max_songs]
         total, notes, tokens = 0.0, 0, 0
-        n_pitch = np.array([int((self.grammar.types[e] == tk.PITCH).sum()) for e in self.grammar.expand])
+        n_pitch = np.array(
+            [int((self.grammar.types[e] == tk.DURATION).sum()) for e in self.grammar.expand]
+        )
         n_pitch = np.r_[n_pitch, np.zeros(len(self.genres), np.int64)]
         for r in rows:
             seq = np.asarray(data["ids"][data["offsets"][r] : data["offsets"][r + 1]], np.int64)
@@ -359,7 +375,9 @@ class TransformerContinuer:
                 chunk = np.r_[genre, body[s : s + ctx - 1]]
                 if len(chunk) < 2:
                     continue
-                z = self.net.forward(chunk[None, :-1], self.net.new_cache(1, ctx), 0)[0].astype(np.float64)
+                z = self.net.forward(chunk[None, :-1], self.net.new_cache(1, ctx), 0)[0].astype(
+                    np.float64
+                )
                 z = z - z.max(1, keepdims=True)
                 logp = z[np.arange(len(z)), chunk[1:]] - np.log(np.exp(z).sum(1))
                 total -= float(logp.sum()) / math.log(2)
@@ -407,15 +425,22 @@ def _prompt_columns(notes: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         "velocity": np.asarray(notes["velocity"], np.int64),
         "onset_s": np.asarray(notes["onset_s"], np.float64),
         "duration_s": np.asarray(notes["duration_s"], np.float64),
-        "track": np.asarray(notes["track"], np.int64) if "track" in notes else np.zeros(n, np.int64),
-        "program": np.asarray(notes["program"], np.int64) if "program" in notes else np.zeros(n, np.int64),
+        "track": np.asarray(notes["track"], np.int64)
+        if "track" in notes
+        else np.zeros(n, np.int64),
+        "program": np.asarray(notes["program"], np.int64)
+        if "program" in notes
+        else np.zeros(n, np.int64),
         "is_drum": np.asarray(notes["is_drum"], bool) if "is_drum" in notes else np.zeros(n, bool),
     }
     if "onset_beats" in notes and "duration_beats" in notes:
         cols["onset_beats"] = np.asarray(notes["onset_beats"], np.float64)
         cols["duration_beats"] = np.asarray(notes["duration_beats"], np.float64)
     else:
-        cols["onset_beats"], cols["duration_beats"] = cols["onset_s"] * 2.0, cols["duration_s"] * 2.0
+        cols["onset_beats"], cols["duration_beats"] = (
+            cols["onset_s"] * 2.0,
+            cols["duration_s"] * 2.0,
+        )
     return cols
 
 
@@ -423,7 +448,9 @@ def _n_notes(base: np.ndarray, types: np.ndarray) -> int:
     return int((types[np.asarray(base, np.int64)] == tk.DURATION).sum()) if len(base) else 0
 
 
-def _to_columns(notes: dict[str, np.ndarray], offset: float, clock: BeatClock) -> dict[str, np.ndarray]:
+def _to_columns(
+    notes: dict[str, np.ndarray], offset: float, clock: BeatClock
+) -> dict[str, np.ndarray]:
     on_b = notes["onset_beats"] + offset
     end_b = on_b + notes["duration_beats"]
     on_s = clock.seconds(on_b)

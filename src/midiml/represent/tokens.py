@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,18 +32,25 @@ import numpy as np
 
 TPQ = 480
 BEATS_PER_BAR = 4
-BASE_TYPES = ("Special", "Bar", "Position", "Program", "Pitch", "Velocity", "Duration")
-SPECIAL, BAR, POSITION, PROGRAM, PITCH, VELOCITY, DURATION = range(len(BASE_TYPES))
-DRUM_PROGRAM = -1  # MidiTok's program of drum tracks
+BASE_TYPES = (
+    "Special", "Bar", "Position", "Program", "DrumProgram", "Pitch", "PitchDrum", "Velocity",
+    "Duration",
+)  # fmt: skip
+SPECIAL, BAR, POSITION, PROGRAM, DRUM_PROGRAM, PITCH, PITCH_DRUM, VELOCITY, DURATION = range(
+    len(BASE_TYPES)
+)
+DRUM_PROGRAM_VALUE = -1  # MidiTok's program of drum tracks
 # REMI with programs in one stream: which base token type may follow which.
 NEXT_TYPES = {
     SPECIAL: {BAR},
     BAR: {BAR, POSITION},
-    POSITION: {PROGRAM},
+    POSITION: {PROGRAM, DRUM_PROGRAM},
     PROGRAM: {PITCH},
+    DRUM_PROGRAM: {PITCH_DRUM},
     PITCH: {VELOCITY},
+    PITCH_DRUM: {VELOCITY},
     VELOCITY: {DURATION},
-    DURATION: {PROGRAM, POSITION, BAR},
+    DURATION: {PROGRAM, DRUM_PROGRAM, POSITION, BAR},
 }
 
 
@@ -151,7 +158,9 @@ def bpe_encode(tokenizer: Any, seqs: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Base sequences -> model ids (BPE per bar when trained), in one batch."""
     if not tokenizer.is_trained:
         return [np.asarray(s, np.int64) for s in seqs]
-    out = tokenizer._model.encode_batch([bar_strings(tokenizer, s) for s in seqs], is_pretokenized=True)
+    out = tokenizer._model.encode_batch(
+        [bar_strings(tokenizer, s) for s in seqs], is_pretokenized=True
+    )
     return [np.asarray(e.ids, np.int64) for e in out]
 
 
@@ -172,9 +181,9 @@ def decode_notes(ids: Sequence[int], types: np.ndarray, values: np.ndarray, res:
             bar, pos = bar + 1, 0
         elif t == POSITION:
             pos = v
-        elif t == PROGRAM:
+        elif t in (PROGRAM, DRUM_PROGRAM):
             prog, pitch, vel = v, -1, -1
-        elif t == PITCH:
+        elif t in (PITCH, PITCH_DRUM):
             pitch = v
         elif t == VELOCITY:
             vel = v
@@ -188,13 +197,13 @@ def decode_notes(ids: Sequence[int], types: np.ndarray, values: np.ndarray, res:
 
 def base_vocab_table(tokenizer: Any) -> tuple[np.ndarray, np.ndarray]:
     """(type, value) of every base token id: Position/Pitch/Program/Velocity value, duration in
-    positions (Duration), -1 otherwise. PitchDrum counts as Pitch."""
+    positions (Duration), -1 otherwise. Program_-1 (drums) is its own type: PitchDrum follows."""
     vocab = tokenizer.vocab  # base vocabulary (token string -> id)
     res = positions_per_beat(tokenizer)
     types = np.full(len(vocab), SPECIAL, np.int64)
     values = np.full(len(vocab), -1, np.int64)
     kinds = {"Bar": BAR, "Position": POSITION, "Program": PROGRAM, "Pitch": PITCH}
-    kinds |= {"PitchDrum": PITCH, "Velocity": VELOCITY, "Duration": DURATION}
+    kinds |= {"PitchDrum": PITCH_DRUM, "Velocity": VELOCITY, "Duration": DURATION}
     for token, idx in vocab.items():
         kind, _, value = token.partition("_")
         if kind not in kinds:
@@ -205,6 +214,8 @@ def base_vocab_table(tokenizer: Any) -> tuple[np.ndarray, np.ndarray]:
             values[idx] = beats * res + frac * res // r
         elif kind != "Bar":
             values[idx] = int(value)
+        if token == f"Program_{DRUM_PROGRAM_VALUE}":
+            types[idx] = DRUM_PROGRAM
     return types, values
 
 
@@ -308,12 +319,15 @@ def build_token_dataset(
     base = [ids for chunk in done for ids in chunk]
     keep = [i for i, ids in enumerate(base) if len(ids)]
     base, meta = [base[i] for i in keep], [meta[i] for i in keep]
-    train_bpe(tokenizer, [b for b, m in zip(base, meta, strict=True) if m[1] == "train"], bpe_vocab_size)
+    train_bpe(
+        tokenizer, [b for b, m in zip(base, meta, strict=True) if m[1] == "train"], bpe_vocab_size
+    )
     encoded = bpe_encode(tokenizer, base)
     bos, eos = tokenizer.vocab["BOS_None"], tokenizer.vocab["EOS_None"]
     genre_id = {g: len(tokenizer) + i for i, g in enumerate(genres)}
     seqs = [
-        np.r_[genre_id[m[0]], bos, e, eos].astype(np.int32) for e, m in zip(encoded, meta, strict=True)
+        np.r_[genre_id[m[0]], bos, e, eos].astype(np.int32)
+        for e, m in zip(encoded, meta, strict=True)
     ]
     return {
         "ids": np.concatenate(seqs) if seqs else np.zeros(0, np.int32),
