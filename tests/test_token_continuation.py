@@ -38,10 +38,7 @@ def band_file(path: Path) -> Path:
         events = []
         for beat in range(16):
             for k, p in enumerate(pitches):
-                if channel == 9 and k == 1:
-                    at = beat * 480 + 240
-                else:
-                    at = beat * 480
+                at = beat * 480 + 240 if channel == 9 and k == 1 else beat * 480
                 step = 2 * (beat // 4 % 2) if channel != 9 else 0
                 events.append((at, 1, p + step))
                 events.append((at + 200, 0, p + step))

@@ -195,7 +195,9 @@ def _continue_all_tracks(
     for path, new in zip(variation_paths(output, variations), songs, strict=True):
         data = scan.data
         used = scan.channels
-        for program, drum in sorted(set(zip(new["program"].tolist(), new["is_drum"].tolist()))):
+        for program, drum in sorted(
+            set(zip(new["program"].tolist(), new["is_drum"].tolist(), strict=False))
+        ):
             sel = (new["program"] == program) & (new["is_drum"] == drum)
             ticks = np.asarray(new["onset_beats"])[sel] * tempo_map.ticks_per_beat
             end_ticks = ticks + np.asarray(new["duration_beats"])[sel] * tempo_map.ticks_per_beat
@@ -216,7 +218,9 @@ def _continue_all_tracks(
             "file": str(path),
             "prompt_notes": len(notes["pitch"]),
             "new_notes": len(new["pitch"]),
-            "new_tracks": len(set(zip(new["program"].tolist(), new["is_drum"].tolist()))),
+            "new_tracks": len(
+                set(zip(new["program"].tolist(), new["is_drum"].tolist(), strict=False))
+            ),
         }
         if wav:
             wav_path = Path(path).with_suffix(".wav")

@@ -387,7 +387,7 @@ class TransformerContinuer:
             "all_bits_per_note": total / max(notes, 1),
             "bits_per_token": total / max(tokens, 1),
             "notes": notes,
-            "conditioning": f"genre token + the previous tokens of its {ctx}-token chunk (all tracks)",
+            "conditioning": f"genre token + previous tokens of its {ctx}-token chunk (all tracks)",
         }
 
 
