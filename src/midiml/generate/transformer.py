@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +176,7 @@ def train_transformer(
     module = instantiate(cfg.module, net={"vocab_size": vocab_size})
     datamodule = instantiate(cfg.datamodule, path=str(tokens_path))
     ckpt = Path(ckpt_dir) if ckpt_dir is not None else Path(out_dir) / "ckpt"
+    cpu_start = time.process_time()
     res = fit_lightning(
         module,
         datamodule,
@@ -184,6 +186,7 @@ def train_transformer(
         own_max_epochs=int(cfg.max_epochs),
         resume=bool(cfg.get("resume", False)),
     )
+    cpu_seconds = time.process_time() - cpu_start
     shutil.copy(res.best_checkpoint, Path(out_dir) / "best.ckpt")
     if ckpt_dir is None:
         shutil.rmtree(ckpt, ignore_errors=True)
@@ -191,13 +194,17 @@ def train_transformer(
     tokenizer, genres = tk.load_tokenizer(tokenizer_path)
     config = OmegaConf.to_container(cfg.module, resolve=True)
     save_model(Path(out_dir), best.net.numpy_weights(), best.net.config, tokenizer, genres, config)
-    n_tokens = int(cfg.datamodule.train_windows) * int(cfg.datamodule.context) * max(res.epochs, 1)
+    n_tokens = datamodule.train_windows * int(cfg.datamodule.context) * max(res.epochs, 1)
     return {
         "epochs": res.epochs,
         "best_val_loss_nats_per_token": res.best_score,
         "best_val_bits_per_token": res.best_score / math.log(2) if res.best_score else None,
         "train_seconds": res.train_seconds,
+        "train_tokens": n_tokens,
         "train_tokens_per_second": n_tokens / max(res.train_seconds, 1e-9),
+        # CPU time of the process (all threads): comparable on a machine busy with others
+        "train_cpu_seconds": cpu_seconds,
+        "train_tokens_per_cpu_second": n_tokens / max(cpu_seconds, 1e-9),
         "parameters": sum(p.numel() for p in best.net.parameters()),
         "history": res.history,
     }
