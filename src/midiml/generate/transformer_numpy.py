@@ -293,6 +293,14 @@ class TransformerContinuer:
         genre: str | None = None,
     ) -> list[dict[str, np.ndarray]]:
         """``n`` variations (one batch) of ``continue_song``."""
+        from threadpoolctl import threadpool_limits
+
+        # one BLAS thread: at these sizes (one token per step) extra threads only spin;
+        # measured: 0.24 CPU-s instead of 1.23 for 20 s of a 4-track continuation
+        with threadpool_limits(limits=1):
+            return self._continue_songs(prompt_notes, seconds, n, temperature, top_p, seed, genre)
+
+    def _continue_songs(self, prompt_notes, seconds, n, temperature, top_p, seed, genre):
         cols = _prompt_columns(prompt_notes)
         if len(cols["pitch"]) == 0:
             raise ValueError("the prompt has no notes to continue")
