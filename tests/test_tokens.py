@@ -218,3 +218,17 @@ def test_transformer_trains_exports_and_resumes(tokenizer, tmp_path):
     assert set(song) >= {"pitch", "velocity", "onset_s", "duration_s", "program", "is_drum"}
     bits = cont.token_bits(data)
     assert bits["notes"] > 0 and np.isfinite(bits["all_bits_per_note"])
+
+
+def test_a_variation_without_notes_is_drawn_again(tokenizer):
+    """No prompt is left silent: an empty draw (here forced once) is sampled again."""
+    cont = continuer(tokenizer)
+    real, calls = cont.sample, []
+
+    def first_empty(*args):
+        calls.append(args[5])
+        return [[] for _ in range(args[5])] if len(calls) == 1 else real(*args)
+
+    cont.sample = first_empty
+    songs = cont.continue_songs(band_notes(2), 6.0, n=2, seed=0)
+    assert calls == [2, 2] and all(len(s["pitch"]) for s in songs)

@@ -28,6 +28,7 @@ from midiml.represent import tokens as tk
 
 WEIGHTS = "weights.npz"
 TOKENIZER = "tokenizer.json"
+RETRIES = 3  # draws of a variation that came out without any note
 NOTE_OUT = ("pitch", "velocity", "onset_s", "duration_s", "program", "is_drum")
 
 
@@ -315,22 +316,26 @@ class TransformerContinuer:
         ids = [int(i) for i in tk.bpe_encode(self.tokenizer, [base])[0]]
         programs = np.zeros(129, bool)
         programs[np.where(cols["is_drum"], -1, cols["program"]).astype(np.int64) + 1] = True
-        seqs = self.sample(
-            [self.bos, *ids], gid, start_beat, end_beat, programs, n, temperature, top_p, seed
-        )
-        out = []
-        for new in seqs:
-            notes = tk.decode_notes(
-                [*base, *self.grammar.base_ids(new)],
-                self.grammar.types,
-                self.grammar.values,
-                self.grammar.res,
-            )
-            first = _n_notes(base, self.grammar.types)
-            keep = np.arange(len(notes["pitch"])) >= first
-            keep &= (notes["onset_beats"] >= start_beat - 1e-9) & (notes["onset_beats"] < end_beat)
-            out.append(_to_columns({k: v[keep] for k, v in notes.items()}, offset, clock))
-        return out
+        out: list[dict[str, np.ndarray] | None] = [None] * n
+        for attempt in range(RETRIES + 1):  # a variation without notes is drawn again
+            todo = [i for i, o in enumerate(out) if o is None or len(o["pitch"]) == 0]
+            if not todo:
+                break
+            seqs = self.sample(
+                [self.bos, *ids], gid, start_beat, end_beat, programs, len(todo),
+                temperature, top_p, seed + 7919 * attempt,
+            )  # fmt: skip
+            for i, new in zip(todo, seqs, strict=True):
+                out[i] = self._new_notes(base, new, start_beat, end_beat, offset, clock)
+        return [o for o in out if o is not None]
+
+    def _new_notes(self, base, new, start_beat, end_beat, offset, clock) -> dict[str, np.ndarray]:
+        """The notes of ``new`` (ids after the prompt's ``base`` ids) inside the asked span."""
+        g = self.grammar
+        notes = tk.decode_notes([*base, *g.base_ids(new)], g.types, g.values, g.res)
+        keep = np.arange(len(notes["pitch"])) >= _n_notes(base, g.types)
+        keep &= (notes["onset_beats"] >= start_beat - 1e-9) & (notes["onset_beats"] < end_beat)
+        return _to_columns({k: v[keep] for k, v in notes.items()}, offset, clock)
 
     def continue_song(
         self,
