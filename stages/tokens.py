@@ -1,6 +1,9 @@
-"""DVC stage `tokens`: every split song of the generators' sources as REMI tokens (+ transposed
-copies of the training songs) -> data/processed/tokens.npz, and the tokenizer's config ->
+"""DVC stage `tokens`: every track of every split song (all sources, drums included) as one
+REMI+programs token stream with BPE (+ transposed copies of the training songs) ->
+data/processed/tokens.npz, and the tokenizer (config + BPE + genres) ->
 data/processed/tokenizer.json."""
+
+import time
 
 import numpy as np
 import pandas as pd
@@ -16,31 +19,42 @@ TOKENIZER = "data/processed/tokenizer.json"
 
 
 def main() -> None:
+    start = time.perf_counter()
     params = load_params()
     cfg = params.model.tokens
     files = pd.read_parquet("data/interim/files.parquet")
-    keep = used_files(files, params.model.windows.get("sources"))  # the generators' sources
+    keep = used_files(files, cfg.get("sources"))
     splits = pd.read_parquet("data/interim/splits.parquet")
     splits = splits[splits["file_id"].isin(keep)]
     notes = pd.read_parquet("data/interim/notes.parquet", filters=[("file_id", "in", keep)])
     tokenizer = make_tokenizer(
-        sorted(splits["genre"].unique()),
-        OmegaConf.to_container(cfg.beat_res),
-        int(cfg.num_velocities),
-        list(cfg.pitch_range),
+        OmegaConf.to_container(cfg.beat_res), int(cfg.num_velocities), list(cfg.pitch_range)
     )
+    genres = sorted(splits["genre"].unique())
     data = build_token_dataset(
-        notes, splits, tokenizer, list(cfg.transpositions), int(cfg.max_tokens_per_song)
+        notes,
+        splits,
+        tokenizer,
+        genres,
+        int(cfg.transpositions),
+        list(cfg.transpose_range),
+        int(cfg.max_bars),
+        int(cfg.bpe_vocab_size),
+        int(params.seed),
+        int(params.get("cpu_threads", 1) or 1),
     )
     with atomic_path(OUT) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, **data)
     with atomic_path(TOKENIZER) as tmp:
-        save_tokenizer(tokenizer, tmp)
+        save_tokenizer(tokenizer, tmp, genres)
+    lengths = np.diff(data["offsets"])
     for split in ("train", "val", "test"):
-        rows = np.flatnonzero(data["splits"] == split)
-        n_tok = int(sum(data["offsets"][r + 1] - data["offsets"][r] for r in rows))
-        print(f"{split}: {len(rows)} sequences, {n_tok} tokens")
-    print(f"vocabulary: {len(tokenizer)} tokens")
+        rows = data["splits"] == split
+        print(
+            f"{split}: {int(rows.sum())} sequences, {int(lengths[rows].sum())} tokens "
+            f"({int(data['base_tokens'][rows].sum())} before BPE)"
+        )
+    print(f"vocabulary: {int(data['vocab_size'])} ids; {time.perf_counter() - start:.1f} s")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
-"""DVC stage `train_transformer`: the token Transformer `model.transformer` (REMI tokens of
-data/processed/) -> models/generators/transformer/ (checkpoint, tokenizer, meta.json).
-
-`trainer=gpu` also switches `model.transformer` to its GPU sizes (conf/trainer/gpu.yaml).
+"""DVC stage `train_transformer`: the token Transformer `model.transformer` (tokens of
+data/processed/) -> models/generators/transformer/ (checkpoint, numpy weights, tokenizer,
+meta.json). Lightning's checkpoints stay in checkpoints/transformer/ so that
+`-S model.transformer.resume=true` continues a killed run. `trainer=gpu` also switches
+`model.transformer` to its GPU sizes (conf/trainer/gpu.yaml).
 """
 
 import json
@@ -11,22 +12,26 @@ from midiml.generate.transformer import train_transformer
 from midiml.io import atomic_dir
 
 OUT = "models/generators/transformer"
+CHECKPOINTS = "checkpoints/transformer"
 
 
 def main() -> None:
     params = load_params()
+    cfg = params.model.transformer
     with atomic_dir(OUT) as tmp:
         info = train_transformer(
-            params.model.transformer,
+            cfg,
             params,
             "data/processed/tokens.npz",
             "data/processed/tokenizer.json",
             tmp,
+            CHECKPOINTS if cfg.get("resume") else None,
         )
         (tmp / "train.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     print(
-        f"transformer: {info['epochs']} epochs, {info['train_seconds']:.1f} s, "
-        f"best val {info['best_val_loss_nats_per_token']:.4f} nats/token"
+        f"transformer: {info['parameters']} parameters, {info['epochs']} epochs, "
+        f"{info['train_seconds']:.1f} s, {info['train_tokens_per_second']:.0f} tokens/s, "
+        f"best val {info['best_val_bits_per_token']:.4f} bits/token"
     )
 
 

@@ -89,6 +89,7 @@ def fit_lightning(
     mode: str = "min",
     extra_callbacks: list[Callback] | None = None,
     progress_bar: bool = True,
+    resume: bool = False,
 ) -> FitResult:
     """Train ``module`` with a Lightning ``Trainer`` built from ``params.trainer``.
 
@@ -107,6 +108,9 @@ def fit_lightning(
       ``<tracking.experiment_prefix>-<concern>``, run ``run_name``, on the same tracking URI as
       :func:`midiml.tracking.tracking_uri`.
 
+    - ``resume``: also keep ``<ckpt_dir>/last.ckpt`` and continue from it when present
+      (Lightning's ``ckpt_path="last"``), so a killed run picks up where it stopped.
+
     Returns a :class:`FitResult` (best checkpoint path, best score, per-epoch history, MLflow
     run id, wall time of the fit).
     """
@@ -121,7 +125,7 @@ def fit_lightning(
         monitor=monitor,
         mode=mode,
         save_top_k=1,
-        save_last=False,
+        save_last=resume,
         enable_version_counter=False,
     )
     history = _History()
@@ -142,7 +146,8 @@ def fit_lightning(
         train_loader, val_loader = data
         loaders = {"train_dataloaders": train_loader, "val_dataloaders": val_loader}
     start = time.perf_counter()
-    trainer.fit(module, **loaders)
+    last = ckpt_dir / "last.ckpt"
+    trainer.fit(module, **loaders, ckpt_path=str(last) if resume and last.exists() else None)
     seconds = time.perf_counter() - start
     if trainer.global_rank != 0:
         # several processes (DDP): the others end with training; rank 0 saves and reports

@@ -19,6 +19,7 @@ from midiml.data.midi import Rules, read_user_file, scan_smf
 from midiml.generate.base import load_generator, read_meta
 from midiml.generate.prompted import SamplingGuards, WindowContinuer
 from midiml.generate.songfile import (
+    DRUM_CHANNEL,
     TempoMap,
     beats_per_bar_of,
     continuation_track,
@@ -137,6 +138,11 @@ def continue_file(
     score = symusic.Score.from_midi(scan.data)
     tempo_map = TempoMap.of_score(score)
     notes = notes_columns(parsed.notes)
+    if hasattr(continuer, "continue_songs"):  # continues every instrument (token model)
+        return _continue_all_tracks(
+            song, scan, score, tempo_map, notes, continuer, output, seconds, bars,
+            variations, temperature, top_p, seed, genre, wav,
+        )  # fmt: skip
     prompt = prompt_track(notes)
     if len(prompt["pitch"]) == 0:
         raise ContinueError(f"{song}: no (non-drum) notes to continue from")
@@ -160,6 +166,65 @@ def continue_file(
             "prompt_notes": len(prompt["pitch"]),
             "salvaged": parsed.info.get("salvaged", ""),
             "new_notes": len(new["pitch"]),
+        }
+        if wav:
+            wav_path = Path(path).with_suffix(".wav")
+            render_wav(path, wav_path)
+            res["wav"] = str(wav_path)
+        results.append(res)
+    return results
+
+
+def _continue_all_tracks(
+    song, scan, score, tempo_map, notes, continuer, output, seconds, bars,
+    variations, temperature, top_p, seed, genre, wav,
+) -> list[dict[str, object]]:  # fmt: skip
+    """Every instrument of the file continued: one new track per (program, drums) the model
+    played, in that program, drums on channel 10, the others on channels no track uses; the
+    new notes are placed by their beats on the file's own tempo map. Variations: one batch."""
+    if len(notes.get("pitch", ())) == 0:
+        raise ContinueError(f"{song}: no notes to continue from")
+    end = float((notes["onset_s"] + notes["duration_s"]).max())
+    if bars is not None:
+        seconds = bars * beats_per_bar_of(score) * 60.0 / tempo_map.qpm_at(end)
+    if seconds is None or seconds <= 0:
+        raise ContinueError(f"the continuation must be longer than 0 s, got {seconds}")
+    try:
+        songs = continuer.continue_songs(
+            notes, seconds, variations, temperature, top_p, seed, genre
+        )
+    except ValueError as exc:  # e.g. a genre the model does not know
+        raise ContinueError(f"{song}: {exc}") from exc
+    results = []
+    for path, new in zip(variation_paths(output, variations), songs, strict=True):
+        data = scan.data
+        used = scan.channels
+        for program, drum in sorted(
+            set(zip(new["program"].tolist(), new["is_drum"].tolist(), strict=False))
+        ):
+            sel = (new["program"] == program) & (new["is_drum"] == drum)
+            ticks = np.asarray(new["onset_beats"])[sel] * tempo_map.ticks_per_beat
+            end_ticks = ticks + np.asarray(new["duration_beats"])[sel] * tempo_map.ticks_per_beat
+            on_s = tempo_map.to_seconds(ticks)
+            part = {
+                "pitch": new["pitch"][sel],
+                "velocity": new["velocity"][sel],
+                "onset_s": on_s,
+                "duration_s": tempo_map.to_seconds(end_ticks) - on_s,
+            }
+            channel = DRUM_CHANNEL if drum else free_channel_of(used)
+            used |= 1 << channel
+            name = "midiml continuation drums" if drum else f"midiml continuation program {program}"
+            data = with_track(data, continuation_track(tempo_map, part, program, channel, name))
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+        res: dict[str, object] = {
+            "file": str(path),
+            "prompt_notes": len(notes["pitch"]),
+            "new_notes": len(new["pitch"]),
+            "new_tracks": len(
+                set(zip(new["program"].tolist(), new["is_drum"].tolist(), strict=False))
+            ),
         }
         if wav:
             wav_path = Path(path).with_suffix(".wav")

@@ -266,9 +266,9 @@ def listening_markdown(results: dict[str, Any], files: list[Any]) -> str:
     ]
     if t := results.get("transformer"):
         lines += [
-            f"Token Transformer on the test songs' busiest tracks: pitch "
-            f"{t['pitch_bits_per_note']:.3f} bits/note, all attributes "
-            f"{t['all_bits_per_note']:.3f} bits/note ({t['conditioning']}).",
+            f"Token Transformer on the test songs (all tracks): "
+            f"{t['all_bits_per_note']:.3f} bits/note, {t['bits_per_token']:.3f} bits/token "
+            f"({t['conditioning']}).",
             "",
         ]
     audio = [f for f in files if str(f).endswith(".wav")]

@@ -1,19 +1,29 @@
-"""Songs as REMI tokens (MidiTok): the vocabulary of the token Transformer.
+"""Songs as one multi-track token stream: MidiTok REMI with programs, drums included, + BPE.
 
-One song = its busiest non-drum track (the part a user's prompt is taken from too), rebuilt
-as a symusic score from the notes table's beat columns and encoded by MidiTok's REMI:
-``Bar, Position, Pitch, Velocity, Duration`` (no time signatures: every bar is 4/4, which
-keeps the grammar small and the prompt's own metre is kept by the CLI's tempo map).
-A sequence is ``[Genre_<g>, BOS, tokens..., EOS]``; the genre token lets a user ask for a
-genre. Training songs are added transposed (``transpositions`` semitones), so the model sees
-every melody in several keys.
+A song is every track of the notes table (drums too, as ``Program_-1 PitchDrum_*``), rebuilt
+as a symusic score from the beat columns: REMI writes ``Bar, Position, Program, Pitch,
+Velocity, Duration`` per note, time in beats (no tempo tokens), so a continuation is placed
+on the prompt's own tempo map when it is written. Bars are 4/4 (no time-signature tokens:
+the grammar stays small; the prompt's metre is kept because the file's tempo map and time
+signatures are copied, not re-encoded). BPE (MidiTok's ``train(model="BPE")``, per bar)
+merges frequent successions, about 2-3x shorter sequences for the same music, so the
+context holds a whole 8-16 bar prompt.
 
-The REMI grammar (which token type may follow which) is written down here once: the sampler
-masks everything else, and ``invalid_successions`` measures how often a sequence breaks it.
+A sequence is ``[Genre_<g>, BOS, tokens..., EOS]``; genre ids follow MidiTok's vocabulary
+(``len(tokenizer) + i``), since tokens added after BPE training are not saved by MidiTok.
+Training songs get ``transpositions`` extra copies, each shifted by a seeded random number
+of semitones (drums are never shifted) and, when the song is long enough, taken from a later
+stretch of ``max_bars`` bars, so augmentation adds material, not only keys.
+
+MidiTok imports torch from its package ``__init__`` (1-2 s); ``import_miditok`` loads it
+without its PyTorch helpers for the torch-free inference path (MidiTok itself makes them
+optional).
 """
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,227 +31,312 @@ from typing import Any
 import numpy as np
 
 TPQ = 480
-TYPES = ("Special", "Bar", "Position", "Pitch", "Velocity", "Duration", "Genre", "Other")
-SPECIAL, BAR, POSITION, PITCH, VELOCITY, DURATION, GENRE, OTHER = range(len(TYPES))
-# REMI: Bar -> Position | Bar; Position -> Pitch; Pitch -> Velocity; Velocity -> Duration;
-# Duration -> Pitch (chord) | Position (later in the bar) | Bar. Genre/BOS start a sequence.
+BEATS_PER_BAR = 4
+BASE_TYPES = (
+    "Special", "Bar", "Position", "Program", "DrumProgram", "Pitch", "PitchDrum", "Velocity",
+    "Duration",
+)  # fmt: skip
+SPECIAL, BAR, POSITION, PROGRAM, DRUM_PROGRAM, PITCH, PITCH_DRUM, VELOCITY, DURATION = range(
+    len(BASE_TYPES)
+)
+DRUM_PROGRAM_VALUE = -1  # MidiTok's program of drum tracks
+# REMI with programs in one stream: which base token type may follow which.
 NEXT_TYPES = {
-    GENRE: {SPECIAL, BAR},
-    SPECIAL: {BAR, SPECIAL},
+    SPECIAL: {BAR},
     BAR: {BAR, POSITION},
-    POSITION: {PITCH},
+    POSITION: {PROGRAM, DRUM_PROGRAM},
+    PROGRAM: {PITCH},
+    DRUM_PROGRAM: {PITCH_DRUM},
     PITCH: {VELOCITY},
+    PITCH_DRUM: {VELOCITY},
     VELOCITY: {DURATION},
-    DURATION: {PITCH, POSITION, BAR, SPECIAL},
-    OTHER: set(),
+    DURATION: {PROGRAM, DRUM_PROGRAM, POSITION, BAR},
 }
 
 
+def import_miditok() -> Any:
+    """MidiTok without its PyTorch data helpers when torch is not loaded yet (0.3 s, not 2 s)."""
+    if "miditok" not in sys.modules and "torch" not in sys.modules:
+        sys.modules.setdefault("miditok.pytorch_data", None)  # type: ignore[arg-type]
+    import miditok
+
+    return miditok
+
+
 def make_tokenizer(
-    genres: Sequence[str],
     beat_res: Mapping[str, int] | None = None,
     num_velocities: int = 8,
     pitch_range: Sequence[int] = (21, 109),
 ) -> Any:
-    """A REMI tokenizer with one ``Genre_<g>`` token per genre.
-
-    ``beat_res`` maps "start-end" beat ranges to positions per beat (MidiTok's beat_res).
-    """
-    import miditok
-
+    """REMI with programs in one stream (drums as program -1); ``beat_res`` maps "start-end"
+    beat ranges to positions per beat (MidiTok's beat_res)."""
+    miditok = import_miditok()
     res = {tuple(int(x) for x in str(k).split("-")): int(v) for k, v in (beat_res or {}).items()}
     cfg = miditok.TokenizerConfig(
         pitch_range=tuple(pitch_range),
-        beat_res=res or {(0, 4): 4, (4, 12): 2},
+        beat_res=res or {(0, 4): 8, (4, 12): 4},
         num_velocities=int(num_velocities),
         special_tokens=["PAD", "BOS", "EOS"],
-        use_programs=False,
+        use_programs=True,
+        one_token_stream_for_programs=True,
         use_time_signatures=False,
     )
-    tok = miditok.REMI(cfg)
-    for g in genres:
-        tok.add_to_vocab(f"Genre_{g}")
-    return tok
+    return miditok.REMI(cfg)
 
 
-def save_tokenizer(tokenizer: Any, path: str | Path) -> None:
-    """MidiTok's config file plus the genre tokens (MidiTok does not save added tokens)."""
-    import json
-
+def save_tokenizer(tokenizer: Any, path: str | Path, genres: Sequence[str]) -> None:
+    """MidiTok's own file (config + BPE model) plus the genre names."""
     tokenizer.save(Path(path))
     cfg = json.loads(Path(path).read_text())
-    cfg["midiml_genres"] = [t[6:] for t in tokenizer.vocab if t.startswith("Genre_")]
-    Path(path).write_text(json.dumps(cfg, indent=1))
+    cfg["midiml_genres"] = list(genres)
+    Path(path).write_text(json.dumps(cfg))
 
 
-def load_tokenizer(path: str | Path) -> Any:
-    import json
-
-    import miditok
-
-    tok = miditok.REMI(params=Path(path))
-    for g in json.loads(Path(path).read_text()).get("midiml_genres", []):
-        tok.add_to_vocab(f"Genre_{g}")
-    return tok
+def load_tokenizer(path: str | Path) -> tuple[Any, list[str]]:
+    """(MidiTok tokenizer, genres) from ``save_tokenizer``'s file."""
+    miditok = import_miditok()
+    genres = json.loads(Path(path).read_text()).get("midiml_genres", [])
+    return miditok.REMI(params=Path(path)), list(genres)
 
 
-def notes_to_score(
-    pitch: np.ndarray, velocity: np.ndarray, onset_beats: np.ndarray, duration_beats: np.ndarray
-) -> Any:
-    """One-track symusic score (ticks at TPQ) from note columns in beats."""
+def notes_to_score(notes: Mapping[str, np.ndarray], shift: int = 0, pitch_range=None) -> Any:
+    """A multi-track symusic score (ticks at TPQ) from a notes table's beat columns: one track
+    per (track, program, is_drum); pitched notes shifted by ``shift`` semitones (drums not)
+    and dropped outside ``pitch_range``."""
     import symusic
 
     score = symusic.Score(TPQ)
-    track = symusic.Track(program=0)
-    on = np.round(np.asarray(onset_beats, np.float64) * TPQ).astype(np.int64)
-    dur = np.maximum(np.round(np.asarray(duration_beats, np.float64) * TPQ), 1).astype(np.int64)
-    order = np.lexsort((np.asarray(pitch), on))
-    for i in order:
-        track.notes.append(
-            symusic.Note(int(on[i]), int(dur[i]), int(pitch[i]), int(np.clip(velocity[i], 1, 127)))
+    track_of = np.asarray(notes["track"], np.int64)
+    program = np.asarray(notes["program"], np.int64)
+    drum = np.asarray(notes["is_drum"], bool)
+    pitch = np.asarray(notes["pitch"], np.int64) + np.where(drum, 0, shift)
+    on = np.round(np.asarray(notes["onset_beats"], np.float64) * TPQ).astype(np.int64)
+    dur = np.maximum(np.round(np.asarray(notes["duration_beats"], np.float64) * TPQ), 1)
+    vel = np.clip(np.asarray(notes["velocity"], np.int64), 1, 127)
+    ok = (pitch >= 0) & (pitch < 128)
+    if pitch_range is not None:
+        ok &= drum | ((pitch >= pitch_range[0]) & (pitch < pitch_range[1]))
+    keys = np.stack([track_of, program, drum.astype(np.int64)], 1)
+    for key in np.unique(keys[ok], axis=0):
+        sel = ok & (keys == key).all(1)
+        track = symusic.Track(program=int(key[1]) if not key[2] else 0, is_drum=bool(key[2]))
+        track.notes = symusic.Note.from_numpy(
+            on[sel].astype(np.int32),
+            dur[sel].astype(np.int32),
+            pitch[sel].astype(np.int8),
+            vel[sel].astype(np.int8),
         )
-    score.tracks.append(track)
+        score.tracks.append(track)
     return score
 
 
-def encode(tokenizer: Any, score: Any) -> np.ndarray:
-    """Token ids of a one-track score (empty for a score without notes)."""
-    if not score.tracks or len(score.tracks[0].notes) == 0:
+def base_ids(tokenizer: Any, score: Any) -> np.ndarray:
+    """The score's REMI ids before BPE (empty for a score without notes)."""
+    if not any(len(t.notes) for t in score.tracks):
         return np.zeros(0, np.int64)
-    seqs = tokenizer.encode(score)
-    seq = seqs[0] if isinstance(seqs, list) else seqs
-    return np.asarray(seq.ids, np.int64)
+    return np.asarray(tokenizer.encode(score, encode_ids=False).ids, np.int64)
 
 
-def decode(tokenizer: Any, ids: Sequence[int]) -> Any:
-    """Token ids -> a one-track symusic score (MidiTok's own decoder)."""
-    return tokenizer.decode([list(map(int, ids))])
+def bar_strings(tokenizer: Any, ids: np.ndarray) -> list[str]:
+    """One string per bar (split before every Bar token), one character per base id: the
+    units BPE learns from and encodes (MidiTok's per-bar split and byte alphabet)."""
+    from miditok.constants import CHR_ID_START
+
+    cuts = np.flatnonzero(np.asarray(ids) == tokenizer.vocab["Bar_None"])
+    chunks = np.split(np.asarray(ids), cuts[cuts > 0])
+    return ["".join(chr(int(i) + CHR_ID_START) for i in c) for c in chunks if len(c)]
 
 
-def token_types(tokenizer: Any) -> np.ndarray:
-    """(V,) type index (see TYPES) of every token id."""
-    types = np.full(len(tokenizer), OTHER, np.int64)
-    names = {t: i for i, t in enumerate(TYPES)}
-    for token, idx in tokenizer.vocab.items():
-        kind = token.split("_")[0]
-        if kind in ("PAD", "BOS", "EOS"):
-            types[idx] = SPECIAL
-        else:
-            types[idx] = names.get(kind, OTHER)
-    return types
+def train_bpe(tokenizer: Any, seqs: Sequence[np.ndarray], vocab_size: int) -> None:
+    """MidiTok's BPE on the bars of the given base sequences (no-op if vocab_size is small)."""
+    if vocab_size > len(tokenizer):
+        bars = [b for ids in seqs for b in bar_strings(tokenizer, ids)]
+        tokenizer.train(vocab_size=int(vocab_size), model="BPE", iterator=bars)
 
 
-def token_values(tokenizer: Any) -> dict[str, np.ndarray]:
-    """Per id: MIDI pitch (-1 if not a pitch), position in ticks of the bar's grid (-1),
-    duration in beats (nan), velocity (-1)."""
-    n = len(tokenizer)
-    pitch = np.full(n, -1, np.int64)
-    position = np.full(n, -1, np.int64)
-    velocity = np.full(n, -1, np.int64)
-    duration = np.full(n, np.nan)
-    for token, idx in tokenizer.vocab.items():
+def bpe_encode(tokenizer: Any, seqs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Base sequences -> model ids (BPE per bar when trained), in one batch."""
+    if not tokenizer.is_trained:
+        return [np.asarray(s, np.int64) for s in seqs]
+    out = tokenizer._model.encode_batch(
+        [bar_strings(tokenizer, s) for s in seqs], is_pretokenized=True
+    )
+    return [np.asarray(e.ids, np.int64) for e in out]
+
+
+def encode(tokenizer: Any, score: Any) -> np.ndarray:
+    """Model ids (BPE when trained) of a score; empty for a score without notes."""
+    ids = base_ids(tokenizer, score)
+    return bpe_encode(tokenizer, [ids])[0] if len(ids) else ids
+
+
+def decode_notes(ids: Sequence[int], types: np.ndarray, values: np.ndarray, res: int) -> dict:
+    """Base REMI ids -> notes in beats (program -1 = drums); bars are 4 beats, the first Bar
+    starts bar 0. Incomplete notes are dropped."""
+    rows = []
+    bar, pos, prog, pitch, vel = -1, 0, 0, -1, -1
+    for i in ids:
+        t, v = int(types[i]), int(values[i])
+        if t == BAR:
+            bar, pos = bar + 1, 0
+        elif t == POSITION:
+            pos = v
+        elif t in (PROGRAM, DRUM_PROGRAM):
+            prog, pitch, vel = v, -1, -1
+        elif t in (PITCH, PITCH_DRUM):
+            pitch = v
+        elif t == VELOCITY:
+            vel = v
+        elif t == DURATION and pitch >= 0 and vel >= 0:
+            rows.append((pitch, vel, max(bar, 0) * BEATS_PER_BAR + pos / res, v / res, prog))
+            pitch = vel = -1
+    table = np.array(rows, np.float64).reshape(-1, 5)
+    names = ("pitch", "velocity", "onset_beats", "duration_beats", "program")
+    return {n: table[:, k] for k, n in enumerate(names)}
+
+
+def base_vocab_table(tokenizer: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(type, value) of every base token id: Position/Pitch/Program/Velocity value, duration in
+    positions (Duration), -1 otherwise. Program_-1 (drums) is its own type: PitchDrum follows."""
+    vocab = tokenizer.vocab  # base vocabulary (token string -> id)
+    res = positions_per_beat(tokenizer)
+    types = np.full(len(vocab), SPECIAL, np.int64)
+    values = np.full(len(vocab), -1, np.int64)
+    kinds = {"Bar": BAR, "Position": POSITION, "Program": PROGRAM, "Pitch": PITCH}
+    kinds |= {"PitchDrum": PITCH_DRUM, "Velocity": VELOCITY, "Duration": DURATION}
+    for token, idx in vocab.items():
         kind, _, value = token.partition("_")
-        if kind == "Pitch":
-            pitch[idx] = int(value)
-        elif kind == "Position":
-            position[idx] = int(value)
-        elif kind == "Velocity":
-            velocity[idx] = int(value)
-        elif kind == "Duration":
-            beats, frac, res = (int(x) for x in value.split("."))
-            duration[idx] = beats + frac / res
-    return {"pitch": pitch, "position": position, "velocity": velocity, "duration": duration}
+        if kind not in kinds:
+            continue
+        types[idx] = kinds[kind]
+        if kind == "Duration":
+            beats, frac, r = (int(x) for x in value.split("."))
+            values[idx] = beats * res + frac * res // r
+        elif kind != "Bar":
+            values[idx] = int(value)
+        if token == f"Program_{DRUM_PROGRAM_VALUE}":
+            types[idx] = DRUM_PROGRAM
+    return types, values
+
+
+def expansions(tokenizer: Any) -> list[list[int]]:
+    """Base token ids of every model id (a BPE id stands for several; a base id for itself)."""
+    if not tokenizer.is_trained:
+        return [[i] for i in range(len(tokenizer))]
+    model = tokenizer._model
+    table = tokenizer._vocab_learned_bytes_to_tokens
+    base = tokenizer.vocab
+    out = [[base[t] for t in table.get(model.id_to_token(i), [])] for i in range(len(tokenizer))]
+    # special tokens are the base alphabet's first ids; Metaspace's word marker stands for none
+    return [e or ([i] if i < len(base) else []) for i, e in enumerate(out)]
 
 
 def positions_per_beat(tokenizer: Any) -> int:
     return int(max(tokenizer.config.beat_res.values()))
 
 
-def transition_mask(types: np.ndarray) -> np.ndarray:
-    """(8, V) bool: which token ids may follow a token of each type (REMI grammar)."""
-    mask = np.zeros((len(TYPES), len(types)), bool)
-    for prev, allowed in NEXT_TYPES.items():
-        mask[prev] = np.isin(types, list(allowed))
-    return mask
-
-
-def invalid_successions(ids: Sequence[int], types: np.ndarray, position: np.ndarray) -> int:
-    """Successions breaking the REMI grammar, plus positions not increasing within a bar."""
+def invalid_successions(base_ids: Sequence[int], types: np.ndarray, values: np.ndarray) -> int:
+    """Base successions breaking the REMI grammar, plus positions not increasing in a bar."""
     bad, pos = 0, -1
-    ids = np.asarray(ids, np.int64)
+    ids = np.asarray(base_ids, np.int64)
     for a, b in zip(ids[:-1], ids[1:], strict=True):
-        ta, tb = int(types[a]), int(types[b])
-        if tb not in NEXT_TYPES.get(ta, set()):
+        if int(types[b]) not in NEXT_TYPES[int(types[a])]:
             bad += 1
-        if tb == BAR:
+        if types[b] == BAR:
             pos = -1
-        elif tb == POSITION:
-            if position[b] <= pos:
-                bad += 1
-            pos = int(position[b])
+        elif types[b] == POSITION:
+            bad += int(values[b] <= pos)
+            pos = int(values[b])
     return bad
 
 
-def busiest_track(notes: Any) -> Any:
-    """The busiest non-drum track of one file's notes table (a pandas DataFrame)."""
-    nd = notes.loc[~notes["is_drum"].astype(bool)]
-    if nd.empty:
-        return nd
-    counts = nd.groupby("track").size()
-    return nd.loc[nd["track"] == int(counts.idxmax())]
+def song_windows(n_bars: int, copies: int, max_bars: int) -> list[int]:
+    """First bar of each copy's stretch: later stretches of a long song, else its start."""
+    starts = list(range(0, max(n_bars - max_bars // 2, 1), max_bars)) or [0]
+    return [starts[k % len(starts)] for k in range(copies)]
 
 
-def song_ids(tokenizer: Any, song: Any, shift: int = 0, max_tokens: int = 4096) -> np.ndarray:
-    """One song's (optionally transposed) tokens, at most ``max_tokens``."""
-    lo, hi = tokenizer.config.pitch_range
-    pitch = song["pitch"].to_numpy(np.int64) + shift
-    keep = (pitch >= lo) & (pitch < hi)
-    score = notes_to_score(
-        pitch[keep],
-        song["velocity"].to_numpy()[keep],
-        song["onset_beats"].to_numpy()[keep],
-        song["duration_beats"].to_numpy()[keep],
-    )
-    return encode(tokenizer, score)[:max_tokens]
+def crop_bars(song: Mapping[str, np.ndarray], first_bar: int, max_bars: int) -> dict:
+    """Notes with onsets in bars [first_bar, first_bar + max_bars), moved to start at bar 0."""
+    lo = first_bar * BEATS_PER_BAR
+    on = np.asarray(song["onset_beats"], np.float64)
+    keep = (on >= lo) & (on < lo + max_bars * BEATS_PER_BAR)
+    out = {k: np.asarray(v)[keep] for k, v in song.items()}
+    out["onset_beats"] = out["onset_beats"] - lo
+    return out
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _encode_parts(parts: list[tuple[dict, int]]) -> list[np.ndarray]:
+    tok = _WORKER["tokenizer"]
+    rng = tok.config.pitch_range
+    return [base_ids(tok, notes_to_score(p, shift, rng)) for p, shift in parts]
 
 
 def build_token_dataset(
     notes: Any,
     splits: Any,
     tokenizer: Any,
-    transpositions: Sequence[int] = (),
-    max_tokens_per_song: int = 4096,
+    genres: Sequence[str],
+    transpositions: int = 1,
+    transpose_range: Sequence[int] = (-5, 6),
+    max_bars: int = 32,
+    bpe_vocab_size: int = 0,
+    seed: int = 0,
+    workers: int = 1,
 ) -> dict[str, np.ndarray]:
-    """All songs' sequences ``[Genre, BOS, tokens..., EOS]`` concatenated, with offsets.
+    """Every split song's sequence ``[Genre, BOS, ids..., EOS]`` concatenated, with offsets.
 
-    Training songs are repeated once per transposition (original first); val/test are not.
+    MidiTok's encoder is pure Python (~100k base tokens/s), so songs are encoded by
+    ``workers`` processes; BPE is then trained on the training copies and applied to all.
     """
-    bos, eos = tokenizer.vocab["BOS_None"], tokenizer.vocab["EOS_None"]
-    parts, offsets, genres, split_of, file_ids, shifts = [], [0], [], [], [], []
-    by_file = dict(tuple(notes.groupby("file_id", sort=False)))
+    import multiprocessing as mp
+
+    rng = np.random.default_rng(seed)
+    cols = ["track", "program", "is_drum", "pitch", "velocity", "onset_beats", "duration_beats"]
+    by_file = {f: g[cols] for f, g in notes.groupby("file_id", sort=False)}
+    parts, meta = [], []
     for row in splits.sort_values("file_id").itertuples(index=False):
         song = by_file.get(row.file_id)
-        if song is None:
+        if song is None or song.empty:
             continue
-        song = busiest_track(song)
-        if song.empty:
-            continue
-        for shift in [0, *(s for s in transpositions if s)] if row.split == "train" else [0]:
-            ids = song_ids(tokenizer, song, shift, max_tokens_per_song)
-            if len(ids) == 0:
-                continue
-            seq = np.r_[tokenizer.vocab[f"Genre_{row.genre}"], bos, ids, eos].astype(np.int32)
-            parts.append(seq)
-            offsets.append(offsets[-1] + len(seq))
-            genres.append(row.genre)
-            split_of.append(row.split)
-            file_ids.append(row.file_id)
-            shifts.append(shift)
+        song = {c: song[c].to_numpy() for c in cols}
+        n_bars = int(np.max(song["onset_beats"]) // BEATS_PER_BAR) + 1
+        copies = 1 + (transpositions if row.split == "train" else 0)
+        for k, first in enumerate(song_windows(n_bars, copies, max_bars)):
+            shift = 0 if k == 0 else int(rng.integers(transpose_range[0], transpose_range[1] + 1))
+            parts.append((crop_bars(song, first, max_bars), shift))
+            meta.append((row.genre, row.split, row.file_id, shift, first))
+    _WORKER["tokenizer"] = tokenizer
+    chunks = [parts[i : i + 64] for i in range(0, len(parts), 64)]
+    if workers > 1 and len(chunks) > 1:
+        with mp.get_context("fork").Pool(workers) as pool:
+            done = pool.map(_encode_parts, chunks)
+    else:
+        done = [_encode_parts(c) for c in chunks]
+    base = [ids for chunk in done for ids in chunk]
+    keep = [i for i, ids in enumerate(base) if len(ids)]
+    base, meta = [base[i] for i in keep], [meta[i] for i in keep]
+    train_bpe(
+        tokenizer, [b for b, m in zip(base, meta, strict=True) if m[1] == "train"], bpe_vocab_size
+    )
+    encoded = bpe_encode(tokenizer, base)
+    bos, eos = tokenizer.vocab["BOS_None"], tokenizer.vocab["EOS_None"]
+    genre_id = {g: len(tokenizer) + i for i, g in enumerate(genres)}
+    seqs = [
+        np.r_[genre_id[m[0]], bos, e, eos].astype(np.int32)
+        for e, m in zip(encoded, meta, strict=True)
+    ]
     return {
-        "ids": np.concatenate(parts) if parts else np.zeros(0, np.int32),
-        "offsets": np.asarray(offsets, np.int64),
-        "genres": np.asarray(genres, str),
-        "splits": np.asarray(split_of, str),
-        "file_ids": np.asarray(file_ids, str),
-        "shifts": np.asarray(shifts, np.int64),
+        "ids": np.concatenate(seqs) if seqs else np.zeros(0, np.int32),
+        "offsets": np.r_[0, np.cumsum([len(q) for q in seqs])].astype(np.int64),
+        "base_tokens": np.array([len(b) for b in base], np.int64),
+        "genres": np.asarray([m[0] for m in meta], str),
+        "splits": np.asarray([m[1] for m in meta], str),
+        "file_ids": np.asarray([m[2] for m in meta], str),
+        "shifts": np.asarray([m[3] for m in meta], np.int64),
+        "first_bars": np.asarray([m[4] for m in meta], np.int64),
+        "vocab_size": np.int64(len(tokenizer) + len(genres)),
     }
