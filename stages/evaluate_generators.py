@@ -1,10 +1,17 @@
 """DVC stage `evaluate_generators`: every generator on the same test songs.
 
+First and above all, continuations against reality (library: generate/continuation_eval.py,
+evaluate/continuation.py; docs/generator-evaluation.md): held-out songs of every genre cut at a
+bar line, continued by every saved generator with and without the sampling guards, by the two
+references and the random floor, measured against the real continuation, with a C2ST; the best
+learned setting is written to models/default_generator.json (`midiml continue`'s default).
+Then the next-note models' test-window metrics and samples.
+
 Writes reports/metrics/generators.json (reproducible: no timings), reports/generators.md,
-figures, piano rolls of sampled continuations under reports/samples/ (their MIDI under
-data/samples/: a prompt is an excerpt of a dataset song, so it stays out of git), and
-reports/metrics/generator_timings.json (training wall times: machine-dependent). Samples and
-test metrics are also logged to each model's MLflow run.
+figures, piano rolls under reports/samples/ (MIDI and audio under data/samples/: a prompt is an
+excerpt of a dataset song, so it stays out of git), and reports/metrics/generator_timings.json
+(training and evaluation wall times: machine-dependent). Samples and test metrics are also
+logged to MLflow.
 """
 
 import json
