@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from midiml.evaluate.listening import classifier_two_sample_accuracy
+
 NoteColumns = Mapping[str, np.ndarray]
 MEASURES = ("harmony", "rhythm", "density", "texture", "register")
 RHYTHM_BINS = 12
@@ -208,8 +210,6 @@ def two_sample_accuracy(
 ) -> float:
     """C2ST: cross-validated accuracy of a classifier telling generated continuations from the
     real ones of the same prompts on their ``description`` (0.5 = indistinguishable)."""
-    from midiml.evaluate.listening import classifier_two_sample_accuracy
-
     desc = [
         np.array([description(p, c, s) for p, c, s in zip(prompts, side, seconds, strict=True)])
         for side in (real, generated)

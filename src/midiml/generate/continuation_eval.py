@@ -24,12 +24,14 @@ beat clock, ``BeatClock``):
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from midiml.generate.continuation import load_continuer
 from midiml.generate.prompted import SamplingGuards
 
 COLUMNS = ("pitch", "velocity", "onset_s", "duration_s", "onset_beats", "program", "is_drum")
@@ -301,8 +303,6 @@ def references(seed_offset: int = 0) -> dict[str, ContinueFn]:
 def model_rows(models_dir: Any, names: list[str]) -> dict[str, tuple[Any, SamplingGuards, dict]]:
     """``name/guards`` and ``name/free`` per saved generator (just ``name`` when the guards do
     not apply to it): row -> (continuer, guards, row description)."""
-    from midiml.generate.continuation import load_continuer
-
     rows: dict[str, tuple[Any, SamplingGuards, dict]] = {}
     for name in names:
         with_guards = load_continuer(models_dir, name, guards=True)
@@ -334,8 +334,6 @@ def run_rows(
     """Every row's continuations (row -> per cut -> per seed), the rows' descriptions (a
     generator that raises on a prompt answers nothing there: counted in ``failed``), and the
     wall seconds of each row."""
-    import time
-
     samples: dict[str, list[list[NoteArrays]]] = {}
     meta: dict[str, dict] = {}
     seconds: dict[str, float] = {}
