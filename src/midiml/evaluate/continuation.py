@@ -247,8 +247,13 @@ def choose_default(
     table: Mapping[str, Mapping[str, Any]], rows: Mapping[str, Mapping[str, Any]]
 ) -> dict[str, Any] | None:
     """The learned generator setting with the best overall score (references and the random
-    floor never qualify; ties: the first row name in sorted order)."""
-    learned = sorted(n for n, r in rows.items() if r.get("kind") == "generator" and n in table)
+    floor never qualify, nor a row without a score; ties: the first row name in sorted
+    order); None when there is none."""
+    learned = sorted(
+        n
+        for n, r in rows.items()
+        if r.get("kind") == "generator" and n in table and np.isfinite(table[n]["all"]["score"])
+    )
     if not learned:
         return None
     best = max(learned, key=lambda n: (table[n]["all"]["score"], -learned.index(n)))
