@@ -132,7 +132,8 @@ def continuation_section(
     files += [
         Path("data/samples") / Path(e[k]).name for e in examples for k in ("real_wav", "new_wav")
     ]
-    return page.continuation_markdown(section, examples), files
+    song_ids = [c.file_id for c in cuts]
+    return page.continuation_markdown(section, examples, song_ids), files
 
 
 def main() -> None:

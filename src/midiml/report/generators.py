@@ -352,7 +352,9 @@ def continuation_table_md(section: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def continuation_markdown(section: dict[str, Any], examples: list[dict[str, str]]) -> str:
+def continuation_markdown(
+    section: dict[str, Any], examples: list[dict[str, str]], song_ids: list[str] | None = None
+) -> str:
     """The 'against reality' section of reports/generators.md (table, songs, examples)."""
     s = section["settings"]
     songs = "; ".join(
@@ -381,6 +383,15 @@ def continuation_markdown(section: dict[str, Any], examples: list[dict[str, str]
             f"Default generator (chosen here among learned models, used by `midiml continue`):"
             f" `{default['model']}` {'with' if default['guards'] else 'without'} guards, "
             f"score {default['score']:.3f}.",
+            "",
+        ]
+    if song_ids:
+        lines += [
+            "<details><summary>The held-out songs</summary>",
+            "",
+            *[f"- `{fid}`" for fid in song_ids],
+            "",
+            "</details>",
             "",
         ]
     for ex in examples:
