@@ -150,3 +150,33 @@ def test_the_default_is_the_best_learned_row_and_the_cli_reads_it(tmp_path):
     assert default_choice(models) == ("markov", True)  # no evaluation yet: the fallback
     (tmp_path / "models" / "default_generator.json").write_text(json.dumps(choice))
     assert default_choice(models) == ("a", False)
+
+
+class Refuser:
+    """A saved continuer (found through meta.json like the VAE) that refuses odd prompts and has
+    no guards: it gets one row, and its refusals are counted as empty continuations."""
+
+    @classmethod
+    def load(cls, model_dir, guards=None, top_k=0):
+        return cls()
+
+    def continue_notes(self, prompt, seconds, temperature=1.0, top_p=0.95, seed=0, genre=None):
+        if seed % 2:
+            raise ValueError("no")
+        return CopyCat().continue_notes(prompt, seconds)
+
+
+def test_every_row_runs_and_a_refusal_is_an_empty_continuation(tmp_path):
+    models = tmp_path / "generators"
+    (models / "refuser").mkdir(parents=True)
+    meta = {"name": "refuser", "continuer": "tests.test_continuation_eval.Refuser"}
+    (models / "refuser" / "meta.json").write_text(json.dumps(meta))
+    cut = ce.cut_song("riff", "lofi", "lofi", riff_song(), 4.0, prompt_bars=4, seconds=8.0)
+    samples, rows, seconds = ce.run_rows([cut], models, ["refuser"], seeds=[0, 1])
+    assert set(samples) == {"loop", "next_section", "random", "refuser"}
+    assert rows["refuser"] == {"kind": "generator", "model": "refuser", "guards": False,
+                               "failed": 1}  # fmt: skip
+    assert [len(s["pitch"]) for s in samples["refuser"][0]] == [2, 0]
+    assert seconds["refuser"]["cpu"] >= 0
+    table = cm.continuation_table([ce.pitched(cut.prompt)], [cut.real], ["lofi"], [8.0], samples)
+    assert table["refuser"]["lofi"]["empty"] == 0.5 and table["refuser"]["all"]["n"] == 2
