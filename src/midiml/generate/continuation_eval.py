@@ -34,7 +34,16 @@ import numpy as np
 from midiml.generate.continuation import load_continuer
 from midiml.generate.prompted import SamplingGuards
 
-COLUMNS = ("pitch", "velocity", "onset_s", "duration_s", "onset_beats", "program", "is_drum")
+COLUMNS = (
+    "pitch",
+    "velocity",
+    "onset_s",
+    "duration_s",
+    "onset_beats",
+    "track",
+    "program",
+    "is_drum",
+)
 NoteArrays = dict[str, np.ndarray]
 DEFAULT_BEATS_PER_BAR = 4.0
 NO_GUARDS = SamplingGuards(False, False, False, False)
