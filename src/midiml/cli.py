@@ -67,7 +67,7 @@ def info(file: str) -> None:
 @one_line_errors
 def continue_(
     file: str = typer.Argument(..., help="MIDI file to continue (it is never modified)"),
-    model: str = typer.Option(
+    model: str | None = typer.Option(
         None,
         "--model",
         "-m",
@@ -92,7 +92,7 @@ def continue_(
     ),
     seed: int = typer.Option(0, "--seed", help="random seed of the sampling"),
     wav: bool = typer.Option(False, "--wav", help="also render each output to a .wav next to it"),
-    guards: bool = typer.Option(
+    guards: bool | None = typer.Option(
         None,
         "--guards/--no-guards",
         help="keep new notes in the prompt's key, register and step sizes (sampling "
