@@ -17,7 +17,7 @@ from pathlib import Path
 
 import mido
 
-from midiml.generate.continuation import DEFAULT_MODEL
+from midiml.generate.continuation import default_choice
 from midiml.report.benchmarks import record
 
 SECONDS = 20.0
@@ -67,7 +67,7 @@ def run(models_dir: str | Path = "models/generators", repeats: int = 5) -> dict[
     return {
         "seconds_of_music": SECONDS,
         "repeats": repeats,
-        "default_model": DEFAULT_MODEL,
+        "default_model": default_choice(models_dir)[0],
         "target_s": TARGET_S,
         "machine": f"{platform.machine()}, {platform.python_version()}",
         "models": per_model,

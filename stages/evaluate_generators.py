@@ -1,13 +1,21 @@
 """DVC stage `evaluate_generators`: every generator on the same test songs.
 
+First and above all, continuations against reality (library: generate/continuation_eval.py,
+evaluate/continuation.py; docs/generator-evaluation.md): held-out songs of every genre cut at a
+bar line, continued by every saved generator with and without the sampling guards, by the two
+references and the random floor, measured against the real continuation, with a C2ST; the best
+learned setting is written to models/default_generator.json (`midiml continue`'s default).
+Then the next-note models' test-window metrics and samples.
+
 Writes reports/metrics/generators.json (reproducible: no timings), reports/generators.md,
-figures, piano rolls of sampled continuations under reports/samples/ (their MIDI under
-data/samples/: a prompt is an excerpt of a dataset song, so it stays out of git), and
-reports/timings/generators.json (training wall times: machine-dependent, git-ignored). Samples and
-test metrics are also logged to each model's MLflow run.
+figures, piano rolls under reports/samples/ (MIDI and audio under data/samples/: a prompt is an
+excerpt of a dataset song, so it stays out of git), and reports/timings/generators.json
+(training and evaluation wall times: machine-dependent, git-ignored). Samples and test metrics
+are also logged to MLflow.
 """
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,44 +23,123 @@ import pandas as pd
 
 from midiml import tracking
 from midiml.config import load_params
+from midiml.evaluate import continuation as cm
 from midiml.evaluate import generators as ev
-from midiml.evaluate import listening
+from midiml.generate import continuation_eval as ce
 from midiml.generate import heldout, losses
 from midiml.generate.base import load_generator
-from midiml.generate.continuation import load_continuer, saved_models, write_midi
-from midiml.generate.listening_eval import generate_samples, held_out_prompts, write_audio_samples
+from midiml.generate.continuation import (
+    DEFAULT_CHOICE_FILE,
+    load_continuer,
+    saved_models,
+    write_midi,
+)
+from midiml.generate.listening_eval import write_sample_midi
 from midiml.generate.train import generator_names, is_neural
-from midiml.io import atomic_dir, save_figure, write_metrics, write_text, write_timings
+from midiml.io import atomic_dir, save_figure, write_json, write_metrics, write_text, write_timings
 from midiml.report import generators as page
+from midiml.represent.audio import render_wav
 from midiml.represent.windows import EventData
 
 MODELS = Path("models/generators")
+FILES = Path("data/interim/files.parquet")
+TOKENS = Path("data/processed/tokens.npz")
+DEFAULT_CHOICE = MODELS.parent / DEFAULT_CHOICE_FILE
 
 
-def listening_section(cfg, results: dict, midi_dir: Path) -> tuple[dict, list[Path]]:
-    """Listening metrics of every saved generator (window models, the token Transformer, the
-    VAE) on the same held-out prompts, with the real continuations as the reference row."""
-    continuers = {n: load_continuer(MODELS, n) for n in saved_models(MODELS)}
-    notes = pd.read_parquet("data/interim/notes.parquet")
+def continuation_examples(
+    section: dict, cuts: list, samples: dict, n: int, midi_dir: Path, samples_dir: Path
+) -> list[dict[str, str]]:
+    """Audio (prompt + real, prompt + the default's continuation) and piano rolls of the
+    first cut of the first ``n`` genres."""
+    row = (section.get("default") or {}).get("row")
+    if row is None:
+        return []
+    firsts = {}
+    for i, cut in enumerate(cuts):
+        firsts.setdefault(cut.genre, i)
+    examples = []
+    for genre, i in list(firsts.items())[:n]:
+        cut, new = cuts[i], samples[row][i][0]
+        prompt = ce.pitched(cut.prompt)
+        stem = f"continuation_{genre}"
+        for tag, cont in (("real", cut.real), ("new", new)):
+            mid = midi_dir / f"{stem}_{tag}.mid"
+            write_sample_midi(prompt, cont, mid)
+            render_wav(mid, mid.with_suffix(".wav"))
+        title = f"{genre}: {Path(cut.file_id).stem} ({cut.source}), default {row}"
+        fig = page.plot_continuation_example(prompt, cut.real, new, cut.cut_s, title)
+        save_figure(fig, samples_dir / f"{stem}.png")
+        examples.append(
+            {
+                "title": title,
+                "row": row,
+                "real_wav": f"../data/samples/{stem}_real.wav",
+                "new_wav": f"../data/samples/{stem}_new.wav",
+                "png": f"samples/{stem}.png",
+            }
+        )
+    return examples
+
+
+def continuation_section(
+    params, results: dict, midi_dir: Path, samples_dir: Path, timings: dict
+) -> tuple[str, list[Path]]:
+    """Every saved generator (with and without guards), the references and the floor continue
+    the same held-out songs cut at a bar line; measured against the real continuations."""
+    cfg = params.model.continuation_eval
     splits = pd.read_parquet("data/interim/splits.parquet")
-    prompts = held_out_prompts(
-        notes, splits, int(cfg.prompt_notes), float(cfg.seconds), int(cfg.n_prompts)
+    test_ids = sorted(splits.loc[splits["split"] == "test", "file_id"])
+    notes = pd.read_parquet(
+        "data/interim/notes.parquet",
+        columns=["file_id", *ce.COLUMNS],
+        filters=[("file_id", "in", test_ids)],
     )
-    samples = generate_samples(continuers, prompts, float(cfg.seconds), int(cfg.seeds))
-    table = listening.listening_table(
-        [p["prompt"] for p in prompts], [p["real"] for p in prompts], samples
+    files = pd.read_parquet(FILES) if FILES.exists() else None
+    sources = {str(g): list(v) for g, v in (cfg.sources or {}).items()}
+    cuts = ce.held_out_cuts(
+        notes, splits, files, sources, int(cfg.songs_per_genre), int(cfg.prompt_bars),
+        float(cfg.seconds), int(cfg.min_notes), int(cfg.seed),
+    )  # fmt: skip
+    seeds = [int(cfg.seed) + i for i in range(int(cfg.seeds))]
+    samples, rows, seconds = ce.run_rows(
+        cuts, MODELS, saved_models(MODELS), seeds, float(cfg.temperature), float(cfg.top_p)
     )
-    files = write_audio_samples(prompts, samples, midi_dir)
-    results["listening"] = table
-    token_models = [c for c in continuers.values() if hasattr(c, "token_bits")]
-    if token_models:  # the Transformer's own bits per note on the test songs' tokens
-        tokens = dict(np.load("data/processed/tokens.npz"))
-        results["transformer"] = token_models[0].token_bits(tokens)
-    print(page.listening_table_md(table))
-    return table, files
+    timings["continuation_seconds"] = {
+        k: {t: round(v, 2) for t, v in w.items()} for k, w in seconds.items()
+    }
+    prompts = [ce.pitched(c.prompt) for c in cuts]
+    table = cm.continuation_table(
+        prompts, [c.real for c in cuts], [c.genre for c in cuts], [c.seconds for c in cuts],
+        samples, int(cfg.seed),
+    )  # fmt: skip
+    songs: dict[str, dict[str, int]] = {}
+    for c in cuts:
+        songs.setdefault(c.genre, {}).setdefault(c.source, 0)
+        songs[c.genre][c.source] += 1
+    section = {
+        "settings": {k: cfg[k] for k in ("prompt_bars", "seconds", "seeds")},
+        "songs": songs,
+        "rows": rows,
+        "table": table,
+        "default": cm.choose_default(table, rows),
+    }
+    examples = continuation_examples(
+        section, cuts, samples, int(cfg.n_examples), midi_dir, samples_dir
+    )
+    results["continuation"] = section
+    write_json(DEFAULT_CHOICE, section["default"] or {})
+    print(page.continuation_table_md(section))
+    files = [Path("reports") / e["png"] for e in examples]
+    files += [
+        Path("data/samples") / Path(e[k]).name for e in examples for k in ("real_wav", "new_wav")
+    ]
+    song_ids = [c.file_id for c in cuts]
+    return page.continuation_markdown(section, examples, song_ids), files
 
 
 def main() -> None:
+    started, started_cpu = time.perf_counter(), time.process_time()
     params = load_params()
     sampling = params.model.sampling
     names = generator_names(params)
@@ -94,9 +181,15 @@ def main() -> None:
             )
             shown = ("test_bits_per_note", "test_top1", "sample_repeat_rate", "sample_oa_mean")
             print(name, {k: results[name][k] for k in shown})
-        table, listening_files = listening_section(params.model.listening, results, midi_dir)
-    listening_files = [Path("data/samples") / f.name for f in listening_files]
-    tracking.log_evaluation(params, "generation", "listening", None, listening.flat(table), [])
+        cont_md, cont_files = continuation_section(params, results, midi_dir, samples_dir, timings)
+        for name in saved_models(MODELS):  # the Transformer's bits per note on test tokens
+            cont = load_continuer(MODELS, name)
+            if hasattr(cont, "token_bits"):
+                results["transformer"] = cont.token_bits(dict(np.load(TOKENS)))
+                break
+    tracking.log_evaluation(
+        params, "generation", "continuation", None, cm.flat(results["continuation"]), cont_files
+    )
     ablation_file = Path("models/ffnn_ablation/results.json")
     if ablation_file.exists():
         results["ffnn_ablation"] = json.loads(ablation_file.read_text())
@@ -104,6 +197,10 @@ def main() -> None:
         if ab_t.exists():
             timings["ffnn_ablation"] = json.loads(ab_t.read_text())
     results["targets"] = ev.targets(results, neural)
+    timings["stage_seconds"] = {
+        "wall": round(time.perf_counter() - started, 2),
+        "cpu": round(time.process_time() - started_cpu, 2),
+    }
     write_metrics("reports/metrics/generators.json", results)
     write_timings("generators", {"device": str(params.trainer.accelerator), "models": timings})
     save_figure(page.plot_bits(results, names), "reports/figures/generators_bits.png")
@@ -113,7 +210,9 @@ def main() -> None:
             page.plot_ablation(results["ffnn_ablation"], results["real"]["sample_repeat_rate"]),
             "reports/figures/generators_ablation.png",
         )
-    write_text("reports/generators.md", page.markdown(results, names, losses.__doc__ or ""))
+    write_text(
+        "reports/generators.md", page.markdown(results, names, losses.__doc__ or "", cont_md)
+    )
 
 
 if __name__ == "__main__":

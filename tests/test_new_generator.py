@@ -51,7 +51,9 @@ def test_a_generator_added_through_config_trains_evaluates_and_continues(tmp_pat
     assert metrics["dummy"]["test_bits_per_note"] > 0
     page = (tmp_path / "reports" / "generators.md").read_text()
     assert "| dummy |" in page
-    assert "dummy" in metrics["listening"]  # the listening metrics include it too
+    rows = metrics["continuation"]["table"]  # judged against the real continuations too
+    assert {"dummy/guards", "dummy/free", "loop", "next_section", "random"} <= set(rows)
+    assert (tmp_path / "models" / "default_generator.json").exists()
 
     song = write_midi(tmp_path / "tune.mid", [(60 + i % 5, i * 0.5, 0.5) for i in range(6)])
     out = tmp_path / "out.mid"

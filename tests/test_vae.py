@@ -381,3 +381,16 @@ def test_the_page_says_where_the_vaes_trained(monkeypatch):
     assert stage.trained_on(OmegaConf.merge(cpu, {"cpu_threads": 1})) == "CPU, 1 thread"
     gpu = OmegaConf.create({"trainer": {"accelerator": "gpu"}, "cpu_threads": 2})
     assert stage.trained_on(gpu) == "GPU"
+
+
+def test_a_vae_that_would_decode_nothing_still_plays(tmp_path):
+    """Thresholds no onset reaches (an unsure model): each block is decoded again at its own
+    strongest onsets, near the prompt's density, inside the asked-for seconds."""
+    torch.manual_seed(0)
+    model = RollVAE(n_pitches=GRID.n_pitches, window=64, hidden=8, latent=4, n_down=2)
+    save_model(model, tmp_path / "vae", GRID, Decoding(1.0, 1.0))
+    prompt = _notes([(60 + i % 5, i * 0.5, 0.5) for i in range(8)])  # 2 notes per second
+    for seed in range(3):
+        (out,) = continue_with_vae(prompt, seconds=3.0, seed=seed, model_dir=tmp_path / "vae")
+        assert 1 <= len(out) <= 12
+        assert out["onset_s"].min() >= 4.0 and out["onset_s"].max() < 7.0

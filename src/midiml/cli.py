@@ -82,12 +82,12 @@ def info(file: str, strict: bool = STRICT) -> None:
 @one_line_errors
 def continue_(
     file: str = typer.Argument(..., help="MIDI file to continue (it is never modified)"),
-    model: str = typer.Option(
-        "markov",
+    model: str | None = typer.Option(
+        None,
         "--model",
         "-m",
-        help="markov (default: best by the listening metrics) | forest | ffnn | lstm_tonedeaf "
-        "| note_lstm",
+        help="a saved generator: markov | forest | ffnn | lstm_tonedeaf | note_lstm | "
+        "transformer | vae (default: the one evaluate_generators chose, else markov)",
     ),
     seconds: float = typer.Option(20.0, "--seconds", "-s", help="length of the continuation"),
     bars: float = typer.Option(
@@ -107,10 +107,11 @@ def continue_(
     ),
     seed: int = typer.Option(0, "--seed", help="random seed of the sampling"),
     wav: bool = typer.Option(False, "--wav", help="also render each output to a .wav next to it"),
-    guards: bool = typer.Option(
-        True,
+    guards: bool | None = typer.Option(
+        None,
         "--guards/--no-guards",
-        help="keep new notes in the prompt's key, register and step sizes (sampling reweighting)",
+        help="keep new notes in the prompt's key, register and step sizes (sampling "
+        "reweighting; default: as chosen with the default model, else on)",
     ),
     models_dir: str = typer.Option(
         "models/generators", "--models-dir", help="where `dvc repro` saved the generators"
@@ -119,8 +120,18 @@ def continue_(
 ) -> None:
     """Continue a MIDI file: writes your file unchanged plus a new track that continues it."""
     from midiml.data.midi import MidiParseError, Rules
-    from midiml.generate.continuation import ContinueError, continue_file, load_continuer
+    from midiml.generate.continuation import (
+        ContinueError,
+        continue_file,
+        default_choice,
+        load_continuer,
+    )
 
+    chosen_model, chosen_guards = default_choice(models_dir)
+    if model is None:
+        model = chosen_model
+        guards = chosen_guards if guards is None else guards
+    guards = True if guards is None else guards
     try:
         continuer = load_continuer(models_dir, model, top_k=top_k, guards=guards)
         results = continue_file(

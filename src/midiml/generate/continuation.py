@@ -9,6 +9,7 @@ streams of the evaluation's samples.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,12 @@ from midiml.represent.windows import DELTA, DURATION, PITCH, VELOCITY
 TPQ = 480
 TEMPO = 500_000  # microseconds per quarter = 120 qpm
 TICKS_PER_SECOND = TPQ * 1_000_000 / TEMPO
-DEFAULT_MODEL = "markov"  # best by the listening metrics with the default guards (and fastest)
+# The default generator is chosen by `evaluate_generators` (the best continuation score on
+# held-out songs among the learned generators, with or without guards) and written next to the
+# models folder; without that file (no `dvc repro` yet) markov with guards is the default.
+DEFAULT_CHOICE_FILE = "default_generator.json"
+FALLBACK_MODEL = "markov"
+FALLBACK_GUARDS = True
 
 
 def onsets(events: np.ndarray) -> np.ndarray:
@@ -84,6 +90,18 @@ def find_model_dir(models_dir: str | Path, model: str) -> Path:
         f"no trained model {model!r} in {models_dir}/ (found: {', '.join(found) or 'none'}); "
         "train it with `dvc repro`"
     )
+
+
+def default_choice(models_dir: str | Path = "models/generators") -> tuple[str, bool]:
+    """(model, guards) that `midiml continue` uses when not told: the evaluation's choice in
+    ``<models_dir>/../default_generator.json`` if present and readable, else markov with
+    guards."""
+    path = Path(models_dir).parent / DEFAULT_CHOICE_FILE
+    try:
+        choice = json.loads(path.read_text())
+        return str(choice["model"]), bool(choice["guards"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return FALLBACK_MODEL, FALLBACK_GUARDS
 
 
 def load_continuer(models_dir: str | Path, model: str, top_k: int = 0, guards: bool = True):

@@ -143,6 +143,9 @@ class TransformerContinuer:
 
     kind = "transformer"
     n_in = 1
+    applies_guards = (
+        False  # samples the model's own distribution; the guards are window-model options
+    )
 
     def __init__(
         self,

@@ -118,6 +118,24 @@ def choose_thresholds(
     return Decoding(onset_thr, frame_thr, False)
 
 
+def decode_audible(
+    probs: np.ndarray, grid: Grid, dec: Decoding, offset: float, notes_wanted: int
+) -> pd.DataFrame:
+    """``decode``, but never silent: a block whose onsets all stay under the onset threshold
+    (an unsure model on an unusual prompt, e.g. a sparse lo-fi loop) is decoded again with the
+    threshold lowered to its ``notes_wanted``-th strongest onset peak, so it plays the notes the
+    model believes in most at the prompt's density instead of nothing."""
+    notes = decode(probs, grid, dec, offset)
+    if len(notes) or dec.onsets_from_frames:
+        return notes
+    peaks = np.where(onset_peaks(probs[0]), probs[0], 0.0).ravel()
+    strongest = np.sort(peaks[peaks > 0])[::-1]
+    if len(strongest) == 0:
+        return notes
+    threshold = float(strongest[min(max(int(notes_wanted), 1), len(strongest)) - 1])
+    return decode(probs, grid, Decoding(threshold, dec.frame_threshold), offset)
+
+
 def window_notes(window: np.ndarray, grid: Grid) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The real (context, continuation) notes of a (2, P, W) window."""
     half = window.shape[-1] // 2
@@ -274,6 +292,7 @@ def continue_with_vae(
     Times are on the prompt's clock: the first new step starts where the prompt's last note
     ends (rounded up to the grid). Longer than one half window, the model continues its own
     output block by block. Different variations are different prior samples of the latent.
+    No block is silent (``decode_audible``).
     """
     model, grid, dec = load_model(model_dir)
     if len(prompt_notes) == 0:
@@ -284,6 +303,8 @@ def continue_with_vae(
     end = float((nd["onset_s"] + nd["duration_s"]).max())
     end_step = int(np.ceil(end / grid.step - 1e-9))
     half = model.half
+    span = max(end - float(nd["onset_s"].min()), grid.step)
+    per_block = int(np.ceil(len(nd) / span * half * grid.step))  # the prompt's density
     g = seeded_generator(seed)
     out = []
     for _ in range(max(1, int(variations))):
@@ -293,7 +314,9 @@ def continue_with_vae(
         while made < seconds:
             ctx = _context_roll(notes, grid, half, step)
             probs = model.sample(ctx, 1, g)[0].numpy()
-            block = decode(probs, grid, dec, offset=step * grid.step)
+            needed = min(half, int(np.ceil((seconds - made) / grid.step - 1e-9)))
+            wanted = int(np.ceil(per_block * needed / half))
+            block = decode_audible(probs[..., :needed], grid, dec, step * grid.step, wanted)
             new.append(block)
             notes = pd.concat([notes, block[notes.columns]], ignore_index=True)
             step += half

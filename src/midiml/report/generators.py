@@ -111,11 +111,20 @@ def plot_ablation(ablation: dict[str, dict[str, Any]], real_rate: float) -> Any:
     return fig
 
 
-def markdown(results: dict[str, Any], names: list[str], loss_doc: str) -> str:
-    """reports/generators.md: the table, the ablation, the targets, the loss formulas."""
+def markdown(
+    results: dict[str, Any],
+    names: list[str],
+    loss_doc: str,
+    continuation_md: str = "",
+) -> str:
+    """reports/generators.md: the continuations against reality (``continuation_md``, first),
+    the next-note table, the ablation, the targets, the loss formulas."""
     real = results["real"]
     lines = [
         "# Generators: continuing the music",
+        "",
+        continuation_md,
+        "## Next-note generators on the test windows",
         "",
         f"Five next-note generators, measured on the same {real['test_songs']} held-out "
         "test songs (song-level split: no window of a test song is trained on). "
@@ -277,3 +286,137 @@ def listening_markdown(results: dict[str, Any], files: list[Any]) -> str:
         lines += [f"[{f.stem}](../data/samples/{f.name})" for f in audio]
         lines.append("")
     return "\n".join(lines)
+
+
+CONTINUATION_COLUMNS = ("harmony", "rhythm", "density", "texture", "register", "score")
+REFERENCE_TITLES = {
+    "real": "real continuation (itself)",
+    "loop": "reference: loop the prompt's last two bars",
+    "next_section": "reference: the song's own next section",
+    "random": "floor: random notes at the prompt's rate, in its range",
+}
+
+
+def _cell(v: Any, fmt: str = "{:.3f}") -> str:
+    return "–" if v is None or not np.isfinite(v) else fmt.format(v)
+
+
+def continuation_table_md(section: dict[str, Any]) -> str:
+    """Rows: the real continuation, the references, the floor, then every generator setting
+    (best score first); columns: the five measures, the score, the score per genre, novelty,
+    empty continuations, C2ST."""
+    table, rows = section["table"], section["rows"]
+    genres = [g for g in next(iter(table.values())) if g != "all"]
+    head = (
+        "| continuation | "
+        + " | ".join(CONTINUATION_COLUMNS)
+        + f" | {' / '.join(genres)} | novelty | empty | C2ST |"
+    )
+    lines = [head, "|---|" + "---:|" * len(CONTINUATION_COLUMNS) + "---|---:|---:|---:|"]
+    refs = [n for n in ("real", "loop", "next_section", "random") if n in table]
+    models = sorted((n for n in table if n not in refs), key=lambda n: -table[n]["all"]["score"])
+    default = (section.get("default") or {}).get("row")
+    for name in [*refs, *models]:
+        row = table[name]["all"]
+        title = REFERENCE_TITLES.get(name, f"`{name}`")
+        if name == default:
+            title += " **(default)**"
+        meta = rows.get(name, {})
+        if meta.get("failed"):
+            title += f" ({meta['failed']} refused)"
+        cells = [_cell(row[c]) for c in CONTINUATION_COLUMNS]
+        cells[-1] = f"**{cells[-1]}**"
+        per_genre = " / ".join(_cell(table[name][g]["score"], "{:.2f}") for g in genres)
+        lines.append(
+            f"| {title} | "
+            + " | ".join(cells)
+            + f" | {per_genre} | {_cell(row['novelty'], '{:.2f}')} | "
+            + f"{int(round(row['empty'] * row['n']))} | "
+            + f"{_cell(table[name].get('c2st_accuracy'), '{:.2f}')} |"
+        )
+    return "\n".join(lines)
+
+
+def continuation_markdown(
+    section: dict[str, Any], examples: list[dict[str, str]], song_ids: list[str] | None = None
+) -> str:
+    """The 'against reality' section of reports/generators.md (table, songs, examples)."""
+    s = section["settings"]
+    songs = "; ".join(
+        f"{g}: " + ", ".join(f"{n} {src}" for src, n in by_src.items())
+        for g, by_src in section["songs"].items()
+    )
+    default = section.get("default")
+    lines = [
+        "## Continuations against what the music really did next",
+        "",
+        f"Held-out (test-split) songs, {songs}; each cut at a bar line after "
+        f"{s['prompt_bars']} bars (half a shorter song), continued for {s['seconds']:g} s "
+        f"(less where the song ends sooner) with {s['seeds']} sampling seeds, and compared "
+        "with the song's real continuation (see docs/generator-evaluation.md). "
+        "Measures 0-1 (1 = like the real continuation), score = their mean, per genre after "
+        "it; novelty = share of the continuation's 4-note interval patterns absent from the "
+        "prompt; empty = continuations with no note (scored 0, kept); C2ST = cross-validated "
+        "accuracy of a classifier telling the continuations from the real ones (0.5 = cannot). "
+        "`name/guards` samples with the sampling guards, `name/free` without.",
+        "",
+        continuation_table_md(section),
+        "",
+    ]
+    if default:
+        lines += [
+            f"Default generator (chosen here among learned models, used by `midiml continue`):"
+            f" `{default['model']}` {'with' if default['guards'] else 'without'} guards, "
+            f"score {default['score']:.3f}.",
+            "",
+        ]
+    if song_ids:
+        lines += [
+            "<details><summary>The held-out songs</summary>",
+            "",
+            *[f"- `{fid}`" for fid in song_ids],
+            "",
+            "</details>",
+            "",
+        ]
+    for ex in examples:
+        lines += [
+            f"**{ex['title']}**: [prompt + real]({ex['real_wav']}) · "
+            f"[prompt + {ex['row']}]({ex['new_wav']})",
+            "",
+            f"![{ex['title']}]({ex['png']})",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def plot_continuation_example(
+    prompt: dict[str, np.ndarray],
+    real: dict[str, np.ndarray],
+    new: dict[str, np.ndarray],
+    cut_s: float,
+    title: str,
+) -> Any:
+    """Piano rolls of the prompt (grey) followed by the real continuation (top, blue) and the
+    generated one (bottom, red), on the song's clock with the cut marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 1, figsize=(9, 5), sharex=True, sharey=True)
+    panels = ((axes[0], real, "tab:blue", "real"), (axes[1], new, "tab:red", "generated"))
+    for ax, cont, colour, label in panels:
+        for notes, c in ((prompt, "0.55"), (cont, colour)):
+            bars = [
+                (float(o), max(float(d), 0.02))
+                for o, d in zip(notes["onset_s"], notes["duration_s"], strict=True)
+            ]
+            for (o, d), p in zip(bars, notes["pitch"], strict=True):
+                ax.broken_barh([(o, d)], (float(p) - 0.4, 0.8), facecolors=c)
+        ax.axvline(cut_s, color="k", lw=0.8, ls="--")
+        ax.set_ylabel(f"pitch ({label})")
+    axes[0].set_title(title)
+    axes[1].set_xlabel("time in the song (s)")
+    fig.tight_layout()
+    return fig
