@@ -117,6 +117,8 @@ class CopyCat:
 class SongModel(CopyCat):
     """A continuer of every instrument: its drums are left out of the comparison."""
 
+    applies_guards = True  # its continue_song takes the guards
+
     def continue_song(self, prompt, seconds, temperature=1.0, top_p=0.95, seed=0, genre=None,
                       guards=None):  # fmt: skip
         self.seen = (genre, guards, bool(np.any(prompt["is_drum"])))
@@ -134,6 +136,23 @@ def test_the_runner_prefers_continue_song_and_drops_new_drums():
     assert model.seen == ("lofi", ce.NO_GUARDS, True)
     assert list(new["pitch"]) == [60.0] and new["onset_beats"][0] == pytest.approx(17.0)
     assert len(ce.continue_with(CopyCat(), cut, 0, ce.NO_GUARDS)["pitch"]) == 2
+
+
+class GuardlessSongModel(SongModel):
+    """Like the token model: continue_song takes no guards, so none are passed."""
+
+    applies_guards = False
+
+    def continue_song(self, prompt, seconds, temperature=1.0, top_p=0.95, seed=0, genre=None):
+        return super().continue_song(prompt, seconds, temperature, top_p, seed, genre)
+
+
+def test_guards_reach_only_a_continuer_they_apply_to():
+    cut = ce.cut_song("riff", "lofi", "lofi", riff_song(), 4.0, prompt_bars=4, seconds=8.0)
+    model = GuardlessSongModel()
+    assert not ce.guards_apply(model)
+    assert list(ce.continue_with(model, cut, 0, ce.NO_GUARDS)["pitch"]) == [60.0]
+    assert model.seen == ("lofi", None, False)
 
 
 def test_the_default_is_the_best_learned_row_and_the_cli_reads_it(tmp_path):
