@@ -6,19 +6,14 @@ from pathlib import Path
 from threadpoolctl import threadpool_limits
 
 from midiml import tracking
+from midiml.classify.cnn_fit import cnn_predictor
+from midiml.classify.evaluation import evaluate_all, load_manifest, write_blind_folder
+from midiml.classify.fits import CONCERN, read_copies
 from midiml.classify.made_up_loops import STYLES, write_loop_pack
 from midiml.classify.pipelines import build_task, load_model
 from midiml.classify.robustness import evaluate_robustness
-from midiml.classify.runs import (
-    CONCERN,
-    augmented_as_configured,
-    cnn_predictor,
-    evaluate_all,
-    load_manifest,
-    read_tables,
-    write_blind_folder,
-)
 from midiml.classify.serving import ModelsMissing, evaluate_blind, load_served
+from midiml.classify.tables import read_tables
 from midiml.config import load_params
 from midiml.io import atomic_dir, write_metrics, write_text
 from midiml.report.classifiers import (
@@ -29,6 +24,7 @@ from midiml.report.classifiers import (
 )
 
 MODELS = Path("models/classifiers")
+COPIES = Path("data/classifier_copies")
 BLIND = Path("data/blind")
 LOOPS = Path("data/made_up_loops")
 PLOTS = Path("reports/plots/confusion")
@@ -52,10 +48,8 @@ def robustness(params, manifest, files, splits, table, notes) -> dict:
     fitted = load_model(MODELS / entry["models"][entry["serve"]]["file"])
     task = build_task("genre", files, splits, params.classifier)
     held_out = entry["models"][entry["serve"]].get("held_out_source")
-    aug_cfg = params.classifier.get("augment")
-    augmented = None  # only to refit held-out sources the train stage did not score
-    if held_out is None and aug_cfg and "genre" in list(aug_cfg.get("tasks", [])):
-        augmented = augmented_as_configured(params, list(task.labels.index), files, notes)
+    # only to refit held-out sources the selection did not score
+    augmented = read_copies(COPIES, "genre") if held_out is None else None
     rob = evaluate_robustness(
         params,
         fitted,
