@@ -12,6 +12,7 @@ from midiml.classify.fits import CONCERN, read_copies
 from midiml.classify.made_up_loops import STYLES, write_loop_pack
 from midiml.classify.pipelines import build_task, load_model
 from midiml.classify.robustness import evaluate_robustness
+from midiml.classify.runs import read_test_copies
 from midiml.classify.serving import ModelsMissing, evaluate_blind, load_served
 from midiml.classify.tables import read_tables
 from midiml.config import load_params
@@ -25,6 +26,7 @@ from midiml.report.classifiers import (
 
 MODELS = Path("models/classifiers")
 COPIES = Path("data/classifier_copies")
+TESTS = Path("data/reencoded_test_songs")
 BLIND = Path("data/blind")
 LOOPS = Path("data/made_up_loops")
 PLOTS = Path("reports/plots/confusion")
@@ -50,6 +52,8 @@ def robustness(params, manifest, files, splits, table, notes) -> dict:
     held_out = entry["models"][entry["serve"]].get("held_out_source")
     # only to refit held-out sources the selection did not score
     augmented = read_copies(COPIES, "genre") if held_out is None else None
+    tests = read_test_copies(TESTS)
+    cnn_scores = entry["models"].get("cnn", {}).get("robustness")
     rob = evaluate_robustness(
         params,
         fitted,
@@ -61,7 +65,9 @@ def robustness(params, manifest, files, splits, table, notes) -> dict:
         manifest.get("features", {}),
         n_jobs=int(params.classifier.get("n_jobs", 1)),
         held_out=held_out,
-        cnn=genre_cnn(params, entry),
+        cnn=None if tests is not None and cnn_scores else genre_cnn(params, entry),
+        test_copies=tests,
+        cnn_scores=cnn_scores,
     )
     rob["class_prior"] = entry["models"][entry["serve"]].get("class_prior", {})
     with tracking.run(params, CONCERN, "genre/robustness") as run:
@@ -115,6 +121,7 @@ def main() -> None:
 
 def evaluate(params) -> None:
     """Scores, the blind folder, robustness; metrics, figures and the page."""
+    start = time.perf_counter()
     files, splits, table, notes = read_tables()
     manifest = load_manifest(MODELS)
     with atomic_dir(PLOTS) as plot_dir, atomic_dir(FIGURES) as fig_dir:
@@ -130,6 +137,8 @@ def evaluate(params) -> None:
             plot_dir,
             confusion_figure,
         )
+    print(f"evaluate_classifiers: test scores ({time.perf_counter() - start:.1f} s)")
+    start = time.perf_counter()
     with atomic_dir(BLIND) as tmp:
         n = write_blind_folder(files, splits, tmp)
     try:
@@ -140,6 +149,7 @@ def evaluate(params) -> None:
     except (ModelsMissing, FileNotFoundError) as exc:
         blind = {"skipped": str(exc)}
     metrics["blind_test"] = blind
+    print(f"evaluate_classifiers: blind folder ({time.perf_counter() - start:.1f} s)")
     metrics["robustness"] = robustness(params, manifest, files, splits, table, notes)
     metrics["made_up_loops"] = made_up_loops(params)
     write_metrics("reports/metrics/classifiers.json", metrics)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from midiml.classify.cnn import PianoRollCNNClassifier, load_cnn, predict_songs
-from midiml.classify.copies import kept_copies
+from midiml.classify.copies import kept_copies, song_ids
 from midiml.classify.pipelines import TaskData
 from midiml.classify.robustness import SongsPredictor
 from midiml.represent.perturb import perturb_songs
@@ -131,6 +131,30 @@ def cnn_predictor(path: Path, roll_cfg: Any) -> SongsPredictor:
     ]
 
 
+def cnn_robustness(
+    path: Path,
+    roll_cfg: Any,
+    task: TaskData,
+    notes: pd.DataFrame,
+    test_copies: dict[str, tuple[pd.DataFrame, pd.DataFrame]],
+) -> dict[str, Any]:
+    """The CNN's accuracy on the task's test songs and on each re-encoding of them
+    (``test_copies``: ``runs.write_test_copies``), beside which the served model's is
+    reported. Computed where the CNN is trained: it changes with the CNN only."""
+    predict = cnn_predictor(path, roll_cfg)
+    labels = task.labels
+    clean = predict(notes, task.ids("test"))
+    perturbed = {}
+    for how, (table, copy_notes) in test_copies.items():
+        ids = list(table["file_id"])
+        y = labels.loc[song_ids(table["file_id"])].to_numpy(dtype=object)
+        perturbed[how] = float((predict(copy_notes, ids) == y).mean())
+    return {
+        "clean_accuracy": float((clean == task.y("test")).mean()),
+        "perturbed": perturbed,
+    }
+
+
 def train_cnn_tasks(
     params: Any,
     tasks: dict[str, Any],
@@ -138,14 +162,26 @@ def train_cnn_tasks(
     notes: pd.DataFrame,
     out_dir: Path,
     log=print,
+    test_copies: dict[str, dict[str, tuple[pd.DataFrame, pd.DataFrame]]] | None = None,
 ) -> None:
     """Stage ``train_classifier_cnn``: a CNN per task of ``classifier.cnn.tasks``, into
-    ``out_dir/<task>/cnn.ckpt``, and ``out_dir/cnn.json`` (task -> what was trained)."""
+    ``out_dir/<task>/cnn.ckpt``, and ``out_dir/cnn.json`` (task -> what was trained, and
+    its ``cnn_robustness`` where ``test_copies`` has the task's re-encoded test songs)."""
     cnn_cfg = params.classifier.get("cnn")
     wanted = list(cnn_cfg.tasks) if cnn_cfg else []
     infos = {}
     for name, task in tasks.items():
         if name in wanted and not isinstance(task, str):
             (out_dir / name).mkdir(parents=True, exist_ok=True)
-            infos[name] = train_cnn(params, task, files, notes, out_dir, log)
+            infos[name] = info = train_cnn(params, task, files, notes, out_dir, log)
+            copies = (test_copies or {}).get(name)
+            if info.get("file") and copies:
+                start = time.perf_counter()
+                info["robustness"] = cnn_robustness(
+                    out_dir / info["file"], cnn_cfg.roll, task, notes, copies
+                )
+                log(
+                    f"{name}/cnn: scored on re-encoded test songs "
+                    f"({time.perf_counter() - start:.1f} s)"
+                )
     (out_dir / "cnn.json").write_text(json.dumps(infos, indent=1))

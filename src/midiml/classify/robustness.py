@@ -80,6 +80,48 @@ def reencoded(
     return extract_features(n, f, **_feature_kwargs(feature_params)), n
 
 
+def reencoded_test_songs(
+    ids: list[str],
+    labels: pd.Series,
+    files: pd.DataFrame,
+    notes: pd.DataFrame,
+    feature_params: dict[str, Any],
+    seed: int,
+    n_jobs: int = 1,
+) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
+    """The songs ``ids`` re-encoded by each perturbation and by a random mix
+    (``"random_mix"``): (feature rows, notes) per re-encoding, ``n_jobs`` at a time
+    (processes; each draws from its own seed). They do not depend on any model: stage
+    ``classifier_copies`` writes them once for every model and the CNN to be scored on."""
+    hows = [*PERTURBATIONS, None]
+    songs = notes[notes["file_id"].isin(ids)]
+    done = Parallel(n_jobs=n_jobs)(
+        delayed(reencoded)(songs, files, ids, labels, feature_params, seed + i, how)
+        for i, how in enumerate(hows)
+    )
+    return {how or "random_mix": pair for how, pair in zip(hows, done, strict=True)}
+
+
+def perturbed_scores(
+    predict: Callable[[pd.DataFrame, pd.DataFrame], np.ndarray],
+    copies: dict[str, tuple[pd.DataFrame, pd.DataFrame]],
+    labels: pd.Series,
+    per_genre: bool = True,
+) -> dict[str, Any]:
+    """Accuracy of ``predict`` ((feature rows, notes) -> labels of the rows) on each
+    re-encoding of ``copies`` (``reencoded_test_songs``), with the recall of every genre."""
+    out: dict[str, Any] = {}
+    for how, (table, new_notes) in copies.items():
+        y = labels.loc[song_ids(table["file_id"])].to_numpy(dtype=object)
+        pred = predict(table, new_notes)
+        out[how] = {"accuracy": float((pred == y).mean())}
+        if per_genre:
+            out[how]["per_genre"] = {
+                str(g): float((pred[y == g] == g).mean()) for g in sorted(set(y))
+            }
+    return out
+
+
 def perturbed_accuracy(
     fitted: FittedModel,
     ids: list[str],
@@ -90,26 +132,23 @@ def perturbed_accuracy(
     seed: int,
     n_jobs: int = 1,
     cnn: SongsPredictor | None = None,
+    copies: dict[str, tuple[pd.DataFrame, pd.DataFrame]] | None = None,
 ) -> dict[str, Any]:
-    """Accuracy on the songs ``ids`` re-encoded by each perturbation (and by a random mix);
-    ``n_jobs`` re-encodings at a time (processes; each draws from its own seed). ``cnn``
-    (labels of songs from their notes): its accuracy on the same re-encoded songs too
-    (``cnn_accuracy``), the sequence model's robustness beside the served model's."""
-    hows = [*PERTURBATIONS, None]
-    songs = notes[notes["file_id"].isin(ids)]
-    done = Parallel(n_jobs=n_jobs)(
-        delayed(reencoded)(songs, files, ids, labels, feature_params, seed + i, how)
-        for i, how in enumerate(hows)
+    """Accuracy on the songs ``ids`` re-encoded by each perturbation (and by a random mix;
+    ``copies``: those re-encodings when already made). ``cnn`` (labels of songs from their
+    notes): its accuracy on the same re-encoded songs too (``cnn_accuracy``), the sequence
+    model's robustness beside the served model's."""
+    if copies is None:
+        copies = reencoded_test_songs(ids, labels, files, notes, feature_params, seed, n_jobs)
+    out = perturbed_scores(
+        lambda table, _: fitted.predict(model_input(table, fitted.columns)), copies, labels
     )
-    out: dict[str, Any] = {}
-    for how, (table, new_notes) in zip(hows, done, strict=True):
-        y = labels.loc[song_ids(table["file_id"])].to_numpy(dtype=object)
-        pred = fitted.predict(model_input(table, fitted.columns))
-        per = {str(g): float((pred[y == g] == g).mean()) for g in sorted(set(y))}
-        out[how or "random_mix"] = {"accuracy": float((pred == y).mean()), "per_genre": per}
-        if cnn is not None:
-            seq = cnn(new_notes, list(table["file_id"]))
-            out[how or "random_mix"]["cnn_accuracy"] = float((seq == y).mean())
+    if cnn is not None:
+        seq = perturbed_scores(
+            lambda table, n: cnn(n, list(table["file_id"])), copies, labels, per_genre=False
+        )
+        for how, r in seq.items():
+            out[how]["cnn_accuracy"] = r["accuracy"]
     return out
 
 
@@ -222,10 +261,17 @@ def evaluate_robustness(
     n_jobs: int = 1,
     held_out: dict[str, float] | None = None,
     cnn: SongsPredictor | None = None,
+    test_copies: dict[str, tuple[pd.DataFrame, pd.DataFrame]] | None = None,
+    cnn_scores: dict[str, Any] | None = None,
+    log: Callable[[str], Any] = print,
 ) -> dict[str, Any]:
     """Every robustness number of the served genre model (see the module docstring);
-    ``held_out``: its held-out-source accuracies from the train stage (``cross_source``);
-    ``cnn``: the genre CNN, scored on the same re-encoded songs."""
+    ``held_out``: its held-out-source accuracies from the selection (``cross_source``);
+    ``cnn``: the genre CNN, scored on the same re-encoded songs, or ``cnn_scores``, those
+    scores as its own stage computed them (``cnn_fit.cnn_robustness``); ``test_copies``:
+    the re-encoded test songs when already made (``reencoded_test_songs``)."""
+    import time
+
     seed = int(params.seed)
     test_ids, y_test = task.ids("test"), task.y("test")
     clean = fitted.predict(feature_matrix(table, test_ids, fitted.columns))
@@ -239,15 +285,29 @@ def evaluate_robustness(
     }
     if cnn is not None:
         out["cnn_clean_accuracy"] = float((cnn(notes, test_ids) == y_test).mean())
+    elif cnn_scores:
+        out["cnn_clean_accuracy"] = float(cnn_scores["clean_accuracy"])
+    start = time.perf_counter()
     with _quiet_worker_recycling():
-        return out | {
-            "perturbed": perturbed_accuracy(
-                fitted, test_ids, task.labels, files, notes, feature_params, seed, n_jobs, cnn
-            ),
-            "cross_source": cross_source(
-                fitted, table, files, task.ids("train"), augmented, held_out, n_jobs
-            ),
-            "importance": importance_before_after(
-                fitted, table, task.ids("train"), task.y("train"), test_ids, y_test, seed, n_jobs
-            ),
-        }
+        perturbed = perturbed_accuracy(
+            fitted,
+            test_ids,
+            task.labels,
+            files,
+            notes,
+            feature_params,
+            seed,
+            n_jobs,
+            cnn,
+            test_copies,
+        )
+        for how, acc in ((cnn_scores or {}).get("perturbed") or {}).items():
+            perturbed[how]["cnn_accuracy"] = float(acc)
+        log(f"robustness: re-encoded test songs scored ({time.perf_counter() - start:.1f} s)")
+        start = time.perf_counter()
+        across = cross_source(fitted, table, files, task.ids("train"), augmented, held_out, n_jobs)
+        importance = importance_before_after(
+            fitted, table, task.ids("train"), task.y("train"), test_ids, y_test, seed, n_jobs
+        )
+        log(f"robustness: permutation importance ({time.perf_counter() - start:.1f} s)")
+    return out | {"perturbed": perturbed, "cross_source": across, "importance": importance}

@@ -32,15 +32,24 @@ from midiml.classify.fits import (
     tasks_of,
 )
 from midiml.classify.made_up_loops import LOOP_GENRE
+from midiml.classify.robustness import reencoded_test_songs
 from midiml.classify.selection import (
     AUTO_CROSS_SOURCE,
     select_task,
     write_selection,
 )
 from midiml.classify.source_weighting import song_sources
-from midiml.classify.tables import copies_as_configured, plain, read_tables, selection_loops  # noqa: F401
+from midiml.classify.tables import (  # noqa: F401  (read_tables: the stages' reader)
+    copies_as_configured,
+    feature_kwargs,
+    plain,
+    read_tables,
+    selection_loops,
+)
+from midiml.represent.perturb import PERTURBATIONS
 
 LOOPS_FILE = "selection_loops.parquet"
+ROBUSTNESS_TASK = "genre"  # the task whose served model is scored on re-encoded test songs
 
 
 def write_copies(
@@ -74,6 +83,46 @@ def write_copies(
     loops = selection_loops(params, classes) if wanted else None
     if loops is not None:
         loops.to_parquet(out_dir / LOOPS_FILE)
+
+
+def write_test_copies(
+    params: Any, files: pd.DataFrame, splits: pd.DataFrame, notes: pd.DataFrame, out_dir: Path
+) -> None:
+    """Stage ``reencoded_test_songs``: the test songs of ``ROBUSTNESS_TASK`` re-encoded by
+    each perturbation, ``out_dir/<how>.parquet`` (feature rows) and ``<how>.notes.parquet``;
+    every model and the CNN are scored on them (no model is needed to make them)."""
+    task = tasks_of(params, files, splits).get(ROBUSTNESS_TASK)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if task is None or isinstance(task, str):
+        return
+    copies = reencoded_test_songs(
+        task.ids("test"),
+        task.labels,
+        files,
+        notes,
+        feature_kwargs(params),
+        int(params.seed),
+        int(params.classifier.get("n_jobs", 1)),
+    )
+    for how, (table, song_notes) in copies.items():
+        table.to_parquet(out_dir / f"{how}.parquet")
+        song_notes.to_parquet(out_dir / f"{how}.notes.parquet")
+
+
+def read_test_copies(folder: Path) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]] | None:
+    """``write_test_copies``' re-encodings (re-encoding -> (feature rows, notes)), or None."""
+    if not folder.is_dir():
+        return None
+    hows = [*PERTURBATIONS, "random_mix"]
+    if not all((folder / f"{how}.parquet").exists() for how in hows):
+        return None
+    return {
+        how: (
+            pd.read_parquet(folder / f"{how}.parquet"),
+            pd.read_parquet(folder / f"{how}.notes.parquet"),
+        )
+        for how in hows
+    }
 
 
 def fitted_models(params: Any) -> list[str]:
@@ -147,8 +196,17 @@ def train_all(
             (fits_dir / model).mkdir(parents=True)
             fit_all_tasks(params, model, files, splits, table, copies_dir, fits_dir / model, log)
         (fits_dir / "cnn").mkdir(parents=True)
-        if notes is not None:
+        cnn = params.classifier.get("cnn")
+        if notes is not None and cnn and cnn.get("tasks"):
+            tests_dir = Path(tmp) / "test_copies"
+            write_test_copies(params, files, splits, notes, tests_dir)
             train_cnn_tasks(
-                params, tasks_of(params, files, splits), files, notes, fits_dir / "cnn", log
+                params,
+                tasks_of(params, files, splits),
+                files,
+                notes,
+                fits_dir / "cnn",
+                log,
+                {ROBUSTNESS_TASK: read_test_copies(tests_dir)},
             )
         return select_all(params, files, splits, table, copies_dir, fits_dir, out_dir, log)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 
 from midiml.classify.copies import song_ids
 from midiml.classify.made_up_loops import LOOP_GENRE, STYLES, write_loop_pack
@@ -64,6 +65,7 @@ def copies_table(
     melody: dict | None = None,
     excerpts: dict | None = None,
     texture: dict | None = None,
+    n_jobs: int = 1,
 ) -> pd.DataFrame:
     """Feature rows of random re-encodings of songs ``ids`` (``copies[genre]`` per song,
     ``copies['default']`` for other genres); ids ``<song>#aug<k>``, genre kept. A copy of a
@@ -79,7 +81,7 @@ def copies_table(
     most = max(int(v) for v in copies.values())
     melody = {str(k): float(v) for k, v in (melody or {}).items()}
     texture = {str(k): float(v) for k, v in (texture or {}).items()}
-    parts_n, parts_f = [], []
+    parts: list[tuple[list[str], dict[str, Any]]] = []  # (songs, perturb_songs' keywords)
     for k in range(most):
         chosen = [i for i in ids if k < int(copies.get(genre[i], copies.get("default", 0)))]
         draw = np.random.default_rng(seed + 2000 + k).random(len(chosen))
@@ -90,41 +92,58 @@ def copies_table(
         with_texture = {
             i for i, u in zip(chosen, draw, strict=True) if u < texture.get(genre[i], 0.0)
         }
-        n, f = perturb_songs(
-            notes,
-            files,
-            chosen,
-            seed=seed + 1000 + k,
-            suffix=f"#aug{k}",
-            melody=with_melody,
-            texture=with_texture,
+        parts.append(
+            (
+                chosen,
+                {
+                    "seed": seed + 1000 + k,
+                    "suffix": f"#aug{k}",
+                    "melody": with_melody,
+                    "texture": with_texture,
+                },
+            )
         )
-        parts_n.append(n)
-        parts_f.append(f)
     ex = dict(excerpts or {})
     if int(ex.get("copies", 0)):
         lo, hi = float(ex.get("min_s", 8.0)), float(ex.get("max_s", 60.0))
         length = files.set_index("file_id")["length_s"].astype(float)
         longer = [i for i in ids if length.get(i, 0.0) > lo]  # shorter ones stay whole
         for k in range(int(ex["copies"])):
-            n, f = perturb_songs(
-                notes,
-                files,
-                longer,
-                seed=seed + 3000 + k,
-                how="crop",
-                suffix=f"#ex{k}",
-                options={"min_s": lo, "max_s": hi},
-            )
-            parts_n.append(n)
-            parts_f.append(f)
-    aug_files = pd.concat(parts_f, ignore_index=True)
-    if aug_files.empty:
-        return pd.DataFrame()
-    aug_files["genre"] = song_ids(aug_files["file_id"]).map(genre)
-    return extract_features(
-        pd.concat(parts_n, ignore_index=True), aug_files, **feature_kwargs(params)
+            options = {"min_s": lo, "max_s": hi}
+            kwargs = {"seed": seed + 3000 + k, "how": "crop", "suffix": f"#ex{k}"}
+            parts.append((longer, kwargs | {"options": options}))
+    parts = [(songs, kwargs) for songs, kwargs in parts if songs]
+    # each part draws from its own seed and a song's features depend on that song alone, so
+    # the parts run n_jobs at a time and their rows are concatenated in order
+    done = Parallel(n_jobs=n_jobs)(
+        delayed(_copies_part)(
+            notes[notes["file_id"].isin(set(songs))],
+            files,
+            songs,
+            kwargs,
+            genre,
+            feature_kwargs(params),
+        )
+        for songs, kwargs in parts
     )
+    done = [t for t in done if len(t)]
+    return pd.concat(done, ignore_index=True) if done else pd.DataFrame()
+
+
+def _copies_part(
+    notes: pd.DataFrame,
+    files: pd.DataFrame,
+    songs: list[str],
+    kwargs: dict[str, Any],
+    genre: pd.Series,
+    features: dict[str, Any],
+) -> pd.DataFrame:
+    """Feature rows of one ``perturb_songs`` call of ``copies_table``."""
+    n, f = perturb_songs(notes, files, songs, **kwargs)
+    if f.empty:
+        return pd.DataFrame()
+    f["genre"] = song_ids(f["file_id"]).map(genre)
+    return extract_features(n, f, **features)
 
 
 def copies_as_configured(
@@ -142,6 +161,7 @@ def copies_as_configured(
         plain(aug.get("melody")),
         plain(aug.get("excerpts")),
         plain(aug.get("texture")),
+        int(params.classifier.get("n_jobs", 1)),
     )
 
 
