@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup lock repro small demo test lint params bench bench-train tune-genre mlflow-ui clean
+.PHONY: setup lock repro small demo test lint params bench bench-train tune-classifier mlflow-ui clean
 
 setup: $(STAMP)
 
@@ -52,8 +52,11 @@ bench-train: setup  ## generator training times on TRAINER=cpu|gpu (after the pi
 	$(BIN)/python benchmarks/train_generators.py --trainer $(TRAINER)
 
 ARGS ?=
-tune-genre: setup   ## refit the served genre model under Hydra overrides (ARGS) and score it (after make repro)
-	$(BIN)/python benchmarks/genre_tuning.py $(ARGS)
+# one classifier experiment: make tune-classifier ARGS='-S classifier.models.svm.grid.C=[1.0,3.0]'
+# reruns that model's stage, the selection and the evaluation only (docs/classifiers.md)
+tune-classifier: setup  ## dvc exp run of the classifier stages with ARGS, then dvc exp show
+	$(BIN)/dvc exp run $(ARGS) evaluate_classifiers
+	$(BIN)/dvc exp show --only-changed --md
 
 mlflow-ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db

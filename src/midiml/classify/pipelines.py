@@ -27,7 +27,7 @@ from sklearn.preprocessing import StandardScaler
 
 from midiml.classify.copies import kept_copies
 from midiml.classify.source_weighting import fit_weighted, source_power, training_weights
-from midiml.classify.words_model import MusicAndWords, model_input
+from midiml.classify.words_model import model_input
 from midiml.io import atomic_path
 from midiml.represent.features import ARTIFACT_FEATURES, WORDS_COLUMN
 
@@ -345,112 +345,6 @@ def fit_feature_model(
         folds,
         time.perf_counter() - start,
         Novelty.fit(feature_matrix(table, task.ids("train"), columns)),
-        source_power=power,
-    )
-
-
-def fit_vote(
-    task: TaskData, members: list[FittedModel], table: pd.DataFrame, cfg: Any, seed: int
-) -> FittedModel:
-    """Soft vote (mean probability) of already tuned feature models.
-
-    On small classes (composers with ten pieces) the single models err on different songs,
-    so their average is steadier than any one of them. The members stay as tuned; the
-    vote's CV score re-fits them (with their chosen hyperparameters) fold by fold, so it is
-    comparable with the members' own CV scores and ``serve_model: auto`` can pick it.
-    """
-    from sklearn.base import clone
-    from sklearn.ensemble import VotingClassifier
-    from sklearn.frozen import FrozenEstimator
-    from sklearn.model_selection import cross_val_score
-
-    if len(members) < 2:
-        raise TaskSkipped("a vote needs at least two fitted feature models")
-    columns = members[0].columns
-    X, y = feature_matrix(table, task.ids("train"), columns), task.y("train")
-    folds = members[0].cv_folds
-    start = time.perf_counter()
-    # an outer fold's training part of a class of n songs has n - ceil(n / folds) of them:
-    # the calibrated SVM's own folds must fit into that
-    smallest = int(min(n - -(-n // folds) for n in pd.Series(y).value_counts()))
-    if smallest < 2:
-        raise TaskSkipped("too few training songs per class to cross-validate the vote")
-    inner = StratifiedKFold(min(folds, smallest), shuffle=True, random_state=seed)
-
-    def refit_copy(m: FittedModel) -> Pipeline:
-        pipe = clone(m.pipeline)
-        if isinstance(pipe.named_steps["clf"], CalibratedClassifierCV):
-            pipe.set_params(clf__cv=inner)
-        return pipe
-
-    fresh = VotingClassifier([(m.model, refit_copy(m)) for m in members], voting="soft")
-    cv = cross_val_score(
-        fresh,
-        X,
-        y,
-        scoring=str(cfg.scoring),
-        cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
-        n_jobs=int(cfg.get("n_jobs", 1)),
-        error_score="raise",
-    )
-    vote = VotingClassifier(
-        [(m.model, FrozenEstimator(m.pipeline)) for m in members], voting="soft"
-    ).fit(X, y)
-    return FittedModel(
-        task.name,
-        VOTE,
-        vote,
-        task.classes,
-        columns,
-        task.positive,
-        task.genres,
-        {"members": [m.model for m in members]},
-        float(np.mean(cv)),
-        folds,
-        time.perf_counter() - start,
-        members[0].novelty,
-        source_power=members[0].source_power,
-    )
-
-
-def fit_vote_and_words(
-    task: TaskData,
-    vote: FittedModel,
-    table: pd.DataFrame,
-    cfg: Any,
-    augmented: pd.DataFrame | None = None,
-    source: pd.Series | None = None,
-) -> FittedModel:
-    """The fitted vote (frozen) blended with a words model fitted on the training songs and
-    the ``augmented`` rows (feature rows with words of re-encoded training songs, ids
-    ``<song>#...``), weighted by ``source`` as configured, as the vote's members were. No CV
-    score: the vote's own is in its row, and the held-out-source scores are what this model
-    is chosen by."""
-    from sklearn.frozen import FrozenEstimator
-
-    words_cfg = cfg.words
-    columns = [*vote.columns, WORDS_COLUMN]
-    X, y = with_copies(table, task.ids("train"), task.labels, augmented, columns)
-    power, weights = _source_weighting(task, cfg, augmented, source)
-    start = time.perf_counter()
-    blend = MusicAndWords(
-        FrozenEstimator(vote.pipeline),
-        instantiate(words_cfg.estimator),
-        float(words_cfg.weight),
-    ).fit(X, y, sample_weight=weights)
-    return FittedModel(
-        task.name,
-        VOTE_AND_WORDS,
-        blend,
-        task.classes,
-        columns,
-        task.positive,
-        task.genres,
-        {"members": [VOTE, "words"], "weight": float(words_cfg.weight)},
-        float("nan"),
-        vote.cv_folds,
-        time.perf_counter() - start,
-        vote.novelty,
         source_power=power,
     )
 

@@ -6,8 +6,8 @@ on every column of the feature table (file artifacts included): the "before" of 
 robustness work. Held-out-source validation refits the model on every training-split song
 except one source's (plus re-encoded copies of those songs, as training does) and scores
 that source's training-split songs: the train stage's own numbers, reused here. (The same
-table for the all-features model: ``make tune-genre ARGS='classifier.feature_set=all
---held-out'``; refitting it here cost the pipeline three minutes.)
+table for the all-features model: ``dvc exp run -S
+classifier.feature_set=all``; refitting it here cost the pipeline three minutes.)
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -180,9 +181,8 @@ def out_of_source_by_genre(
 ) -> dict[str, Any]:
     """Per genre, the mean accuracy of its held-out sources (``held``: source -> accuracy),
     or for the genre with one source, which has no second source to hold out, the made-up
-    loops' recall. Floats, or arrays (one entry per candidate model, as
-    ``benchmarks/vote_weights.py`` scores many weightings at once) alike; the out-of-source
-    score is the mean of these."""
+    loops' recall. Floats, or arrays (one entry per candidate model) alike; the
+    out-of-source score is the mean of these."""
     per_genre: dict[str, list[Any]] = {}
     for src, acc in held.items():
         per_genre.setdefault(str(genre_of[src]), []).append(acc)
@@ -313,7 +313,9 @@ def select_task(
             held |= out_of_source_score(fitted, held, files, loops)
         run_id = infos.get(m, {}).get("run_id")
         combined_model = m in (VOTE, VOTE_AND_WORDS)  # single models have their own runs
-        opened = tracking.run(params, CONCERN, f"{task.name}/{m}") if combined_model else _NoRun()
+        opened = (
+            tracking.run(params, CONCERN, f"{task.name}/{m}") if combined_model else nullcontext()
+        )
         with opened as run:
             if run is not None:
                 log_fit(fitted)
@@ -336,16 +338,6 @@ def select_task(
     order = [*cfg.models, VOTE, *blends]
     infos = {m: infos[m] for m in order if m in infos}
     return {"serve_order": order, "wanted": wanted, "models": infos}, models
-
-
-class _NoRun:
-    """A context that opens no MLflow run (single models have theirs from their stage)."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
 
 
 def _cv_text(value: float) -> str:
