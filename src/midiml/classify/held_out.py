@@ -156,7 +156,7 @@ def held_out_source_predictions(
     ids: list[str],
     labels: pd.Series,
     source: pd.Series,
-    augmented: pd.DataFrame | None = None,
+    copies: pd.DataFrame | None = None,
     n_jobs: int = 1,
     columns: list[str] | None = None,
     refits: dict[tuple, Any] | None = None,
@@ -164,7 +164,7 @@ def held_out_source_predictions(
     """Per held-out source: (probabilities in ``fitted.classes`` order before any class prior,
     true labels) of its songs among ``ids``, from the model (same estimator and
     hyperparameters as ``fitted``, on ``columns``, by default its own) refitted on the other
-    sources' songs plus their re-encoded copies (``augmented`` rows, ids ``<song>#...``).
+    sources' songs plus their re-encoded copies (``copies``: feature rows, ids ``<song>#...``).
     Only sources of genres with two or more sources among ``ids`` count: a lone source
     cannot be left out.
 
@@ -187,14 +187,14 @@ def held_out_source_predictions(
     for held, (train, test) in held_out_folds(ids, labels, source).items():
         keys[held], truths[held] = [], lab.loc[test].to_numpy(dtype=object)
         inputs: dict[tuple, tuple] = {}  # (X, y, X_test, weights) per column set
-        weights = training_weights(train, lab, augmented, source, power)
+        weights = training_weights(train, lab, copies, source, power)
         for estimator, cols in parts:
             key = refit_key(held, cols, estimator, power)
             keys[held].append(key)
             if key in refits or key in todo:
                 continue
             if tuple(cols) not in inputs:
-                X, y = with_copies(table, train, lab, augmented, cols, leaf_input)
+                X, y = with_copies(table, train, lab, copies, cols, leaf_input)
                 inputs[tuple(cols)] = (X, y, leaf_input(t.loc[test], cols), weights)
             todo[key] = (estimator, *inputs[tuple(cols)])
     refits.update(zip(todo, refit_all(list(todo.values()), n_jobs), strict=True))

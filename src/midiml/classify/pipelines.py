@@ -277,12 +277,12 @@ def apply_prior(
 
 
 def _source_weighting(
-    task: TaskData, cfg: Any, augmented: pd.DataFrame | None, source: pd.Series | None
+    task: TaskData, cfg: Any, copies: pd.DataFrame | None, source: pd.Series | None
 ) -> tuple[float, np.ndarray | None]:
     """(the configured power, the weights of the rows ``with_copies`` builds from the task's
-    training songs and ``augmented``); (0, None) without ``source``."""
+    training songs and ``copies``); (0, None) without ``source``."""
     power = source_power(cfg, task.name) if source is not None else 0.0
-    return power, training_weights(task.ids("train"), task.labels, augmented, source, power)
+    return power, training_weights(task.ids("train"), task.labels, copies, source, power)
 
 
 def fit_feature_model(
@@ -291,12 +291,12 @@ def fit_feature_model(
     table: pd.DataFrame,
     cfg: Any,
     seed: int,
-    augmented: pd.DataFrame | None = None,
+    copies: pd.DataFrame | None = None,
     source: pd.Series | None = None,
 ) -> FittedModel:
     """Grid-search ``model`` on the task's training songs (stratified CV) and refit there.
 
-    ``augmented`` (feature rows of re-encoded training songs, ids ``<song>#...``) joins only
+    ``copies`` (feature rows of re-encoded training songs, ids ``<song>#...``) joins only
     the final refit: in CV a song's copies would sit on both sides of a fold. So does the
     weighting of rows by source (``classifier.source_weighting``; ``source``: song ->
     source): the hyperparameters are searched on the plain songs.
@@ -319,9 +319,9 @@ def fit_feature_model(
     search.fit(X, y)
     best = {k.removeprefix("clf__"): v for k, v in search.best_params_.items()}
     pipeline = search.best_estimator_
-    power, weights = _source_weighting(task, cfg, augmented, source)
-    if (augmented is not None and len(augmented)) or weights is not None:
-        X, y = with_copies(table, task.ids("train"), task.labels, augmented, columns)
+    power, weights = _source_weighting(task, cfg, copies, source)
+    if (copies is not None and len(copies)) or weights is not None:
+        X, y = with_copies(table, task.ids("train"), task.labels, copies, columns)
         pipeline = fit_weighted(pipeline, X, y, weights)
     if not hasattr(pipeline.named_steps["clf"], "predict_proba"):
         # e.g. SVC has no probabilities of its own: calibrate the tuned estimator (Platt)

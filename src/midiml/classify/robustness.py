@@ -157,7 +157,7 @@ def cross_source(
     table: pd.DataFrame,
     files: pd.DataFrame,
     train_ids: list[str],
-    augmented: pd.DataFrame | None,
+    copies: pd.DataFrame | None,
     served: dict[str, float] | None = None,
     n_jobs: int = 1,
 ) -> dict[str, Any]:
@@ -175,7 +175,7 @@ def cross_source(
     if served is None:
         served = held_out_source_scores(
             fitted,
-            held_out_source_predictions(fitted, t, ids, labels, source, augmented, n_jobs),
+            held_out_source_predictions(fitted, t, ids, labels, source, copies, n_jobs),
         )
     src = source.loc[ids]
     multi = _taught_by_several_sources(src, labels)
@@ -256,7 +256,7 @@ def evaluate_robustness(
     files: pd.DataFrame,
     table: pd.DataFrame,
     notes: pd.DataFrame,
-    augmented: pd.DataFrame | None,
+    copies: pd.DataFrame | None,
     feature_params: dict[str, Any],
     n_jobs: int = 1,
     held_out: dict[str, float] | None = None,
@@ -305,7 +305,7 @@ def evaluate_robustness(
             perturbed[how]["cnn_accuracy"] = float(acc)
         log(f"robustness: re-encoded test songs scored ({time.perf_counter() - start:.1f} s)")
         start = time.perf_counter()
-        across = cross_source(fitted, table, files, task.ids("train"), augmented, held_out, n_jobs)
+        across = cross_source(fitted, table, files, task.ids("train"), copies, held_out, n_jobs)
         importance = importance_before_after(
             fitted, table, task.ids("train"), task.y("train"), test_ids, y_test, seed, n_jobs
         )
