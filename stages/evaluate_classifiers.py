@@ -95,7 +95,7 @@ def made_up_loops(params) -> dict:
     out: dict = {}
     with atomic_dir(LOOPS) as tmp:
         for style in STYLES:
-            write_loop_pack(tmp / style / "lofi", style, int(cfg.n), int(cfg.seed))
+            write_loop_pack(tmp / style / str(cfg.genre), style, int(cfg.n), int(cfg.seed))
     try:
         served = load_served(MODELS)
     except ModelsMissing as exc:
@@ -104,8 +104,8 @@ def made_up_loops(params) -> dict:
         r = evaluate_blind(LOOPS / style, served)
         out[style] = {
             "n": r["n_files"],
-            "lofi_share": r["per_genre"]["lofi"]["accuracy"],
-            "predicted": r["confusion"]["lofi"],
+            "lofi_share": r["per_genre"][str(cfg.genre)]["accuracy"],
+            "predicted": r["confusion"][str(cfg.genre)],
         }
         print(f"made-up {style} loops: {out[style]['lofi_share']:.3f} called lo-fi")
     return out

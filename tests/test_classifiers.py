@@ -25,7 +25,7 @@ CFG = OmegaConf.create(
         "tasks": {
             "genre": {},
             "composer": {"min_pieces": 3},
-            "chopin_vs_other": {"positive": "Chopin", "negative": "other"},
+            "chopin_vs_other": {"label": "composer", "positive": "Chopin", "negative": "other"},
         },
         "min_train_per_class": 2,
         "cv_folds": 3,
@@ -293,3 +293,27 @@ def test_piano_roll_cnn_trains_saves_and_reloads(tmp_path):
     reloaded = load_cnn(clf.fit_result.best_checkpoint)
     assert reloaded.hparams.classes == ["high", "low"]
     np.testing.assert_allclose(predict_songs(reloaded, rolls[8:]), proba, rtol=1e-5)
+
+
+def test_a_task_is_config_only():
+    """A task is a config entry (``label`` column, ``min_pieces``, ``positive``): a new
+    binary task needs no code."""
+    files, splits, _ = toy_tables()
+    cfg = OmegaConf.merge(
+        CFG,
+        {
+            "tasks": {
+                "alpha_vs_other": {
+                    "label": "genre",
+                    "positive": "alpha",
+                    "negative": "other",
+                }
+            }
+        },
+    )
+    task = build_task("alpha_vs_other", files, splits, cfg)
+    assert task.classes == ["alpha", "other"] and task.positive == "alpha"
+    genre = files.set_index("file_id")["genre"].loc[task.labels.index]
+    assert ((genre == "alpha") == (task.labels == "alpha")).all()
+    with pytest.raises(ValueError, match="no column"):
+        build_task("tempo", files, splits, OmegaConf.merge(CFG, {"tasks": {"tempo": {}}}))

@@ -336,18 +336,19 @@ def test_out_of_source_score_averages_genres_with_made_up_loops_for_lofi(served)
     from midiml.classify.tables import selection_loops
 
     model, (params, files, table, notes) = served
-    cfg = OmegaConf.merge(params, {"classifier": {"made_up_loops": {"n": 2, "seed": 0}}})
+    loops_cfg = {"genre": "lofi", "n": 2, "seed": 0}
+    cfg = OmegaConf.merge(params, {"classifier": {"made_up_loops": loops_cfg}})
     assert selection_loops(cfg, ["loops", "runs"]) is None
     loops = selection_loops(cfg, ["lofi", "loops", "runs"])
     assert len(loops) == 4 and set(model.models["genre"].columns) <= set(loops.columns)
     held = {"held_out_source": {"loops_a": 0.8, "loops_b": 0.6, "runs_a": 1.0}}
-    out = out_of_source_score(model.models["genre"], held, files, loops)
+    out = out_of_source_score(model.models["genre"], held, files, loops, "lofi")
     assert out["made_up_loops_recall"] == 0.0  # this model knows no lo-fi
     assert out["out_of_source_by_genre"] == pytest.approx({"loops": 0.7, "runs": 1.0, "lofi": 0})
     assert out["out_of_source_score"] == pytest.approx((0.7 + 1.0 + 0.0) / 3)
     # a lo-fi genre with held-out sources of its own is scored on them, not on the loops
     two = files.assign(genre=files["genre"].replace({"loops": "lofi"}))
-    by_genre = out_of_source_score(model.models["genre"], held, two, loops)
+    by_genre = out_of_source_score(model.models["genre"], held, two, loops, "lofi")
     assert by_genre["out_of_source_by_genre"] == pytest.approx({"lofi": 0.7, "runs": 1.0})
 
 

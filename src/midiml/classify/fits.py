@@ -30,7 +30,6 @@ from sklearn.preprocessing import LabelEncoder
 from midiml import tracking
 from midiml.classify.held_out import LeafRefits, leaf_held_out, leaf_input
 from midiml.classify.pipelines import (
-    TASKS,
     FittedModel,
     TaskData,
     TaskSkipped,
@@ -85,9 +84,7 @@ def tasks_of(params: Any, files: pd.DataFrame, splits: pd.DataFrame) -> dict[str
     """Each configured task as TaskData, or the reason it is skipped (a str)."""
     cfg = params.classifier
     out: dict[str, Any] = {}
-    for name in TASKS:
-        if name not in cfg.tasks:
-            continue
+    for name in cfg.tasks:
         try:
             out[name] = build_task(name, files, splits, cfg)
         except TaskSkipped as exc:

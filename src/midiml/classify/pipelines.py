@@ -31,7 +31,6 @@ from midiml.classify.words_model import model_input
 from midiml.io import atomic_path
 from midiml.represent.features import ARTIFACT_FEATURES, WORDS_COLUMN
 
-TASKS = ("genre", "composer", "chopin_vs_other")
 VOTE = "vote"  # soft vote of the tuned feature models (``classifier.vote``)
 VOTE_AND_WORDS = "vote_and_words"  # the vote blended with the words model (``classifier.words``)
 ID_COLUMNS = ("file_id", "genre")
@@ -63,30 +62,31 @@ class TaskData:
 
 
 def build_task(name: str, files: pd.DataFrame, splits: pd.DataFrame, cfg: Any) -> TaskData:
-    """Label the songs of task ``name``; raise TaskSkipped when it cannot be learned."""
+    """Label the songs of task ``name`` as ``classifier.tasks.<name>`` says: ``label``, the
+    column of the file table that holds the class (default: the task's name); ``min_pieces``,
+    keep the classes with at least that many songs; ``positive`` / ``negative``, a binary
+    task (that class against all others, called ``negative``). Raise TaskSkipped when the
+    task cannot be learned."""
     ok = files[files["status"] == "ok"].set_index("file_id")
     split = splits.set_index("file_id")["split"].astype(str)
     ok = ok.loc[ok.index.intersection(split.index)]
-    tcfg = cfg.tasks[name]
+    tcfg = cfg.tasks[name] or {}
+    column = str(tcfg.get("label", name))
+    if column not in ok.columns:
+        raise ValueError(f"task {name!r}: the file table has no column {column!r}")
+    has = ok[ok[column].notna()]
+    if has.empty:
+        raise TaskSkipped(f"no song has a {column} label")
+    labels = has[column].astype(str)
+    if tcfg.get("min_pieces") is not None:
+        counts = labels.value_counts()
+        labels = labels[labels.isin(counts[counts >= int(tcfg.min_pieces)].index)]
     positive = None
-    if name == "genre":
-        labels = ok["genre"].astype(str)
-    elif name in ("composer", "chopin_vs_other"):
-        has = ok[ok["composer"].notna()]
-        if has.empty:
-            raise TaskSkipped("no song has a composer label")
-        if name == "composer":
-            counts = has["composer"].value_counts()
-            keep = counts[counts >= int(tcfg.min_pieces)].index
-            labels = has.loc[has["composer"].isin(keep), "composer"].astype(str)
-        else:
-            positive = str(tcfg.positive)
-            labels = pd.Series(
-                np.where(has["composer"].astype(str) == positive, positive, str(tcfg.negative)),
-                index=has.index,
-            )
-    else:
-        raise ValueError(f"unknown task {name!r}; expected one of {TASKS}")
+    if tcfg.get("positive") is not None:
+        positive = str(tcfg.positive)
+        labels = pd.Series(
+            np.where(labels == positive, positive, str(tcfg.negative)), index=labels.index
+        )
     labels = labels.sort_index()
     task = TaskData(
         name,

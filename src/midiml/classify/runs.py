@@ -31,10 +31,10 @@ from midiml.classify.fits import (
     task_fits_path,
     tasks_of,
 )
-from midiml.classify.made_up_loops import LOOP_GENRE
 from midiml.classify.robustness import reencoded_test_songs
 from midiml.classify.selection import (
     AUTO_CROSS_SOURCE,
+    loops_genre,
     select_task,
     write_selection,
 )
@@ -161,7 +161,7 @@ def select_all(
             path = task_fits_path(fits_dir / m, name)
             if path.exists():
                 fits[m] = load_fit(path)
-        task_loops = loops if loops is not None and LOOP_GENRE in task.classes else None
+        task_loops = loops if loops is not None and loops_genre(params) in task.classes else None
         entry, models[name] = select_task(params, task, fits, table, files, source, task_loops, log)
         copies = read_copies(copies_dir, name)
         entries[name] = {

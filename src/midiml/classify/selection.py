@@ -26,7 +26,6 @@ from midiml import tracking
 from midiml.classify.fits import CONCERN, WORDS, ModelFit, log_fit
 from midiml.classify.held_out import combine_leaves, held_out_source_scores
 from midiml.classify.lone_source import choose_prior, lone_source_classes
-from midiml.classify.made_up_loops import LOOP_GENRE
 from midiml.classify.pipelines import (
     VOTE,
     VOTE_AND_WORDS,
@@ -177,7 +176,7 @@ def held_out_entry(
 
 
 def out_of_source_by_genre(
-    held: dict[str, Any], genre_of: dict[str, str], loops_recall: Any
+    held: dict[str, Any], genre_of: dict[str, str], loops_recall: Any, loops_genre: str
 ) -> dict[str, Any]:
     """Per genre, the mean accuracy of its held-out sources (``held``: source -> accuracy),
     or for the genre with one source, which has no second source to hold out, the made-up
@@ -187,13 +186,17 @@ def out_of_source_by_genre(
     for src, acc in held.items():
         per_genre.setdefault(str(genre_of[src]), []).append(acc)
     means = {g: np.mean(v, axis=0) for g, v in per_genre.items()}
-    if LOOP_GENRE not in means:  # the one-source genre has no held-out source: loops stand in
-        means[LOOP_GENRE] = loops_recall
+    if loops_genre not in means:  # the one-source genre has no held-out source: loops stand in
+        means[loops_genre] = loops_recall
     return means
 
 
 def out_of_source_score(
-    fitted: FittedModel, held_out: dict[str, Any], files: pd.DataFrame, loops: pd.DataFrame
+    fitted: FittedModel,
+    held_out: dict[str, Any],
+    files: pd.DataFrame,
+    loops: pd.DataFrame,
+    loops_genre: str,
 ) -> dict[str, Any]:
     """What ``serve_model: auto_cross_source`` picks by: the mean over genres of accuracy on
     music from no training source: a genre with two or more sources scores its held-out
@@ -202,9 +205,9 @@ def out_of_source_score(
     (probabilities near 0 or 1, which no class prior moves) would win on them and miss
     other producers' loops."""
     pred = fitted.predict(model_input(loops, fitted.columns))
-    recall = float((pred == LOOP_GENRE).mean())
+    recall = float((pred == loops_genre).mean())
     held = {src: float(acc) for src, acc in held_out["held_out_source"].items()}
-    means = out_of_source_by_genre(held, source_genres(files), recall)
+    means = out_of_source_by_genre(held, source_genres(files), recall, loops_genre)
     return {
         "made_up_loops_recall": recall,
         "out_of_source_by_genre": {g: float(v) for g, v in means.items()},
@@ -219,6 +222,11 @@ def serve_rule(entry: dict[str, Any], wanted: str) -> str:
     if wanted == AUTO_CROSS_SOURCE and "held_out_source_mean" not in served:
         return "auto"
     return wanted
+
+
+def loops_genre(params: Any) -> str:
+    """The genre the made-up loops are of (``classifier.made_up_loops.genre``)."""
+    return str(params.classifier.made_up_loops.genre)
 
 
 def served_model(models: dict[str, Any], wanted: str, order: list[str]) -> str | None:
@@ -310,7 +318,7 @@ def select_task(
         fitted = models[m]
         held = held_out_entry(fitted, leaves[m], task, source, _prior_cfg(cfg, task.name))
         if held and loops is not None:
-            held |= out_of_source_score(fitted, held, files, loops)
+            held |= out_of_source_score(fitted, held, files, loops, loops_genre(params))
         run_id = infos.get(m, {}).get("run_id")
         combined_model = m in (VOTE, VOTE_AND_WORDS)  # single models have their own runs
         opened = (

@@ -17,7 +17,7 @@ import pandas as pd
 from joblib import Parallel, delayed
 
 from midiml.classify.copies import song_ids
-from midiml.classify.made_up_loops import LOOP_GENRE, STYLES, write_loop_pack
+from midiml.classify.made_up_loops import STYLES, write_loop_pack
 from midiml.classify.serving import features_for
 from midiml.data.midi import read_user_file
 from midiml.represent.features import extract_features
@@ -170,7 +170,7 @@ def selection_loops(params: Any, classes: list[str]) -> pd.DataFrame | None:
     class of ``task`` (``classifier.made_up_loops``; drawn with ``selection_seed``, so the
     loops the evaluate stage reports stay unseen by the choice)."""
     cfg = params.classifier.get("made_up_loops")
-    if not cfg or LOOP_GENRE not in classes:
+    if not cfg or str(cfg.genre) not in classes:
         return None
     seed = int(cfg.get("selection_seed", int(cfg.seed) + 1))
     with tempfile.TemporaryDirectory(prefix="midiml-loops-") as tmp:
