@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import time
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -150,9 +151,10 @@ def held_out_entry(
     source: pd.Series,
     prior_cfg: Any,
 ) -> dict[str, Any]:
-    """Held-out-source accuracies of ``fitted`` (its ``leaves``' refits combined), after
-    setting its lone-source class prior from the same predictions
-    (``classifier.lone_source_prior``); empty when no class has two sources."""
+    """Held-out-source accuracies of ``fitted`` (its ``leaves``' refits combined) at the
+    lone-source class prior chosen from the same predictions (``classifier.lone_source_prior``;
+    ``class_prior``: the choice, for the caller to set); empty when no class has two
+    sources. A value: ``fitted`` is not changed."""
     predictions = combine_leaves(fitted, [f.held_out for f in leaves], leaves[0].truths)
     if not predictions:
         return {}
@@ -166,7 +168,7 @@ def held_out_entry(
             [float(f) for f in prior_cfg.factors],
             float(prior_cfg.max_false_rate),
         )
-        fitted.class_prior = choice["prior"]
+        fitted = replace(fitted, class_prior=choice["prior"])
         out["class_prior"] = choice
     scores = held_out_source_scores(fitted, predictions)
     return out | {
@@ -317,6 +319,8 @@ def select_task(
             continue
         fitted = models[m]
         held = held_out_entry(fitted, leaves[m], task, source, _prior_cfg(cfg, task.name))
+        if "class_prior" in held:
+            fitted.class_prior = held["class_prior"]["prior"]
         if held and loops is not None:
             held |= out_of_source_score(fitted, held, files, loops, loops_genre(params))
         run_id = infos.get(m, {}).get("run_id")
