@@ -332,7 +332,7 @@ def select_task(
             if run is not None:
                 log_fit(fitted)
                 run_id = run.info.run_id
-            _log_held_out(params, run_id, held, fitted)
+        _log_held_out(params, run_id, held, fitted)  # nested under it, once it is closed
         infos[m] = {
             "kind": "features",
             "best_params": fitted.best_params,
