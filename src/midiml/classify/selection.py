@@ -25,7 +25,11 @@ from sklearn.metrics import get_scorer
 
 from midiml import tracking
 from midiml.classify.fits import CONCERN, WORDS, ModelFit, log_fit
-from midiml.classify.held_out import combine_leaves, held_out_source_scores
+from midiml.classify.held_out import (
+    combine_leaves,
+    held_out_source_scores,
+    out_of_source_score,
+)
 from midiml.classify.lone_source import choose_prior, lone_source_classes
 from midiml.classify.pipelines import (
     VOTE,
@@ -36,8 +40,7 @@ from midiml.classify.pipelines import (
     feature_matrix,
     save_model,
 )
-from midiml.classify.source_weighting import source_genres
-from midiml.classify.words_model import MusicAndWords, model_input
+from midiml.classify.words_model import MusicAndWords
 from midiml.represent.features import WORDS_COLUMN
 
 AUTO_CROSS_SOURCE = "auto_cross_source"  # serve_model: pick by held-out-source accuracy
@@ -174,46 +177,6 @@ def held_out_entry(
     return out | {
         "held_out_source": scores,
         "held_out_source_mean": float(np.mean(list(scores.values()))),
-    }
-
-
-def out_of_source_by_genre(
-    held: dict[str, Any], genre_of: dict[str, str], loops_recall: Any, loops_genre: str
-) -> dict[str, Any]:
-    """Per genre, the mean accuracy of its held-out sources (``held``: source -> accuracy),
-    or for the genre with one source, which has no second source to hold out, the made-up
-    loops' recall. Floats, or arrays (one entry per candidate model) alike; the
-    out-of-source score is the mean of these."""
-    per_genre: dict[str, list[Any]] = {}
-    for src, acc in held.items():
-        per_genre.setdefault(str(genre_of[src]), []).append(acc)
-    means = {g: np.mean(v, axis=0) for g, v in per_genre.items()}
-    if loops_genre not in means:  # the one-source genre has no held-out source: loops stand in
-        means[loops_genre] = loops_recall
-    return means
-
-
-def out_of_source_score(
-    fitted: FittedModel,
-    held_out: dict[str, Any],
-    files: pd.DataFrame,
-    loops: pd.DataFrame,
-    loops_genre: str,
-) -> dict[str, Any]:
-    """What ``serve_model: auto_cross_source`` picks by: the mean over genres of accuracy on
-    music from no training source: a genre with two or more sources scores its held-out
-    sources (their mean), the one-source genre its made-up loops. Held-out sources alone
-    cannot see the one-source genre, and a model sure of every source's habits
-    (probabilities near 0 or 1, which no class prior moves) would win on them and miss
-    other producers' loops."""
-    pred = fitted.predict(model_input(loops, fitted.columns))
-    recall = float((pred == loops_genre).mean())
-    held = {src: float(acc) for src, acc in held_out["held_out_source"].items()}
-    means = out_of_source_by_genre(held, source_genres(files), recall, loops_genre)
-    return {
-        "made_up_loops_recall": recall,
-        "out_of_source_by_genre": {g: float(v) for g, v in means.items()},
-        "out_of_source_score": float(np.mean(list(means.values()))),
     }
 
 
