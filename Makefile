@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup lock repro small demo test lint params bench bench-train bench-pipeline tune-genre mlflow-ui clean
+.PHONY: setup lock repro small demo test lint params bench bench-train bench-pipeline tune-classifier mlflow-ui clean
 
 setup: $(STAMP)
 
@@ -55,8 +55,11 @@ bench-pipeline: setup  ## every stage re-run (dvc repro -f), timed stage by stag
 	$(BIN)/python benchmarks/pipeline_time.py
 
 ARGS ?=
-tune-genre: setup   ## refit the served genre model under Hydra overrides (ARGS) and score it (after make repro)
-	$(BIN)/python benchmarks/genre_tuning.py $(ARGS)
+# one classifier experiment: make tune-classifier ARGS='-S classifier.models.svm.grid.C=[1.0,3.0]'
+# reruns that model's stage, the selection and the evaluation only (docs/classifiers.md)
+tune-classifier: setup  ## dvc exp run of the classifier stages with ARGS, then dvc exp show
+	$(BIN)/dvc exp run $(ARGS) evaluate_classifiers
+	$(BIN)/dvc exp show --only-changed --md
 
 PORT ?= 5000
 mlflow-ui: setup    ## mlflow ui on mlflow.db; prints (and opens) each experiment's runs table

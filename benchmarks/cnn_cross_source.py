@@ -22,32 +22,41 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from hydra.errors import HydraException
+from omegaconf import OmegaConf
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from genre_tuning import CACHE, composed, require_run  # noqa: E402
-
-from midiml.classify.cnn import PianoRollCNNClassifier  # noqa: E402
-from midiml.classify.pipelines import TaskData, build_task  # noqa: E402
-from midiml.classify.robustness import held_out_folds  # noqa: E402
-from midiml.classify.runs import (  # noqa: E402
-    _plain,
-    cnn_copies,
-    read_tables,
-    rolls_for,
-    training_rolls,
-)
-from midiml.classify.source_weighting import song_sources, source_genres  # noqa: E402
+from midiml.classify.cnn import PianoRollCNNClassifier
+from midiml.classify.cnn_fit import cnn_copies, rolls_for, training_rolls
+from midiml.classify.held_out import held_out_folds
+from midiml.classify.pipelines import TaskData, build_task
+from midiml.classify.source_weighting import song_sources, source_genres
+from midiml.classify.tables import plain as _plain
+from midiml.classify.tables import read_tables
+from midiml.config import compose_defaults
 
 METRICS = Path("reports/metrics/classifiers.json")
-RESULTS = CACHE / "cnn_cross_source.jsonl"
+RESULTS = Path("data/tuning") / "cnn_cross_source.jsonl"
+
+
+def require_run() -> None:
+    """Stop in one line when the pipeline has not run here (nothing to compare with)."""
+    for needed in (METRICS, Path("data/features/features.parquet")):
+        if not needed.exists():
+            raise SystemExit(f"cnn_cross_source: no {needed}: run the pipeline first (make repro)")
+
+
+def composed(overrides: list[str]) -> Any:
+    """The defaults under Hydra ``overrides``; a mistyped key or value stops in one line."""
+    try:
+        return OmegaConf.create(compose_defaults(overrides))
+    except HydraException as exc:
+        raise SystemExit(f"cnn_cross_source: {str(exc).splitlines()[0]}") from None
 
 
 def served_held_out(path: Path = METRICS) -> tuple[str | None, dict[str, float]]:

@@ -6,19 +6,15 @@ from pathlib import Path
 from threadpoolctl import threadpool_limits
 
 from midiml import tracking
+from midiml.classify.cnn_fit import cnn_predictor
+from midiml.classify.evaluation import evaluate_all, load_manifest, write_blind_folder
+from midiml.classify.fits import CONCERN, read_copies
 from midiml.classify.made_up_loops import STYLES, write_loop_pack
 from midiml.classify.pipelines import build_task, load_model
 from midiml.classify.robustness import evaluate_robustness
-from midiml.classify.runs import (
-    CONCERN,
-    augmented_as_configured,
-    cnn_predictor,
-    evaluate_all,
-    load_manifest,
-    read_tables,
-    write_blind_folder,
-)
+from midiml.classify.runs import read_test_copies
 from midiml.classify.serving import ModelsMissing, evaluate_blind, load_served
+from midiml.classify.tables import read_tables
 from midiml.config import load_params
 from midiml.io import atomic_dir, write_metrics, write_text
 from midiml.report.classifiers import (
@@ -29,6 +25,8 @@ from midiml.report.classifiers import (
 )
 
 MODELS = Path("models/classifiers")
+COPIES = Path("data/classifier_copies")
+TESTS = Path("data/reencoded_test_songs")
 BLIND = Path("data/blind")
 LOOPS = Path("data/made_up_loops")
 PLOTS = Path("reports/plots/confusion")
@@ -52,10 +50,10 @@ def robustness(params, manifest, files, splits, table, notes) -> dict:
     fitted = load_model(MODELS / entry["models"][entry["serve"]]["file"])
     task = build_task("genre", files, splits, params.classifier)
     held_out = entry["models"][entry["serve"]].get("held_out_source")
-    aug_cfg = params.classifier.get("augment")
-    augmented = None  # only to refit held-out sources the train stage did not score
-    if held_out is None and aug_cfg and "genre" in list(aug_cfg.get("tasks", [])):
-        augmented = augmented_as_configured(params, list(task.labels.index), files, notes)
+    # only to refit held-out sources the selection did not score
+    augmented = read_copies(COPIES, "genre") if held_out is None else None
+    tests = read_test_copies(TESTS)
+    cnn_scores = entry["models"].get("cnn", {}).get("robustness")
     rob = evaluate_robustness(
         params,
         fitted,
@@ -67,7 +65,9 @@ def robustness(params, manifest, files, splits, table, notes) -> dict:
         manifest.get("features", {}),
         n_jobs=int(params.classifier.get("n_jobs", 1)),
         held_out=held_out,
-        cnn=genre_cnn(params, entry),
+        cnn=None if tests is not None and cnn_scores else genre_cnn(params, entry),
+        test_copies=tests,
+        cnn_scores=cnn_scores,
     )
     rob["class_prior"] = entry["models"][entry["serve"]].get("class_prior", {})
     with tracking.run(params, CONCERN, "genre/robustness") as run:
@@ -95,7 +95,7 @@ def made_up_loops(params) -> dict:
     out: dict = {}
     with atomic_dir(LOOPS) as tmp:
         for style in STYLES:
-            write_loop_pack(tmp / style / "lofi", style, int(cfg.n), int(cfg.seed))
+            write_loop_pack(tmp / style / str(cfg.genre), style, int(cfg.n), int(cfg.seed))
     try:
         served = load_served(MODELS)
     except ModelsMissing as exc:
@@ -104,8 +104,8 @@ def made_up_loops(params) -> dict:
         r = evaluate_blind(LOOPS / style, served)
         out[style] = {
             "n": r["n_files"],
-            "lofi_share": r["per_genre"]["lofi"]["accuracy"],
-            "predicted": r["confusion"]["lofi"],
+            "lofi_share": r["per_genre"][str(cfg.genre)]["accuracy"],
+            "predicted": r["confusion"][str(cfg.genre)],
         }
         print(f"made-up {style} loops: {out[style]['lofi_share']:.3f} called lo-fi")
     return out
@@ -121,6 +121,7 @@ def main() -> None:
 
 def evaluate(params) -> None:
     """Scores, the blind folder, robustness; metrics, figures and the page."""
+    start = time.perf_counter()
     files, splits, table, notes = read_tables()
     manifest = load_manifest(MODELS)
     with atomic_dir(PLOTS) as plot_dir, atomic_dir(FIGURES) as fig_dir:
@@ -136,6 +137,8 @@ def evaluate(params) -> None:
             plot_dir,
             confusion_figure,
         )
+    print(f"evaluate_classifiers: test scores ({time.perf_counter() - start:.1f} s)")
+    start = time.perf_counter()
     with atomic_dir(BLIND) as tmp:
         n = write_blind_folder(files, splits, tmp)
     try:
@@ -146,6 +149,7 @@ def evaluate(params) -> None:
     except (ModelsMissing, FileNotFoundError) as exc:
         blind = {"skipped": str(exc)}
     metrics["blind_test"] = blind
+    print(f"evaluate_classifiers: blind folder ({time.perf_counter() - start:.1f} s)")
     metrics["robustness"] = robustness(params, manifest, files, splits, table, notes)
     metrics["made_up_loops"] = made_up_loops(params)
     write_metrics("reports/metrics/classifiers.json", metrics)

@@ -12,7 +12,6 @@ from midiml.classify.pipelines import (
     build_task,
     feature_matrix,
     fit_feature_model,
-    fit_vote,
     load_model,
     save_model,
     with_copies,
@@ -26,7 +25,7 @@ CFG = OmegaConf.create(
         "tasks": {
             "genre": {},
             "composer": {"min_pieces": 3},
-            "chopin_vs_other": {"positive": "Chopin", "negative": "other"},
+            "chopin_vs_other": {"label": "composer", "positive": "Chopin", "negative": "other"},
         },
         "min_train_per_class": 2,
         "cv_folds": 3,
@@ -131,11 +130,21 @@ def test_every_model_gives_probabilities_in_class_order(model):
     ]
 
 
+def _member_fits(task, table, models):
+    from midiml.classify.fits import ModelFit, vote_folds
+
+    fitted = [fit_feature_model(task, m, table, CFG, seed=0) for m in models]
+    return {f.model: ModelFit(f, {}, {}, vote_folds(f, task, table, seed=0)) for f in fitted}
+
+
 def test_vote_is_the_mean_of_its_members_probabilities(tmp_path):
+    from midiml.classify.selection import build_vote
+
     files, splits, table = toy_tables()
     task = build_task("genre", files, splits, CFG)
-    members = [fit_feature_model(task, m, table, CFG, seed=0) for m in ("logreg", "svm")]
-    vote = fit_vote(task, members, table, CFG, seed=0)
+    fits = _member_fits(task, table, ("logreg", "svm"))
+    members = [f.fitted for f in fits.values()]
+    vote = build_vote(task, fits, table, CFG, seed=0)
     x = feature_matrix(table, task.ids("test"), vote.columns)
     np.testing.assert_allclose(
         vote.predict_proba(x), np.mean([m.predict_proba(x) for m in members], axis=0)
@@ -146,13 +155,47 @@ def test_vote_is_the_mean_of_its_members_probabilities(tmp_path):
         load_model(tmp_path / "vote.joblib").predict_proba(x), vote.predict_proba(x)
     )
     with pytest.raises(TaskSkipped, match="two"):
-        fit_vote(task, members[:1], table, CFG, seed=0)
+        build_vote(task, dict(list(fits.items())[:1]), table, CFG, seed=0)
     # composers: 2-3 training songs each, so an outer CV fold leaves too few for the SVM's
     # own calibration folds -> skipped with a reason, not a crash of the stage
     composer = build_task("composer", files, splits, CFG)
-    few = [fit_feature_model(composer, m, table, CFG, seed=0) for m in ("logreg", "svm")]
     with pytest.raises(TaskSkipped, match="too few"):
-        fit_vote(composer, few, table, CFG, seed=0)
+        build_vote(composer, _member_fits(composer, table, ("logreg", "svm")), table, CFG, 0)
+
+
+def test_vote_cv_score_from_member_folds_is_the_voting_classifiers_own():
+    """The vote's CV score, computed from each member's out-of-fold probabilities (each
+    member in its own stage), equals ``cross_val_score`` of a soft ``VotingClassifier``
+    refitting the members fold by fold (the calibrated SVM's inner folds shrunk as then)."""
+    from sklearn.base import clone
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.ensemble import VotingClassifier
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    from midiml.classify.selection import build_vote
+
+    files, splits, table = toy_tables()
+    task = build_task("genre", files, splits, CFG)
+    fits = _member_fits(task, table, ("logreg", "random_forest", "svm"))
+    vote = build_vote(task, fits, table, CFG, seed=0)
+    X, y = feature_matrix(table, task.ids("train"), vote.columns), task.y("train")
+    folds = vote.cv_folds
+    smallest = int(min(n - -(-n // folds) for n in pd.Series(y).value_counts()))
+    inner = StratifiedKFold(min(folds, smallest), shuffle=True, random_state=0)
+    pipes = []
+    for name, f in fits.items():
+        pipe = clone(f.fitted.pipeline)
+        if isinstance(pipe.named_steps["clf"], CalibratedClassifierCV):
+            pipe.set_params(clf__cv=inner)
+        pipes.append((name, pipe))
+    cv = cross_val_score(
+        VotingClassifier(pipes, voting="soft"),
+        X,
+        y,
+        scoring=CFG.scoring,
+        cv=StratifiedKFold(folds, shuffle=True, random_state=0),
+    )
+    assert vote.cv_macro_f1 == pytest.approx(float(np.mean(cv)), abs=1e-12)
 
 
 def test_scores_baselines_and_confusion():
@@ -250,3 +293,27 @@ def test_piano_roll_cnn_trains_saves_and_reloads(tmp_path):
     reloaded = load_cnn(clf.fit_result.best_checkpoint)
     assert reloaded.hparams.classes == ["high", "low"]
     np.testing.assert_allclose(predict_songs(reloaded, rolls[8:]), proba, rtol=1e-5)
+
+
+def test_a_task_is_config_only():
+    """A task is a config entry (``label`` column, ``min_pieces``, ``positive``): a new
+    binary task needs no code."""
+    files, splits, _ = toy_tables()
+    cfg = OmegaConf.merge(
+        CFG,
+        {
+            "tasks": {
+                "alpha_vs_other": {
+                    "label": "genre",
+                    "positive": "alpha",
+                    "negative": "other",
+                }
+            }
+        },
+    )
+    task = build_task("alpha_vs_other", files, splits, cfg)
+    assert task.classes == ["alpha", "other"] and task.positive == "alpha"
+    genre = files.set_index("file_id")["genre"].loc[task.labels.index]
+    assert ((genre == "alpha") == (task.labels == "alpha")).all()
+    with pytest.raises(ValueError, match="no column"):
+        build_task("tempo", files, splits, OmegaConf.merge(CFG, {"tasks": {"tempo": {}}}))

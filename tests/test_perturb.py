@@ -194,7 +194,7 @@ def _chord_loops_of_two_genres(song):
 
 
 def test_augmented_copies_get_melodies_only_for_the_asked_genre(song):
-    from midiml.classify.runs import augmented_table
+    from midiml.classify.tables import copies_table as augmented_table
 
     params, files2, two = _chord_loops_of_two_genres(song)
     ids = ["h/other.mid", "g/song.mid"]  # h first: its random draws come before g's melody
@@ -211,7 +211,7 @@ def test_augmented_copies_get_melodies_only_for_the_asked_genre(song):
 def test_excerpt_copies_of_every_long_enough_song(song):
     from omegaconf import OmegaConf
 
-    from midiml.classify.runs import augmented_table
+    from midiml.classify.tables import copies_table as augmented_table
 
     notes, files = song  # one 19.2 s song
     short = notes[notes["onset_s"] < 4.0].assign(file_id="h/short.mid")
@@ -274,7 +274,7 @@ def test_retexture_plays_the_same_chords_in_another_texture(song, texture):
 
 
 def test_augmented_copies_get_textures_only_for_the_asked_genre(song):
-    from midiml.classify.runs import augmented_table
+    from midiml.classify.tables import copies_table as augmented_table
 
     params, files2, two = _chord_loops_of_two_genres(song)
     ids = ["h/other.mid", "g/song.mid"]

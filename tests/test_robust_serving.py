@@ -166,7 +166,7 @@ def test_reencoded_songs_keep_their_genre(served, genre, tmp_path):
 def test_robustness_section_is_computed_and_rendered(served):
     from midiml.classify.pipelines import build_task
     from midiml.classify.robustness import evaluate_robustness
-    from midiml.classify.runs import augmented_table
+    from midiml.classify.tables import copies_table as augmented_table
     from midiml.report.classifiers import render_robustness as render_markdown
 
     model, (params, files, table, notes) = served
@@ -283,7 +283,7 @@ def test_auto_cross_source_serves_the_model_that_transfers(served, tmp_path):
     assert means[entry["serve"]] == max(means.values())
 
     # evaluation: test scores on all test songs and on the original sources' alone
-    from midiml.classify.runs import evaluate_all
+    from midiml.classify.evaluation import evaluate_all
     from midiml.report.classifiers import confusion_figure, render_markdown
 
     cfg = OmegaConf.merge(
@@ -306,7 +306,7 @@ def test_auto_cross_source_serves_the_model_that_transfers(served, tmp_path):
 
 
 def test_served_model_choice():
-    from midiml.classify.runs import _served_model
+    from midiml.classify.selection import served_model as _served_model
 
     models = {
         "a": {"kind": "features", "cv_macro_f1": 0.99, "held_out_source_mean": 0.70},
@@ -332,29 +332,29 @@ def test_served_model_choice():
 def test_out_of_source_score_averages_genres_with_made_up_loops_for_lofi(served):
     """Held-out sources score the genres that have them (mean per genre); lo-fi, with one
     source, is scored on made-up loops of the selection draw; the score is the genres' mean."""
-    from types import SimpleNamespace
-
-    from midiml.classify.runs import out_of_source_score, selection_loops
+    from midiml.classify.selection import out_of_source_score
+    from midiml.classify.tables import selection_loops
 
     model, (params, files, table, notes) = served
-    cfg = OmegaConf.merge(params, {"classifier": {"made_up_loops": {"n": 2, "seed": 0}}})
-    assert selection_loops(cfg, SimpleNamespace(classes=["loops", "runs"])) is None
-    loops = selection_loops(cfg, SimpleNamespace(classes=["lofi", "loops", "runs"]))
+    loops_cfg = {"genre": "lofi", "n": 2, "seed": 0}
+    cfg = OmegaConf.merge(params, {"classifier": {"made_up_loops": loops_cfg}})
+    assert selection_loops(cfg, ["loops", "runs"]) is None
+    loops = selection_loops(cfg, ["lofi", "loops", "runs"])
     assert len(loops) == 4 and set(model.models["genre"].columns) <= set(loops.columns)
     held = {"held_out_source": {"loops_a": 0.8, "loops_b": 0.6, "runs_a": 1.0}}
-    out = out_of_source_score(model.models["genre"], held, files, loops)
+    out = out_of_source_score(model.models["genre"], held, files, loops, "lofi")
     assert out["made_up_loops_recall"] == 0.0  # this model knows no lo-fi
     assert out["out_of_source_by_genre"] == pytest.approx({"loops": 0.7, "runs": 1.0, "lofi": 0})
     assert out["out_of_source_score"] == pytest.approx((0.7 + 1.0 + 0.0) / 3)
     # a lo-fi genre with held-out sources of its own is scored on them, not on the loops
     two = files.assign(genre=files["genre"].replace({"loops": "lofi"}))
-    by_genre = out_of_source_score(model.models["genre"], held, two, loops)
+    by_genre = out_of_source_score(model.models["genre"], held, two, loops, "lofi")
     assert by_genre["out_of_source_by_genre"] == pytest.approx({"lofi": 0.7, "runs": 1.0})
 
 
 def test_serve_rule_reports_the_fallback():
     """A task without a second source is served by CV; the report must not say otherwise."""
-    from midiml.classify.runs import serve_rule
+    from midiml.classify.selection import serve_rule
 
     scored = {"serve": "b", "models": {"b": {"cv_macro_f1": 0.9, "held_out_source_mean": 0.8}}}
     unscored = {"serve": "b", "models": {"b": {"cv_macro_f1": 0.9}}}
@@ -364,7 +364,7 @@ def test_serve_rule_reports_the_fallback():
 
 
 def test_original_sources_mask():
-    from midiml.classify.runs import _original_mask
+    from midiml.classify.evaluation import _original_mask
 
     files = pd.DataFrame({"file_id": ["x", "y", "z"], "source": ["lofi", "koji", "lofi"]})
     assert _original_mask(files, ["x", "y", "z"], ["lofi"]).tolist() == [True, False, True]
@@ -405,7 +405,7 @@ def test_cross_source_table_pools_each_genre_by_songs():
 def test_selection_ranks_a_missing_cv_score_lowest_on_a_validation_tie():
     """Models tied on validation (a small run: every model perfect) are told apart by CV
     macro-F1, and a blend without a CV score (None) ranks below them instead of failing."""
-    from midiml.classify.runs import _selection_key
+    from midiml.classify.evaluation import _selection_key
 
     scored = {
         "vote": {"val_macro_f1": 1.0, "cv_macro_f1": 0.8},
@@ -418,7 +418,7 @@ def test_selection_ranks_a_missing_cv_score_lowest_on_a_validation_tie():
 def test_test_accuracy_by_source_shows_where_the_errors_sit():
     """Per source: its genre, songs and accuracy; the page lists the hardest source first;
     one source only says nothing and is left out."""
-    from midiml.classify.runs import accuracy_by_source
+    from midiml.classify.evaluation import accuracy_by_source
     from midiml.report.classifiers import render_test_by_source
 
     files = pd.DataFrame(
@@ -461,7 +461,7 @@ def test_held_out_folds_leave_out_each_source_of_a_genre_taught_by_several():
 def test_cnn_learns_from_each_training_songs_copies_labelled_as_its_song():
     """The CNN's training rolls are the songs, then the re-encoded copies of those songs only
     (a copy of a song left out of the fit, as in a held-out-source fold, stays out)."""
-    from midiml.classify.runs import training_rolls
+    from midiml.classify.cnn_fit import training_rolls
 
     def notes_of(ids: list[str], pitch: int) -> pd.DataFrame:
         return pd.DataFrame(
@@ -488,7 +488,7 @@ def test_cnn_learns_from_each_training_songs_copies_labelled_as_its_song():
 def test_cnn_copies_are_reencodings_of_each_song_drawn_from_the_seed(served):
     """``classifier.cnn.copies`` re-encodings per song (ids ``<song>#cnn<k>``, notes kept),
     the same for the same seed; none when it is 0."""
-    from midiml.classify.runs import cnn_copies
+    from midiml.classify.cnn_fit import cnn_copies
 
     _, (params, files, _, notes) = served
     ids = list(files["file_id"][:3])

@@ -26,7 +26,6 @@ from pathlib import Path
 import mido
 
 STYLES = ("held", "keys")
-LOOP_GENRE = "lofi"  # the class these loops are of
 
 HELD_CHORDS = {
     "maj7": [0, 4, 7, 11],

@@ -27,11 +27,10 @@ from sklearn.preprocessing import StandardScaler
 
 from midiml.classify.copies import kept_copies
 from midiml.classify.source_weighting import fit_weighted, source_power, training_weights
-from midiml.classify.words_model import MusicAndWords, model_input
+from midiml.classify.words_model import model_input
 from midiml.io import atomic_path
 from midiml.represent.features import ARTIFACT_FEATURES, WORDS_COLUMN
 
-TASKS = ("genre", "composer", "chopin_vs_other")
 VOTE = "vote"  # soft vote of the tuned feature models (``classifier.vote``)
 VOTE_AND_WORDS = "vote_and_words"  # the vote blended with the words model (``classifier.words``)
 ID_COLUMNS = ("file_id", "genre")
@@ -63,30 +62,31 @@ class TaskData:
 
 
 def build_task(name: str, files: pd.DataFrame, splits: pd.DataFrame, cfg: Any) -> TaskData:
-    """Label the songs of task ``name``; raise TaskSkipped when it cannot be learned."""
+    """Label the songs of task ``name`` as ``classifier.tasks.<name>`` says: ``label``, the
+    column of the file table that holds the class (default: the task's name); ``min_pieces``,
+    keep the classes with at least that many songs; ``positive`` / ``negative``, a binary
+    task (that class against all others, called ``negative``). Raise TaskSkipped when the
+    task cannot be learned."""
     ok = files[files["status"] == "ok"].set_index("file_id")
     split = splits.set_index("file_id")["split"].astype(str)
     ok = ok.loc[ok.index.intersection(split.index)]
-    tcfg = cfg.tasks[name]
+    tcfg = cfg.tasks[name] or {}
+    column = str(tcfg.get("label", name))
+    if column not in ok.columns:
+        raise ValueError(f"task {name!r}: the file table has no column {column!r}")
+    has = ok[ok[column].notna()]
+    if has.empty:
+        raise TaskSkipped(f"no song has a {column} label")
+    labels = has[column].astype(str)
+    if tcfg.get("min_pieces") is not None:
+        counts = labels.value_counts()
+        labels = labels[labels.isin(counts[counts >= int(tcfg.min_pieces)].index)]
     positive = None
-    if name == "genre":
-        labels = ok["genre"].astype(str)
-    elif name in ("composer", "chopin_vs_other"):
-        has = ok[ok["composer"].notna()]
-        if has.empty:
-            raise TaskSkipped("no song has a composer label")
-        if name == "composer":
-            counts = has["composer"].value_counts()
-            keep = counts[counts >= int(tcfg.min_pieces)].index
-            labels = has.loc[has["composer"].isin(keep), "composer"].astype(str)
-        else:
-            positive = str(tcfg.positive)
-            labels = pd.Series(
-                np.where(has["composer"].astype(str) == positive, positive, str(tcfg.negative)),
-                index=has.index,
-            )
-    else:
-        raise ValueError(f"unknown task {name!r}; expected one of {TASKS}")
+    if tcfg.get("positive") is not None:
+        positive = str(tcfg.positive)
+        labels = pd.Series(
+            np.where(labels == positive, positive, str(tcfg.negative)), index=labels.index
+        )
     labels = labels.sort_index()
     task = TaskData(
         name,
@@ -277,12 +277,12 @@ def apply_prior(
 
 
 def _source_weighting(
-    task: TaskData, cfg: Any, augmented: pd.DataFrame | None, source: pd.Series | None
+    task: TaskData, cfg: Any, copies: pd.DataFrame | None, source: pd.Series | None
 ) -> tuple[float, np.ndarray | None]:
     """(the configured power, the weights of the rows ``with_copies`` builds from the task's
-    training songs and ``augmented``); (0, None) without ``source``."""
+    training songs and ``copies``); (0, None) without ``source``."""
     power = source_power(cfg, task.name) if source is not None else 0.0
-    return power, training_weights(task.ids("train"), task.labels, augmented, source, power)
+    return power, training_weights(task.ids("train"), task.labels, copies, source, power)
 
 
 def fit_feature_model(
@@ -291,12 +291,12 @@ def fit_feature_model(
     table: pd.DataFrame,
     cfg: Any,
     seed: int,
-    augmented: pd.DataFrame | None = None,
+    copies: pd.DataFrame | None = None,
     source: pd.Series | None = None,
 ) -> FittedModel:
     """Grid-search ``model`` on the task's training songs (stratified CV) and refit there.
 
-    ``augmented`` (feature rows of re-encoded training songs, ids ``<song>#...``) joins only
+    ``copies`` (feature rows of re-encoded training songs, ids ``<song>#...``) joins only
     the final refit: in CV a song's copies would sit on both sides of a fold. So does the
     weighting of rows by source (``classifier.source_weighting``; ``source``: song ->
     source): the hyperparameters are searched on the plain songs.
@@ -319,9 +319,9 @@ def fit_feature_model(
     search.fit(X, y)
     best = {k.removeprefix("clf__"): v for k, v in search.best_params_.items()}
     pipeline = search.best_estimator_
-    power, weights = _source_weighting(task, cfg, augmented, source)
-    if (augmented is not None and len(augmented)) or weights is not None:
-        X, y = with_copies(table, task.ids("train"), task.labels, augmented, columns)
+    power, weights = _source_weighting(task, cfg, copies, source)
+    if (copies is not None and len(copies)) or weights is not None:
+        X, y = with_copies(table, task.ids("train"), task.labels, copies, columns)
         pipeline = fit_weighted(pipeline, X, y, weights)
     if not hasattr(pipeline.named_steps["clf"], "predict_proba"):
         # e.g. SVC has no probabilities of its own: calibrate the tuned estimator (Platt)
@@ -345,112 +345,6 @@ def fit_feature_model(
         folds,
         time.perf_counter() - start,
         Novelty.fit(feature_matrix(table, task.ids("train"), columns)),
-        source_power=power,
-    )
-
-
-def fit_vote(
-    task: TaskData, members: list[FittedModel], table: pd.DataFrame, cfg: Any, seed: int
-) -> FittedModel:
-    """Soft vote (mean probability) of already tuned feature models.
-
-    On small classes (composers with ten pieces) the single models err on different songs,
-    so their average is steadier than any one of them. The members stay as tuned; the
-    vote's CV score re-fits them (with their chosen hyperparameters) fold by fold, so it is
-    comparable with the members' own CV scores and ``serve_model: auto`` can pick it.
-    """
-    from sklearn.base import clone
-    from sklearn.ensemble import VotingClassifier
-    from sklearn.frozen import FrozenEstimator
-    from sklearn.model_selection import cross_val_score
-
-    if len(members) < 2:
-        raise TaskSkipped("a vote needs at least two fitted feature models")
-    columns = members[0].columns
-    X, y = feature_matrix(table, task.ids("train"), columns), task.y("train")
-    folds = members[0].cv_folds
-    start = time.perf_counter()
-    # an outer fold's training part of a class of n songs has n - ceil(n / folds) of them:
-    # the calibrated SVM's own folds must fit into that
-    smallest = int(min(n - -(-n // folds) for n in pd.Series(y).value_counts()))
-    if smallest < 2:
-        raise TaskSkipped("too few training songs per class to cross-validate the vote")
-    inner = StratifiedKFold(min(folds, smallest), shuffle=True, random_state=seed)
-
-    def refit_copy(m: FittedModel) -> Pipeline:
-        pipe = clone(m.pipeline)
-        if isinstance(pipe.named_steps["clf"], CalibratedClassifierCV):
-            pipe.set_params(clf__cv=inner)
-        return pipe
-
-    fresh = VotingClassifier([(m.model, refit_copy(m)) for m in members], voting="soft")
-    cv = cross_val_score(
-        fresh,
-        X,
-        y,
-        scoring=str(cfg.scoring),
-        cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
-        n_jobs=int(cfg.get("n_jobs", 1)),
-        error_score="raise",
-    )
-    vote = VotingClassifier(
-        [(m.model, FrozenEstimator(m.pipeline)) for m in members], voting="soft"
-    ).fit(X, y)
-    return FittedModel(
-        task.name,
-        VOTE,
-        vote,
-        task.classes,
-        columns,
-        task.positive,
-        task.genres,
-        {"members": [m.model for m in members]},
-        float(np.mean(cv)),
-        folds,
-        time.perf_counter() - start,
-        members[0].novelty,
-        source_power=members[0].source_power,
-    )
-
-
-def fit_vote_and_words(
-    task: TaskData,
-    vote: FittedModel,
-    table: pd.DataFrame,
-    cfg: Any,
-    augmented: pd.DataFrame | None = None,
-    source: pd.Series | None = None,
-) -> FittedModel:
-    """The fitted vote (frozen) blended with a words model fitted on the training songs and
-    the ``augmented`` rows (feature rows with words of re-encoded training songs, ids
-    ``<song>#...``), weighted by ``source`` as configured, as the vote's members were. No CV
-    score: the vote's own is in its row, and the held-out-source scores are what this model
-    is chosen by."""
-    from sklearn.frozen import FrozenEstimator
-
-    words_cfg = cfg.words
-    columns = [*vote.columns, WORDS_COLUMN]
-    X, y = with_copies(table, task.ids("train"), task.labels, augmented, columns)
-    power, weights = _source_weighting(task, cfg, augmented, source)
-    start = time.perf_counter()
-    blend = MusicAndWords(
-        FrozenEstimator(vote.pipeline),
-        instantiate(words_cfg.estimator),
-        float(words_cfg.weight),
-    ).fit(X, y, sample_weight=weights)
-    return FittedModel(
-        task.name,
-        VOTE_AND_WORDS,
-        blend,
-        task.classes,
-        columns,
-        task.positive,
-        task.genres,
-        {"members": [VOTE, "words"], "weight": float(words_cfg.weight)},
-        float("nan"),
-        vote.cv_folds,
-        time.perf_counter() - start,
-        vote.novelty,
         source_power=power,
     )
 

@@ -6,18 +6,15 @@ on every column of the feature table (file artifacts included): the "before" of 
 robustness work. Held-out-source validation refits the model on every training-split song
 except one source's (plus re-encoded copies of those songs, as training does) and scores
 that source's training-split songs: the train stage's own numbers, reused here. (The same
-table for the all-features model: ``make tune-genre ARGS='classifier.feature_set=all
---held-out'``; refitting it here cost the pipeline three minutes.)
+table for the all-features model: ``dvc exp run -S
+classifier.feature_set=all``; refitting it here cost the pipeline three minutes.)
 """
 
 from __future__ import annotations
 
-import contextlib
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
@@ -27,15 +24,20 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.inspection import permutation_importance
 
 from midiml.classify.copies import song_ids
+from midiml.classify.held_out import (  # noqa: F401  (held_out_folds: the module's API too)
+    _quiet_worker_recycling,
+    _taught_by_several_sources,
+    held_out_folds,
+    held_out_source_predictions,
+    held_out_source_scores,
+)
 from midiml.classify.pipelines import (
     FittedModel,
-    apply_prior,
     feature_columns,
     feature_matrix,
-    with_copies,
 )
-from midiml.classify.source_weighting import fit_weighted, song_sources, training_weights
-from midiml.classify.words_model import MusicAndWords, as_text, model_input
+from midiml.classify.source_weighting import song_sources
+from midiml.classify.words_model import MusicAndWords, model_input
 from midiml.represent.features import WORDS_COLUMN, extract_features
 from midiml.represent.perturb import PERTURBATIONS, perturb_songs
 
@@ -55,93 +57,6 @@ def _unfrozen(pipe: Any) -> Any:
         members = [(n, _unfrozen(e)) for n, e in pipe.estimators]
         return VotingClassifier(members, voting="soft")
     return clone(pipe)
-
-
-def leaves(pipe: Any, columns: list[str]) -> list[tuple[Any, list[str]]]:
-    """The unfitted models whose probabilities ``pipe`` (on ``columns``) averages, each with
-    its own columns: a blend's music models and words model, a vote's members, or ``pipe``.
-
-    Refitted one by one, a fold's leaf is shared by every model that holds it: the vote's
-    members are the single models themselves, the blend holds the vote, and the blend on
-    all columns holds the same words model as the served one."""
-    pipe = pipe.estimator if isinstance(pipe, FrozenEstimator) else pipe
-    if isinstance(pipe, MusicAndWords):
-        return [*leaves(pipe.music, columns[:-1]), (clone(pipe.words), [WORDS_COLUMN])]
-    if isinstance(pipe, VotingClassifier) and pipe.weights is None:
-        return [leaf for _, e in pipe.estimators for leaf in leaves(e, columns)]
-    return [(clone(pipe), list(columns))]
-
-
-def combined(pipe: Any, probas: Iterator[np.ndarray]) -> np.ndarray:
-    """``pipe``'s probabilities from its leaves' (``leaves`` order), with the arithmetic of
-    ``MusicAndWords`` and ``VotingClassifier`` themselves, so a refit by leaves gives what
-    refitting the whole model gives."""
-    pipe = pipe.estimator if isinstance(pipe, FrozenEstimator) else pipe
-    if isinstance(pipe, MusicAndWords):
-        music = combined(pipe.music, probas)
-        w = float(pipe.weight)
-        return (1 - w) * music + w * next(probas)
-    if isinstance(pipe, VotingClassifier) and pipe.weights is None:
-        return np.average(np.asarray([combined(e, probas) for _, e in pipe.estimators]), axis=0)
-    return next(probas)
-
-
-def leaf_input(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
-    """A leaf's input: the words as text, or the numeric columns as floats."""
-    if columns == [WORDS_COLUMN]:
-        return as_text(frame[WORDS_COLUMN])
-    return model_input(frame, columns)
-
-
-def _fit_proba(
-    estimator: Any,
-    X: np.ndarray,  # noqa: N803
-    y: np.ndarray,
-    X_test: np.ndarray,  # noqa: N803
-    sample_weight: np.ndarray | None = None,
-) -> Any:
-    """Fit ``estimator`` (rows weighted by ``sample_weight`` when given) and return (its
-    classes, probabilities of ``X_test``), or the first line of the error when the data
-    cannot be fitted (e.g. a class too small for the calibrated SVM's inner folds). A
-    function of its arguments only, so that held-out refits can run in parallel processes."""
-    try:
-        est = fit_weighted(estimator, X, y, sample_weight)
-    except ValueError as exc:
-        return str(exc).splitlines()[0]
-    return list(est.classes_), est.predict_proba(X_test)
-
-
-# loky (joblib's process pool) replaces a worker whose memory grew by more than 300 MB
-# between two jobs, and says so with "A worker stopped while some jobs were given to the
-# executor ... memory leak" (joblib#883). The pending jobs run on the new worker and the
-# results are the same; the re-encodings' note tables grow workers that far. The pool is
-# reused, so the notice can surface in whichever parallel call comes next: it is silenced
-# around the whole robustness evaluation, and around the held-out refits of the train stage.
-_WORKER_RECYCLED = "A worker stopped while some jobs were given to the executor"
-
-
-@contextlib.contextmanager
-def _quiet_worker_recycling() -> Iterator[None]:
-    """Silence loky's warning about a worker it recycled on purpose (and only that one)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=_WORKER_RECYCLED, category=UserWarning)
-        yield
-
-
-def refit_all(jobs: list[tuple], n_jobs: int = 1) -> list:
-    """``_fit_proba`` of every (estimator, X, y, X_test[, sample_weight]), ``n_jobs`` at a
-    time (processes; each refit is seeded, so the results do not depend on ``n_jobs``)."""
-    if n_jobs == 1 or len(jobs) < 2:
-        return [_fit_proba(*job) for job in jobs]
-    with _quiet_worker_recycling():
-        return Parallel(n_jobs=n_jobs)(delayed(_fit_proba)(*job) for job in jobs)
-
-
-def _in_order(classes: list[str], known: list[str], proba: np.ndarray) -> np.ndarray:
-    """``proba`` (columns ``known``) in ``classes`` order; a class the refit never saw (only
-    the held-out source has it) cannot be predicted: probability 0."""
-    out = pd.DataFrame(proba, columns=known).reindex(columns=classes, fill_value=0.0)
-    return out.to_numpy(np.float64)
 
 
 def _feature_kwargs(feature_params: dict[str, Any]) -> dict[str, Any]:
@@ -165,6 +80,48 @@ def reencoded(
     return extract_features(n, f, **_feature_kwargs(feature_params)), n
 
 
+def reencoded_test_songs(
+    ids: list[str],
+    labels: pd.Series,
+    files: pd.DataFrame,
+    notes: pd.DataFrame,
+    feature_params: dict[str, Any],
+    seed: int,
+    n_jobs: int = 1,
+) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
+    """The songs ``ids`` re-encoded by each perturbation and by a random mix
+    (``"random_mix"``): (feature rows, notes) per re-encoding, ``n_jobs`` at a time
+    (processes; each draws from its own seed). They do not depend on any model: stage
+    ``classifier_copies`` writes them once for every model and the CNN to be scored on."""
+    hows = [*PERTURBATIONS, None]
+    songs = notes[notes["file_id"].isin(ids)]
+    done = Parallel(n_jobs=n_jobs)(
+        delayed(reencoded)(songs, files, ids, labels, feature_params, seed + i, how)
+        for i, how in enumerate(hows)
+    )
+    return {how or "random_mix": pair for how, pair in zip(hows, done, strict=True)}
+
+
+def perturbed_scores(
+    predict: Callable[[pd.DataFrame, pd.DataFrame], np.ndarray],
+    copies: dict[str, tuple[pd.DataFrame, pd.DataFrame]],
+    labels: pd.Series,
+    per_genre: bool = True,
+) -> dict[str, Any]:
+    """Accuracy of ``predict`` ((feature rows, notes) -> labels of the rows) on each
+    re-encoding of ``copies`` (``reencoded_test_songs``), with the recall of every genre."""
+    out: dict[str, Any] = {}
+    for how, (table, new_notes) in copies.items():
+        y = labels.loc[song_ids(table["file_id"])].to_numpy(dtype=object)
+        pred = predict(table, new_notes)
+        out[how] = {"accuracy": float((pred == y).mean())}
+        if per_genre:
+            out[how]["per_genre"] = {
+                str(g): float((pred[y == g] == g).mean()) for g in sorted(set(y))
+            }
+    return out
+
+
 def perturbed_accuracy(
     fitted: FittedModel,
     ids: list[str],
@@ -175,131 +132,24 @@ def perturbed_accuracy(
     seed: int,
     n_jobs: int = 1,
     cnn: SongsPredictor | None = None,
+    copies: dict[str, tuple[pd.DataFrame, pd.DataFrame]] | None = None,
 ) -> dict[str, Any]:
-    """Accuracy on the songs ``ids`` re-encoded by each perturbation (and by a random mix);
-    ``n_jobs`` re-encodings at a time (processes; each draws from its own seed). ``cnn``
-    (labels of songs from their notes): its accuracy on the same re-encoded songs too
-    (``cnn_accuracy``), the sequence model's robustness beside the served model's."""
-    hows = [*PERTURBATIONS, None]
-    songs = notes[notes["file_id"].isin(ids)]
-    done = Parallel(n_jobs=n_jobs)(
-        delayed(reencoded)(songs, files, ids, labels, feature_params, seed + i, how)
-        for i, how in enumerate(hows)
+    """Accuracy on the songs ``ids`` re-encoded by each perturbation (and by a random mix;
+    ``copies``: those re-encodings when already made). ``cnn`` (labels of songs from their
+    notes): its accuracy on the same re-encoded songs too (``cnn_accuracy``), the sequence
+    model's robustness beside the served model's."""
+    if copies is None:
+        copies = reencoded_test_songs(ids, labels, files, notes, feature_params, seed, n_jobs)
+    out = perturbed_scores(
+        lambda table, _: fitted.predict(model_input(table, fitted.columns)), copies, labels
     )
-    out: dict[str, Any] = {}
-    for how, (table, new_notes) in zip(hows, done, strict=True):
-        y = labels.loc[song_ids(table["file_id"])].to_numpy(dtype=object)
-        pred = fitted.predict(model_input(table, fitted.columns))
-        per = {str(g): float((pred[y == g] == g).mean()) for g in sorted(set(y))}
-        out[how or "random_mix"] = {"accuracy": float((pred == y).mean()), "per_genre": per}
-        if cnn is not None:
-            seq = cnn(new_notes, list(table["file_id"]))
-            out[how or "random_mix"]["cnn_accuracy"] = float((seq == y).mean())
-    return out
-
-
-def _taught_by_several_sources(src: pd.Series, lab: pd.Series) -> set[str]:
-    """Labels whose songs (``src``: their sources, ``lab``: their labels, same index) come
-    from two or more sources: only their sources can be held out."""
-    n_sources = src.groupby(lab).nunique()
-    return set(n_sources[n_sources >= 2].index)
-
-
-def held_out_folds(
-    ids: list[str], labels: pd.Series, source: pd.Series
-) -> dict[str, tuple[list[str], list[str]]]:
-    """Per source that can be left out (its genre has two or more sources among ``ids``):
-    (the songs of every other source, its own songs) among ``ids``. Its songs of a label no
-    other source teaches are not tested (a composer of this source alone cannot be right)."""
-    src = source.loc[ids].astype(str)
-    lab = labels.loc[ids].astype(str)
-    multi = _taught_by_several_sources(src, lab)
-    return {
-        held: (
-            [i for i in ids if src[i] != held],
-            [i for i in ids if src[i] == held and lab[i] in multi],
+    if cnn is not None:
+        seq = perturbed_scores(
+            lambda table, n: cnn(n, list(table["file_id"])), copies, labels, per_genre=False
         )
-        for held in sorted(src[lab.isin(multi)].unique())
-    }
-
-
-def refit_key(held: str, columns: list[str], estimator: Any, power: float) -> tuple:
-    """What names one held-out refit of a leaf (``held_out_source_predictions``' ``refits``):
-    the source left out, the leaf's columns, its estimator and the source weighting."""
-    return (held, tuple(columns), joblib.hash(estimator), float(power))
-
-
-def held_out_source_predictions(
-    fitted: FittedModel,
-    table: pd.DataFrame,
-    ids: list[str],
-    labels: pd.Series,
-    source: pd.Series,
-    augmented: pd.DataFrame | None = None,
-    n_jobs: int = 1,
-    columns: list[str] | None = None,
-    refits: dict[tuple, Any] | None = None,
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per held-out source: (probabilities in ``fitted.classes`` order before any class prior,
-    true labels) of its songs among ``ids``, from the model (same estimator and
-    hyperparameters as ``fitted``, on ``columns``, by default its own) refitted on the other
-    sources' songs plus their re-encoded copies (``augmented`` rows, ids ``<song>#...``).
-    Only sources of genres with two or more sources among ``ids`` count: a lone source
-    cannot be left out.
-
-    The model is refitted leaf by leaf (``leaves``), its rows weighted by source as it was
-    trained (``fitted.source_power``). ``refits`` keeps each leaf's fold result: pass the
-    same dict for every model fitted on the same songs (one task's models, say) and a leaf
-    already refitted for another model is not refitted again.
-
-    In-split CV rewards what a source's files share (their encoding habits); this rewards
-    what carries over to a source never seen, which is what other people's MIDI is.
-    """
-    refits = {} if refits is None else refits
-    lab = labels.loc[ids].astype(str)
-    parts = leaves(fitted.pipeline, list(fitted.columns if columns is None else columns))
-    t = table.set_index("file_id")
-    keys: dict[str, list[tuple]] = {}
-    truths: dict[str, np.ndarray] = {}
-    todo: dict[tuple, tuple] = {}
-    power = float(fitted.source_power)
-    for held, (train, test) in held_out_folds(ids, labels, source).items():
-        keys[held], truths[held] = [], lab.loc[test].to_numpy(dtype=object)
-        inputs: dict[tuple, tuple] = {}  # (X, y, X_test, weights) per column set
-        weights = training_weights(train, lab, augmented, source, power)
-        for estimator, cols in parts:
-            key = refit_key(held, cols, estimator, power)
-            keys[held].append(key)
-            if key in refits or key in todo:
-                continue
-            if tuple(cols) not in inputs:
-                X, y = with_copies(table, train, lab, augmented, cols, leaf_input)
-                inputs[tuple(cols)] = (X, y, leaf_input(t.loc[test], cols), weights)
-            todo[key] = (estimator, *inputs[tuple(cols)])
-    refits.update(zip(todo, refit_all(list(todo.values()), n_jobs), strict=True))
-    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    classes = list(fitted.classes)
-    for held, held_keys in keys.items():
-        results = [refits[k] for k in held_keys]
-        if any(isinstance(r, str) for r in results):  # a refit was refused: no score here
-            continue
-        probas = iter(_in_order(classes, known, proba) for known, proba in results)
-        out[held] = (combined(fitted.pipeline, probas), truths[held])
+        for how, r in seq.items():
+            out[how]["cnn_accuracy"] = r["accuracy"]
     return out
-
-
-def held_out_source_scores(
-    fitted: FittedModel, predictions: dict[str, tuple[np.ndarray, np.ndarray]]
-) -> dict[str, float]:
-    """Accuracy on each held-out source (``held_out_source_predictions``), deciding as
-    ``fitted`` does (its class prior applied)."""
-    classes = np.asarray(fitted.classes, dtype=object)
-    return {
-        held: float(
-            (classes[apply_prior(p, fitted.classes, fitted.class_prior).argmax(axis=1)] == y).mean()
-        )
-        for held, (p, y) in predictions.items()
-    }
 
 
 def cross_source(
@@ -307,7 +157,7 @@ def cross_source(
     table: pd.DataFrame,
     files: pd.DataFrame,
     train_ids: list[str],
-    augmented: pd.DataFrame | None,
+    copies: pd.DataFrame | None,
     served: dict[str, float] | None = None,
     n_jobs: int = 1,
 ) -> dict[str, Any]:
@@ -325,7 +175,7 @@ def cross_source(
     if served is None:
         served = held_out_source_scores(
             fitted,
-            held_out_source_predictions(fitted, t, ids, labels, source, augmented, n_jobs),
+            held_out_source_predictions(fitted, t, ids, labels, source, copies, n_jobs),
         )
     src = source.loc[ids]
     multi = _taught_by_several_sources(src, labels)
@@ -406,15 +256,22 @@ def evaluate_robustness(
     files: pd.DataFrame,
     table: pd.DataFrame,
     notes: pd.DataFrame,
-    augmented: pd.DataFrame | None,
+    copies: pd.DataFrame | None,
     feature_params: dict[str, Any],
     n_jobs: int = 1,
     held_out: dict[str, float] | None = None,
     cnn: SongsPredictor | None = None,
+    test_copies: dict[str, tuple[pd.DataFrame, pd.DataFrame]] | None = None,
+    cnn_scores: dict[str, Any] | None = None,
+    log: Callable[[str], Any] = print,
 ) -> dict[str, Any]:
     """Every robustness number of the served genre model (see the module docstring);
-    ``held_out``: its held-out-source accuracies from the train stage (``cross_source``);
-    ``cnn``: the genre CNN, scored on the same re-encoded songs."""
+    ``held_out``: its held-out-source accuracies from the selection (``cross_source``);
+    ``cnn``: the genre CNN, scored on the same re-encoded songs, or ``cnn_scores``, those
+    scores as its own stage computed them (``cnn_fit.cnn_robustness``); ``test_copies``:
+    the re-encoded test songs when already made (``reencoded_test_songs``)."""
+    import time
+
     seed = int(params.seed)
     test_ids, y_test = task.ids("test"), task.y("test")
     clean = fitted.predict(feature_matrix(table, test_ids, fitted.columns))
@@ -428,15 +285,29 @@ def evaluate_robustness(
     }
     if cnn is not None:
         out["cnn_clean_accuracy"] = float((cnn(notes, test_ids) == y_test).mean())
+    elif cnn_scores:
+        out["cnn_clean_accuracy"] = float(cnn_scores["clean_accuracy"])
+    start = time.perf_counter()
     with _quiet_worker_recycling():
-        return out | {
-            "perturbed": perturbed_accuracy(
-                fitted, test_ids, task.labels, files, notes, feature_params, seed, n_jobs, cnn
-            ),
-            "cross_source": cross_source(
-                fitted, table, files, task.ids("train"), augmented, held_out, n_jobs
-            ),
-            "importance": importance_before_after(
-                fitted, table, task.ids("train"), task.y("train"), test_ids, y_test, seed, n_jobs
-            ),
-        }
+        perturbed = perturbed_accuracy(
+            fitted,
+            test_ids,
+            task.labels,
+            files,
+            notes,
+            feature_params,
+            seed,
+            n_jobs,
+            cnn,
+            test_copies,
+        )
+        for how, acc in ((cnn_scores or {}).get("perturbed") or {}).items():
+            perturbed[how]["cnn_accuracy"] = float(acc)
+        log(f"robustness: re-encoded test songs scored ({time.perf_counter() - start:.1f} s)")
+        start = time.perf_counter()
+        across = cross_source(fitted, table, files, task.ids("train"), copies, held_out, n_jobs)
+        importance = importance_before_after(
+            fitted, table, task.ids("train"), task.y("train"), test_ids, y_test, seed, n_jobs
+        )
+        log(f"robustness: permutation importance ({time.perf_counter() - start:.1f} s)")
+    return out | {"perturbed": perturbed, "cross_source": across, "importance": importance}

@@ -47,7 +47,7 @@ def load_served(model_dir: str | Path = "models/classifiers") -> Served:
     model_dir = Path(model_dir)
     path = model_dir / MANIFEST
     if not path.exists():
-        raise ModelsMissing(f"{path}: no trained classifiers; run `dvc repro train_classifiers`")
+        raise ModelsMissing(f"{path}: no trained classifiers; run `dvc repro select_classifiers`")
     manifest = json.loads(path.read_text())
     models = {}
     for task, entry in manifest.get("tasks", {}).items():

@@ -74,6 +74,18 @@ class MusicAndWords(ClassifierMixin, BaseEstimator):
         X = np.asarray(X, dtype=object)
         return X[:, :-1].astype(np.float64), as_text(X[:, -1])
 
+    @classmethod
+    def of_fitted(cls, music: Any, words: Any, words_fitted: Any, weight: float) -> MusicAndWords:
+        """The blend of a fitted (frozen) ``music`` model and ``words_fitted`` (``words``
+        fitted), as ``fit`` would leave it: the words model is fitted in a stage of its own."""
+        blend = cls(music, words, weight)
+        blend.music_, blend.words_ = music, words_fitted
+        if list(music.classes_) != list(words_fitted.classes_):
+            raise ValueError("the music and words models learned different classes")
+        blend.classes_ = music.classes_
+        blend._memo = None
+        return blend
+
     def fit(self, X: Any, y: Any, sample_weight: np.ndarray | None = None) -> MusicAndWords:  # noqa: N803
         """Fit both models; ``sample_weight`` (per row) reaches each model's last step."""
         numbers, text = self._split(X)

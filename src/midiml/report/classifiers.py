@@ -233,8 +233,8 @@ def render_robustness(rob: dict[str, Any]) -> str:
         "Trained on every other source's training-split songs (with their re-encoded copies), "
         "tested on the held-out source's training-split songs; only genres with two or more "
         "sources. These are the numbers the serving rule chose the model by. (The same table "
-        "for the model on every column, file artifacts included: `make tune-genre "
-        "ARGS='classifier.feature_set=all --held-out'`.)",
+        "for the model on every column, file artifacts included: `dvc exp run -S "
+        "classifier.feature_set=all`, then `dvc metrics diff`.)",
         "",
         "| held-out source | genre | songs | accuracy |",
         "|---|---|---:|---:|",

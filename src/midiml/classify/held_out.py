@@ -1,0 +1,306 @@
+"""Held-out-source validation: a model refitted without one source, scored on that source.
+
+In-split CV rewards what a source's files share (their encoding habits); this rewards what
+carries over to a source never seen, which is what other people's MIDI is. A model is
+refitted leaf by leaf (``leaves``: a blend's music models and words model, a vote's
+members); each leaf's refits are a value of their own (``leaf_held_out``), so a stage that
+fits one model also computes its held-out refits, and the vote and the blend are combined
+from their leaves' results (``combined``) without refitting anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+from sklearn.base import clone
+from sklearn.ensemble import VotingClassifier
+from sklearn.frozen import FrozenEstimator
+
+from midiml.classify.pipelines import FittedModel, apply_prior, with_copies
+from midiml.classify.source_weighting import fit_weighted, source_genres, training_weights
+from midiml.classify.words_model import MusicAndWords, as_text, model_input
+from midiml.represent.features import WORDS_COLUMN
+
+# one leaf's refits: source -> (classes the refit knew, probabilities) or the refusal's reason
+LeafRefits = dict[str, Any]
+
+
+def leaves(pipe: Any, columns: list[str]) -> list[tuple[Any, list[str]]]:
+    """The unfitted models whose probabilities ``pipe`` (on ``columns``) averages, each with
+    its own columns: a blend's music models and words model, a vote's members, or ``pipe``.
+
+    Refitted one by one, a fold's leaf is shared by every model that holds it: the vote's
+    members are the single models themselves, the blend holds the vote, and the blend on
+    all columns holds the same words model as the served one."""
+    pipe = pipe.estimator if isinstance(pipe, FrozenEstimator) else pipe
+    if isinstance(pipe, MusicAndWords):
+        return [*leaves(pipe.music, columns[:-1]), (clone(pipe.words), [WORDS_COLUMN])]
+    if isinstance(pipe, VotingClassifier) and pipe.weights is None:
+        return [leaf for _, e in pipe.estimators for leaf in leaves(e, columns)]
+    return [(clone(pipe), list(columns))]
+
+
+def combined(pipe: Any, probas: Iterator[np.ndarray]) -> np.ndarray:
+    """``pipe``'s probabilities from its leaves' (``leaves`` order), with the arithmetic of
+    ``MusicAndWords`` and ``VotingClassifier`` themselves, so a refit by leaves gives what
+    refitting the whole model gives."""
+    pipe = pipe.estimator if isinstance(pipe, FrozenEstimator) else pipe
+    if isinstance(pipe, MusicAndWords):
+        music = combined(pipe.music, probas)
+        w = float(pipe.weight)
+        return (1 - w) * music + w * next(probas)
+    if isinstance(pipe, VotingClassifier) and pipe.weights is None:
+        return np.average(np.asarray([combined(e, probas) for _, e in pipe.estimators]), axis=0)
+    return next(probas)
+
+
+def leaf_input(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """A leaf's input: the words as text, or the numeric columns as floats."""
+    if columns == [WORDS_COLUMN]:
+        return as_text(frame[WORDS_COLUMN])
+    return model_input(frame, columns)
+
+
+def _fit_proba(
+    estimator: Any,
+    X: np.ndarray,  # noqa: N803
+    y: np.ndarray,
+    X_test: np.ndarray,  # noqa: N803
+    sample_weight: np.ndarray | None = None,
+) -> Any:
+    """Fit ``estimator`` (rows weighted by ``sample_weight`` when given) and return (its
+    classes, probabilities of ``X_test``), or the first line of the error when the data
+    cannot be fitted (e.g. a class too small for the calibrated SVM's inner folds). A
+    function of its arguments only, so that held-out refits can run in parallel processes."""
+    try:
+        est = fit_weighted(estimator, X, y, sample_weight)
+    except ValueError as exc:
+        return str(exc).splitlines()[0]
+    return list(est.classes_), est.predict_proba(X_test)
+
+
+# loky (joblib's process pool) replaces a worker whose memory grew by more than 300 MB
+# between two jobs, and says so with "A worker stopped while some jobs were given to the
+# executor ... memory leak" (joblib#883). The pending jobs run on the new worker and the
+# results are the same; the re-encodings' note tables grow workers that far. The pool is
+# reused, so the notice can surface in whichever parallel call comes next: it is silenced
+# around the whole robustness evaluation, and around the held-out refits of the train stage.
+_WORKER_RECYCLED = "A worker stopped while some jobs were given to the executor"
+
+
+@contextlib.contextmanager
+def _quiet_worker_recycling() -> Iterator[None]:
+    """Silence loky's warning about a worker it recycled on purpose (and only that one)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_WORKER_RECYCLED, category=UserWarning)
+        yield
+
+
+def refit_all(jobs: list[tuple], n_jobs: int = 1) -> list:
+    """``_fit_proba`` of every (estimator, X, y, X_test[, sample_weight]), ``n_jobs`` at a
+    time (processes; each refit is seeded, so the results do not depend on ``n_jobs``)."""
+    if n_jobs == 1 or len(jobs) < 2:
+        return [_fit_proba(*job) for job in jobs]
+    with _quiet_worker_recycling():
+        return Parallel(n_jobs=n_jobs)(delayed(_fit_proba)(*job) for job in jobs)
+
+
+def _in_order(classes: list[str], known: list[str], proba: np.ndarray) -> np.ndarray:
+    """``proba`` (columns ``known``) in ``classes`` order; a class the refit never saw (only
+    the held-out source has it) cannot be predicted: probability 0."""
+    out = pd.DataFrame(proba, columns=known).reindex(columns=classes, fill_value=0.0)
+    return out.to_numpy(np.float64)
+
+
+def _taught_by_several_sources(src: pd.Series, lab: pd.Series) -> set[str]:
+    """Labels whose songs (``src``: their sources, ``lab``: their labels, same index) come
+    from two or more sources: only their sources can be held out."""
+    n_sources = src.groupby(lab).nunique()
+    return set(n_sources[n_sources >= 2].index)
+
+
+def held_out_folds(
+    ids: list[str], labels: pd.Series, source: pd.Series
+) -> dict[str, tuple[list[str], list[str]]]:
+    """Per source that can be left out (its genre has two or more sources among ``ids``):
+    (the songs of every other source, its own songs) among ``ids``. Its songs of a label no
+    other source teaches are not tested (a composer of this source alone cannot be right)."""
+    src = source.loc[ids].astype(str)
+    lab = labels.loc[ids].astype(str)
+    multi = _taught_by_several_sources(src, lab)
+    return {
+        held: (
+            [i for i in ids if src[i] != held],
+            [i for i in ids if src[i] == held and lab[i] in multi],
+        )
+        for held in sorted(src[lab.isin(multi)].unique())
+    }
+
+
+def refit_key(held: str, columns: list[str], estimator: Any, power: float) -> tuple:
+    """What names one held-out refit of a leaf (``held_out_source_predictions``' ``refits``):
+    the source left out, the leaf's columns, its estimator and the source weighting."""
+    return (held, tuple(columns), joblib.hash(estimator), float(power))
+
+
+def held_out_source_predictions(
+    fitted: FittedModel,
+    table: pd.DataFrame,
+    ids: list[str],
+    labels: pd.Series,
+    source: pd.Series,
+    copies: pd.DataFrame | None = None,
+    n_jobs: int = 1,
+    columns: list[str] | None = None,
+    refits: dict[tuple, Any] | None = None,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per held-out source: (probabilities in ``fitted.classes`` order before any class prior,
+    true labels) of its songs among ``ids``, from the model (same estimator and
+    hyperparameters as ``fitted``, on ``columns``, by default its own) refitted on the other
+    sources' songs plus their re-encoded copies (``copies``: feature rows, ids ``<song>#...``).
+    Only sources of genres with two or more sources among ``ids`` count: a lone source
+    cannot be left out.
+
+    The model is refitted leaf by leaf (``leaves``), its rows weighted by source as it was
+    trained (``fitted.source_power``). ``refits`` keeps each leaf's fold result: pass the
+    same dict for every model fitted on the same songs (one task's models, say) and a leaf
+    already refitted for another model is not refitted again.
+
+    In-split CV rewards what a source's files share (their encoding habits); this rewards
+    what carries over to a source never seen, which is what other people's MIDI is.
+    """
+    refits = {} if refits is None else refits
+    lab = labels.loc[ids].astype(str)
+    parts = leaves(fitted.pipeline, list(fitted.columns if columns is None else columns))
+    t = table.set_index("file_id")
+    keys: dict[str, list[tuple]] = {}
+    truths: dict[str, np.ndarray] = {}
+    todo: dict[tuple, tuple] = {}
+    power = float(fitted.source_power)
+    for held, (train, test) in held_out_folds(ids, labels, source).items():
+        keys[held], truths[held] = [], lab.loc[test].to_numpy(dtype=object)
+        inputs: dict[tuple, tuple] = {}  # (X, y, X_test, weights) per column set
+        weights = training_weights(train, lab, copies, source, power)
+        for estimator, cols in parts:
+            key = refit_key(held, cols, estimator, power)
+            keys[held].append(key)
+            if key in refits or key in todo:
+                continue
+            if tuple(cols) not in inputs:
+                X, y = with_copies(table, train, lab, copies, cols, leaf_input)
+                inputs[tuple(cols)] = (X, y, leaf_input(t.loc[test], cols), weights)
+            todo[key] = (estimator, *inputs[tuple(cols)])
+    refits.update(zip(todo, refit_all(list(todo.values()), n_jobs), strict=True))
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    classes = list(fitted.classes)
+    for held, held_keys in keys.items():
+        results = [refits[k] for k in held_keys]
+        if any(isinstance(r, str) for r in results):  # a refit was refused: no score here
+            continue
+        probas = iter(_in_order(classes, known, proba) for known, proba in results)
+        out[held] = (combined(fitted.pipeline, probas), truths[held])
+    return out
+
+
+def held_out_source_scores(
+    fitted: FittedModel, predictions: dict[str, tuple[np.ndarray, np.ndarray]]
+) -> dict[str, float]:
+    """Accuracy on each held-out source (``held_out_source_predictions``), deciding as
+    ``fitted`` does (its class prior applied)."""
+    classes = np.asarray(fitted.classes, dtype=object)
+    return {
+        held: float(
+            (classes[apply_prior(p, fitted.classes, fitted.class_prior).argmax(axis=1)] == y).mean()
+        )
+        for held, (p, y) in predictions.items()
+    }
+
+
+def leaf_held_out(
+    estimator: Any,
+    columns: list[str],
+    table: pd.DataFrame,
+    ids: list[str],
+    labels: pd.Series,
+    source: pd.Series,
+    copies: pd.DataFrame | None,
+    power: float,
+    n_jobs: int = 1,
+) -> tuple[LeafRefits, dict[str, np.ndarray]]:
+    """One leaf's held-out refits: per held-out source (``held_out_folds`` of ``ids``),
+    ``estimator`` (unfitted) fitted on ``columns`` of the other sources' songs and their
+    re-encoded copies (rows weighted by source with ``power``) -> (classes, probabilities
+    of the held-out songs), or the reason it was refused; and the held-out songs' labels."""
+    lab = labels.loc[ids].astype(str)
+    t = table.set_index("file_id")
+    jobs, truths = {}, {}
+    for held, (train, test) in held_out_folds(ids, labels, source).items():
+        truths[held] = lab.loc[test].to_numpy(dtype=object)
+        X, y = with_copies(table, train, lab, copies, columns, leaf_input)
+        weights = training_weights(train, lab, copies, source, power)
+        jobs[held] = (clone(estimator), X, y, leaf_input(t.loc[test], columns), weights)
+    return dict(zip(jobs, refit_all(list(jobs.values()), n_jobs), strict=True)), truths
+
+
+def combine_leaves(
+    fitted: FittedModel, leaf_refits: list[LeafRefits], truths: dict[str, np.ndarray]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``held_out_source_predictions`` of ``fitted`` from its leaves' refits (``leaves``
+    order): per held-out source, (probabilities in ``fitted.classes`` order before any class
+    prior, true labels); a source where a leaf's refit was refused has no entry."""
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    classes = list(fitted.classes)
+    for held, truth in truths.items():
+        results = [refits.get(held, "missing") for refits in leaf_refits]
+        if any(isinstance(r, str) for r in results):
+            continue
+        probas = iter(_in_order(classes, known, proba) for known, proba in results)
+        out[held] = (combined(fitted.pipeline, probas), truth)
+    return out
+
+
+def out_of_source_by_genre(
+    held: dict[str, Any], genre_of: dict[str, str], loops_recall: Any, loops_genre: str
+) -> dict[str, Any]:
+    """Per genre, the mean accuracy of its held-out sources (``held``: source -> accuracy),
+    or for the genre with one source, which has no second source to hold out, the made-up
+    loops' recall. Floats, or arrays (one entry per candidate model) alike; the
+    out-of-source score is the mean of these."""
+    per_genre: dict[str, list[Any]] = {}
+    for src, acc in held.items():
+        per_genre.setdefault(str(genre_of[src]), []).append(acc)
+    means = {g: np.mean(v, axis=0) for g, v in per_genre.items()}
+    if loops_genre not in means:  # the one-source genre has no held-out source: loops stand in
+        means[loops_genre] = loops_recall
+    return means
+
+
+def out_of_source_score(
+    fitted: FittedModel,
+    held_out: dict[str, Any],
+    files: pd.DataFrame,
+    loops: pd.DataFrame,
+    loops_genre: str,
+) -> dict[str, Any]:
+    """What ``serve_model: auto_cross_source`` picks by: the mean over genres of accuracy on
+    music from no training source: a genre with two or more sources scores its held-out
+    sources (their mean), the one-source genre its made-up loops. Held-out sources alone
+    cannot see the one-source genre, and a model sure of every source's habits
+    (probabilities near 0 or 1, which no class prior moves) would win on them and miss
+    other producers' loops."""
+    pred = fitted.predict(model_input(loops, fitted.columns))
+    recall = float((pred == loops_genre).mean())
+    held = {src: float(acc) for src, acc in held_out["held_out_source"].items()}
+    means = out_of_source_by_genre(held, source_genres(files), recall, loops_genre)
+    return {
+        "made_up_loops_recall": recall,
+        "out_of_source_by_genre": {g: float(v) for g, v in means.items()},
+        "out_of_source_score": float(np.mean(list(means.values()))),
+    }

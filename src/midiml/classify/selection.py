@@ -1,0 +1,369 @@
+"""Stage ``select_classifiers``: the vote, the blend, class priors and the served model, from
+the fits of stages ``train_classifier@<model>``, ``train_classifier_words`` and
+``train_classifier_cnn``; nothing is refitted but the vote's frozen members' combination.
+
+Model selection is pure functions of values (``served_model``, ``out_of_source_score``,
+``held_out_entry``); ``select_task`` puts one task's models together and ``write_selection``
+writes ``models/classifiers/`` (one file per model and ``manifest.json``) as serving reads it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.ensemble import VotingClassifier
+from sklearn.frozen import FrozenEstimator
+from sklearn.metrics import get_scorer
+
+from midiml import tracking
+from midiml.classify.fits import CONCERN, WORDS, ModelFit, log_fit
+from midiml.classify.held_out import (
+    combine_leaves,
+    held_out_source_scores,
+    out_of_source_score,
+)
+from midiml.classify.lone_source import choose_prior, lone_source_classes
+from midiml.classify.pipelines import (
+    VOTE,
+    VOTE_AND_WORDS,
+    FittedModel,
+    TaskData,
+    TaskSkipped,
+    feature_matrix,
+    save_model,
+)
+from midiml.classify.words_model import MusicAndWords
+from midiml.represent.features import WORDS_COLUMN
+
+AUTO_CROSS_SOURCE = "auto_cross_source"  # serve_model: pick by held-out-source accuracy
+
+
+class _FoldVote(ClassifierMixin, BaseEstimator):
+    """The soft vote of one cross-validation fold, from its members' out-of-fold
+    probabilities: what a scikit-learn scorer asks of a fitted classifier."""
+
+    def __init__(self, classes: Any = None, proba: Any = None) -> None:
+        self.classes = classes
+        self.proba = proba
+
+    def fit(self, X: Any = None, y: Any = None) -> _FoldVote:  # noqa: N803
+        self.classes_ = np.asarray(self.classes)
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:  # noqa: N803
+        return self.proba
+
+    def predict(self, X: Any) -> np.ndarray:  # noqa: N803
+        return self.classes_[self.proba.argmax(axis=1)]
+
+
+def vote_cv_score(
+    folds: list[list[np.ndarray]], y: np.ndarray, cv_folds: int, seed: int, scoring: str
+) -> float:
+    """The soft vote's CV score from its members' out-of-fold probabilities (``folds``: per
+    member, per fold, ``fits.vote_folds``): the mean probability (``VotingClassifier``'s own
+    arithmetic) scored on each fold, as ``cross_val_score`` of the vote would."""
+    from sklearn.model_selection import StratifiedKFold
+
+    classes = np.unique(y)
+    scorer = get_scorer(scoring)
+    scores = []
+    splits = StratifiedKFold(cv_folds, shuffle=True, random_state=seed).split(y, y)
+    for k, (_, te) in enumerate(splits):
+        proba = np.average(np.asarray([member[k] for member in folds]), axis=0)
+        scores.append(scorer(_FoldVote(classes, proba).fit(), np.zeros((len(te), 1)), y[te]))
+    return float(np.mean(scores))
+
+
+def build_vote(
+    task: TaskData, members: dict[str, ModelFit], table: pd.DataFrame, cfg: Any, seed: int
+) -> FittedModel:
+    """Soft vote (mean probability) of the tuned feature models ``members`` (frozen).
+
+    On small classes (composers with ten pieces) the single models err on different songs,
+    so their average is steadier than any one of them; its CV score refits the members with
+    their chosen hyperparameters fold by fold (their ``vote_folds``), so it is comparable
+    with the members' own."""
+    if len(members) < 2:
+        raise TaskSkipped("a vote needs at least two fitted feature models")
+    reasons = [f.vote_folds for f in members.values() if isinstance(f.vote_folds, str)]
+    if reasons:
+        raise TaskSkipped(reasons[0])
+    first = next(iter(members.values())).fitted
+    X, y = feature_matrix(table, task.ids("train"), first.columns), task.y("train")
+    start = time.perf_counter()
+    cv = vote_cv_score(
+        [f.vote_folds for f in members.values()], y, first.cv_folds, seed, str(cfg.scoring)
+    )
+    vote = VotingClassifier(
+        [(m, FrozenEstimator(f.fitted.pipeline)) for m, f in members.items()], voting="soft"
+    ).fit(X, y)
+    return FittedModel(
+        task.name,
+        VOTE,
+        vote,
+        task.classes,
+        first.columns,
+        task.positive,
+        task.genres,
+        {"members": list(members)},
+        cv,
+        first.cv_folds,
+        time.perf_counter() - start,
+        first.novelty,
+        source_power=first.source_power,
+    )
+
+
+def build_blend(task: TaskData, vote: FittedModel, words: ModelFit, weight: float) -> FittedModel:
+    """The fitted vote (frozen) blended with the fitted words model (``fits.fit_words``);
+    no CV score: the vote's own is in its row, and the held-out-source scores are what this
+    model is chosen by."""
+    blend = MusicAndWords.of_fitted(
+        FrozenEstimator(vote.pipeline), words.info["estimator"], words.fitted, weight
+    )
+    return FittedModel(
+        task.name,
+        VOTE_AND_WORDS,
+        blend,
+        task.classes,
+        [*vote.columns, WORDS_COLUMN],
+        task.positive,
+        task.genres,
+        {"members": [VOTE, WORDS], "weight": float(weight)},
+        float("nan"),
+        vote.cv_folds,
+        0.0,
+        vote.novelty,
+        source_power=float(words.info["power"]),
+    )
+
+
+def held_out_entry(
+    fitted: FittedModel,
+    leaves: list[ModelFit],
+    task: TaskData,
+    source: pd.Series,
+    prior_cfg: Any,
+) -> dict[str, Any]:
+    """Held-out-source accuracies of ``fitted`` (its ``leaves``' refits combined) at the
+    lone-source class prior chosen from the same predictions (``classifier.lone_source_prior``;
+    ``class_prior``: the choice, for the caller to set); empty when no class has two
+    sources. A value: ``fitted`` is not changed."""
+    predictions = combine_leaves(fitted, [f.held_out for f in leaves], leaves[0].truths)
+    if not predictions:
+        return {}
+    out: dict[str, Any] = {}
+    lone = lone_source_classes(task.labels.loc[task.ids("train")], source) if prior_cfg else []
+    if lone:
+        choice = choose_prior(
+            predictions,
+            fitted.classes,
+            lone,
+            [float(f) for f in prior_cfg.factors],
+            float(prior_cfg.max_false_rate),
+        )
+        fitted = replace(fitted, class_prior=choice["prior"])
+        out["class_prior"] = choice
+    scores = held_out_source_scores(fitted, predictions)
+    return out | {
+        "held_out_source": scores,
+        "held_out_source_mean": float(np.mean(list(scores.values()))),
+    }
+
+
+def serve_rule(entry: dict[str, Any], wanted: str) -> str:
+    """The rule that actually picked ``entry["serve"]``: ``auto_cross_source`` falls back to
+    ``auto`` when the served model has no held-out-source score (no class has two sources)."""
+    served = entry.get("models", {}).get(entry.get("serve"), {})
+    if wanted == AUTO_CROSS_SOURCE and "held_out_source_mean" not in served:
+        return "auto"
+    return wanted
+
+
+def loops_genre(params: Any) -> str:
+    """The genre the made-up loops are of (``classifier.made_up_loops.genre``)."""
+    return str(params.classifier.made_up_loops.genre)
+
+
+def served_model(models: dict[str, Any], wanted: str, order: list[str]) -> str | None:
+    """The feature model the CLI uses: the configured one, the best by CV on train ("auto"),
+    or the best on music from no training source ("auto_cross_source": ``out_of_source_score``
+    where made-up loops exist, else mean held-out-source accuracy on train; CV breaking ties;
+    plain "auto" when no model has that score, e.g. every class has one source)."""
+    feats = {m: v for m, v in models.items() if v.get("kind") == "features"}
+    if not feats:
+        return None
+    if wanted == AUTO_CROSS_SOURCE:
+        scored = {m: v for m, v in feats.items() if "held_out_source_mean" in v}
+        if scored:
+            return max(
+                scored,
+                key=lambda m: (
+                    scored[m].get("out_of_source_score", scored[m]["held_out_source_mean"]),
+                    scored[m]["cv_macro_f1"] or 0.0,
+                    -order.index(m),
+                ),
+            )
+        wanted = "auto"
+    if wanted != "auto":
+        if wanted not in feats:
+            raise ValueError(f"classifier.serve_model={wanted!r} was not trained")
+        return wanted
+    # ties go to the model listed first in the config (the simpler ones come first)
+    return max(feats, key=lambda m: (feats[m]["cv_macro_f1"] or 0.0, -order.index(m)))
+
+
+def _finite(value: float) -> float | None:
+    """``value``, or None for NaN (a model without a CV score; JSON has no NaN)."""
+    return None if np.isnan(value) else float(value)
+
+
+def _prior_cfg(cfg: Any, task: str) -> Any:
+    """``classifier.lone_source_prior`` when it applies to ``task``, else None."""
+    prior = cfg.get("lone_source_prior")
+    return prior if prior and task in list(prior.get("tasks", [])) else None
+
+
+def select_task(
+    params: Any,
+    task: TaskData,
+    fits: dict[str, ModelFit | dict],
+    table: pd.DataFrame,
+    files: pd.DataFrame,
+    source: pd.Series,
+    loops: pd.DataFrame | None,
+    log=print,
+) -> tuple[dict[str, Any], dict[str, FittedModel]]:
+    """One task's models (``fits``: model name -> its fit, or ``{"skipped": reason}``), the
+    vote and the blend; their held-out scores, class priors and out-of-source scores; which
+    model is served. Returns (the manifest entry without files, the fitted models)."""
+    cfg, seed = params.classifier, int(params.seed)
+    wanted = str(cfg.get("serve_model", "auto"))
+    infos: dict[str, Any] = {}
+    models: dict[str, FittedModel] = {}
+    leaves: dict[str, list[ModelFit]] = {}
+    singles = [m for m in cfg.models if m in fits]
+    for m in singles:
+        fit = fits[m]
+        if isinstance(fit, dict):
+            infos[m] = dict(fit)
+            continue
+        models[m], leaves[m] = fit.fitted, [fit]
+        infos[m] = {"run_id": fit.info.get("run_id")}
+    vote_names = [m for m in (cfg.get("vote") or []) if m in cfg.models]
+    blends = (
+        [VOTE_AND_WORDS] if len(vote_names) >= 2 and isinstance(fits.get(WORDS), ModelFit) else []
+    )
+    if len(vote_names) >= 2:
+        members = {m: fits[m] for m in vote_names if m in models}
+        try:
+            models[VOTE] = build_vote(task, members, table, cfg, seed)
+            leaves[VOTE] = list(members.values())
+        except TaskSkipped as exc:
+            infos[VOTE] = {"skipped": str(exc)}
+        if blends and VOTE in models:
+            models[VOTE_AND_WORDS] = build_blend(
+                task, models[VOTE], fits[WORDS], float(cfg.words.weight)
+            )
+            leaves[VOTE_AND_WORDS] = [*leaves[VOTE], fits[WORDS]]
+        elif blends:
+            infos[VOTE_AND_WORDS] = {"skipped": "no vote to blend the words with"}
+    for m in [*singles, *([VOTE] if len(vote_names) >= 2 else []), *blends]:
+        if m not in models:
+            continue
+        fitted = models[m]
+        held = held_out_entry(fitted, leaves[m], task, source, _prior_cfg(cfg, task.name))
+        if "class_prior" in held:
+            fitted.class_prior = held["class_prior"]["prior"]
+        if held and loops is not None:
+            held |= out_of_source_score(fitted, held, files, loops, loops_genre(params))
+        run_id = infos.get(m, {}).get("run_id")
+        combined_model = m in (VOTE, VOTE_AND_WORDS)  # single models have their own runs
+        opened = (
+            tracking.run(params, CONCERN, f"{task.name}/{m}") if combined_model else nullcontext()
+        )
+        with opened as run:
+            if run is not None:
+                log_fit(fitted)
+                run_id = run.info.run_id
+        _log_held_out(params, run_id, held, fitted)  # nested under it, once it is closed
+        infos[m] = {
+            "kind": "features",
+            "best_params": fitted.best_params,
+            "cv_macro_f1": _finite(fitted.cv_macro_f1),
+            "cv_folds": fitted.cv_folds,
+            "run_id": run_id,
+        } | held
+        held_mean, oos = held.get("held_out_source_mean"), held.get("out_of_source_score")
+        log(
+            f"{task.name}/{m}: CV macro-F1 {_cv_text(fitted.cv_macro_f1)} "
+            + (f"held-out-source accuracy {held_mean:.3f} " if held_mean is not None else "")
+            + (f"out-of-source score {oos:.3f} " if oos is not None else "")
+            + f"{fitted.best_params}"
+        )
+    order = [*cfg.models, VOTE, *blends]
+    infos = {m: infos[m] for m in order if m in infos}
+    return {"serve_order": order, "wanted": wanted, "models": infos}, models
+
+
+def _cv_text(value: float) -> str:
+    """A CV score for the log: three decimals, or "-" for a model without one."""
+    return "-" if np.isnan(value) else f"{value:.3f}"
+
+
+def _log_held_out(
+    params: Any, run_id: str | None, held: dict[str, Any], fitted: FittedModel
+) -> None:
+    """Held-out-source scores and the class prior, as a run nested under the model's run."""
+    if not held or not run_id:
+        return
+    with tracking.evaluation_run(params, CONCERN, run_id, "held_out_source") as run:
+        if run is None:
+            return
+        rates = held.get("class_prior", {}).get("false_rate", {})
+        tracking.log_metrics(
+            {"held_out_source_mean": held["held_out_source_mean"]}
+            | {f"class_prior_{c}": f for c, f in (fitted.class_prior or {}).items()}
+            | {f"held_out_false_{c}_rate": r for c, r in rates.items()}
+            | {"out_of_source_score": held.get("out_of_source_score")}
+        )
+
+
+def write_selection(
+    entries: dict[str, Any],
+    models: dict[str, dict[str, FittedModel]],
+    cnn: dict[str, dict[str, Any]],
+    cnn_dir: Path,
+    feature_params: dict[str, Any],
+    out_dir: Path,
+) -> dict[str, Any]:
+    """``models/classifiers/``: ``<task>/<model>.joblib`` for every model (class priors set),
+    the CNN checkpoints copied beside them, and the manifest (returned) that serving reads."""
+    manifest: dict[str, Any] = {"features": feature_params, "tasks": {}}
+    for name, entry in entries.items():
+        if "skipped" in entry:
+            manifest["tasks"][name] = entry
+            continue
+        (out_dir / name).mkdir(parents=True, exist_ok=True)
+        order = entry.pop("serve_order")
+        for m, fitted in models[name].items():
+            save_model(fitted, out_dir / name / f"{m}.joblib")
+            entry["models"][m]["file"] = f"{name}/{m}.joblib"
+        info = cnn.get(name)
+        if info is not None:
+            if info.get("file"):
+                shutil.copyfile(cnn_dir / info["file"], out_dir / name / "cnn.ckpt")
+                info = info | {"file": f"{name}/cnn.ckpt"}
+            entry["models"]["cnn"] = info
+        entry["serve"] = served_model(entry["models"], entry.pop("wanted"), order)
+        manifest["tasks"][name] = entry
+    return manifest
