@@ -187,3 +187,23 @@ def classifier_models(**grids: dict) -> dict:
         }
         for name, grid in grids.items()
     }
+
+
+def run_stage(workdir: Path, script: str, *args: str) -> str:
+    """``stages/<script>`` run in ``workdir`` as DVC runs it, on this checkout's code; its
+    stdout (the test fails with the stage's stderr when it exits non-zero)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'src'}"}
+    res = subprocess.run(
+        [sys.executable, str(REPO / "stages" / script), *args],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res.stdout

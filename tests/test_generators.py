@@ -182,3 +182,18 @@ def test_one_generator_setting_retrains_that_generator_alone():
     assert stages_reading("model.loss.alpha") == ["ffnn_ablation"]
     assert "train_generator@markov" in stages_reading("model.generators.markov.module.order")
     assert "train_generator@ffnn" not in stages_reading("model.generators.markov.module.order")
+
+
+def scale_workdir(workdir, params) -> None:
+    """A stage's working folder: ``params`` as params.yaml, plus the windows, notes and splits
+    of six scale songs, where the generator stages read them."""
+    import yaml
+    from omegaconf import OmegaConf
+
+    (workdir / "params.yaml").write_text(yaml.safe_dump(OmegaConf.to_container(params)))
+    (workdir / "data" / "processed").mkdir(parents=True)
+    (workdir / "data" / "interim").mkdir(parents=True)
+    scale_data(n_songs=6, length=80).save(workdir / "data" / "processed" / "windows.npz")
+    notes, splits = scale_tables(n_songs=6, length=80)
+    notes.to_parquet(workdir / "data" / "interim" / "notes.parquet")
+    splits.to_parquet(workdir / "data" / "interim" / "splits.parquet")

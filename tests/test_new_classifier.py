@@ -6,34 +6,17 @@ with it, and serving), and ``dvc.yaml`` makes one training stage per configured 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import yaml
 from omegaconf import OmegaConf
 
-from tests.conftest import REPO, classifier_models
+from tests.conftest import REPO, classifier_models, run_stage
 from tests.test_robust_serving import robust_params, two_genre_songs
 
 CENTROID = {
     "estimator": {"_target_": "tests.dummy_classifier.CentroidClassifier"},
     "grid": {"temperature": [0.5, 2.0]},
 }
-
-
-def run_stage(workdir, *args: str) -> str:
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'src'}"}
-    res = subprocess.run(
-        [sys.executable, str(REPO / "stages" / args[0]), *args[1:]],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert res.returncode == 0, res.stderr[-3000:]
-    return res.stdout
 
 
 def test_a_classifier_kind_added_through_config_is_trained_voted_and_served(tmp_path):

@@ -4,43 +4,19 @@ config, goes through the real training stage, the real evaluation stage and `mid
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
-import yaml
-from omegaconf import OmegaConf
 from typer.testing import CliRunner
 
 from midiml.cli import app
-from tests.conftest import REPO, tiny_params, write_midi
-from tests.test_generators import scale_data, scale_tables
-
-
-def run_stage(workdir, *args: str) -> None:
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'src'}"}
-    res = subprocess.run(
-        [sys.executable, str(REPO / "stages" / args[0]), *args[1:]],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert res.returncode == 0, res.stderr[-3000:]
+from tests.conftest import run_stage, tiny_params, write_midi
+from tests.test_generators import scale_workdir
 
 
 def test_a_generator_added_through_config_trains_evaluates_and_continues(tmp_path):
     params = tiny_params(model={"sampling": {"n_prompts": 2, "prompt_len": 8, "n_new": 8}})
     dummy = {"module": {"_target_": "tests.dummy_generator.RepeatLastGenerator", "stay": 0.9}}
     params.model.generators = {"markov": params.model.generators.markov, "dummy": dummy}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(OmegaConf.to_container(params)))
-    (tmp_path / "data" / "processed").mkdir(parents=True)
-    (tmp_path / "data" / "interim").mkdir(parents=True)
-    scale_data(n_songs=6, length=80).save(tmp_path / "data" / "processed" / "windows.npz")
-    notes, splits = scale_tables(n_songs=6, length=80)
-    notes.to_parquet(tmp_path / "data" / "interim" / "notes.parquet")
-    splits.to_parquet(tmp_path / "data" / "interim" / "splits.parquet")
+    scale_workdir(tmp_path, params)
 
     for name in ("markov", "dummy"):
         run_stage(tmp_path, "train_generator.py", name)

@@ -5,12 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 
-import yaml
-from omegaconf import OmegaConf
-
-from tests.conftest import REPO, tiny_params
-from tests.test_generators import scale_data, scale_tables
-from tests.test_new_generator import run_stage
+from tests.conftest import REPO, run_stage, tiny_params
+from tests.test_generators import scale_workdir
 
 TRACKED = ("reports/generators.md", "reports/metrics/generators.json")
 
@@ -29,13 +25,7 @@ def test_generator_evaluation_rerun_leaves_tracked_reports_byte_identical(tmp_pa
     do not; the times are in reports/timings/generators.json."""
     params = tiny_params(model={"sampling": {"n_prompts": 2, "prompt_len": 8, "n_new": 8}})
     params.model.generators = {"markov": params.model.generators.markov}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(OmegaConf.to_container(params)))
-    (tmp_path / "data" / "processed").mkdir(parents=True)
-    (tmp_path / "data" / "interim").mkdir(parents=True)
-    scale_data(n_songs=6, length=80).save(tmp_path / "data" / "processed" / "windows.npz")
-    notes, splits = scale_tables(n_songs=6, length=80)
-    notes.to_parquet(tmp_path / "data" / "interim" / "notes.parquet")
-    splits.to_parquet(tmp_path / "data" / "interim" / "splits.parquet")
+    scale_workdir(tmp_path, params)
 
     runs = []
     for _ in range(2):
