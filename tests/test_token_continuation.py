@@ -121,3 +121,20 @@ def test_variations_are_one_batch_and_differ(model_dir, tmp_path):
     a, b = cont.continue_songs(notes, 12.0, n=2, seed=0)
     assert len(a["pitch"]) and len(b["pitch"])
     assert not (len(a["pitch"]) == len(b["pitch"]) and np.array_equal(a["pitch"], b["pitch"]))
+
+
+def test_a_damaged_file_is_continued_with_the_warning(model_dir, tmp_path):
+    """The token model's path says what a damaged prompt lost, like every other model's."""
+    from typer.testing import CliRunner
+
+    from midiml.cli import app
+
+    song = band_file(tmp_path / "band.mid")
+    cut = tmp_path / "cut.mid"
+    cut.write_bytes(song.read_bytes()[:-40])  # the drum track cut short, a download cut off
+    out = tmp_path / "out.mid"
+    args = ["continue", str(cut), "-o", str(out), "--models-dir", str(model_dir.parent)]
+    res = CliRunner().invoke(app, [*args, "--model", "transformer", "--seconds", "4"])
+    assert res.exit_code == 0, res.output
+    assert f"warning: {cut}: " in res.output and "cut short" in res.output
+    assert out.exists()

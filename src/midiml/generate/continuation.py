@@ -157,10 +157,11 @@ def continue_file(
     tempo_map = TempoMap.of_score(score)
     notes = notes_columns(parsed.notes)
     if hasattr(continuer, "continue_songs"):  # continues every instrument (token model)
-        return _continue_all_tracks(
+        results = _continue_all_tracks(
             song, scan, score, tempo_map, notes, continuer, output, seconds, bars,
             variations, temperature, top_p, seed, genre, wav,
         )  # fmt: skip
+        return [{**res, "salvaged": parsed.info.get("salvaged", "")} for res in results]
     prompt = prompt_track(notes)
     if len(prompt["pitch"]) == 0:
         raise ContinueError(f"{song}: no (non-drum) notes to continue from")
