@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from midiml.config import compose_defaults
 from tests.conftest import REPO
 
 STUB = '''"""Stand-in for a stage: note that it ran, write fresh outputs (new content each run)."""
@@ -60,9 +61,12 @@ def stubbed_copy(dest: Path) -> None:
     """The repository's config, code and pipeline in ``dest``, stage commands stubbed."""
     for folder in ("conf", "stages", "src"):
         shutil.copytree(REPO / folder, dest / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("params.yaml", ".gitignore", "reports/benchmarks.md"):
+    for name in (".gitignore", "reports/benchmarks.md"):
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / name, dest / name)
+    # params.yaml as the defaults compose, not the checkout's file: after `dvc exp run -S
+    # data=small` (CI runs it before the tests) that file holds the small profile
+    (dest / "params.yaml").write_text(yaml.safe_dump(compose_defaults([]), sort_keys=False))
     (dest / ".dvc").mkdir()
     shutil.copy(REPO / ".dvc" / "config", dest / ".dvc" / "config")
     pipeline = yaml.safe_load((REPO / "dvc.yaml").read_text())
@@ -95,7 +99,7 @@ def test_card_command_reruns_the_loss_users_and_their_readers_only(tmp_path):
     # the card's command as written: 1.5 is the configured alpha, so it composes, runs, and
     # finds every stage up to date
     dvc(tmp_path, "exp", "run", "-S", "model.loss.alpha=1.5", "--name", "card")
-    assert not (tmp_path / "ran.log").exists()
+    assert not (tmp_path / "ran.log").exists(), (tmp_path / "ran.log").read_text()
 
     dvc(tmp_path, "exp", "run", "-S", "model.loss.alpha=2.0", "--name", "alpha2")
     ran = sorted((tmp_path / "ran.log").read_text().split())
