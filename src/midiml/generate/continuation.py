@@ -156,12 +156,13 @@ def continue_file(
     score = symusic.Score.from_midi(scan.data)
     tempo_map = TempoMap.of_score(score)
     notes = notes_columns(parsed.notes)
+    salvaged = parsed.info.get("salvaged", "")  # what a damaged file lost, said by every path
     if hasattr(continuer, "continue_songs"):  # continues every instrument (token model)
         results = _continue_all_tracks(
             song, scan, score, tempo_map, notes, continuer, output, seconds, bars,
             variations, temperature, top_p, seed, genre, wav,
         )  # fmt: skip
-        return [{**res, "salvaged": parsed.info.get("salvaged", "")} for res in results]
+        return [{**res, "salvaged": salvaged} for res in results]
     prompt = prompt_track(notes)
     if len(prompt["pitch"]) == 0:
         raise ContinueError(f"{song}: no (non-drum) notes to continue from")
@@ -178,20 +179,23 @@ def continue_file(
         except ValueError as exc:  # e.g. a genre the model does not know
             raise ContinueError(f"{song}: {exc}") from exc
         chunk = continuation_track(tempo_map, new, program, free_channel_of(scan.channels))
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(with_track(scan.data, chunk))
-        res: dict[str, object] = {
-            "file": str(path),
-            "prompt_notes": len(prompt["pitch"]),
-            "salvaged": parsed.info.get("salvaged", ""),
-            "new_notes": len(new["pitch"]),
-        }
-        if wav:
-            wav_path = Path(path).with_suffix(".wav")
-            render_wav(path, wav_path)
-            res["wav"] = str(wav_path)
-        results.append(res)
-    return results
+        res = {"prompt_notes": len(prompt["pitch"]), "new_notes": len(new["pitch"])}
+        results.append(_save_variation(path, with_track(scan.data, chunk), res, wav))
+    return [{**res, "salvaged": salvaged} for res in results]
+
+
+def _save_variation(
+    path: str | Path, data: bytes, res: dict[str, object], wav: bool
+) -> dict[str, object]:
+    """Write one variation atomically (and its audio with ``--wav``); its result entry."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    res = {"file": str(path), **res}
+    if wav:
+        wav_path = Path(path).with_suffix(".wav")
+        render_wav(path, wav_path)
+        res["wav"] = str(wav_path)
+    return res
 
 
 def _continue_all_tracks(
@@ -235,19 +239,12 @@ def _continue_all_tracks(
             used |= 1 << channel
             name = "midiml continuation drums" if drum else f"midiml continuation program {program}"
             data = with_track(data, continuation_track(tempo_map, part, program, channel, name))
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(data)
-        res: dict[str, object] = {
-            "file": str(path),
+        res = {
             "prompt_notes": len(notes["pitch"]),
             "new_notes": len(new["pitch"]),
             "new_tracks": len(
                 set(zip(new["program"].tolist(), new["is_drum"].tolist(), strict=False))
             ),
         }
-        if wav:
-            wav_path = Path(path).with_suffix(".wav")
-            render_wav(path, wav_path)
-            res["wav"] = str(wav_path)
-        results.append(res)
+        results.append(_save_variation(path, data, res, wav))
     return results
