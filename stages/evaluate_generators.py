@@ -36,7 +36,15 @@ from midiml.generate.continuation import (
 )
 from midiml.generate.listening_eval import write_sample_midi
 from midiml.generate.train import generator_names, is_neural
-from midiml.io import atomic_dir, save_figure, write_json, write_metrics, write_text, write_timings
+from midiml.io import (
+    atomic_dir,
+    read_timings,
+    save_figure,
+    write_json,
+    write_metrics,
+    write_text,
+    write_timings,
+)
 from midiml.report import generators as page
 from midiml.represent.audio import render_wav
 from midiml.represent.windows import EventData
@@ -162,8 +170,10 @@ def main() -> None:
                 **ev.sample_metrics(samples, reference),
                 "epochs": train["epochs"],
             }
+            run = read_timings(f"generator_{name}")  # {} on a fresh clone
+            seconds = run.get("train_seconds")
             timings[name] = {
-                "train_seconds": round(train["train_seconds"], 2),
+                "train_seconds": None if seconds is None else round(seconds, 2),
                 "epochs": train["epochs"],
             }
             if name in neural:
@@ -177,7 +187,7 @@ def main() -> None:
                 save_figure(fig, png)
                 files += [mid, png]
             tracking.log_evaluation(
-                params, "generation", name, train.get("run_id"), results[name], files
+                params, "generation", name, run.get("run_id"), results[name], files
             )
             shown = ("test_bits_per_note", "test_top1", "sample_repeat_rate", "sample_oa_mean")
             print(name, {k: results[name][k] for k in shown})
@@ -193,9 +203,7 @@ def main() -> None:
     ablation_file = Path("models/ffnn_ablation/results.json")
     if ablation_file.exists():
         results["ffnn_ablation"] = json.loads(ablation_file.read_text())
-        ab_t = Path("models/ffnn_ablation/timings.json")
-        if ab_t.exists():
-            timings["ffnn_ablation"] = json.loads(ab_t.read_text())
+        timings["ffnn_ablation"] = read_timings("ffnn_ablation")
     results["targets"] = ev.targets(results, neural)
     timings["stage_seconds"] = {
         "wall": round(time.perf_counter() - started, 2),

@@ -9,7 +9,7 @@ from threadpoolctl import threadpool_limits
 from midiml.classify.runs import select_all
 from midiml.classify.tables import read_tables
 from midiml.config import load_params
-from midiml.io import atomic_dir, write_json
+from midiml.io import atomic_dir, split_run_dependent, write_json, write_timings
 
 
 def main() -> None:
@@ -29,7 +29,9 @@ def main() -> None:
             Path("models/classifier_fits"),
             tmp,
         )
+        manifest, run_ids = split_run_dependent(manifest)  # MLflow run ids: every run new
         write_json(tmp / "manifest.json", manifest)
+    write_timings("classifiers", run_ids)
     print(f"select_classifiers: {time.perf_counter() - start:.1f} s")
 
 

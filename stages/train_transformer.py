@@ -5,11 +5,9 @@ meta.json). Lightning's checkpoints stay in checkpoints/transformer/ so that
 `model.transformer` to its GPU sizes (conf/trainer/gpu.yaml).
 """
 
-import json
-
 from midiml.config import load_params
 from midiml.generate.transformer import train_transformer
-from midiml.io import atomic_dir
+from midiml.io import atomic_dir, split_run_dependent, write_json, write_timings
 
 OUT = "models/generators/transformer"
 CHECKPOINTS = "checkpoints/transformer"
@@ -27,7 +25,9 @@ def main() -> None:
             tmp,
             CHECKPOINTS if cfg.get("resume") else None,
         )
-        (tmp / "train.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+        kept, timings = split_run_dependent(info)  # wall times and rates: reports/timings/
+        write_json(tmp / "train.json", kept)
+    write_timings("generator_transformer", timings)
     print(
         f"transformer: {info['parameters']} parameters, {info['epochs']} epochs, "
         f"{info['train_seconds']:.1f} s, {info['train_tokens_per_second']:.0f} tokens/s, "

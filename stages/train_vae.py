@@ -2,8 +2,9 @@
 
 models/generators/vae/ is ours (what `midiml continue -m vae` and `midiml interpolate` load),
 models/generators/vae/study/ the study's plain-loss twin. The failure-and-cure table goes to
-reports/metrics/vae.json and reports/vae.md, the figures to reports/figures/; wall times to
-models/generators/vae/train.json and MLflow (machine-dependent, so never into the metrics).
+reports/metrics/vae.json and reports/vae.md, the figures to reports/figures/; wall times and
+MLflow run ids to reports/timings/vae.json and MLflow (they change every run, so never into
+the model folder or the metrics).
 """
 
 from pathlib import Path
@@ -11,7 +12,14 @@ from pathlib import Path
 from midiml.config import load_params
 from midiml.generate.vae_study import VARIANTS, log_results, run_study
 from midiml.generate.vae_use import decode
-from midiml.io import atomic_dir, save_figure, write_json, write_text, write_timings
+from midiml.io import (
+    atomic_dir,
+    save_figure,
+    split_run_dependent,
+    write_json,
+    write_text,
+    write_timings,
+)
 from midiml.report.vae import loss_figure, render_page, rolls_figure
 from midiml.training import cpu_threads
 
@@ -32,7 +40,8 @@ def main() -> None:
     with atomic_dir(OUT) as tmp:
         result = run_study(params, tmp)
         result["info"]["trained_on"] = trained_on(params)
-        write_json(tmp / "train.json", result["info"])
+        kept, timings = split_run_dependent(result["info"])
+        write_json(tmp / "train.json", kept)
     table, info, ex = result["table"], result["info"], result["example"]
     metrics = {row.pop("model"): row for row in table.to_dict(orient="records")}
     write_json("reports/metrics/vae.json", metrics)
@@ -53,9 +62,8 @@ def main() -> None:
             [FIGURES / "vae_rolls.png", FIGURES / "vae_loss.png"],
         )
     print(table.round(3).to_string(index=False))
-    seconds = {k: round(v, 2) for k, v in info.items() if k.endswith("seconds")}
-    write_timings("vae", {"trained_on": info["trained_on"], **seconds})
-    print(seconds)
+    write_timings("vae", {"trained_on": info["trained_on"], **timings})
+    print({k: round(v, 2) for k, v in timings.items() if k.endswith("seconds")})
 
 
 if __name__ == "__main__":

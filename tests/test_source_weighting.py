@@ -125,7 +125,7 @@ def test_the_blend_hands_the_weights_to_both_models():
 def _fitted(power: float) -> FittedModel:
     pipe = Pipeline([("clf", LogisticRegression(max_iter=1000))])
     return FittedModel(
-        "genre", "logreg", pipe, ["x", "y"], ["f"], None, [], {}, 0.0, 3, 0.0,
+        "genre", "logreg", pipe, ["x", "y"], ["f"], None, [], {}, 0.0, 3,
         source_power=power,
     )  # fmt: skip
 

@@ -37,3 +37,22 @@ def test_generator_evaluation_rerun_leaves_tracked_reports_byte_identical(tmp_pa
     assert all(runs[0][p] == runs[1][p] for p in TRACKED)
     assert b"## Training wall time" not in runs[0]["reports/generators.md"]
     assert not (tmp_path / "reports" / "metrics" / "generator_timings.json").exists()
+
+
+def test_generator_training_twice_leaves_the_model_folder_byte_identical(tmp_path):
+    """A neural generator (Lightning checkpoint) and a direct one trained twice on the same
+    params: every file of the DVC output is byte-identical (no wall time, MLflow run id or
+    temporary checkpoint folder in it); the times are in reports/timings/generator_<name>.json."""
+    params = tiny_params()
+    scale_workdir(tmp_path, params)
+    for name in ("ffnn", "markov"):
+        folder = tmp_path / "models" / "generators" / name
+        runs = []
+        for _ in range(2):
+            run_stage(tmp_path, "train_generator.py", name)
+            runs.append({p.name: p.read_bytes() for p in sorted(folder.iterdir())})
+        assert runs[0] == runs[1], name
+        train = json.loads(runs[0]["train.json"])
+        assert "train_seconds" not in train and "run_id" not in train
+        timings = tmp_path / "reports" / "timings" / f"generator_{name}.json"
+        assert "train_seconds" in json.loads(timings.read_text())

@@ -59,11 +59,41 @@ def write_json(path: str | os.PathLike[str], data: Any) -> None:
 TIMINGS_DIR = Path("reports/timings")
 
 
+# Keys whose values differ on every run, not only on every machine: wall times, rates per
+# second and MLflow run ids. They go to TIMINGS_DIR (also the run ids: a fresh clone has no
+# MLflow runs of ours to link to), never into a DVC output, whose hash they would change.
+RUN_DEPENDENT_SUFFIXES = ("seconds", "second", "run_id")
+
+
 def write_timings(name: str, data: Any) -> Path:
     """``reports/timings/<name>.json`` (git-ignored): one stage's machine-dependent times."""
     path = TIMINGS_DIR / f"{name}.json"
     write_json(path, data)
     return path
+
+
+def read_timings(name: str) -> dict[str, Any]:
+    """What :func:`write_timings` wrote under ``name`` ({} when absent, e.g. a fresh clone)."""
+    path = TIMINGS_DIR / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def split_run_dependent(info: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``info`` as (what the same params reproduce, what changes every run): nested dicts are
+    split too, so a model folder's json keeps the first and ``write_timings`` gets the second.
+    """
+    kept: dict[str, Any] = {}
+    moved: dict[str, Any] = {}
+    for key, value in info.items():
+        if str(key).endswith(RUN_DEPENDENT_SUFFIXES):
+            moved[key] = value
+        elif isinstance(value, dict):
+            kept[key], sub = split_run_dependent(value)
+            if sub:
+                moved[key] = sub
+        else:
+            kept[key] = value
+    return kept, moved
 
 
 # DVC metrics files are rounded at write time: float noise below this (a different BLAS path

@@ -38,6 +38,32 @@ class FitResult:
     world_size: int = 1  # processes that trained (DDP: devices x nodes)
 
 
+def _relative(value: Any, roots: tuple[str, ...]) -> Any:
+    """``value`` with every string under one of ``roots`` made relative to it (recursively)."""
+    if isinstance(value, str):
+        for root in roots:
+            if value == root:
+                return "."
+            if value.startswith(root + os.sep):
+                return value[len(root) + 1 :]
+        return value
+    if isinstance(value, dict):
+        return {_relative(k, roots): _relative(v, roots) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_relative(v, roots) for v in value)
+    return value
+
+
+def portable_checkpoint(path: Path, ckpt_dir: Path) -> None:
+    """Rewrite ``path`` with the callbacks' paths relative to ``ckpt_dir``: ModelCheckpoint
+    stores its absolute folder, which is a fresh temporary one (``io.atomic_dir``) every run,
+    so the same weights would otherwise hash differently in dvc.lock on every run."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    roots = tuple(dict.fromkeys((str(ckpt_dir), str(ckpt_dir.resolve()))))
+    state["callbacks"] = _relative(state.get("callbacks", {}), roots)
+    torch.save(state, path)
+
+
 class _History(Callback):
     """Keep the epoch-level metrics in memory (MLflow has them too, but may be disabled)."""
 
@@ -153,6 +179,8 @@ def fit_lightning(
         # several processes (DDP): the others end with training; rank 0 saves and reports
         raise SystemExit(0)
     best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
+    if best is not None:
+        portable_checkpoint(best, ckpt_dir)
     score = checkpoint.best_model_score
     run_id = None
     if logger:

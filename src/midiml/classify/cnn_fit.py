@@ -17,6 +17,7 @@ from midiml.classify.cnn import PianoRollCNNClassifier, load_cnn, predict_songs
 from midiml.classify.copies import kept_copies, song_ids
 from midiml.classify.pipelines import TaskData
 from midiml.classify.robustness import SongsPredictor
+from midiml.io import split_run_dependent, write_timings
 from midiml.represent.perturb import perturb_songs
 from midiml.represent.pianoroll import RollSpec, song_rolls
 
@@ -184,4 +185,6 @@ def train_cnn_tasks(
                     f"{name}/cnn: scored on re-encoded test songs "
                     f"({time.perf_counter() - start:.1f} s)"
                 )
+    infos, run_ids = split_run_dependent(infos)  # MLflow run ids change every run
     (out_dir / "cnn.json").write_text(json.dumps(infos, indent=1))
+    write_timings("classifier_fits_cnn", run_ids)

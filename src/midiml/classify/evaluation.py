@@ -19,7 +19,7 @@ from midiml.classify.fits import CONCERN
 from midiml.classify.pipelines import build_task, feature_matrix, load_model
 from midiml.classify.selection import serve_rule
 from midiml.evaluate import classification as ev
-from midiml.io import atomic_path, save_figure
+from midiml.io import atomic_path, read_timings, save_figure
 
 
 def song_predictor(
@@ -60,7 +60,9 @@ def evaluate_all(
     roll_cfg = cfg.cnn.roll if cfg.get("cnn") else None
     metrics: dict[str, Any] = {"tasks": {}}
     figures: dict[str, str] = {}
+    runs = read_timings("classifiers").get("tasks", {})  # MLflow run ids, by select_classifiers
     for name, entry in manifest["tasks"].items():
+        run_ids = runs.get(name, {}).get("models", {})
         if entry.get("skipped"):
             metrics["tasks"][name] = {"skipped": entry["skipped"]}
             continue
@@ -120,7 +122,7 @@ def evaluate_all(
             plt.close(fig)
             figures[f"{name}/{model}"] = f"figures/classifiers/{fig_path.name}"
             _write_csv(ev.confusion_rows(y_test, pred), plot_dir / f"{name}_{model}.csv")
-            _log_eval(info.get("run_id"), params, m, fig_path)
+            _log_eval(run_ids.get(model, {}).get("run_id"), params, m, fig_path)
             res["models"][model] = m
             log(
                 f"{name}/{model}: test accuracy {m['accuracy']:.3f} macro-F1 "

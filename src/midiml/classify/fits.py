@@ -44,7 +44,7 @@ from midiml.classify.source_weighting import (
     source_power,
     training_weights,
 )
-from midiml.io import atomic_path
+from midiml.io import atomic_path, write_timings
 from midiml.represent.features import WORDS_COLUMN
 
 WORDS = "words"  # the words model's fit (``classifier.words``)
@@ -200,8 +200,10 @@ def fit_all_tasks(
     log=print,
 ) -> None:
     """Stage ``train_classifier@<model>``: ``model`` (or WORDS) for every task it applies to,
-    one file per task in ``out_dir`` (a ``ModelFit`` or ``{"skipped": reason}``)."""
+    one file per task in ``out_dir`` (a ``ModelFit`` or ``{"skipped": reason}``); the MLflow
+    run ids to ``reports/timings/classifier_fits_<model>.json`` (they change every run)."""
     source = song_sources(files)
+    run_ids: dict[str, dict[str, str | None]] = {}
     words_tasks = list((params.classifier.get("words") or {}).get("tasks") or [])
     for name, task in tasks_of(params, files, splits).items():
         if model == WORDS and name not in words_tasks:
@@ -222,12 +224,13 @@ def fit_all_tasks(
                     continue
                 if run is not None:
                     log_fit(fit.fitted)
-                fit.info["run_id"] = run.info.run_id if run else None
+                run_ids[name] = {"run_id": run.info.run_id if run else None}
         save_fit(fit, task_fits_path(out_dir, name))
         log(
             f"{name}/{model}: fitted with {len(fit.held_out)} held-out refits "
             f"({time.perf_counter() - start:.1f} s)"
         )
+    write_timings(f"classifier_fits_{model}", run_ids)
 
 
 def log_fit(fitted: Any) -> None:

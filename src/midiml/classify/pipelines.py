@@ -11,7 +11,6 @@ per class, as on ``data=small``) are skipped with a reason instead of failing th
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -232,7 +231,6 @@ class FittedModel:
     best_params: dict[str, Any]
     cv_macro_f1: float
     cv_folds: int
-    fit_seconds: float
     novelty: Novelty | None = None  # how unlike the training songs a new file is
     # class -> factor on its probability (see classify/lone_source.py); none: plain argmax
     class_prior: dict[str, float] | None = None
@@ -306,7 +304,6 @@ def fit_feature_model(
     folds = cv_folds(y, int(cfg.cv_folds))
     if folds < 2:
         raise TaskSkipped("a class has fewer than 2 training songs: no cross-validation")
-    start = time.perf_counter()
     search = GridSearchCV(
         make_pipeline(cfg.models[model], cfg.get("scaler")),
         param_grid(cfg.models[model].grid),
@@ -343,7 +340,6 @@ def fit_feature_model(
         best,
         float(search.best_score_),
         folds,
-        time.perf_counter() - start,
         Novelty.fit(feature_matrix(table, task.ids("train"), columns)),
         source_power=power,
     )

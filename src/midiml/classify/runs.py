@@ -46,6 +46,7 @@ from midiml.classify.tables import (  # noqa: F401  (read_tables: the stages' re
     read_tables,
     selection_loops,
 )
+from midiml.io import read_timings
 from midiml.represent.perturb import PERTURBATIONS
 
 LOOPS_FILE = "selection_loops.parquet"
@@ -150,6 +151,9 @@ def select_all(
     cnn_dir = fits_dir / "cnn"
     cnn_json = cnn_dir / "cnn.json"
     cnn = json.loads(cnn_json.read_text()) if cnn_json.exists() else {}
+    for name, run in read_timings("classifier_fits_cnn").items():  # MLflow run ids
+        if name in cnn:
+            cnn[name] |= run
     entries, models = {}, {}
     for name, task in tasks_of(params, files, splits).items():
         if isinstance(task, str):

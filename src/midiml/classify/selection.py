@@ -10,7 +10,6 @@ writes ``models/classifiers/`` (one file per model and ``manifest.json``) as ser
 from __future__ import annotations
 
 import shutil
-import time
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
@@ -41,6 +40,7 @@ from midiml.classify.pipelines import (
     save_model,
 )
 from midiml.classify.words_model import MusicAndWords
+from midiml.io import read_timings
 from midiml.represent.features import WORDS_COLUMN
 
 AUTO_CROSS_SOURCE = "auto_cross_source"  # serve_model: pick by held-out-source accuracy
@@ -99,7 +99,6 @@ def build_vote(
         raise TaskSkipped(reasons[0])
     first = next(iter(members.values())).fitted
     X, y = feature_matrix(table, task.ids("train"), first.columns), task.y("train")
-    start = time.perf_counter()
     cv = vote_cv_score(
         [f.vote_folds for f in members.values()], y, first.cv_folds, seed, str(cfg.scoring)
     )
@@ -117,7 +116,6 @@ def build_vote(
         {"members": list(members)},
         cv,
         first.cv_folds,
-        time.perf_counter() - start,
         first.novelty,
         source_power=first.source_power,
     )
@@ -141,7 +139,6 @@ def build_blend(task: TaskData, vote: FittedModel, words: ModelFit, weight: floa
         {"members": [VOTE, WORDS], "weight": float(weight)},
         float("nan"),
         vote.cv_folds,
-        0.0,
         vote.novelty,
         source_power=float(words.info["power"]),
     )
@@ -258,7 +255,8 @@ def select_task(
             infos[m] = dict(fit)
             continue
         models[m], leaves[m] = fit.fitted, [fit]
-        infos[m] = {"run_id": fit.info.get("run_id")}
+        run = read_timings(f"classifier_fits_{m}").get(task.name, {})
+        infos[m] = {"run_id": run.get("run_id")}  # the fit's MLflow run, to nest under
     vote_names = [m for m in (cfg.get("vote") or []) if m in cfg.models]
     blends = (
         [VOTE_AND_WORDS] if len(vote_names) >= 2 and isinstance(fits.get(WORDS), ModelFit) else []

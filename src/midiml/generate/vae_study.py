@@ -108,7 +108,7 @@ def run_study(params: Any, out_dir: str | Path, progress_bar: bool = False) -> d
                 out_dir / SUBDIRS[variant],
                 dm.grid,
                 decodings[variant],
-                {"train_seconds": res.train_seconds, "epochs": res.epochs, "run_id": res.run_id},
+                {"epochs": res.epochs},  # wall time and run id: reports/timings/vae.json
             )
         shutil.rmtree(out_dir / f"ckpt_{variant}", ignore_errors=True)
         histories[variant] = res.history
