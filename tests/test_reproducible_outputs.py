@@ -48,3 +48,48 @@ def test_features_stage_twice_gives_identical_bytes(tmp_path):
         out.unlink()
     assert builds[0] == builds[1]
     assert len(pd.read_parquet(tmp_path / "data" / "interim" / "files.parquet")) == len(WORKS)
+
+
+def _folder_bytes(folder) -> dict[str, bytes]:
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    return {str(p.relative_to(folder)): p.read_bytes() for p in files}
+
+
+def test_classifier_fits_and_selection_twice_give_identical_bytes(tmp_path):
+    """Two models (one of them random: a forest), their vote and the served choice, trained
+    and selected twice with MLflow on: the fits and models/classifiers/ are byte-identical;
+    each run's MLflow run ids are in reports/timings/, and differ."""
+    from midiml.io import TIMINGS_DIR
+    from tests.conftest import classifier_models
+    from tests.test_robust_serving import robust_params, two_genre_songs
+
+    models = classifier_models(logreg={"C": [1.0]}, random_forest={"n_estimators": [20]})
+    params = robust_params(models=models, vote=["logreg", "random_forest"], n_threads=1)
+    params.tracking = {  # on: run ids are created, and must stay out of the outputs
+        "enabled": True,
+        "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "artifact_location": str(tmp_path / "mlartifacts"),
+        "experiment_prefix": "midiml",
+    }
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(OmegaConf.to_container(params)))
+    (tmp_path / "songs").mkdir()
+    files, notes, table = two_genre_songs(tmp_path / "songs")
+    for folder in ("interim", "features"):
+        (tmp_path / "data" / folder).mkdir(parents=True)
+    files.to_parquet(tmp_path / "data" / "interim" / "files.parquet")
+    files[["file_id", "genre", "split"]].to_parquet(tmp_path / "data/interim/splits.parquet")
+    notes.to_parquet(tmp_path / "data" / "interim" / "notes.parquet")
+    table.to_parquet(tmp_path / "data" / "features" / "features.parquet")
+    run_stage(tmp_path, "classifier_copies.py")
+
+    builds, run_ids = [], []
+    for _ in range(2):
+        for kind in ("logreg", "random_forest"):
+            run_stage(tmp_path, "train_classifier.py", kind)
+        run_stage(tmp_path, "select_classifiers.py")
+        builds.append(_folder_bytes(tmp_path / "models"))
+        run_ids.append((tmp_path / TIMINGS_DIR / "classifier_fits_logreg.json").read_text())
+    assert builds[0].keys() == builds[1].keys()
+    assert [p for p in builds[0] if builds[0][p] != builds[1][p]] == []
+    assert '"run_id"' in run_ids[0] and run_ids[0] != run_ids[1]
+    assert b"run_id" not in builds[0]["classifiers/manifest.json"]

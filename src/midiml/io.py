@@ -46,6 +46,62 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def pickle_ready(obj: Any) -> Any:
+    """``obj`` (returned, changed in place) made to pickle to the same bytes whenever it holds
+    the same model: the same values alone do not give the same pickle.
+
+    - Strings: pickle writes a string once and refers back to it when the *same object* comes
+      again, so whether two equal strings are one object (e.g. an estimator's parameter names
+      and its attribute names, after a load) changed the bytes from run to run. Every string
+      in the object graph (dict keys and values, lists, tuples, object arrays) is replaced
+      by its interned copy: equal strings are then always one object.
+    - scikit-learn trees: a node record (seven numbers and a one-byte flag) is padded to 64
+      bytes; a tree restored from a pickle gets its nodes in reused heap memory whose padding
+      holds whatever was there, and numpy pickles those bytes too. Each tree's state is set
+      again from a zeroed copy (the values are untouched).
+    """
+    import sys
+
+    import numpy as np
+    from sklearn.tree._tree import Tree
+
+    seen: dict[int, Any] = {}
+
+    def visit(node: Any) -> Any:
+        if isinstance(node, str):
+            return sys.intern(node)
+        if isinstance(node, bytes | int | float | bool) or node is None:
+            return node
+        if id(node) in seen:
+            return seen[id(node)]
+        seen[id(node)] = node
+        if isinstance(node, np.ndarray):
+            if node.dtype == object:
+                flat = node.reshape(-1)
+                for i, value in enumerate(flat):
+                    flat[i] = visit(value)
+        elif isinstance(node, Tree):
+            state = node.__getstate__()
+            nodes = state["nodes"]
+            clean = np.zeros(nodes.shape, nodes.dtype)
+            for name in nodes.dtype.names:
+                clean[name] = nodes[name]
+            node.__setstate__(state | {"nodes": clean})
+        elif isinstance(node, dict):
+            items = [(visit(k), visit(v)) for k, v in node.items()]
+            node.clear()
+            node.update(items)
+        elif isinstance(node, list):
+            node[:] = [visit(v) for v in node]
+        elif type(node) is tuple:
+            seen[id(node)] = node = tuple(visit(v) for v in node)
+        elif hasattr(node, "__dict__"):
+            visit(vars(node))
+        return node
+
+    return visit(obj)
+
+
 def write_json(path: str | os.PathLike[str], data: Any) -> None:
     """Write JSON atomically, sorted and indented so diffs stay readable."""
     with atomic_path(path) as tmp:

@@ -44,7 +44,7 @@ from midiml.classify.source_weighting import (
     source_power,
     training_weights,
 )
-from midiml.io import atomic_path, write_timings
+from midiml.io import atomic_path, pickle_ready, write_timings
 from midiml.represent.features import WORDS_COLUMN
 
 WORDS = "words"  # the words model's fit (``classifier.words``)
@@ -70,7 +70,7 @@ def save_fit(fit: ModelFit | dict[str, str], path: Path) -> None:
     import joblib
 
     with atomic_path(path) as tmp:
-        joblib.dump(fit, tmp)
+        joblib.dump(pickle_ready(fit), tmp)
 
 
 def load_fit(path: Path) -> ModelFit | dict[str, str]:

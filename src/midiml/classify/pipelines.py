@@ -27,7 +27,7 @@ from sklearn.preprocessing import StandardScaler
 from midiml.classify.copies import kept_copies
 from midiml.classify.source_weighting import fit_weighted, source_power, training_weights
 from midiml.classify.words_model import model_input
-from midiml.io import atomic_path
+from midiml.io import atomic_path, pickle_ready
 from midiml.represent.features import ARTIFACT_FEATURES, WORDS_COLUMN
 
 VOTE = "vote"  # soft vote of the tuned feature models (``classifier.vote``)
@@ -349,7 +349,7 @@ def save_model(fitted: FittedModel, path: str | Path) -> None:
     import joblib
 
     with atomic_path(path) as tmp:
-        joblib.dump(fitted, tmp)
+        joblib.dump(pickle_ready(fitted), tmp)
 
 
 def load_model(path: str | Path) -> FittedModel:

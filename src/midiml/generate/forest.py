@@ -15,6 +15,7 @@ import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 
 from midiml.generate.base import N_PITCHES, Generator, smooth
+from midiml.io import pickle_ready
 from midiml.represent.windows import DELTA, DURATION, PITCH, EventData, spaced
 
 
@@ -75,7 +76,7 @@ class ForestGenerator(Generator):
 
     def save(self, model_dir: Path) -> None:
         with open(Path(model_dir) / "forest.pkl", "wb") as fh:
-            pickle.dump(self, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(pickle_ready(self), fh, protocol=pickle.HIGHEST_PROTOCOL)
 
     @classmethod
     def load_saved(cls, model_dir: Path) -> ForestGenerator:
