@@ -12,7 +12,7 @@ from midiml.classify.fits import fit_all_tasks
 from midiml.classify.runs import fitted_models
 from midiml.classify.tables import read_tables
 from midiml.config import load_params
-from midiml.io import atomic_dir
+from midiml.io import atomic_dir, write_timings
 
 
 def main(model: str) -> None:
@@ -26,7 +26,9 @@ def main(model: str) -> None:
         threadpool_limits(limits=int(params.classifier.n_threads)),
         atomic_dir(f"models/classifier_fits/{model}") as tmp,
     ):
-        fit_all_tasks(params, model, files, splits, table, Path("data/classifier_copies"), tmp)
+        copies = Path("data/classifier_copies")
+        run_ids = fit_all_tasks(params, model, files, splits, table, copies, tmp)
+    write_timings(f"classifier_fits_{model}", run_ids)  # MLflow run ids: new every run
     print(f"train_classifier@{model}: {time.perf_counter() - start:.1f} s")
 
 

@@ -9,7 +9,7 @@ from midiml.classify.fits import tasks_of
 from midiml.classify.runs import ROBUSTNESS_TASK, read_test_copies
 from midiml.classify.tables import read_tables
 from midiml.config import load_params
-from midiml.io import atomic_dir
+from midiml.io import atomic_dir, write_timings
 
 
 def main() -> None:
@@ -19,7 +19,10 @@ def main() -> None:
     with atomic_dir("models/classifier_fits/cnn") as tmp:
         tests = read_test_copies(Path("data/reencoded_test_songs"))
         tasks = tasks_of(params, files, splits)
-        train_cnn_tasks(params, tasks, files, notes, tmp, test_copies={ROBUSTNESS_TASK: tests})
+        run_ids = train_cnn_tasks(
+            params, tasks, files, notes, tmp, test_copies={ROBUSTNESS_TASK: tests}
+        )
+    write_timings("classifier_fits_cnn", run_ids)  # MLflow run ids: new every run
     print(f"train_classifier_cnn: {time.perf_counter() - start:.1f} s")
 
 

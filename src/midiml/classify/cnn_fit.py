@@ -17,7 +17,7 @@ from midiml.classify.cnn import PianoRollCNNClassifier, load_cnn, predict_songs
 from midiml.classify.copies import kept_copies, song_ids
 from midiml.classify.pipelines import TaskData
 from midiml.classify.robustness import SongsPredictor
-from midiml.io import split_run_dependent, write_timings
+from midiml.io import split_run_dependent
 from midiml.represent.perturb import perturb_songs
 from midiml.represent.pianoroll import RollSpec, song_rolls
 
@@ -164,10 +164,12 @@ def train_cnn_tasks(
     out_dir: Path,
     log=print,
     test_copies: dict[str, dict[str, tuple[pd.DataFrame, pd.DataFrame]]] | None = None,
-) -> None:
+) -> dict[str, dict[str, str | None]]:
     """Stage ``train_classifier_cnn``: a CNN per task of ``classifier.cnn.tasks``, into
     ``out_dir/<task>/cnn.ckpt``, and ``out_dir/cnn.json`` (task -> what was trained, and
-    its ``cnn_robustness`` where ``test_copies`` has the task's re-encoded test songs)."""
+    its ``cnn_robustness`` where ``test_copies`` has the task's re-encoded test songs).
+    Returns each task's MLflow run id, for ``reports/timings/`` (not in cnn.json: they
+    change every run)."""
     cnn_cfg = params.classifier.get("cnn")
     wanted = list(cnn_cfg.tasks) if cnn_cfg else []
     infos = {}
@@ -187,4 +189,4 @@ def train_cnn_tasks(
                 )
     infos, run_ids = split_run_dependent(infos)  # MLflow run ids change every run
     (out_dir / "cnn.json").write_text(json.dumps(infos, indent=1))
-    write_timings("classifier_fits_cnn", run_ids)
+    return run_ids

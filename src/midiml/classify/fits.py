@@ -44,7 +44,7 @@ from midiml.classify.source_weighting import (
     source_power,
     training_weights,
 )
-from midiml.io import atomic_path, pickle_ready, write_timings
+from midiml.io import atomic_path, pickle_ready
 from midiml.represent.features import WORDS_COLUMN
 
 WORDS = "words"  # the words model's fit (``classifier.words``)
@@ -198,10 +198,11 @@ def fit_all_tasks(
     copies_dir: Path,
     out_dir: Path,
     log=print,
-) -> None:
+) -> dict[str, dict[str, str | None]]:
     """Stage ``train_classifier@<model>``: ``model`` (or WORDS) for every task it applies to,
-    one file per task in ``out_dir`` (a ``ModelFit`` or ``{"skipped": reason}``); the MLflow
-    run ids to ``reports/timings/classifier_fits_<model>.json`` (they change every run)."""
+    one file per task in ``out_dir`` (a ``ModelFit`` or ``{"skipped": reason}``). Returns
+    each task's MLflow run id, for ``reports/timings/`` (kept out of the fits: they change
+    every run)."""
     source = song_sources(files)
     run_ids: dict[str, dict[str, str | None]] = {}
     words_tasks = list((params.classifier.get("words") or {}).get("tasks") or [])
@@ -230,7 +231,7 @@ def fit_all_tasks(
             f"{name}/{model}: fitted with {len(fit.held_out)} held-out refits "
             f"({time.perf_counter() - start:.1f} s)"
         )
-    write_timings(f"classifier_fits_{model}", run_ids)
+    return run_ids
 
 
 def log_fit(fitted: Any) -> None:
