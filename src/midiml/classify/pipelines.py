@@ -26,13 +26,12 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from midiml.classify.copies import kept_copies
+from midiml.classify.served import VOTE, VOTE_AND_WORDS  # noqa: F401  (the served names)
 from midiml.classify.source_weighting import fit_weighted, source_power, training_weights
 from midiml.classify.words_model import model_input
 from midiml.io import atomic_path
 from midiml.represent.features import ARTIFACT_FEATURES, WORDS_COLUMN
 
-VOTE = "vote"  # soft vote of the tuned feature models (``classifier.vote``)
-VOTE_AND_WORDS = "vote_and_words"  # the vote blended with the words model (``classifier.words``)
 ID_COLUMNS = ("file_id", "genre")
 
 

@@ -18,9 +18,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
-from sklearn.base import clone
-from sklearn.ensemble import VotingClassifier
-from sklearn.frozen import FrozenEstimator
 from sklearn.inspection import permutation_importance
 
 from midiml.classify.copies import song_ids
@@ -36,8 +33,9 @@ from midiml.classify.pipelines import (
     feature_columns,
     feature_matrix,
 )
+from midiml.classify.served import unfrozen
 from midiml.classify.source_weighting import song_sources
-from midiml.classify.words_model import MusicAndWords, model_input
+from midiml.classify.words_model import model_input
 from midiml.represent.features import WORDS_COLUMN, extract_features
 from midiml.represent.perturb import PERTURBATIONS, perturb_songs
 
@@ -45,18 +43,8 @@ SongsPredictor = Callable[[pd.DataFrame, list[str]], np.ndarray]  # (notes, ids)
 
 
 def fresh_estimator(fitted: FittedModel) -> Any:
-    """An unfitted copy of the served model (a vote's members unfrozen)."""
-    return _unfrozen(fitted.pipeline)
-
-
-def _unfrozen(pipe: Any) -> Any:
-    pipe = pipe.estimator if isinstance(pipe, FrozenEstimator) else pipe
-    if isinstance(pipe, MusicAndWords):
-        return MusicAndWords(_unfrozen(pipe.music), clone(pipe.words), pipe.weight)
-    if isinstance(pipe, VotingClassifier):
-        members = [(n, _unfrozen(e)) for n, e in pipe.estimators]
-        return VotingClassifier(members, voting="soft")
-    return clone(pipe)
+    """An unfitted copy of the served model (``served.unfrozen``)."""
+    return unfrozen(fitted.pipeline)
 
 
 def _feature_kwargs(feature_params: dict[str, Any]) -> dict[str, Any]:

@@ -18,9 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.ensemble import VotingClassifier
-from sklearn.frozen import FrozenEstimator
+from hydra.utils import instantiate
 from sklearn.metrics import get_scorer
 
 from midiml import tracking
@@ -36,129 +34,130 @@ from midiml.classify.pipelines import (
     VOTE_AND_WORDS,
     FittedModel,
     TaskData,
-    TaskSkipped,
     feature_matrix,
     save_model,
 )
-from midiml.classify.words_model import MusicAndWords
+from midiml.classify.served import members, with_probabilities
 from midiml.represent.features import WORDS_COLUMN
 
 AUTO_CROSS_SOURCE = "auto_cross_source"  # serve_model: pick by held-out-source accuracy
 
 
-class _FoldVote(ClassifierMixin, BaseEstimator):
-    """The soft vote of one cross-validation fold, from its members' out-of-fold
-    probabilities: what a scikit-learn scorer asks of a fitted classifier."""
-
-    def __init__(self, classes: Any = None, proba: Any = None) -> None:
-        self.classes = classes
-        self.proba = proba
-
-    def fit(self, X: Any = None, y: Any = None) -> _FoldVote:  # noqa: N803
-        self.classes_ = np.asarray(self.classes)
-        return self
-
-    def predict_proba(self, X: Any) -> np.ndarray:  # noqa: N803
-        return self.proba
-
-    def predict(self, X: Any) -> np.ndarray:  # noqa: N803
-        return self.classes_[self.proba.argmax(axis=1)]
+def served_candidates(cfg: Any) -> Any:
+    """``classifier.served`` built by ``hydra.utils.instantiate``: the function that puts the
+    fitted models together (``served.candidates``, with the vote's members and the words'
+    weight from the config). A config written without it (tests) gets the same function
+    with its ``vote`` and ``words.weight``."""
+    node = cfg.get("served") or {
+        "_target_": "midiml.classify.served.candidates",
+        "_partial_": True,
+        "vote": list(cfg.get("vote") or []),
+        "words_weight": float((cfg.get("words") or {}).get("weight", 0.5)),
+    }
+    return instantiate(node)
 
 
 def vote_cv_score(
-    folds: list[list[np.ndarray]], y: np.ndarray, cv_folds: int, seed: int, scoring: str
+    tree: Any,
+    folds: dict[str, list[np.ndarray]],
+    y: np.ndarray,
+    cv_folds: int,
+    seed: int,
+    scoring: str,
 ) -> float:
-    """The soft vote's CV score from its members' out-of-fold probabilities (``folds``: per
-    member, per fold, ``fits.vote_folds``): the mean probability (``VotingClassifier``'s own
-    arithmetic) scored on each fold, as ``cross_val_score`` of the vote would."""
+    """The vote's CV score from its members' out-of-fold probabilities (``folds``: member ->
+    per fold, ``fits.vote_folds``), put through the vote's own tree (``served.
+    with_probabilities``) and scored on each fold, as ``cross_val_score`` of the vote would."""
     from sklearn.model_selection import StratifiedKFold
 
-    classes = np.unique(y)
+    classes = list(np.unique(y))
     scorer = get_scorer(scoring)
     scores = []
     splits = StratifiedKFold(cv_folds, shuffle=True, random_state=seed).split(y, y)
     for k, (_, te) in enumerate(splits):
-        proba = np.average(np.asarray([member[k] for member in folds]), axis=0)
-        scores.append(scorer(_FoldVote(classes, proba).fit(), np.zeros((len(te), 1)), y[te]))
+        fold = with_probabilities(tree, {m: f[k] for m, f in folds.items()}, classes)
+        scores.append(scorer(fold, np.zeros((len(te), 1)), y[te]))
     return float(np.mean(scores))
 
 
-def build_vote(
-    task: TaskData, members: dict[str, ModelFit], table: pd.DataFrame, cfg: Any, seed: int
-) -> FittedModel:
-    """Soft vote (mean probability) of the tuned feature models ``members`` (frozen).
+def assemble(
+    task: TaskData,
+    fits: dict[str, ModelFit],
+    table: pd.DataFrame,
+    cfg: Any,
+    seed: int,
+) -> dict[str, FittedModel | str]:
+    """Every candidate of ``classifier.served`` built from the fitted models ``fits`` (model
+    name -> its fit; ``WORDS``: the words model's), frozen: each model alone, the vote and the
+    blend, as the ``FittedModel`` serving reads, or the reason it cannot be built.
 
     On small classes (composers with ten pieces) the single models err on different songs,
-    so their average is steadier than any one of them; its CV score refits the members with
-    their chosen hyperparameters fold by fold (their ``vote_folds``), so it is comparable
-    with the members' own."""
-    if len(members) < 2:
-        raise TaskSkipped("a vote needs at least two fitted feature models")
-    reasons = [f.vote_folds for f in members.values() if isinstance(f.vote_folds, str)]
+    so their average is steadier than any one of them; the vote's CV score refits the
+    members with their chosen hyperparameters fold by fold (their ``vote_folds``), so it is
+    comparable with the members' own. The blend has none: its held-out-source scores are
+    what it is chosen by."""
+    feature_fits = {m: f for m, f in fits.items() if m != WORDS}
+    words = fits.get(WORDS)
+    trees = served_candidates(cfg)(
+        {m: f.fitted.pipeline for m, f in feature_fits.items()},
+        words=words.fitted if words is not None else None,
+    )
+    y = task.y("train")
+    out: dict[str, FittedModel | str] = {}
+    for m, fit in feature_fits.items():
+        X = feature_matrix(table, task.ids("train"), fit.fitted.columns)
+        out[m] = replace(fit.fitted, pipeline=trees[m].fit(X, y))
+    if VOTE not in trees:
+        return out
+    voters = list(members(trees[VOTE]))
+    first = feature_fits[voters[0]].fitted
+    reasons = [fits[m].vote_folds for m in voters if isinstance(fits[m].vote_folds, str)]
     if reasons:
-        raise TaskSkipped(reasons[0])
-    first = next(iter(members.values())).fitted
-    X, y = feature_matrix(table, task.ids("train"), first.columns), task.y("train")
+        blend = {VOTE_AND_WORDS: "no vote to blend the words with"} if words else {}
+        return out | {VOTE: reasons[0]} | blend
+    X = feature_matrix(table, task.ids("train"), first.columns)
     start = time.perf_counter()
-    cv = vote_cv_score(
-        [f.vote_folds for f in members.values()], y, first.cv_folds, seed, str(cfg.scoring)
+    folds = {m: fits[m].vote_folds for m in voters}
+    cv = vote_cv_score(trees[VOTE], folds, y, first.cv_folds, seed, str(cfg.scoring))
+    out[VOTE] = replace(
+        first,
+        model=VOTE,
+        pipeline=trees[VOTE].fit(X, y),
+        best_params={"members": voters},
+        cv_macro_f1=cv,
+        fit_seconds=time.perf_counter() - start,
     )
-    vote = VotingClassifier(
-        [(m, FrozenEstimator(f.fitted.pipeline)) for m, f in members.items()], voting="soft"
-    ).fit(X, y)
-    return FittedModel(
-        task.name,
-        VOTE,
-        vote,
-        task.classes,
-        first.columns,
-        task.positive,
-        task.genres,
-        {"members": list(members)},
-        cv,
-        first.cv_folds,
-        time.perf_counter() - start,
-        first.novelty,
-        source_power=first.source_power,
-    )
-
-
-def build_blend(task: TaskData, vote: FittedModel, words: ModelFit, weight: float) -> FittedModel:
-    """The fitted vote (frozen) blended with the fitted words model (``fits.fit_words``);
-    no CV score: the vote's own is in its row, and the held-out-source scores are what this
-    model is chosen by."""
-    blend = MusicAndWords.of_fitted(
-        FrozenEstimator(vote.pipeline), words.info["estimator"], words.fitted, weight
-    )
-    return FittedModel(
-        task.name,
-        VOTE_AND_WORDS,
-        blend,
-        task.classes,
-        [*vote.columns, WORDS_COLUMN],
-        task.positive,
-        task.genres,
-        {"members": [VOTE, WORDS], "weight": float(weight)},
-        float("nan"),
-        vote.cv_folds,
-        0.0,
-        vote.novelty,
-        source_power=float(words.info["power"]),
-    )
+    if VOTE_AND_WORDS in trees:
+        columns = [*first.columns, WORDS_COLUMN]
+        X = feature_matrix(table, task.ids("train"), columns)
+        out[VOTE_AND_WORDS] = replace(
+            first,
+            model=VOTE_AND_WORDS,
+            pipeline=trees[VOTE_AND_WORDS].fit(X, y),
+            columns=columns,
+            best_params={"members": [VOTE, WORDS], "weight": float(cfg.words.weight)},
+            cv_macro_f1=float("nan"),
+            fit_seconds=0.0,
+            source_power=float(words.info["power"]),
+        )
+    return out
 
 
 def held_out_entry(
     fitted: FittedModel,
-    leaves: list[ModelFit],
+    fits: dict[str, ModelFit],
     task: TaskData,
     source: pd.Series,
     prior_cfg: Any,
 ) -> dict[str, Any]:
-    """Held-out-source accuracies of ``fitted`` (its ``leaves``' refits combined) at the
+    """Held-out-source accuracies of ``fitted`` (its members' refits, ``fits``, combined) at the
     lone-source class prior chosen from the same predictions (``classifier.lone_source_prior``;
     ``class_prior``: the choice, for the caller to set); empty when no class has two
     sources. A value: ``fitted`` is not changed."""
-    predictions = combine_leaves(fitted, [f.held_out for f in leaves], leaves[0].truths)
+    names = list(members(fitted.pipeline))
+    predictions = combine_leaves(
+        fitted, {n: fits[n].held_out for n in names}, fits[names[0]].truths
+    )
     if not predictions:
         return {}
     out: dict[str, Any] = {}
@@ -250,38 +249,24 @@ def select_task(
     wanted = str(cfg.get("serve_model", "auto"))
     infos: dict[str, Any] = {}
     models: dict[str, FittedModel] = {}
-    leaves: dict[str, list[ModelFit]] = {}
-    singles = [m for m in cfg.models if m in fits]
-    for m in singles:
-        fit = fits[m]
+    for m in cfg.models:
+        fit = fits.get(m)
         if isinstance(fit, dict):
             infos[m] = dict(fit)
-            continue
-        models[m], leaves[m] = fit.fitted, [fit]
-        infos[m] = {"run_id": fit.info.get("run_id")}
-    vote_names = [m for m in (cfg.get("vote") or []) if m in cfg.models]
-    blends = (
-        [VOTE_AND_WORDS] if len(vote_names) >= 2 and isinstance(fits.get(WORDS), ModelFit) else []
-    )
-    if len(vote_names) >= 2:
-        members = {m: fits[m] for m in vote_names if m in models}
-        try:
-            models[VOTE] = build_vote(task, members, table, cfg, seed)
-            leaves[VOTE] = list(members.values())
-        except TaskSkipped as exc:
-            infos[VOTE] = {"skipped": str(exc)}
-        if blends and VOTE in models:
-            models[VOTE_AND_WORDS] = build_blend(
-                task, models[VOTE], fits[WORDS], float(cfg.words.weight)
-            )
-            leaves[VOTE_AND_WORDS] = [*leaves[VOTE], fits[WORDS]]
-        elif blends:
-            infos[VOTE_AND_WORDS] = {"skipped": "no vote to blend the words with"}
-    for m in [*singles, *([VOTE] if len(vote_names) >= 2 else []), *blends]:
+        elif fit is not None:
+            infos[m] = {"run_id": fit.info.get("run_id")}
+    done = {m: f for m, f in fits.items() if isinstance(f, ModelFit)}
+    for m, built in assemble(task, done, table, cfg, seed).items():
+        if isinstance(built, str):
+            infos[m] = {"skipped": built}
+        else:
+            models[m] = built
+    order = [*cfg.models, *(m for m in (VOTE, VOTE_AND_WORDS) if m in infos or m in models)]
+    for m in order:
         if m not in models:
             continue
         fitted = models[m]
-        held = held_out_entry(fitted, leaves[m], task, source, _prior_cfg(cfg, task.name))
+        held = held_out_entry(fitted, fits, task, source, _prior_cfg(cfg, task.name))
         if "class_prior" in held:
             fitted.class_prior = held["class_prior"]["prior"]
         if held and loops is not None:
@@ -310,7 +295,6 @@ def select_task(
             + (f"out-of-source score {oos:.3f} " if oos is not None else "")
             + f"{fitted.best_params}"
         )
-    order = [*cfg.models, VOTE, *blends]
     infos = {m: infos[m] for m in order if m in infos}
     return {"serve_order": order, "wanted": wanted, "models": infos}, models
 

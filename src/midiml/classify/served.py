@@ -1,0 +1,169 @@
+"""How the served classifier is put together: the one place that knows it.
+
+Every model the selection scores and may serve is a tree of scikit-learn estimators:
+
+- a ``Member``: one fitted model of its own stage (``train_classifier@<model>``, the words
+  model of ``train_classifier_words``), reading its part of the model input (the numeric
+  feature columns, or the words column);
+- ``vote``: a soft ``VotingClassifier`` of members (``classifier.vote``);
+- ``vote_and_words``: a soft ``VotingClassifier`` of the vote and the words member, weighted
+  ``1 - w`` and ``w`` (``classifier.words.weight``).
+
+``candidates`` builds them (from ``classifier.served``, a ``_target_`` that
+``hydra.utils.instantiate`` builds); the held-out-source scores and the vote's CV score put
+the members' refits through the same tree (``with_probabilities``), so the soft vote's
+arithmetic is ``VotingClassifier``'s own and nowhere else; ``unfrozen`` gives the same tree
+unfitted, for a refit (``sklearn.base.clone`` of every member). The lone-source class prior
+is applied on top (``pipelines.FittedModel.class_prior``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.ensemble import VotingClassifier
+from sklearn.frozen import FrozenEstimator
+
+from midiml.classify.source_weighting import fit_weighted
+from midiml.classify.words_model import as_text
+
+VOTE = "vote"  # soft vote of the tuned feature models (``classifier.vote``)
+VOTE_AND_WORDS = "vote_and_words"  # the vote blended with the words model (``classifier.words``)
+WORDS = "words"  # the words model's member (``classifier.words``)
+NUMBERS = "numbers"  # a member's part of the input: every column but the words
+
+
+class Member(ClassifierMixin, BaseEstimator):
+    """``model`` on its ``part`` of the model input: ``"numbers"`` (every column but the
+    words, which are last when present: ``words_model.model_input``) or ``"words"`` (the
+    last column, as text). ``name`` is what the held-out-source refits are kept under.
+
+    ``model`` may be fitted and frozen (``FrozenEstimator``): fitting the member then keeps
+    it. The words part keeps its last answer: permutation importance asks again for the
+    same words with each numeric column shuffled, and n-grams are the slow part."""
+
+    def __init__(self, name: str = "", model: Any = None, part: str = NUMBERS) -> None:
+        self.name = name
+        self.model = model
+        self.part = part
+
+    def _input(self, X: Any) -> np.ndarray:  # noqa: N803
+        X = np.asarray(X)
+        if self.part == WORDS:
+            return as_text(X[:, -1])
+        return X[:, :-1].astype(np.float64) if X.dtype == object else X
+
+    def fit(self, X: Any, y: Any, sample_weight: np.ndarray | None = None) -> Member:  # noqa: N803
+        """Fit (a clone of) ``model`` on this member's part; ``sample_weight`` per row."""
+        self.model_ = fit_weighted(clone(self.model), self._input(X), y, sample_weight)
+        self.classes_ = self.model_.classes_
+        self._memo: tuple[str, np.ndarray] | None = None
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:  # noqa: N803
+        x = self._input(X)
+        if self.part != WORDS:
+            return self.model_.predict_proba(x)
+        key = hashlib.sha256("\x00".join(x).encode()).hexdigest()
+        memo = getattr(self, "_memo", None)
+        if memo is None or memo[0] != key:
+            memo = self._memo = (key, self.model_.predict_proba(x))
+        return memo[1]
+
+    def predict(self, X: Any) -> np.ndarray:  # noqa: N803
+        return np.asarray(self.classes_)[self.predict_proba(X).argmax(axis=1)]
+
+
+class Fixed(ClassifierMixin, BaseEstimator):
+    """A member that answers with ``proba`` (classes ``classes``): a refit's probabilities,
+    put through a tree (``with_probabilities``) as if that refit were the member."""
+
+    def __init__(self, classes: Any = None, proba: Any = None) -> None:
+        self.classes = classes
+        self.proba = proba
+
+    def fit(self, X: Any = None, y: Any = None, sample_weight: Any = None) -> Fixed:  # noqa: N803
+        self.classes_ = np.asarray(self.classes)
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:  # noqa: N803
+        return np.asarray(self.proba)
+
+    def predict(self, X: Any) -> np.ndarray:  # noqa: N803
+        return self.classes_[np.asarray(self.proba).argmax(axis=1)]
+
+
+def _frozen(model: Any) -> Any:
+    return model if isinstance(model, FrozenEstimator) else FrozenEstimator(model)
+
+
+def candidates(
+    models: dict[str, Any],
+    words: Any | None = None,
+    vote: list[str] | None = None,
+    words_weight: float = 0.5,
+) -> dict[str, Any]:
+    """Every model the selection scores, unfitted trees of ``models`` (name -> a fitted model
+    of its own stage, frozen here): each model alone, ``vote`` of the listed ones (two or
+    more), and the vote blended with ``words`` (the fitted words model) when given. Fit a
+    tree (``VotingClassifier`` learns the classes) before use; frozen members stay as they
+    are. ``classifier.served`` names this function and its knobs."""
+    out: dict[str, Any] = {m: Member(m, _frozen(model)) for m, model in models.items()}
+    voters = [m for m in (vote or []) if m in models]
+    if len(voters) < 2:
+        return out
+    out[VOTE] = VotingClassifier([(m, out[m]) for m in voters], voting="soft")
+    if words is not None:
+        w = float(words_weight)
+        out[VOTE_AND_WORDS] = VotingClassifier(
+            [(VOTE, out[VOTE]), (WORDS, Member(WORDS, _frozen(words), WORDS))],
+            voting="soft",
+            weights=[1.0 - w, w],
+        )
+    return out
+
+
+def members(tree: Any) -> dict[str, Member]:
+    """The tree's members by name (each once): the fitted ones of a fitted tree."""
+    if isinstance(tree, Member):
+        return {tree.name: tree}
+    if isinstance(tree, VotingClassifier):
+        parts = getattr(tree, "named_estimators_", None) or dict(tree.estimators)
+        return {n: m for e in parts.values() for n, m in members(e).items()}
+    raise TypeError(f"not a served-model tree: {type(tree).__name__}")
+
+
+def _replace(tree: Any, leaf: Any) -> Any:
+    """``tree`` with every member replaced by ``leaf(member)`` (a new, unfitted tree)."""
+    if isinstance(tree, Member):
+        return leaf(tree)
+    return clone(tree).set_params(estimators=[(n, _replace(e, leaf)) for n, e in tree.estimators])
+
+
+def unfrozen(tree: Any) -> Any:
+    """The same tree unfitted: every member's model cloned with its hyperparameters, for a
+    refit on other songs or other columns."""
+
+    def fresh(member: Member) -> Member:
+        model = member.model
+        model = model.estimator if isinstance(model, FrozenEstimator) else model
+        return Member(member.name, clone(model), member.part)
+
+    return _replace(tree, fresh)
+
+
+def with_probabilities(tree: Any, probas: dict[str, np.ndarray], classes: list[str]) -> Any:
+    """``tree`` fitted with each member answering ``probas[name]`` (columns: ``classes``):
+    its ``predict_proba`` is what the tree would say had its members been those refits."""
+    fixed = _replace(tree, lambda m: Fixed(list(classes), probas[m.name]))
+    labels = np.asarray(classes, dtype=object)
+    return fixed.fit(np.zeros((len(labels), 1)), labels)
+
+
+def combined_proba(tree: Any, probas: dict[str, np.ndarray], classes: list[str]) -> np.ndarray:
+    """The tree's probabilities from its members' (``with_probabilities``)."""
+    n = len(next(iter(probas.values())))
+    return with_probabilities(tree, probas, classes).predict_proba(np.zeros((n, 1)))
