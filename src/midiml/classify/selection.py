@@ -22,7 +22,7 @@ from hydra.utils import instantiate
 from sklearn.metrics import get_scorer
 
 from midiml import tracking
-from midiml.classify.fits import CONCERN, WORDS, ModelFit, log_fit
+from midiml.classify.fits import CONCERN, ModelFit, log_fit
 from midiml.classify.held_out import (
     combine_leaves,
     held_out_source_scores,
@@ -30,14 +30,12 @@ from midiml.classify.held_out import (
 )
 from midiml.classify.lone_source import choose_prior, lone_source_classes
 from midiml.classify.pipelines import (
-    VOTE,
-    VOTE_AND_WORDS,
     FittedModel,
     TaskData,
     feature_matrix,
     save_model,
 )
-from midiml.classify.served import members, with_probabilities
+from midiml.classify.served import WORDS, Member, members, with_probabilities
 from midiml.represent.features import WORDS_COLUMN
 
 AUTO_CROSS_SOURCE = "auto_cross_source"  # serve_model: pick by held-out-source accuracy
@@ -87,58 +85,51 @@ def assemble(
     cfg: Any,
     seed: int,
 ) -> dict[str, FittedModel | str]:
-    """Every candidate of ``classifier.served`` built from the fitted models ``fits`` (model
-    name -> its fit; ``WORDS``: the words model's), frozen: each model alone, the vote and the
-    blend, as the ``FittedModel`` serving reads, or the reason it cannot be built.
+    """Every candidate of ``classifier.served`` (``served.candidates``) built from the fitted
+    models ``fits`` (model name -> its fit; ``WORDS``: the words model's), frozen, as the
+    ``FittedModel`` serving reads, or the reason it cannot be built. Nothing here knows
+    the candidates' shapes: each is a tree, scored through its members.
 
     On small classes (composers with ten pieces) the single models err on different songs,
-    so their average is steadier than any one of them; the vote's CV score refits the
-    members with their chosen hyperparameters fold by fold (their ``vote_folds``), so it is
-    comparable with the members' own. The blend has none: its held-out-source scores are
-    what it is chosen by."""
-    feature_fits = {m: f for m, f in fits.items() if m != WORDS}
+    so their average is steadier than any one of them; a vote's CV score refits the members
+    with their chosen hyperparameters fold by fold (their ``vote_folds``), so it is
+    comparable with the members' own. A tree with a member without them (the words model)
+    has none: its held-out-source scores are what it is chosen by."""
     words = fits.get(WORDS)
     trees = served_candidates(cfg)(
-        {m: f.fitted.pipeline for m, f in feature_fits.items()},
+        {m: f.fitted.pipeline for m, f in fits.items() if m != WORDS},
         words=words.fitted if words is not None else None,
     )
     y = task.y("train")
     out: dict[str, FittedModel | str] = {}
-    for m, fit in feature_fits.items():
-        X = feature_matrix(table, task.ids("train"), fit.fitted.columns)
-        out[m] = replace(fit.fitted, pipeline=trees[m].fit(X, y))
-    if VOTE not in trees:
-        return out
-    voters = list(members(trees[VOTE]))
-    first = feature_fits[voters[0]].fitted
-    reasons = [fits[m].vote_folds for m in voters if isinstance(fits[m].vote_folds, str)]
-    if reasons:
-        blend = {VOTE_AND_WORDS: "no vote to blend the words with"} if words else {}
-        return out | {VOTE: reasons[0]} | blend
-    X = feature_matrix(table, task.ids("train"), first.columns)
-    start = time.perf_counter()
-    folds = {m: fits[m].vote_folds for m in voters}
-    cv = vote_cv_score(trees[VOTE], folds, y, first.cv_folds, seed, str(cfg.scoring))
-    out[VOTE] = replace(
-        first,
-        model=VOTE,
-        pipeline=trees[VOTE].fit(X, y),
-        best_params={"members": voters},
-        cv_macro_f1=cv,
-        fit_seconds=time.perf_counter() - start,
-    )
-    if VOTE_AND_WORDS in trees:
-        columns = [*first.columns, WORDS_COLUMN]
-        X = feature_matrix(table, task.ids("train"), columns)
-        out[VOTE_AND_WORDS] = replace(
+    for name, tree in trees.items():
+        start = time.perf_counter()
+        parts = members(tree)
+        if isinstance(tree, Member):  # a model alone: as its own stage fitted it
+            fitted = fits[name].fitted
+            X = feature_matrix(table, task.ids("train"), fitted.columns)
+            out[name] = replace(fitted, pipeline=tree.fit(X, y))
+            continue
+        folds = {m: fits[m].vote_folds for m in parts}
+        reasons = [f for f in folds.values() if isinstance(f, str)]
+        if reasons:
+            out[name] = reasons[0]
+            continue
+        first = next(fits[m].fitted for m, p in parts.items() if p.part != WORDS)
+        reads_words = any(p.part == WORDS for p in parts.values())
+        columns = [*first.columns, *([WORDS_COLUMN] if reads_words else [])]
+        cv = float("nan")
+        if all(f is not None for f in folds.values()):
+            cv = vote_cv_score(tree, folds, y, first.cv_folds, seed, str(cfg.scoring))
+        weights = {"weight": float(tree.weights[-1])} if tree.weights else {}
+        out[name] = replace(
             first,
-            model=VOTE_AND_WORDS,
-            pipeline=trees[VOTE_AND_WORDS].fit(X, y),
+            model=name,
+            pipeline=tree.fit(feature_matrix(table, task.ids("train"), columns), y),
             columns=columns,
-            best_params={"members": [VOTE, WORDS], "weight": float(cfg.words.weight)},
-            cv_macro_f1=float("nan"),
-            fit_seconds=0.0,
-            source_power=float(words.info["power"]),
+            best_params={"members": [n for n, _ in tree.estimators]} | weights,
+            cv_macro_f1=cv,
+            fit_seconds=time.perf_counter() - start,
         )
     return out
 
@@ -261,7 +252,8 @@ def select_task(
             infos[m] = {"skipped": built}
         else:
             models[m] = built
-    order = [*cfg.models, *(m for m in (VOTE, VOTE_AND_WORDS) if m in infos or m in models)]
+    order = [*cfg.models, *(m for m in [*infos, *models] if m not in cfg.models)]
+    order = list(dict.fromkeys(order))
     for m in order:
         if m not in models:
             continue
@@ -272,7 +264,7 @@ def select_task(
         if held and loops is not None:
             held |= out_of_source_score(fitted, held, files, loops, loops_genre(params))
         run_id = infos.get(m, {}).get("run_id")
-        combined_model = m in (VOTE, VOTE_AND_WORDS)  # single models have their own runs
+        combined_model = m not in cfg.models  # single models have their own runs
         opened = (
             tracking.run(params, CONCERN, f"{task.name}/{m}") if combined_model else nullcontext()
         )
