@@ -70,7 +70,7 @@ def test_training_sets_the_prior_of_the_one_source_genre(served, tmp_path):  # n
         params,
         {
             "classifier": {
-                "serve_model": "auto_cross_source",
+                "serve_model": "auto_held_out_source",
                 "models": classifier_models(logreg={"C": [1.0]}),
                 "lone_source_prior": {
                     "tasks": ["genre"],

@@ -214,7 +214,7 @@ def blend_run(tmp_path_factory):
             "weight": 0.5,
             "estimator": {"_target_": "midiml.classify.words_model.words_classifier", "min_df": 1},
         },
-        serve_model="auto_cross_source",
+        serve_model="auto_held_out_source",
     )
     manifest = train_all(
         params, files, files[["file_id", "genre", "split"]], table, notes, root, log=lambda *_: 0
@@ -225,7 +225,7 @@ def blend_run(tmp_path_factory):
 def test_pipeline_trains_and_serves_the_blend(blend_run):
     """train_all with a vote and ``classifier.words``: the blend is a model of the manifest
     with held-out-source scores; it reads the words of the feature table and of re-encoded
-    copies, and its robustness section (perturbed, cross-source, importance) is computed."""
+    copies, and its robustness section (re-encoded, held-out source, importance) is computed."""
     from midiml.classify.pipelines import VOTE_AND_WORDS, build_task, load_model
     from midiml.classify.robustness import evaluate_robustness
 
@@ -239,8 +239,8 @@ def test_pipeline_trains_and_serves_the_blend(blend_run):
     test = table.set_index("file_id").loc[task.ids("test")]
     assert (fitted.predict(model_input(test, fitted.columns)) == task.y("test")).all()
     rob = evaluate_robustness(params, fitted, task, files, table, notes, None, {}, n_jobs=1)
-    assert set(rob["cross_source"]) == {"loops_a", "loops_b", "runs_a", "runs_b"}
-    assert all(0 <= v["accuracy"] <= 1 for v in rob["perturbed"].values())
+    assert set(rob["held_out_source"]) == {"loops_a", "loops_b", "runs_a", "runs_b"}
+    assert all(0 <= v["accuracy"] <= 1 for v in rob["reencoded"].values())
     assert (
         WORDS_COLUMN in [f["feature"] for f in rob["importance"]["served"]]
         or len(rob["importance"]["served"]) == 10

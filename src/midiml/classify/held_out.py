@@ -273,7 +273,7 @@ def out_of_source_score(
     loops: pd.DataFrame,
     loops_genre: str,
 ) -> dict[str, Any]:
-    """What ``serve_model: auto_cross_source`` picks by: the mean over genres of accuracy on
+    """What ``serve_model: auto_held_out_source`` picks by: the mean over genres of accuracy on
     music from no training source: a genre with two or more sources scores its held-out
     sources (their mean), the one-source genre its made-up loops. Held-out sources alone
     cannot see the one-source genre, and a model sure of every source's habits

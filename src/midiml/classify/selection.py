@@ -38,7 +38,7 @@ from midiml.classify.pipelines import (
 from midiml.classify.served import WORDS, Member, members, with_probabilities
 from midiml.represent.features import WORDS_COLUMN
 
-AUTO_CROSS_SOURCE = "auto_cross_source"  # serve_model: pick by held-out-source accuracy
+AUTO_HELD_OUT_SOURCE = "auto_held_out_source"  # serve_model: pick by held-out-source accuracy
 
 
 def served_candidates(cfg: Any) -> Any:
@@ -171,10 +171,10 @@ def held_out_entry(
 
 
 def serve_rule(entry: dict[str, Any], wanted: str) -> str:
-    """The rule that actually picked ``entry["serve"]``: ``auto_cross_source`` falls back to
+    """The rule that actually picked ``entry["serve"]``: ``auto_held_out_source`` falls back to
     ``auto`` when the served model has no held-out-source score (no class has two sources)."""
     served = entry.get("models", {}).get(entry.get("serve"), {})
-    if wanted == AUTO_CROSS_SOURCE and "held_out_source_mean" not in served:
+    if wanted == AUTO_HELD_OUT_SOURCE and "held_out_source_mean" not in served:
         return "auto"
     return wanted
 
@@ -186,13 +186,13 @@ def loops_genre(params: Any) -> str:
 
 def served_model(models: dict[str, Any], wanted: str, order: list[str]) -> str | None:
     """The feature model the CLI uses: the configured one, the best by CV on train ("auto"),
-    or the best on music from no training source ("auto_cross_source": ``out_of_source_score``
+    or the best on music from no training source ("auto_held_out_source": ``out_of_source_score``
     where made-up loops exist, else mean held-out-source accuracy on train; CV breaking ties;
     plain "auto" when no model has that score, e.g. every class has one source)."""
     feats = {m: v for m, v in models.items() if v.get("kind") == "features"}
     if not feats:
         return None
-    if wanted == AUTO_CROSS_SOURCE:
+    if wanted == AUTO_HELD_OUT_SOURCE:
         scored = {m: v for m, v in feats.items() if "held_out_source_mean" in v}
         if scored:
             return max(
