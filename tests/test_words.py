@@ -193,7 +193,7 @@ def test_blend_keeps_a_frozen_music_model_and_refits_it_when_fresh():
     fresh = members(fresh_estimator(Fitted()).fit(X, y))
     assert not isinstance(fresh["a"].model_, FrozenEstimator)
     assert not np.array_equal(fresh["a"].model_.coef_, coef)  # refitted on the new songs
-    assert fresh_estimator(Fitted()).weights == [0.5, 0.5]
+    assert fresh_estimator(Fitted()).estimator.weights == [0.5, 0.5]
 
 
 @pytest.fixture(scope="module")

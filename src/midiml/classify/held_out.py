@@ -22,7 +22,8 @@ import pandas as pd
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, clone
 
-from midiml.classify.pipelines import FittedModel, apply_prior, with_copies
+from midiml.classify.lone_source import apply_prior
+from midiml.classify.pipelines import FittedModel, with_copies
 from midiml.classify.served import WORDS, combined_proba, members, unfrozen
 from midiml.classify.source_weighting import fit_weighted, source_genres, training_weights
 from midiml.classify.words_model import as_text, model_input
@@ -192,15 +193,16 @@ def held_out_source_predictions(
 
 
 def held_out_source_scores(
-    fitted: FittedModel, predictions: dict[str, tuple[np.ndarray, np.ndarray]]
+    fitted: FittedModel,
+    predictions: dict[str, tuple[np.ndarray, np.ndarray]],
+    prior: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """Accuracy on each held-out source (``held_out_source_predictions``), deciding as
-    ``fitted`` does (its class prior applied)."""
+    ``fitted`` does with ``prior`` (by default its own class prior)."""
     classes = np.asarray(fitted.classes, dtype=object)
+    prior = fitted.class_prior if prior is None else prior
     return {
-        held: float(
-            (classes[apply_prior(p, fitted.classes, fitted.class_prior).argmax(axis=1)] == y).mean()
-        )
+        held: float((classes[apply_prior(p, fitted.classes, prior).argmax(axis=1)] == y).mean())
         for held, (p, y) in predictions.items()
     }
 

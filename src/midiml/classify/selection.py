@@ -104,8 +104,8 @@ def assemble(
     out: dict[str, FittedModel | str] = {}
     for name, tree in trees.items():
         start = time.perf_counter()
-        parts = members(tree)
-        if isinstance(tree, Member):  # a model alone: as its own stage fitted it
+        parts, inner = members(tree), tree.estimator  # inside the lone-source prior
+        if isinstance(inner, Member):  # a model alone: as its own stage fitted it
             fitted = fits[name].fitted
             X = feature_matrix(table, task.ids("train"), fitted.columns)
             out[name] = replace(fitted, pipeline=tree.fit(X, y))
@@ -121,13 +121,13 @@ def assemble(
         cv = float("nan")
         if all(f is not None for f in folds.values()):
             cv = vote_cv_score(tree, folds, y, first.cv_folds, seed, str(cfg.scoring))
-        weights = {"weight": float(tree.weights[-1])} if tree.weights else {}
+        weights = {"weight": float(inner.weights[-1])} if inner.weights else {}
         out[name] = replace(
             first,
             model=name,
             pipeline=tree.fit(feature_matrix(table, task.ids("train"), columns), y),
             columns=columns,
-            best_params={"members": [n for n, _ in tree.estimators]} | weights,
+            best_params={"members": [n for n, _ in inner.estimators]} | weights,
             cv_macro_f1=cv,
             fit_seconds=time.perf_counter() - start,
         )
@@ -161,9 +161,9 @@ def held_out_entry(
             [float(f) for f in prior_cfg.factors],
             float(prior_cfg.max_false_rate),
         )
-        fitted = replace(fitted, class_prior=choice["prior"])
         out["class_prior"] = choice
-    scores = held_out_source_scores(fitted, predictions)
+    prior = out.get("class_prior", {}).get("prior") or {}
+    scores = held_out_source_scores(fitted, predictions, prior)
     return out | {
         "held_out_source": scores,
         "held_out_source_mean": float(np.mean(list(scores.values()))),
@@ -259,8 +259,8 @@ def select_task(
             continue
         fitted = models[m]
         held = held_out_entry(fitted, fits, task, source, _prior_cfg(cfg, task.name))
-        if "class_prior" in held:
-            fitted.class_prior = held["class_prior"]["prior"]
+        if "class_prior" in held:  # the prior is a parameter of the served tree's root
+            fitted.pipeline.set_params(prior=held["class_prior"]["prior"])
         if held and loops is not None:
             held |= out_of_source_score(fitted, held, files, loops, loops_genre(params))
         run_id = infos.get(m, {}).get("run_id")

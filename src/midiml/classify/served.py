@@ -7,14 +7,16 @@ Every model the selection scores and may serve is a tree of scikit-learn estimat
   feature columns, or the words column);
 - ``vote``: a soft ``VotingClassifier`` of members (``classifier.vote``);
 - ``vote_and_words``: a soft ``VotingClassifier`` of the vote and the words member, weighted
-  ``1 - w`` and ``w`` (``classifier.words.weight``).
+  ``1 - w`` and ``w`` (``classifier.words.weight``);
+- each of them inside ``LoneSourcePrior``, which multiplies the probability of a class
+  taught by one source by a factor (its ``prior``, chosen by ``lone_source.choose_prior``
+  from the held-out-source predictions: model selection, a parameter like any other).
 
 ``candidates`` builds them (from ``classifier.served``, a ``_target_`` that
 ``hydra.utils.instantiate`` builds); the held-out-source scores and the vote's CV score put
 the members' refits through the same tree (``with_probabilities``), so the soft vote's
 arithmetic is ``VotingClassifier``'s own and nowhere else; ``unfrozen`` gives the same tree
-unfitted, for a refit (``sklearn.base.clone`` of every member). The lone-source class prior
-is applied on top (``pipelines.FittedModel.class_prior``).
+unfitted, for a refit (``sklearn.base.clone`` of every member).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.ensemble import VotingClassifier
 from sklearn.frozen import FrozenEstimator
 
+from midiml.classify.lone_source import apply_prior
 from midiml.classify.source_weighting import fit_weighted
 from midiml.classify.words_model import as_text
 
@@ -96,6 +99,29 @@ class Fixed(ClassifierMixin, BaseEstimator):
         return self.classes_[np.asarray(self.proba).argmax(axis=1)]
 
 
+class LoneSourcePrior(ClassifierMixin, BaseEstimator):
+    """``estimator``'s probabilities with each class's multiplied by its factor in ``prior``
+    (class -> factor; None: unchanged) and renormalised: a class the training data knows
+    from one source only gets trusted more (``lone_source``). The root of every served
+    tree; ``prior`` is set after the fit, from held-out-source predictions."""
+
+    def __init__(self, estimator: Any = None, prior: dict[str, float] | None = None) -> None:
+        self.estimator = estimator
+        self.prior = prior
+
+    def fit(self, X: Any, y: Any, sample_weight: np.ndarray | None = None) -> LoneSourcePrior:  # noqa: N803
+        self.estimator_ = fit_weighted(clone(self.estimator), X, y, sample_weight)
+        self.classes_ = self.estimator_.classes_
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:  # noqa: N803
+        proba = self.estimator_.predict_proba(X)
+        return apply_prior(proba, [str(c) for c in self.classes_], self.prior)
+
+    def predict(self, X: Any) -> np.ndarray:  # noqa: N803
+        return np.asarray(self.classes_)[self.predict_proba(X).argmax(axis=1)]
+
+
 def _frozen(model: Any) -> Any:
     return model if isinstance(model, FrozenEstimator) else FrozenEstimator(model)
 
@@ -113,23 +139,24 @@ def candidates(
     are. ``classifier.served`` names this function and its knobs."""
     out: dict[str, Any] = {m: Member(m, _frozen(model)) for m, model in models.items()}
     voters = [m for m in (vote or []) if m in models]
-    if len(voters) < 2:
-        return out
-    out[VOTE] = VotingClassifier([(m, out[m]) for m in voters], voting="soft")
-    if words is not None:
-        w = float(words_weight)
-        out[VOTE_AND_WORDS] = VotingClassifier(
-            [(VOTE, out[VOTE]), (WORDS, Member(WORDS, _frozen(words), WORDS))],
-            voting="soft",
-            weights=[1.0 - w, w],
-        )
-    return out
+    if len(voters) >= 2:
+        out[VOTE] = VotingClassifier([(m, out[m]) for m in voters], voting="soft")
+        if words is not None:
+            w = float(words_weight)
+            out[VOTE_AND_WORDS] = VotingClassifier(
+                [(VOTE, out[VOTE]), (WORDS, Member(WORDS, _frozen(words), WORDS))],
+                voting="soft",
+                weights=[1.0 - w, w],
+            )
+    return {name: LoneSourcePrior(tree) for name, tree in out.items()}
 
 
 def members(tree: Any) -> dict[str, Member]:
     """The tree's members by name (each once): the fitted ones of a fitted tree."""
     if isinstance(tree, Member):
         return {tree.name: tree}
+    if isinstance(tree, LoneSourcePrior):
+        return members(getattr(tree, "estimator_", tree.estimator))
     if isinstance(tree, VotingClassifier):
         parts = getattr(tree, "named_estimators_", None) or dict(tree.estimators)
         return {n: m for e in parts.values() for n, m in members(e).items()}
@@ -140,25 +167,32 @@ def _replace(tree: Any, leaf: Any) -> Any:
     """``tree`` with every member replaced by ``leaf(member)`` (a new, unfitted tree)."""
     if isinstance(tree, Member):
         return leaf(tree)
+    if isinstance(tree, LoneSourcePrior):
+        return clone(tree).set_params(estimator=_replace(tree.estimator, leaf))
     return clone(tree).set_params(estimators=[(n, _replace(e, leaf)) for n, e in tree.estimators])
 
 
 def unfrozen(tree: Any) -> Any:
     """The same tree unfitted: every member's model cloned with its hyperparameters, for a
-    refit on other songs or other columns."""
+    refit on other songs or other columns; no class prior (it was chosen for this fit)."""
 
     def fresh(member: Member) -> Member:
         model = member.model
         model = model.estimator if isinstance(model, FrozenEstimator) else model
         return Member(member.name, clone(model), member.part)
 
-    return _replace(tree, fresh)
+    return _without_prior(_replace(tree, fresh))
+
+
+def _without_prior(tree: Any) -> Any:
+    return tree.set_params(prior=None) if isinstance(tree, LoneSourcePrior) else tree
 
 
 def with_probabilities(tree: Any, probas: dict[str, np.ndarray], classes: list[str]) -> Any:
     """``tree`` fitted with each member answering ``probas[name]`` (columns: ``classes``):
-    its ``predict_proba`` is what the tree would say had its members been those refits."""
-    fixed = _replace(tree, lambda m: Fixed(list(classes), probas[m.name]))
+    its ``predict_proba`` is what the tree would say had its members been those refits,
+    before any class prior."""
+    fixed = _without_prior(_replace(tree, lambda m: Fixed(list(classes), probas[m.name])))
     labels = np.asarray(classes, dtype=object)
     return fixed.fit(np.zeros((len(labels), 1)), labels)
 
