@@ -24,7 +24,7 @@ from sklearn.base import BaseEstimator, clone
 
 from midiml.classify.lone_source import apply_prior
 from midiml.classify.pipelines import FittedModel, with_copies
-from midiml.classify.served import WORDS, combined_proba, members, unfrozen
+from midiml.classify.served import combined_proba, members, unfrozen
 from midiml.classify.source_weighting import fit_weighted, source_genres, training_weights
 from midiml.classify.words_model import as_text, model_input
 from midiml.represent.features import WORDS_COLUMN
@@ -175,7 +175,7 @@ def held_out_source_predictions(
         weights = training_weights(train, lab, copies, source, power)
         inputs: dict[tuple, tuple] = {}  # (X, y, X_test) per column set
         for name, member in parts.items():
-            own = [WORDS_COLUMN] if member.part == WORDS else [c for c in cols if c != WORDS_COLUMN]
+            own = member.columns_of(cols)
             key = refit_key(held, own, member, power)
             keys[held][name] = key
             if key in refits or key in todo:

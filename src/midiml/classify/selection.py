@@ -35,8 +35,7 @@ from midiml.classify.pipelines import (
     feature_matrix,
     save_model,
 )
-from midiml.classify.served import WORDS, Member, members, with_probabilities
-from midiml.represent.features import WORDS_COLUMN
+from midiml.classify.served import WORDS, Member, input_columns, members, with_probabilities
 
 AUTO_HELD_OUT_SOURCE = "auto_held_out_source"  # serve_model: pick by held-out-source accuracy
 
@@ -115,9 +114,8 @@ def assemble(
         if reasons:
             out[name] = reasons[0]
             continue
-        first = next(fits[m].fitted for m, p in parts.items() if p.part != WORDS)
-        reads_words = any(p.part == WORDS for p in parts.values())
-        columns = [*first.columns, *([WORDS_COLUMN] if reads_words else [])]
+        first = next(fits[m].fitted for m in parts if m != WORDS)
+        columns = input_columns(tree, list(first.columns))
         cv = float("nan")
         if all(f is not None for f in folds.values()):
             cv = vote_cv_score(tree, folds, y, first.cv_folds, seed, str(cfg.scoring))

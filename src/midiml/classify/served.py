@@ -32,6 +32,7 @@ from sklearn.frozen import FrozenEstimator
 from midiml.classify.lone_source import apply_prior
 from midiml.classify.source_weighting import fit_weighted
 from midiml.classify.words_model import as_text
+from midiml.represent.features import WORDS_COLUMN
 
 VOTE = "vote"  # soft vote of the tuned feature models (``classifier.vote``)
 VOTE_AND_WORDS = "vote_and_words"  # the vote blended with the words model (``classifier.words``)
@@ -52,6 +53,12 @@ class Member(ClassifierMixin, BaseEstimator):
         self.name = name
         self.model = model
         self.part = part
+
+    def columns_of(self, columns: list[str]) -> list[str]:
+        """Which of a model input's ``columns`` this member reads."""
+        if self.part == WORDS:
+            return [WORDS_COLUMN]
+        return [c for c in columns if c != WORDS_COLUMN]
 
     def _input(self, X: Any) -> np.ndarray:  # noqa: N803
         X = np.asarray(X)
@@ -149,6 +156,13 @@ def candidates(
                 weights=[1.0 - w, w],
             )
     return {name: LoneSourcePrior(tree) for name, tree in out.items()}
+
+
+def input_columns(tree: Any, numeric: list[str]) -> list[str]:
+    """The model input of ``tree``: the ``numeric`` feature columns, then the words column
+    when a member reads it (``words_model.model_input`` wants the words last)."""
+    reads_words = any(m.part == WORDS for m in members(tree).values())
+    return [*numeric, *([WORDS_COLUMN] if reads_words else [])]
 
 
 def members(tree: Any) -> dict[str, Member]:
