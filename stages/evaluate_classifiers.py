@@ -75,12 +75,12 @@ def robustness(params, manifest, files, splits, table, notes) -> dict:
             import mlflow
 
             mlflow.log_metric("clean_accuracy", rob["clean_accuracy"])
-            for how, r in rob["perturbed"].items():
-                mlflow.log_metric(f"perturbed.{how}", r["accuracy"])
+            for how, r in rob["reencoded"].items():
+                mlflow.log_metric(f"reencoded.{how}", r["accuracy"])
                 if "cnn_accuracy" in r:
-                    mlflow.log_metric(f"perturbed_cnn.{how}", r["cnn_accuracy"])
-            for src, r in rob["cross_source"].items():
-                mlflow.log_metric(f"cross_source.{src}", r["served"])
+                    mlflow.log_metric(f"reencoded_cnn.{how}", r["cnn_accuracy"])
+            for src, r in rob["held_out_source"].items():
+                mlflow.log_metric(f"held_out_source.{src}", r["served"])
             for c, f in rob["class_prior"].get("prior", {}).items():
                 mlflow.log_metric(f"class_prior.{c}", f)
             mlflow.log_dict(rob["importance"], "permutation_importance.json")

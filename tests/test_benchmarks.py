@@ -21,10 +21,10 @@ def test_bench_train_times_each_model(tmp_path):
     assert entry["best_val_loss"] is not None and entry["best_val_loss"] > 0
 
 
-def test_cnn_cross_source_compares_with_the_served_models_held_out_numbers(tmp_path):
+def test_cnn_held_out_source_compares_with_the_served_models_held_out_numbers(tmp_path):
     """The CNN's held-out accuracy is printed beside the served model's, read from the
     evaluate stage's metrics; before the pipeline has run there is nothing to compare."""
-    tool = load_script("benchmarks/cnn_cross_source.py")
+    tool = load_script("benchmarks/cnn_held_out_source.py")
     metrics = tmp_path / "classifiers.json"
     held = {"classical_a": 0.9, "videogame_b": 0.8}
     models = {"vote": {"held_out_source_train": held}, "cnn": {}}

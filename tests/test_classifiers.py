@@ -138,13 +138,15 @@ def _member_fits(task, table, models):
 
 
 def test_vote_is_the_mean_of_its_members_probabilities(tmp_path):
-    from midiml.classify.selection import build_vote
+    from midiml.classify.selection import assemble
 
     files, splits, table = toy_tables()
     task = build_task("genre", files, splits, CFG)
     fits = _member_fits(task, table, ("logreg", "svm"))
     members = [f.fitted for f in fits.values()]
-    vote = build_vote(task, fits, table, CFG, seed=0)
+    cfg = OmegaConf.merge(CFG, {"vote": ["logreg", "svm"]})
+    built = assemble(task, fits, table, cfg, seed=0)
+    vote = built["vote"]
     x = feature_matrix(table, task.ids("test"), vote.columns)
     np.testing.assert_allclose(
         vote.predict_proba(x), np.mean([m.predict_proba(x) for m in members], axis=0)
@@ -154,13 +156,18 @@ def test_vote_is_the_mean_of_its_members_probabilities(tmp_path):
     np.testing.assert_allclose(
         load_model(tmp_path / "vote.joblib").predict_proba(x), vote.predict_proba(x)
     )
-    with pytest.raises(TaskSkipped, match="two"):
-        build_vote(task, dict(list(fits.items())[:1]), table, CFG, seed=0)
+    for m, single in members_by_name(built, fits).items():  # each model alone, as fitted
+        np.testing.assert_allclose(single.predict_proba(x), fits[m].fitted.predict_proba(x))
+    assert "vote" not in assemble(task, dict(list(fits.items())[:1]), table, cfg, seed=0)
     # composers: 2-3 training songs each, so an outer CV fold leaves too few for the SVM's
     # own calibration folds -> skipped with a reason, not a crash of the stage
     composer = build_task("composer", files, splits, CFG)
-    with pytest.raises(TaskSkipped, match="too few"):
-        build_vote(composer, _member_fits(composer, table, ("logreg", "svm")), table, CFG, 0)
+    built = assemble(composer, _member_fits(composer, table, ("logreg", "svm")), table, cfg, 0)
+    assert "too few" in built["vote"]
+
+
+def members_by_name(built, fits):
+    return {m: built[m] for m in fits}
 
 
 def test_vote_cv_score_from_member_folds_is_the_voting_classifiers_own():
@@ -172,12 +179,12 @@ def test_vote_cv_score_from_member_folds_is_the_voting_classifiers_own():
     from sklearn.ensemble import VotingClassifier
     from sklearn.model_selection import StratifiedKFold, cross_val_score
 
-    from midiml.classify.selection import build_vote
+    from midiml.classify.selection import assemble
 
     files, splits, table = toy_tables()
     task = build_task("genre", files, splits, CFG)
     fits = _member_fits(task, table, ("logreg", "random_forest", "svm"))
-    vote = build_vote(task, fits, table, CFG, seed=0)
+    vote = assemble(task, fits, table, OmegaConf.merge(CFG, {"vote": list(fits)}), seed=0)["vote"]
     X, y = feature_matrix(table, task.ids("train"), vote.columns), task.y("train")
     folds = vote.cv_folds
     smallest = int(min(n - -(-n // folds) for n in pd.Series(y).value_counts()))

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from midiml.classify.lone_source import choose_prior, lone_source_classes
-from midiml.classify.pipelines import apply_prior, load_model
+from midiml.classify.lone_source import apply_prior, choose_prior, lone_source_classes
+from midiml.classify.pipelines import load_model
 from midiml.classify.runs import train_all
 from tests.conftest import classifier_models
 from tests.test_robust_serving import served  # noqa: F401  (the fixture)
@@ -70,7 +70,7 @@ def test_training_sets_the_prior_of_the_one_source_genre(served, tmp_path):  # n
         params,
         {
             "classifier": {
-                "serve_model": "auto_cross_source",
+                "serve_model": "auto_held_out_source",
                 "models": classifier_models(logreg={"C": [1.0]}),
                 "lone_source_prior": {
                     "tasks": ["genre"],
@@ -95,7 +95,7 @@ def test_training_sets_the_prior_of_the_one_source_genre(served, tmp_path):  # n
     model = load_model(tmp_path / entry["file"])
     assert model.class_prior == choice["prior"]
     X = table.set_index("file_id").loc[["runs/0", "loops/0"], model.columns].to_numpy(float)
-    raw = model.pipeline.predict_proba(X)
+    raw = model.pipeline.estimator_.predict_proba(X)
     assert np.allclose(model.predict_proba(X), apply_prior(raw, model.classes, choice["prior"]))
 
     from midiml.report.classifiers import render_class_prior

@@ -130,7 +130,7 @@ def served(tmp_path_factory):
     manifest = train_all(
         params, files, files[["file_id", "genre", "split"]], table, notes, out, log=lambda *_: None
     )
-    assert manifest["tasks"]["genre"]["augmented_rows"] == 16
+    assert manifest["tasks"]["genre"]["copy_rows"] == 16
     write_json(out / "manifest.json", manifest)
     return load_served(out), (params, files, table, notes)
 
@@ -182,11 +182,11 @@ def test_robustness_section_is_computed_and_rendered(served):
     rob = evaluate_robustness(
         params, model.models["genre"], task, files, table, notes, aug, {}, cnn=knows_the_song
     )
-    assert set(rob["perturbed"]) >= {"transpose", "crop", "loop", "random_mix"}
+    assert set(rob["reencoded"]) >= {"transpose", "crop", "loop", "random_mix"}
     assert rob["cnn_clean_accuracy"] == 1.0
-    assert all(r["cnn_accuracy"] == 1.0 for r in rob["perturbed"].values())
-    assert set(rob["cross_source"]) == {"loops_a", "loops_b", "runs_a", "runs_b"}
-    assert all(0 <= r["served"] <= 1 for r in rob["cross_source"].values())
+    assert all(r["cnn_accuracy"] == 1.0 for r in rob["reencoded"].values())
+    assert set(rob["held_out_source"]) == {"loops_a", "loops_b", "runs_a", "runs_b"}
+    assert all(0 <= r["served"] <= 1 for r in rob["held_out_source"].values())
     assert "n_tracks" not in [f["feature"] for f in rob["importance"]["served"]]
     md = render_markdown(rob)
     assert "Held-out sources" in md and "| loops_a | loops |" in md
@@ -204,7 +204,7 @@ def test_held_out_refits_in_parallel_match_serial(served):
     """Held-out-source refits run two processes at a time (``classifier.n_jobs``) and give
     exactly the probabilities and scores of one at a time."""
     from midiml.classify.pipelines import build_task
-    from midiml.classify.robustness import cross_source, held_out_source_predictions
+    from midiml.classify.robustness import held_out_source_predictions, held_out_sources
 
     model, (params, files, table, notes) = served
     fitted = model.models["genre"]
@@ -218,27 +218,27 @@ def test_held_out_refits_in_parallel_match_serial(served):
         np.testing.assert_array_equal(one[held][0], two[held][0])
         np.testing.assert_array_equal(one[held][1], two[held][1])
         assert one[held][0].shape == (5, len(fitted.classes))
-    assert cross_source(fitted, table, files, ids, None, n_jobs=1) == cross_source(
+    assert held_out_sources(fitted, table, files, ids, None, n_jobs=1) == held_out_sources(
         fitted, table, files, ids, None, n_jobs=2
     )
 
 
-def test_cross_source_scores_training_songs_and_reuses_the_served_scores(served):
+def test_held_out_sources_scores_training_songs_and_reuses_the_served_scores(served):
     """The cross-source table scores held-out sources on training-split songs only, as the
     serving rule does, and takes the train stage's scores (what the model was served by)
     instead of refitting when it has them."""
     from midiml.classify.pipelines import build_task
     from midiml.classify.robustness import (
-        cross_source,
         held_out_source_predictions,
         held_out_source_scores,
+        held_out_sources,
     )
 
     model, (params, files, table, notes) = served
     fitted = model.models["genre"]
     task = build_task("genre", files, files[["file_id", "genre", "split"]], params.classifier)
     train = task.ids("train")
-    fresh = cross_source(fitted, table, files, train, None)
+    fresh = held_out_sources(fitted, table, files, train, None)
     n_train = files[files["file_id"].isin(train)].groupby("source").size()
     assert {src: r["n"] for src, r in fresh.items()} == n_train.to_dict()
     source = files.set_index("file_id")["source"]
@@ -248,19 +248,20 @@ def test_cross_source_scores_training_songs_and_reuses_the_served_scores(served)
     assert {src: r["served"] for src, r in fresh.items()} == own
     given = {src: 0.5 for src in fresh}
     assert all(
-        r["served"] == 0.5 for r in cross_source(fitted, table, files, train, None, given).values()
+        r["served"] == 0.5
+        for r in held_out_sources(fitted, table, files, train, None, given).values()
     )
 
 
-def test_auto_cross_source_serves_the_model_that_transfers(served, tmp_path):
-    """With ``serve_model: auto_cross_source`` each model gets its accuracy on every source of
+def test_auto_held_out_source_serves_the_model_that_transfers(served, tmp_path):
+    """With ``serve_model: auto_held_out_source`` each model gets its accuracy on every source of
     the training split left out of its fit, and the served one has the best mean of them."""
     _, (params, files, table, notes) = served
     cfg = OmegaConf.merge(
         params,
         {
             "classifier": {
-                "serve_model": "auto_cross_source",
+                "serve_model": "auto_held_out_source",
                 "models": classifier_models(
                     logreg={"C": [1.0]}, random_forest={"n_estimators": [30]}
                 ),
@@ -314,19 +315,19 @@ def test_served_model_choice():
         "cnn": {"kind": "cnn"},
     }
     assert _served_model(models, "auto", ["a", "b"]) == "a"
-    assert _served_model(models, "auto_cross_source", ["a", "b"]) == "b"
+    assert _served_model(models, "auto_held_out_source", ["a", "b"]) == "b"
     assert _served_model(models, "a", ["a", "b"]) == "a"
     plain = {
         k: {kk: vv for kk, vv in v.items() if kk != "held_out_source_mean"}
         for k, v in models.items()
     }
-    assert _served_model(plain, "auto_cross_source", ["a", "b"]) == "a"  # falls back to CV
+    assert _served_model(plain, "auto_held_out_source", ["a", "b"]) == "a"  # falls back to CV
     with pytest.raises(ValueError, match="not trained"):
         _served_model(models, "svm", ["a", "b"])
     # where made-up loops score the one-source genre, the out-of-source score decides
     models["a"] |= {"held_out_source_mean": 0.86, "out_of_source_score": 0.80}
     models["b"] |= {"out_of_source_score": 0.84}
-    assert _served_model(models, "auto_cross_source", ["a", "b"]) == "b"
+    assert _served_model(models, "auto_held_out_source", ["a", "b"]) == "b"
 
 
 def test_out_of_source_score_averages_genres_with_made_up_loops_for_lofi(served):
@@ -358,8 +359,8 @@ def test_serve_rule_reports_the_fallback():
 
     scored = {"serve": "b", "models": {"b": {"cv_macro_f1": 0.9, "held_out_source_mean": 0.8}}}
     unscored = {"serve": "b", "models": {"b": {"cv_macro_f1": 0.9}}}
-    assert serve_rule(scored, "auto_cross_source") == "auto_cross_source"
-    assert serve_rule(unscored, "auto_cross_source") == "auto"
+    assert serve_rule(scored, "auto_held_out_source") == "auto_held_out_source"
+    assert serve_rule(unscored, "auto_held_out_source") == "auto"
     assert serve_rule(unscored, "svm") == "svm"
 
 
@@ -377,17 +378,17 @@ def test_perturbed_songs_score_the_same_in_parallel(served):
     """Re-encodings are made two processes at a time (``classifier.n_jobs``); each draws from
     its own seed, so the accuracies are those of one at a time."""
     from midiml.classify.pipelines import build_task
-    from midiml.classify.robustness import perturbed_accuracy
+    from midiml.classify.robustness import reencoded_accuracy
 
     model, (params, files, table, notes) = served
     task = build_task("genre", files, files[["file_id", "genre", "split"]], params.classifier)
     fitted, ids = model.models["genre"], list(task.labels.index)
-    one = perturbed_accuracy(fitted, ids, task.labels, files, notes, {}, seed=0, n_jobs=1)
-    assert perturbed_accuracy(fitted, ids, task.labels, files, notes, {}, 0, n_jobs=2) == one
+    one = reencoded_accuracy(fitted, ids, task.labels, files, notes, {}, seed=0, n_jobs=1)
+    assert reencoded_accuracy(fitted, ids, task.labels, files, notes, {}, 0, n_jobs=2) == one
     assert "random_mix" in one and all(0 <= v["accuracy"] <= 1 for v in one.values())
 
 
-def test_cross_source_table_pools_each_genre_by_songs():
+def test_held_out_sources_table_pools_each_genre_by_songs():
     """The held-out table ends with each genre's pooled accuracy (sources weighted by their
     songs, a refused refit left out): the issue's "held-out accuracy per genre"."""
     from midiml.report.classifiers import pooled_by_genre

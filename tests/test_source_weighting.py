@@ -13,13 +13,14 @@ from sklearn.pipeline import Pipeline
 from midiml.classify.copies import row_songs
 from midiml.classify.pipelines import FittedModel, with_copies
 from midiml.classify.robustness import held_out_source_predictions
+from midiml.classify.served import VOTE_AND_WORDS, WORDS, Member, candidates, members, unfrozen
 from midiml.classify.source_weighting import (
     fit_weighted,
     source_power,
     source_weights,
     training_weights,
 )
-from midiml.classify.words_model import MusicAndWords, words_classifier
+from midiml.classify.words_model import words_classifier
 
 
 def test_each_label_keeps_its_weight_and_its_sources_share_it_by_power():
@@ -75,8 +76,7 @@ def test_a_weight_of_two_counts_a_row_twice_in_a_pipeline():
 
 def test_a_vote_fits_each_member_weighted():
     """A soft vote of pipelines (the served blend's music part, unfrozen) takes the weights
-    member by member: ``VotingClassifier`` itself would hand a Pipeline a plain
-    ``sample_weight`` and fail."""
+    member by member: metadata routing hands them to each pipeline's classifier."""
     from sklearn.ensemble import VotingClassifier
     from sklearn.preprocessing import StandardScaler
 
@@ -97,8 +97,8 @@ def test_a_vote_fits_each_member_weighted():
 
 
 def test_the_blend_hands_the_weights_to_both_models():
-    """Both the music and the words model of the blend fit as weighted fits of their own:
-    not as unweighted ones."""
+    """Both the music and the words members of the served blend fit as weighted fits of their
+    own: not as unweighted ones."""
     rng = np.random.default_rng(1)
     n = 60
     y = np.array(["a", "b"] * (n // 2), dtype=object)
@@ -111,19 +111,25 @@ def test_the_blend_hands_the_weights_to_both_models():
     def music():
         return Pipeline([("clf", LogisticRegression(max_iter=1000))])
 
-    heavy = MusicAndWords(music(), words_classifier(min_df=1), 0.5).fit(X, y, sample_weight=w)
-    plain = MusicAndWords(music(), words_classifier(min_df=1), 0.5).fit(X, y)
-    for model, alone, x in [
-        ("music_", fit_weighted(music(), numbers.astype(float), y, w), numbers.astype(float)),
-        ("words_", fit_weighted(words_classifier(min_df=1), text, y, w), text),
+    def blend():
+        tree = candidates(
+            {"m": music(), "n": music()}, words=words_classifier(min_df=1), vote=["m", "n"]
+        )
+        return unfrozen(tree[VOTE_AND_WORDS])
+
+    heavy = members(fit_weighted(blend(), X, y, w))
+    plain = members(blend().fit(X, y))
+    for name, alone, x in [
+        ("m", fit_weighted(music(), numbers.astype(float), y, w), numbers.astype(float)),
+        (WORDS, fit_weighted(words_classifier(min_df=1), text, y, w), text),
     ]:
-        got = getattr(heavy, model).predict_proba(x)
+        got = heavy[name].model_.predict_proba(x)
         np.testing.assert_allclose(got, alone.predict_proba(x), atol=1e-6)
-        assert not np.allclose(got, getattr(plain, model).predict_proba(x), atol=1e-3)
+        assert not np.allclose(got, plain[name].model_.predict_proba(x), atol=1e-3)
 
 
 def _fitted(power: float) -> FittedModel:
-    pipe = Pipeline([("clf", LogisticRegression(max_iter=1000))])
+    pipe = Member("logreg", Pipeline([("clf", LogisticRegression(max_iter=1000))]))
     return FittedModel(
         "genre", "logreg", pipe, ["x", "y"], ["f"], None, [], {}, 0.0, 3,
         source_power=power,

@@ -11,7 +11,8 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 
 from midiml.classify.robustness import fresh_estimator
-from midiml.classify.words_model import MusicAndWords, model_input, words_classifier
+from midiml.classify.served import VOTE_AND_WORDS, WORDS, candidates, members, unfrozen
+from midiml.classify.words_model import model_input, words_classifier
 from midiml.represent.features import WORDS_COLUMN, extract_features
 from midiml.represent.words import LINE_BREAK, N_LINES, ngrams, song_words
 
@@ -146,13 +147,21 @@ def _blend_data(n: int = 40):
     return X, y
 
 
+def _blend(music: dict, words, weight: float):
+    """The served blend (``served.candidates``) of ``music`` (name -> model) and ``words``,
+    unfitted: every member refitted when it is fitted."""
+    tree = candidates(music, words=words, vote=list(music), words_weight=weight)
+    return unfrozen(tree[VOTE_AND_WORDS])
+
+
 def test_blend_is_the_weighted_mean_of_its_two_models():
     X, y = _blend_data()
-    music = DummyClassifier(strategy="prior")
+    music = {"a": DummyClassifier(strategy="prior"), "b": DummyClassifier(strategy="uniform")}
     for weight in (0.0, 0.3, 1.0):
-        blend = MusicAndWords(music, words_classifier(min_df=1), weight).fit(X, y)
-        p_music = blend.music_.predict_proba(X[:, :-1].astype(float))
-        p_words = blend.words_.predict_proba(X[:, -1].astype(str))
+        blend = _blend(music, words_classifier(min_df=1), weight).fit(X, y)
+        fitted = members(blend)
+        p_music = np.mean([fitted[m].predict_proba(X) for m in music], axis=0)
+        p_words = fitted[WORDS].model_.predict_proba(X[:, -1].astype(str))
         np.testing.assert_allclose(
             blend.predict_proba(X), (1 - weight) * p_music + weight * p_words
         )
@@ -161,11 +170,10 @@ def test_blend_is_the_weighted_mean_of_its_two_models():
     flipped = X.copy()
     flipped[:, -1] = X[::-1, -1]
     np.testing.assert_allclose(
-        blend.predict_proba(flipped), blend.words_.predict_proba(flipped[:, -1].astype(str))
+        blend.predict_proba(flipped),
+        fitted[WORDS].model_.predict_proba(flipped[:, -1].astype(str)),
     )
-    assert (
-        MusicAndWords(music, words_classifier(min_df=1), 0.0).fit(X, y).predict(X) == y
-    ).mean() < 1
+    assert (_blend(music, words_classifier(min_df=1), 0.0).fit(X, y).predict(X) == y).mean() < 1
 
 
 def test_blend_keeps_a_frozen_music_model_and_refits_it_when_fresh():
@@ -174,16 +182,18 @@ def test_blend_keeps_a_frozen_music_model_and_refits_it_when_fresh():
         np.ones((4, 2)) * [[0], [0], [1], [1]], ["terraces"] * 2 + ["zigzag"] * 2
     )
     coef = music.coef_.copy()
-    blend = MusicAndWords(FrozenEstimator(music), words_classifier(min_df=1), 0.5).fit(X, y)
-    np.testing.assert_array_equal(blend.music_.estimator.coef_, coef)  # frozen: not refitted
+    words = words_classifier(min_df=1).fit(X[:, -1].astype(str), y)
+    tree = candidates({"a": music, "b": music}, words=words, vote=["a", "b"])[VOTE_AND_WORDS]
+    blend = tree.fit(X, y)
+    np.testing.assert_array_equal(members(blend)["a"].model_.estimator.coef_, coef)  # frozen
 
     class Fitted:  # what fresh_estimator reads of a served model
         pipeline = blend
 
-    fresh = fresh_estimator(Fitted()).fit(X, y)
-    assert not isinstance(fresh.music_, FrozenEstimator)
-    assert not np.array_equal(fresh.music_.coef_, coef)  # refitted on the new songs
-    assert fresh.weight == 0.5
+    fresh = members(fresh_estimator(Fitted()).fit(X, y))
+    assert not isinstance(fresh["a"].model_, FrozenEstimator)
+    assert not np.array_equal(fresh["a"].model_.coef_, coef)  # refitted on the new songs
+    assert fresh_estimator(Fitted()).estimator.weights == [0.5, 0.5]
 
 
 @pytest.fixture(scope="module")
@@ -204,7 +214,7 @@ def blend_run(tmp_path_factory):
             "weight": 0.5,
             "estimator": {"_target_": "midiml.classify.words_model.words_classifier", "min_df": 1},
         },
-        serve_model="auto_cross_source",
+        serve_model="auto_held_out_source",
     )
     manifest = train_all(
         params, files, files[["file_id", "genre", "split"]], table, notes, root, log=lambda *_: 0
@@ -215,7 +225,7 @@ def blend_run(tmp_path_factory):
 def test_pipeline_trains_and_serves_the_blend(blend_run):
     """train_all with a vote and ``classifier.words``: the blend is a model of the manifest
     with held-out-source scores; it reads the words of the feature table and of re-encoded
-    copies, and its robustness section (perturbed, cross-source, importance) is computed."""
+    copies, and its robustness section (re-encoded, held-out source, importance) is computed."""
     from midiml.classify.pipelines import VOTE_AND_WORDS, build_task, load_model
     from midiml.classify.robustness import evaluate_robustness
 
@@ -229,8 +239,8 @@ def test_pipeline_trains_and_serves_the_blend(blend_run):
     test = table.set_index("file_id").loc[task.ids("test")]
     assert (fitted.predict(model_input(test, fitted.columns)) == task.y("test")).all()
     rob = evaluate_robustness(params, fitted, task, files, table, notes, None, {}, n_jobs=1)
-    assert set(rob["cross_source"]) == {"loops_a", "loops_b", "runs_a", "runs_b"}
-    assert all(0 <= v["accuracy"] <= 1 for v in rob["perturbed"].values())
+    assert set(rob["held_out_source"]) == {"loops_a", "loops_b", "runs_a", "runs_b"}
+    assert all(0 <= v["accuracy"] <= 1 for v in rob["reencoded"].values())
     assert (
         WORDS_COLUMN in [f["feature"] for f in rob["importance"]["served"]]
         or len(rob["importance"]["served"]) == 10
@@ -288,7 +298,8 @@ def test_importance_of_a_blend_is_the_same_in_parallel():
     from midiml.classify.robustness import top_features
 
     X, y = _blend_data()
-    blend = MusicAndWords(LogisticRegression(), words_classifier(min_df=1), 0.5).fit(X, y)
+    music = {"a": LogisticRegression(), "b": LogisticRegression(C=0.1)}
+    blend = _blend(music, words_classifier(min_df=1), 0.5).fit(X, y)
     columns = ["a", "b", WORDS_COLUMN]
     serial = top_features(blend, X, y, columns, seed=0, top=3, n_jobs=1)
     assert top_features(blend, X, y, columns, seed=0, top=3, n_jobs=2) == serial

@@ -145,14 +145,14 @@ def cnn_robustness(
     predict = cnn_predictor(path, roll_cfg)
     labels = task.labels
     clean = predict(notes, task.ids("test"))
-    perturbed = {}
+    scores = {}
     for how, (table, copy_notes) in test_copies.items():
         ids = list(table["file_id"])
         y = labels.loc[song_ids(table["file_id"])].to_numpy(dtype=object)
-        perturbed[how] = float((predict(copy_notes, ids) == y).mean())
+        scores[how] = float((predict(copy_notes, ids) == y).mean())
     return {
         "clean_accuracy": float((clean == task.y("test")).mean()),
-        "perturbed": perturbed,
+        "reencoded": scores,
     }
 
 

@@ -105,7 +105,7 @@ def evaluate_all(
                 m["val_accuracy"], m["val_macro_f1"] = val["accuracy"], val["macro_f1"]
             if "cv_macro_f1" in info:  # best_params: manifest.json and MLflow (not metrics)
                 m["cv_macro_f1"] = info["cv_macro_f1"]
-            if "held_out_source" in info:  # what serve_model: auto_cross_source picked by
+            if "held_out_source" in info:  # what serve_model: auto_held_out_source picked by
                 m["held_out_source_train"] = info["held_out_source"]
                 m["held_out_source_train_mean"] = info["held_out_source_mean"]
             for key in ("made_up_loops_recall", "out_of_source_score"):

@@ -6,7 +6,7 @@ change of one model's hyperparameters refits that model only:
 
 - the fitted model (grid search on the training songs, refit with the re-encoded copies);
 - its held-out-source refits (``held_out.leaf_held_out``): the vote's and the blend's
-  held-out scores are combined from their members' (``held_out.combine_leaves``);
+  held-out scores are its members' put through the served tree (``held_out.combine_leaves``);
 - its out-of-fold probabilities as the vote's cross-validation refits it (``vote_folds``):
   the vote's CV score is computed from its members' (``selection.vote_cv_score``).
 """
@@ -38,6 +38,7 @@ from midiml.classify.pipelines import (
     fit_feature_model,
     with_copies,
 )
+from midiml.classify.served import WORDS
 from midiml.classify.source_weighting import (
     fit_weighted,
     song_sources,
@@ -47,7 +48,6 @@ from midiml.classify.source_weighting import (
 from midiml.io import atomic_path, pickle_ready
 from midiml.represent.features import WORDS_COLUMN
 
-WORDS = "words"  # the words model's fit (``classifier.words``)
 CONCERN = "classification"  # the MLflow concern of every classifier run
 
 

@@ -2,10 +2,11 @@
 
 In-split CV rewards what a source's files share (their encoding habits); this rewards what
 carries over to a source never seen, which is what other people's MIDI is. A model is
-refitted leaf by leaf (``leaves``: a blend's music models and words model, a vote's
-members); each leaf's refits are a value of their own (``leaf_held_out``), so a stage that
-fits one model also computes its held-out refits, and the vote and the blend are combined
-from their leaves' results (``combined``) without refitting anything.
+refitted member by member (``served.members``: a blend's music models and words model, a
+vote's members); each member's refits are a value of their own (``leaf_held_out``), so a
+stage that fits one model also computes its held-out refits, and the vote and the blend are
+combined from their members' results by the served tree itself (``combine_leaves``,
+``served.combined_proba``) without refitting anything.
 """
 
 from __future__ import annotations
@@ -19,46 +20,17 @@ import joblib
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
-from sklearn.base import clone
-from sklearn.ensemble import VotingClassifier
-from sklearn.frozen import FrozenEstimator
+from sklearn.base import BaseEstimator, clone
 
-from midiml.classify.pipelines import FittedModel, apply_prior, with_copies
+from midiml.classify.lone_source import apply_prior
+from midiml.classify.pipelines import FittedModel, with_copies
+from midiml.classify.served import combined_proba, members, unfrozen
 from midiml.classify.source_weighting import fit_weighted, source_genres, training_weights
-from midiml.classify.words_model import MusicAndWords, as_text, model_input
+from midiml.classify.words_model import as_text, model_input
 from midiml.represent.features import WORDS_COLUMN
 
 # one leaf's refits: source -> (classes the refit knew, probabilities) or the refusal's reason
 LeafRefits = dict[str, Any]
-
-
-def leaves(pipe: Any, columns: list[str]) -> list[tuple[Any, list[str]]]:
-    """The unfitted models whose probabilities ``pipe`` (on ``columns``) averages, each with
-    its own columns: a blend's music models and words model, a vote's members, or ``pipe``.
-
-    Refitted one by one, a fold's leaf is shared by every model that holds it: the vote's
-    members are the single models themselves, the blend holds the vote, and the blend on
-    all columns holds the same words model as the served one."""
-    pipe = pipe.estimator if isinstance(pipe, FrozenEstimator) else pipe
-    if isinstance(pipe, MusicAndWords):
-        return [*leaves(pipe.music, columns[:-1]), (clone(pipe.words), [WORDS_COLUMN])]
-    if isinstance(pipe, VotingClassifier) and pipe.weights is None:
-        return [leaf for _, e in pipe.estimators for leaf in leaves(e, columns)]
-    return [(clone(pipe), list(columns))]
-
-
-def combined(pipe: Any, probas: Iterator[np.ndarray]) -> np.ndarray:
-    """``pipe``'s probabilities from its leaves' (``leaves`` order), with the arithmetic of
-    ``MusicAndWords`` and ``VotingClassifier`` themselves, so a refit by leaves gives what
-    refitting the whole model gives."""
-    pipe = pipe.estimator if isinstance(pipe, FrozenEstimator) else pipe
-    if isinstance(pipe, MusicAndWords):
-        music = combined(pipe.music, probas)
-        w = float(pipe.weight)
-        return (1 - w) * music + w * next(probas)
-    if isinstance(pipe, VotingClassifier) and pipe.weights is None:
-        return np.average(np.asarray([combined(e, probas) for _, e in pipe.estimators]), axis=0)
-    return next(probas)
 
 
 def leaf_input(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
@@ -146,8 +118,20 @@ def held_out_folds(
 
 def refit_key(held: str, columns: list[str], estimator: Any, power: float) -> tuple:
     """What names one held-out refit of a leaf (``held_out_source_predictions``' ``refits``):
-    the source left out, the leaf's columns, its estimator and the source weighting."""
-    return (held, tuple(columns), joblib.hash(estimator), float(power))
+    the source left out, the leaf's columns, its estimator and the source weighting. The
+    estimator is named by its class and parameters (``_described``), not by its pickle,
+    which differs with the objects it shares with the tree it came from."""
+    return (held, tuple(columns), joblib.hash(_described(estimator)), float(power))
+
+
+def _described(value: Any) -> Any:
+    """An estimator as plain values: its class and parameters, nested estimators alike."""
+    if isinstance(value, BaseEstimator):
+        params = value.get_params(deep=False)
+        return (type(value).__qualname__, {k: _described(v) for k, v in sorted(params.items())})
+    if isinstance(value, list | tuple):
+        return [_described(v) for v in value]
+    return value
 
 
 def held_out_source_predictions(
@@ -168,57 +152,57 @@ def held_out_source_predictions(
     Only sources of genres with two or more sources among ``ids`` count: a lone source
     cannot be left out.
 
-    The model is refitted leaf by leaf (``leaves``), its rows weighted by source as it was
-    trained (``fitted.source_power``). ``refits`` keeps each leaf's fold result: pass the
-    same dict for every model fitted on the same songs (one task's models, say) and a leaf
-    already refitted for another model is not refitted again.
+    The model is refitted member by member (``served.members`` of its tree, unfitted), its
+    rows weighted by source as it was trained (``fitted.source_power``). ``refits`` keeps
+    each member's fold result: pass the same dict for every model fitted on the same songs
+    (one task's models, say) and a member already refitted for another model is not
+    refitted again.
 
     In-split CV rewards what a source's files share (their encoding habits); this rewards
     what carries over to a source never seen, which is what other people's MIDI is.
     """
     refits = {} if refits is None else refits
     lab = labels.loc[ids].astype(str)
-    parts = leaves(fitted.pipeline, list(fitted.columns if columns is None else columns))
+    cols = list(fitted.columns if columns is None else columns)
+    parts = members(unfrozen(fitted.pipeline))
     t = table.set_index("file_id")
-    keys: dict[str, list[tuple]] = {}
+    keys: dict[str, dict[str, tuple]] = {}
     truths: dict[str, np.ndarray] = {}
     todo: dict[tuple, tuple] = {}
     power = float(fitted.source_power)
     for held, (train, test) in held_out_folds(ids, labels, source).items():
-        keys[held], truths[held] = [], lab.loc[test].to_numpy(dtype=object)
-        inputs: dict[tuple, tuple] = {}  # (X, y, X_test, weights) per column set
+        keys[held], truths[held] = {}, lab.loc[test].to_numpy(dtype=object)
         weights = training_weights(train, lab, copies, source, power)
-        for estimator, cols in parts:
-            key = refit_key(held, cols, estimator, power)
-            keys[held].append(key)
+        inputs: dict[tuple, tuple] = {}  # (X, y, X_test) per column set
+        for name, member in parts.items():
+            own = member.columns_of(cols)
+            key = refit_key(held, own, member, power)
+            keys[held][name] = key
             if key in refits or key in todo:
                 continue
-            if tuple(cols) not in inputs:
-                X, y = with_copies(table, train, lab, copies, cols, leaf_input)
-                inputs[tuple(cols)] = (X, y, leaf_input(t.loc[test], cols), weights)
-            todo[key] = (estimator, *inputs[tuple(cols)])
+            if tuple(own) not in inputs:
+                X, y = with_copies(table, train, lab, copies, own)
+                inputs[tuple(own)] = (X, y, model_input(t.loc[test], own))
+            todo[key] = (member, *inputs[tuple(own)], weights)
     refits.update(zip(todo, refit_all(list(todo.values()), n_jobs), strict=True))
-    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    classes = list(fitted.classes)
+    leaf_refits = {name: {} for name in parts}
     for held, held_keys in keys.items():
-        results = [refits[k] for k in held_keys]
-        if any(isinstance(r, str) for r in results):  # a refit was refused: no score here
-            continue
-        probas = iter(_in_order(classes, known, proba) for known, proba in results)
-        out[held] = (combined(fitted.pipeline, probas), truths[held])
-    return out
+        for name, key in held_keys.items():
+            leaf_refits[name][held] = refits[key]
+    return combine_leaves(fitted, leaf_refits, truths)
 
 
 def held_out_source_scores(
-    fitted: FittedModel, predictions: dict[str, tuple[np.ndarray, np.ndarray]]
+    fitted: FittedModel,
+    predictions: dict[str, tuple[np.ndarray, np.ndarray]],
+    prior: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """Accuracy on each held-out source (``held_out_source_predictions``), deciding as
-    ``fitted`` does (its class prior applied)."""
+    ``fitted`` does with ``prior`` (by default its own class prior)."""
     classes = np.asarray(fitted.classes, dtype=object)
+    prior = fitted.class_prior if prior is None else prior
     return {
-        held: float(
-            (classes[apply_prior(p, fitted.classes, fitted.class_prior).argmax(axis=1)] == y).mean()
-        )
+        held: float((classes[apply_prior(p, fitted.classes, prior).argmax(axis=1)] == y).mean())
         for held, (p, y) in predictions.items()
     }
 
@@ -250,19 +234,21 @@ def leaf_held_out(
 
 
 def combine_leaves(
-    fitted: FittedModel, leaf_refits: list[LeafRefits], truths: dict[str, np.ndarray]
+    fitted: FittedModel, leaf_refits: dict[str, LeafRefits], truths: dict[str, np.ndarray]
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``held_out_source_predictions`` of ``fitted`` from its leaves' refits (``leaves``
-    order): per held-out source, (probabilities in ``fitted.classes`` order before any class
-    prior, true labels); a source where a leaf's refit was refused has no entry."""
+    """``held_out_source_predictions`` of ``fitted`` from its members' refits (member name ->
+    its ``LeafRefits``), put through ``fitted``'s own tree (``served.combined_proba``): per
+    held-out source, (probabilities in ``fitted.classes`` order before any class prior, true
+    labels); a source where a member's refit was refused has no entry."""
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     classes = list(fitted.classes)
+    names = list(members(fitted.pipeline))
     for held, truth in truths.items():
-        results = [refits.get(held, "missing") for refits in leaf_refits]
-        if any(isinstance(r, str) for r in results):
+        results = {n: leaf_refits[n].get(held, "missing") for n in names}
+        if any(isinstance(r, str) for r in results.values()):
             continue
-        probas = iter(_in_order(classes, known, proba) for known, proba in results)
-        out[held] = (combined(fitted.pipeline, probas), truth)
+        probas = {n: _in_order(classes, known, proba) for n, (known, proba) in results.items()}
+        out[held] = (combined_proba(fitted.pipeline, probas, classes), truth)
     return out
 
 
@@ -289,7 +275,7 @@ def out_of_source_score(
     loops: pd.DataFrame,
     loops_genre: str,
 ) -> dict[str, Any]:
-    """What ``serve_model: auto_cross_source`` picks by: the mean over genres of accuracy on
+    """What ``serve_model: auto_held_out_source`` picks by: the mean over genres of accuracy on
     music from no training source: a genre with two or more sources scores its held-out
     sources (their mean), the one-source genre its made-up loops. Held-out sources alone
     cannot see the one-source genre, and a model sure of every source's habits

@@ -16,7 +16,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from midiml.classify.pipelines import apply_prior
+
+def apply_prior(
+    proba: np.ndarray, classes: list[str], prior: dict[str, float] | None
+) -> np.ndarray:
+    """Multiply each class's probability by its factor in ``prior`` and renormalise rows."""
+    if not prior:
+        return proba
+    factor = np.array([float(prior.get(c, 1.0)) for c in classes])
+    scaled = proba * factor
+    return scaled / np.maximum(scaled.sum(axis=1, keepdims=True), 1e-12)
 
 
 def lone_source_classes(labels: pd.Series, source: pd.Series) -> list[str]:

@@ -25,13 +25,12 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from midiml.classify.copies import kept_copies
+from midiml.classify.served import VOTE, VOTE_AND_WORDS  # noqa: F401  (the served names)
 from midiml.classify.source_weighting import fit_weighted, source_power, training_weights
 from midiml.classify.words_model import model_input
 from midiml.io import atomic_path, pickle_ready
 from midiml.represent.features import ARTIFACT_FEATURES, WORDS_COLUMN
 
-VOTE = "vote"  # soft vote of the tuned feature models (``classifier.vote``)
-VOTE_AND_WORDS = "vote_and_words"  # the vote blended with the words model (``classifier.words``)
 ID_COLUMNS = ("file_id", "genre")
 
 
@@ -232,8 +231,6 @@ class FittedModel:
     cv_macro_f1: float
     cv_folds: int
     novelty: Novelty | None = None  # how unlike the training songs a new file is
-    # class -> factor on its probability (see classify/lone_source.py); none: plain argmax
-    class_prior: dict[str, float] | None = None
     # its training rows weighed by source (``source_weights``); refits (held-out sources) too
     source_power: float = 0.0
 
@@ -242,36 +239,21 @@ class FittedModel:
         """The feature columns without the words (what ``novelty`` measures)."""
         return [c for c in self.columns if c != WORDS_COLUMN]
 
+    @property
+    def class_prior(self) -> dict[str, float] | None:
+        """class -> factor on its probability, applied by the served tree
+        (``served.LoneSourcePrior``, chosen by ``lone_source.choose_prior``); None: argmax."""
+        return getattr(self.pipeline, "prior", None)
+
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Probabilities with columns in ``classes`` order (``class_prior`` applied)."""
-        return self.probabilities_of(self.pipeline, X)
+        """Probabilities with columns in ``classes`` order (the class prior applied)."""
+        proba = self.pipeline.predict_proba(X)
+        order = [list(self.pipeline.classes_).index(c) for c in self.classes]
+        return proba[:, order]
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """argmax of ``predict_proba`` (so CLI probabilities and reported labels agree)."""
-        return self.predictions_of(self.pipeline, X)
-
-    def probabilities_of(self, estimator: Any, X: np.ndarray) -> np.ndarray:
-        """``estimator``'s probabilities (e.g. a refit of this model elsewhere) in ``classes``
-        order, with this model's ``class_prior`` applied and renormalised."""
-        proba = estimator.predict_proba(X)
-        order = [list(estimator.classes_).index(c) for c in self.classes]
-        return apply_prior(proba[:, order], self.classes, self.class_prior)
-
-    def predictions_of(self, estimator: Any, X: np.ndarray) -> np.ndarray:
-        """Labels from ``probabilities_of``: how this model would decide with that estimator."""
-        proba = self.probabilities_of(estimator, X)
-        return np.asarray(self.classes, dtype=object)[proba.argmax(axis=1)]
-
-
-def apply_prior(
-    proba: np.ndarray, classes: list[str], prior: dict[str, float] | None
-) -> np.ndarray:
-    """Multiply each class's probability by its factor in ``prior`` and renormalise rows."""
-    if not prior:
-        return proba
-    factor = np.array([float(prior.get(c, 1.0)) for c in classes])
-    scaled = proba * factor
-    return scaled / np.maximum(scaled.sum(axis=1, keepdims=True), 1e-12)
+        return np.asarray(self.classes, dtype=object)[self.predict_proba(X).argmax(axis=1)]
 
 
 def _source_weighting(

@@ -18,9 +18,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
-from sklearn.base import clone
-from sklearn.ensemble import VotingClassifier
-from sklearn.frozen import FrozenEstimator
 from sklearn.inspection import permutation_importance
 
 from midiml.classify.copies import song_ids
@@ -36,8 +33,9 @@ from midiml.classify.pipelines import (
     feature_columns,
     feature_matrix,
 )
+from midiml.classify.served import unfrozen
 from midiml.classify.source_weighting import song_sources
-from midiml.classify.words_model import MusicAndWords, model_input
+from midiml.classify.words_model import model_input
 from midiml.represent.features import WORDS_COLUMN, extract_features
 from midiml.represent.perturb import PERTURBATIONS, perturb_songs
 
@@ -45,18 +43,8 @@ SongsPredictor = Callable[[pd.DataFrame, list[str]], np.ndarray]  # (notes, ids)
 
 
 def fresh_estimator(fitted: FittedModel) -> Any:
-    """An unfitted copy of the served model (a vote's members unfrozen)."""
-    return _unfrozen(fitted.pipeline)
-
-
-def _unfrozen(pipe: Any) -> Any:
-    pipe = pipe.estimator if isinstance(pipe, FrozenEstimator) else pipe
-    if isinstance(pipe, MusicAndWords):
-        return MusicAndWords(_unfrozen(pipe.music), clone(pipe.words), pipe.weight)
-    if isinstance(pipe, VotingClassifier):
-        members = [(n, _unfrozen(e)) for n, e in pipe.estimators]
-        return VotingClassifier(members, voting="soft")
-    return clone(pipe)
+    """An unfitted copy of the served model (``served.unfrozen``)."""
+    return unfrozen(fitted.pipeline)
 
 
 def _feature_kwargs(feature_params: dict[str, Any]) -> dict[str, Any]:
@@ -102,7 +90,7 @@ def reencoded_test_songs(
     return {how or "random_mix": pair for how, pair in zip(hows, done, strict=True)}
 
 
-def perturbed_scores(
+def reencoded_scores(
     predict: Callable[[pd.DataFrame, pd.DataFrame], np.ndarray],
     copies: dict[str, tuple[pd.DataFrame, pd.DataFrame]],
     labels: pd.Series,
@@ -122,7 +110,7 @@ def perturbed_scores(
     return out
 
 
-def perturbed_accuracy(
+def reencoded_accuracy(
     fitted: FittedModel,
     ids: list[str],
     labels: pd.Series,
@@ -140,11 +128,11 @@ def perturbed_accuracy(
     model's robustness beside the served model's."""
     if copies is None:
         copies = reencoded_test_songs(ids, labels, files, notes, feature_params, seed, n_jobs)
-    out = perturbed_scores(
+    out = reencoded_scores(
         lambda table, _: fitted.predict(model_input(table, fitted.columns)), copies, labels
     )
     if cnn is not None:
-        seq = perturbed_scores(
+        seq = reencoded_scores(
             lambda table, n: cnn(n, list(table["file_id"])), copies, labels, per_genre=False
         )
         for how, r in seq.items():
@@ -152,7 +140,7 @@ def perturbed_accuracy(
     return out
 
 
-def cross_source(
+def held_out_sources(
     fitted: FittedModel,
     table: pd.DataFrame,
     files: pd.DataFrame,
@@ -162,7 +150,7 @@ def cross_source(
     n_jobs: int = 1,
 ) -> dict[str, Any]:
     """The served model's accuracy on each source held out of its training, for genres with
-    two or more sources, on training-split songs (as ``serve_model: auto_cross_source``
+    two or more sources, on training-split songs (as ``serve_model: auto_held_out_source``
     scores them).
 
     ``served``: those accuracies as the train stage computed them (manifest
@@ -266,7 +254,7 @@ def evaluate_robustness(
     log: Callable[[str], Any] = print,
 ) -> dict[str, Any]:
     """Every robustness number of the served genre model (see the module docstring);
-    ``held_out``: its held-out-source accuracies from the selection (``cross_source``);
+    ``held_out``: its held-out-source accuracies from the selection (``held_out_sources``);
     ``cnn``: the genre CNN, scored on the same re-encoded songs, or ``cnn_scores``, those
     scores as its own stage computed them (``cnn_fit.cnn_robustness``); ``test_copies``:
     the re-encoded test songs when already made (``reencoded_test_songs``)."""
@@ -289,7 +277,7 @@ def evaluate_robustness(
         out["cnn_clean_accuracy"] = float(cnn_scores["clean_accuracy"])
     start = time.perf_counter()
     with _quiet_worker_recycling():
-        perturbed = perturbed_accuracy(
+        scores = reencoded_accuracy(
             fitted,
             test_ids,
             task.labels,
@@ -301,13 +289,13 @@ def evaluate_robustness(
             cnn,
             test_copies,
         )
-        for how, acc in ((cnn_scores or {}).get("perturbed") or {}).items():
-            perturbed[how]["cnn_accuracy"] = float(acc)
+        for how, acc in ((cnn_scores or {}).get("reencoded") or {}).items():
+            scores[how]["cnn_accuracy"] = float(acc)
         log(f"robustness: re-encoded test songs scored ({time.perf_counter() - start:.1f} s)")
         start = time.perf_counter()
-        across = cross_source(fitted, table, files, task.ids("train"), copies, held_out, n_jobs)
+        across = held_out_sources(fitted, table, files, task.ids("train"), copies, held_out, n_jobs)
         importance = importance_before_after(
             fitted, table, task.ids("train"), task.y("train"), test_ids, y_test, seed, n_jobs
         )
         log(f"robustness: permutation importance ({time.perf_counter() - start:.1f} s)")
-    return out | {"perturbed": perturbed, "cross_source": across, "importance": importance}
+    return out | {"reencoded": scores, "held_out_source": across, "importance": importance}

@@ -33,7 +33,7 @@ from midiml.classify.fits import (
 )
 from midiml.classify.robustness import reencoded_test_songs
 from midiml.classify.selection import (
-    AUTO_CROSS_SOURCE,
+    AUTO_HELD_OUT_SOURCE,
     loops_genre,
     select_task,
     write_selection,
@@ -64,7 +64,7 @@ def write_copies(
     """Stage ``classifier_copies``: ``out_dir/<task>.parquet``, the feature rows of re-encoded
     copies of each ``classifier.augment`` task's training songs, and ``out_dir/`` +
     ``LOOPS_FILE``, the made-up loops the selection scores (``serve_model:
-    auto_cross_source``, when a task has their genre)."""
+    auto_held_out_source``, when a task has their genre)."""
     cfg = params.classifier
     aug = cfg.get("augment")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -79,7 +79,7 @@ def write_copies(
                 f"{name}: {len(rows)} re-encoded training rows "
                 f"({time.perf_counter() - start:.1f} s)"
             )
-    wanted = str(cfg.get("serve_model", "auto")) == AUTO_CROSS_SOURCE
+    wanted = str(cfg.get("serve_model", "auto")) == AUTO_HELD_OUT_SOURCE
     classes = sorted({c for t in tasks.values() for c in t.classes})
     loops = selection_loops(params, classes) if wanted else None
     if loops is not None:
@@ -172,7 +172,7 @@ def select_all(
             "classes": task.classes,
             "positive": task.positive,
             "genres": task.genres,
-            **({"augmented_rows": len(copies)} if copies is not None else {}),
+            **({"copy_rows": len(copies)} if copies is not None else {}),
             **entry,
         }
     return write_selection(

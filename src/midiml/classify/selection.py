@@ -17,13 +17,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.ensemble import VotingClassifier
-from sklearn.frozen import FrozenEstimator
+from hydra.utils import instantiate
 from sklearn.metrics import get_scorer
 
 from midiml import tracking
-from midiml.classify.fits import CONCERN, WORDS, ModelFit, log_fit
+from midiml.classify.fits import CONCERN, ModelFit, log_fit
 from midiml.classify.held_out import (
     combine_leaves,
     held_out_source_scores,
@@ -31,131 +29,122 @@ from midiml.classify.held_out import (
 )
 from midiml.classify.lone_source import choose_prior, lone_source_classes
 from midiml.classify.pipelines import (
-    VOTE,
-    VOTE_AND_WORDS,
     FittedModel,
     TaskData,
-    TaskSkipped,
     feature_matrix,
     save_model,
 )
-from midiml.classify.words_model import MusicAndWords
+from midiml.classify.served import WORDS, Member, input_columns, members, with_probabilities
 from midiml.io import read_timings
-from midiml.represent.features import WORDS_COLUMN
 
-AUTO_CROSS_SOURCE = "auto_cross_source"  # serve_model: pick by held-out-source accuracy
+AUTO_HELD_OUT_SOURCE = "auto_held_out_source"  # serve_model: pick by held-out-source accuracy
 
 
-class _FoldVote(ClassifierMixin, BaseEstimator):
-    """The soft vote of one cross-validation fold, from its members' out-of-fold
-    probabilities: what a scikit-learn scorer asks of a fitted classifier."""
-
-    def __init__(self, classes: Any = None, proba: Any = None) -> None:
-        self.classes = classes
-        self.proba = proba
-
-    def fit(self, X: Any = None, y: Any = None) -> _FoldVote:  # noqa: N803
-        self.classes_ = np.asarray(self.classes)
-        return self
-
-    def predict_proba(self, X: Any) -> np.ndarray:  # noqa: N803
-        return self.proba
-
-    def predict(self, X: Any) -> np.ndarray:  # noqa: N803
-        return self.classes_[self.proba.argmax(axis=1)]
+def served_candidates(cfg: Any) -> Any:
+    """``classifier.served`` built by ``hydra.utils.instantiate``: the function that puts the
+    fitted models together (``served.candidates``, with the vote's members and the words'
+    weight from the config). A config written without it (tests) gets the same function
+    with its ``vote`` and ``words.weight``."""
+    node = cfg.get("served") or {
+        "_target_": "midiml.classify.served.candidates",
+        "_partial_": True,
+        "vote": list(cfg.get("vote") or []),
+        "words_weight": float((cfg.get("words") or {}).get("weight", 0.5)),
+    }
+    return instantiate(node)
 
 
 def vote_cv_score(
-    folds: list[list[np.ndarray]], y: np.ndarray, cv_folds: int, seed: int, scoring: str
+    tree: Any,
+    folds: dict[str, list[np.ndarray]],
+    y: np.ndarray,
+    cv_folds: int,
+    seed: int,
+    scoring: str,
 ) -> float:
-    """The soft vote's CV score from its members' out-of-fold probabilities (``folds``: per
-    member, per fold, ``fits.vote_folds``): the mean probability (``VotingClassifier``'s own
-    arithmetic) scored on each fold, as ``cross_val_score`` of the vote would."""
+    """The vote's CV score from its members' out-of-fold probabilities (``folds``: member ->
+    per fold, ``fits.vote_folds``), put through the vote's own tree (``served.
+    with_probabilities``) and scored on each fold, as ``cross_val_score`` of the vote would."""
     from sklearn.model_selection import StratifiedKFold
 
-    classes = np.unique(y)
+    classes = list(np.unique(y))
     scorer = get_scorer(scoring)
     scores = []
     splits = StratifiedKFold(cv_folds, shuffle=True, random_state=seed).split(y, y)
     for k, (_, te) in enumerate(splits):
-        proba = np.average(np.asarray([member[k] for member in folds]), axis=0)
-        scores.append(scorer(_FoldVote(classes, proba).fit(), np.zeros((len(te), 1)), y[te]))
+        fold = with_probabilities(tree, {m: f[k] for m, f in folds.items()}, classes)
+        scores.append(scorer(fold, np.zeros((len(te), 1)), y[te]))
     return float(np.mean(scores))
 
 
-def build_vote(
-    task: TaskData, members: dict[str, ModelFit], table: pd.DataFrame, cfg: Any, seed: int
-) -> FittedModel:
-    """Soft vote (mean probability) of the tuned feature models ``members`` (frozen).
+def assemble(
+    task: TaskData,
+    fits: dict[str, ModelFit],
+    table: pd.DataFrame,
+    cfg: Any,
+    seed: int,
+) -> dict[str, FittedModel | str]:
+    """Every candidate of ``classifier.served`` (``served.candidates``) built from the fitted
+    models ``fits`` (model name -> its fit; ``WORDS``: the words model's), frozen, as the
+    ``FittedModel`` serving reads, or the reason it cannot be built. Nothing here knows
+    the candidates' shapes: each is a tree, scored through its members.
 
     On small classes (composers with ten pieces) the single models err on different songs,
-    so their average is steadier than any one of them; its CV score refits the members with
-    their chosen hyperparameters fold by fold (their ``vote_folds``), so it is comparable
-    with the members' own."""
-    if len(members) < 2:
-        raise TaskSkipped("a vote needs at least two fitted feature models")
-    reasons = [f.vote_folds for f in members.values() if isinstance(f.vote_folds, str)]
-    if reasons:
-        raise TaskSkipped(reasons[0])
-    first = next(iter(members.values())).fitted
-    X, y = feature_matrix(table, task.ids("train"), first.columns), task.y("train")
-    cv = vote_cv_score(
-        [f.vote_folds for f in members.values()], y, first.cv_folds, seed, str(cfg.scoring)
+    so their average is steadier than any one of them; a vote's CV score refits the members
+    with their chosen hyperparameters fold by fold (their ``vote_folds``), so it is
+    comparable with the members' own. A tree with a member without them (the words model)
+    has none: its held-out-source scores are what it is chosen by."""
+    words = fits.get(WORDS)
+    trees = served_candidates(cfg)(
+        {m: f.fitted.pipeline for m, f in fits.items() if m != WORDS},
+        words=words.fitted if words is not None else None,
     )
-    vote = VotingClassifier(
-        [(m, FrozenEstimator(f.fitted.pipeline)) for m, f in members.items()], voting="soft"
-    ).fit(X, y)
-    return FittedModel(
-        task.name,
-        VOTE,
-        vote,
-        task.classes,
-        first.columns,
-        task.positive,
-        task.genres,
-        {"members": list(members)},
-        cv,
-        first.cv_folds,
-        first.novelty,
-        source_power=first.source_power,
-    )
-
-
-def build_blend(task: TaskData, vote: FittedModel, words: ModelFit, weight: float) -> FittedModel:
-    """The fitted vote (frozen) blended with the fitted words model (``fits.fit_words``);
-    no CV score: the vote's own is in its row, and the held-out-source scores are what this
-    model is chosen by."""
-    blend = MusicAndWords.of_fitted(
-        FrozenEstimator(vote.pipeline), words.info["estimator"], words.fitted, weight
-    )
-    return FittedModel(
-        task.name,
-        VOTE_AND_WORDS,
-        blend,
-        task.classes,
-        [*vote.columns, WORDS_COLUMN],
-        task.positive,
-        task.genres,
-        {"members": [VOTE, WORDS], "weight": float(weight)},
-        float("nan"),
-        vote.cv_folds,
-        vote.novelty,
-        source_power=float(words.info["power"]),
-    )
+    y = task.y("train")
+    out: dict[str, FittedModel | str] = {}
+    for name, tree in trees.items():
+        parts, inner = members(tree), tree.estimator  # inside the lone-source prior
+        if isinstance(inner, Member):  # a model alone: as its own stage fitted it
+            fitted = fits[name].fitted
+            X = feature_matrix(table, task.ids("train"), fitted.columns)
+            out[name] = replace(fitted, pipeline=tree.fit(X, y))
+            continue
+        folds = {m: fits[m].vote_folds for m in parts}
+        reasons = [f for f in folds.values() if isinstance(f, str)]
+        if reasons:
+            out[name] = reasons[0]
+            continue
+        first = next(fits[m].fitted for m in parts if m != WORDS)
+        columns = input_columns(tree, list(first.columns))
+        cv = float("nan")
+        if all(f is not None for f in folds.values()):
+            cv = vote_cv_score(tree, folds, y, first.cv_folds, seed, str(cfg.scoring))
+        weights = {"weight": float(inner.weights[-1])} if inner.weights else {}
+        out[name] = replace(
+            first,
+            model=name,
+            pipeline=tree.fit(feature_matrix(table, task.ids("train"), columns), y),
+            columns=columns,
+            best_params={"members": [n for n, _ in inner.estimators]} | weights,
+            cv_macro_f1=cv,
+        )
+    return out
 
 
 def held_out_entry(
     fitted: FittedModel,
-    leaves: list[ModelFit],
+    fits: dict[str, ModelFit],
     task: TaskData,
     source: pd.Series,
     prior_cfg: Any,
 ) -> dict[str, Any]:
-    """Held-out-source accuracies of ``fitted`` (its ``leaves``' refits combined) at the
+    """Held-out-source accuracies of ``fitted`` (its members' refits, ``fits``, combined) at the
     lone-source class prior chosen from the same predictions (``classifier.lone_source_prior``;
     ``class_prior``: the choice, for the caller to set); empty when no class has two
     sources. A value: ``fitted`` is not changed."""
-    predictions = combine_leaves(fitted, [f.held_out for f in leaves], leaves[0].truths)
+    names = list(members(fitted.pipeline))
+    predictions = combine_leaves(
+        fitted, {n: fits[n].held_out for n in names}, fits[names[0]].truths
+    )
     if not predictions:
         return {}
     out: dict[str, Any] = {}
@@ -168,9 +157,9 @@ def held_out_entry(
             [float(f) for f in prior_cfg.factors],
             float(prior_cfg.max_false_rate),
         )
-        fitted = replace(fitted, class_prior=choice["prior"])
         out["class_prior"] = choice
-    scores = held_out_source_scores(fitted, predictions)
+    prior = out.get("class_prior", {}).get("prior") or {}
+    scores = held_out_source_scores(fitted, predictions, prior)
     return out | {
         "held_out_source": scores,
         "held_out_source_mean": float(np.mean(list(scores.values()))),
@@ -178,10 +167,10 @@ def held_out_entry(
 
 
 def serve_rule(entry: dict[str, Any], wanted: str) -> str:
-    """The rule that actually picked ``entry["serve"]``: ``auto_cross_source`` falls back to
+    """The rule that actually picked ``entry["serve"]``: ``auto_held_out_source`` falls back to
     ``auto`` when the served model has no held-out-source score (no class has two sources)."""
     served = entry.get("models", {}).get(entry.get("serve"), {})
-    if wanted == AUTO_CROSS_SOURCE and "held_out_source_mean" not in served:
+    if wanted == AUTO_HELD_OUT_SOURCE and "held_out_source_mean" not in served:
         return "auto"
     return wanted
 
@@ -193,13 +182,13 @@ def loops_genre(params: Any) -> str:
 
 def served_model(models: dict[str, Any], wanted: str, order: list[str]) -> str | None:
     """The feature model the CLI uses: the configured one, the best by CV on train ("auto"),
-    or the best on music from no training source ("auto_cross_source": ``out_of_source_score``
+    or the best on music from no training source ("auto_held_out_source": ``out_of_source_score``
     where made-up loops exist, else mean held-out-source accuracy on train; CV breaking ties;
     plain "auto" when no model has that score, e.g. every class has one source)."""
     feats = {m: v for m, v in models.items() if v.get("kind") == "features"}
     if not feats:
         return None
-    if wanted == AUTO_CROSS_SOURCE:
+    if wanted == AUTO_HELD_OUT_SOURCE:
         scored = {m: v for m, v in feats.items() if "held_out_source_mean" in v}
         if scored:
             return max(
@@ -247,45 +236,32 @@ def select_task(
     wanted = str(cfg.get("serve_model", "auto"))
     infos: dict[str, Any] = {}
     models: dict[str, FittedModel] = {}
-    leaves: dict[str, list[ModelFit]] = {}
-    singles = [m for m in cfg.models if m in fits]
-    for m in singles:
-        fit = fits[m]
+    for m in cfg.models:
+        fit = fits.get(m)
         if isinstance(fit, dict):
             infos[m] = dict(fit)
-            continue
-        models[m], leaves[m] = fit.fitted, [fit]
-        run = read_timings(f"classifier_fits_{m}").get(task.name, {})
-        infos[m] = {"run_id": run.get("run_id")}  # the fit's MLflow run, to nest under
-    vote_names = [m for m in (cfg.get("vote") or []) if m in cfg.models]
-    blends = (
-        [VOTE_AND_WORDS] if len(vote_names) >= 2 and isinstance(fits.get(WORDS), ModelFit) else []
-    )
-    if len(vote_names) >= 2:
-        members = {m: fits[m] for m in vote_names if m in models}
-        try:
-            models[VOTE] = build_vote(task, members, table, cfg, seed)
-            leaves[VOTE] = list(members.values())
-        except TaskSkipped as exc:
-            infos[VOTE] = {"skipped": str(exc)}
-        if blends and VOTE in models:
-            models[VOTE_AND_WORDS] = build_blend(
-                task, models[VOTE], fits[WORDS], float(cfg.words.weight)
-            )
-            leaves[VOTE_AND_WORDS] = [*leaves[VOTE], fits[WORDS]]
-        elif blends:
-            infos[VOTE_AND_WORDS] = {"skipped": "no vote to blend the words with"}
-    for m in [*singles, *([VOTE] if len(vote_names) >= 2 else []), *blends]:
+        elif fit is not None:
+            run = read_timings(f"classifier_fits_{m}").get(task.name, {})
+            infos[m] = {"run_id": run.get("run_id")}  # the fit's MLflow run, to nest under
+    done = {m: f for m, f in fits.items() if isinstance(f, ModelFit)}
+    for m, built in assemble(task, done, table, cfg, seed).items():
+        if isinstance(built, str):
+            infos[m] = {"skipped": built}
+        else:
+            models[m] = built
+    order = [*cfg.models, *(m for m in [*infos, *models] if m not in cfg.models)]
+    order = list(dict.fromkeys(order))
+    for m in order:
         if m not in models:
             continue
         fitted = models[m]
-        held = held_out_entry(fitted, leaves[m], task, source, _prior_cfg(cfg, task.name))
-        if "class_prior" in held:
-            fitted.class_prior = held["class_prior"]["prior"]
+        held = held_out_entry(fitted, fits, task, source, _prior_cfg(cfg, task.name))
+        if "class_prior" in held:  # the prior is a parameter of the served tree's root
+            fitted.pipeline.set_params(prior=held["class_prior"]["prior"])
         if held and loops is not None:
             held |= out_of_source_score(fitted, held, files, loops, loops_genre(params))
         run_id = infos.get(m, {}).get("run_id")
-        combined_model = m in (VOTE, VOTE_AND_WORDS)  # single models have their own runs
+        combined_model = m not in cfg.models  # single models have their own runs
         opened = (
             tracking.run(params, CONCERN, f"{task.name}/{m}") if combined_model else nullcontext()
         )
@@ -308,7 +284,6 @@ def select_task(
             + (f"out-of-source score {oos:.3f} " if oos is not None else "")
             + f"{fitted.best_params}"
         )
-    order = [*cfg.models, VOTE, *blends]
     infos = {m: infos[m] for m in order if m in infos}
     return {"serve_order": order, "wanted": wanted, "models": infos}, models
 

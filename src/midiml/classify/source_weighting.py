@@ -3,19 +3,18 @@ own habits as the genre's (``classifier.source_weighting``).
 
 A fit's rows are its songs followed by their re-encoded copies (``pipelines.with_copies``);
 ``copies.row_songs`` names the song of each, ``source_weights`` weighs them, and ``fit_weighted``
-hands the weights to the estimator that uses them (a pipeline's last step).
+hands the weights on by scikit-learn's metadata routing to the classifiers that use them.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
-from sklearn.ensemble import VotingClassifier
-from sklearn.frozen import FrozenEstimator
-from sklearn.pipeline import Pipeline
+import sklearn
+from sklearn.base import BaseEstimator, is_classifier
 
 from midiml.classify.copies import row_songs
 
@@ -65,23 +64,30 @@ def fit_weighted(
     y: np.ndarray,
     sample_weight: np.ndarray | None = None,
 ) -> Any:
-    """``estimator.fit(X, y)`` with per-row weights when given; returns the fitted model (use
-    it: a vote comes back as a new one). A Pipeline takes the weights as ``<last
-    step>__sample_weight`` (its scaler or vectoriser is fitted unweighted); a soft vote's
-    members, pipelines themselves, are fitted one by one, since ``VotingClassifier`` would
-    hand them a plain ``sample_weight`` that a Pipeline refuses."""
+    """``estimator.fit(X, y)`` with per-row weights when given, handed on by scikit-learn's
+    metadata routing: every classifier inside asks for them, every other step (a scaler, a
+    vectoriser) is fitted unweighted (``request_weights``). Returns the fitted estimator."""
     if sample_weight is None:
         return estimator.fit(X, y)
-    if isinstance(estimator, Pipeline):
-        key = f"{estimator.steps[-1][0]}__sample_weight"
-        return estimator.fit(X, y, **{key: sample_weight})
-    if isinstance(estimator, VotingClassifier):
-        members = [
-            (name, FrozenEstimator(fit_weighted(clone(member), X, y, sample_weight)))
-            for name, member in estimator.estimators
-        ]
-        return clone(estimator).set_params(estimators=members).fit(X, y)
-    return estimator.fit(X, y, sample_weight=sample_weight)
+    with sklearn.config_context(enable_metadata_routing=True):
+        request_weights(estimator)
+        return estimator.fit(X, y, sample_weight=sample_weight)
+
+
+def request_weights(estimator: Any) -> Any:
+    """Set the fit request for ``sample_weight`` on ``estimator`` and everything inside it
+    that takes one: classifiers use the weights, transformers do not (call it with metadata
+    routing on)."""
+    parts = [estimator, *estimator.get_params(deep=True).values()]
+    for part in parts:
+        fit = getattr(part, "fit", None)
+        if not isinstance(part, BaseEstimator) or fit is None:
+            continue
+        if "sample_weight" in inspect.signature(fit).parameters and hasattr(
+            part, "set_fit_request"
+        ):
+            part.set_fit_request(sample_weight=is_classifier(part))
+    return estimator
 
 
 def training_weights(

@@ -4,8 +4,9 @@ A song's musical words (``represent/words.py``) are counted as tf-idf n-grams an
 logistic regression: it learns which melodic figures, bass moves, textures, articulations
 and chord degrees each genre uses, in order, which the averaged features cannot see. Held out of
 training, a source of piano arrangements of game music looks classical to the features
-more often than to the words; the two err on different songs, so ``MusicAndWords``
-averages their probabilities (``classifier.words.weight`` on the words).
+more often than to the words; the two err on different songs, so the served blend
+(``served.candidates``: ``vote_and_words``) averages their probabilities
+(``classifier.words.weight`` on the words).
 
 The blend takes one input array per song: the feature columns of the vote, then the words
 (so it is an object array); ``model_input`` builds it from a feature table.
@@ -13,18 +14,15 @@ The blend takes one input array per song: the feature columns of the vote, then 
 
 from __future__ import annotations
 
-import hashlib
 from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from midiml.classify.source_weighting import fit_weighted
 from midiml.represent.features import WORDS_COLUMN
 from midiml.represent.words import ngrams
 
@@ -55,65 +53,6 @@ def words_classifier(
             ),
         ]
     )
-
-
-class MusicAndWords(ClassifierMixin, BaseEstimator):
-    """Weighted mean of the probabilities of ``music`` (an estimator on the numeric columns,
-    every column but the last) and ``words`` (an estimator on the last column, the words).
-
-    ``music`` may be already fitted and frozen (``sklearn.frozen.FrozenEstimator``): fitting
-    the blend then fits the words only."""
-
-    def __init__(self, music: Any = None, words: Any = None, weight: float = 0.5) -> None:
-        self.music = music
-        self.words = words
-        self.weight = weight
-
-    @staticmethod
-    def _split(X: Any) -> tuple[np.ndarray, np.ndarray]:  # noqa: N803
-        X = np.asarray(X, dtype=object)
-        return X[:, :-1].astype(np.float64), as_text(X[:, -1])
-
-    @classmethod
-    def of_fitted(cls, music: Any, words: Any, words_fitted: Any, weight: float) -> MusicAndWords:
-        """The blend of a fitted (frozen) ``music`` model and ``words_fitted`` (``words``
-        fitted), as ``fit`` would leave it: the words model is fitted in a stage of its own."""
-        blend = cls(music, words, weight)
-        blend.music_, blend.words_ = music, words_fitted
-        if list(music.classes_) != list(words_fitted.classes_):
-            raise ValueError("the music and words models learned different classes")
-        blend.classes_ = music.classes_
-        blend._memo = None
-        return blend
-
-    def fit(self, X: Any, y: Any, sample_weight: np.ndarray | None = None) -> MusicAndWords:  # noqa: N803
-        """Fit both models; ``sample_weight`` (per row) reaches each model's last step."""
-        numbers, text = self._split(X)
-        self.music_ = fit_weighted(clone(self.music), numbers, y, sample_weight)
-        self.words_ = fit_weighted(clone(self.words), text, y, sample_weight)
-        if list(self.music_.classes_) != list(self.words_.classes_):
-            raise ValueError("the music and words models learned different classes")
-        self.classes_ = self.music_.classes_
-        self._memo: tuple[str, np.ndarray] | None = None
-        return self
-
-    def _words_proba(self, text: np.ndarray) -> np.ndarray:
-        """The words model's probabilities of ``text``. The last answer is kept: permutation
-        importance asks again for the same words with each numeric column shuffled, and
-        turning words into n-grams is the slow part of a prediction."""
-        key = hashlib.sha256("\x00".join(text).encode()).hexdigest()
-        memo = getattr(self, "_memo", None)
-        if memo is None or memo[0] != key:
-            memo = self._memo = (key, self.words_.predict_proba(text))
-        return memo[1]
-
-    def predict_proba(self, X: Any) -> np.ndarray:  # noqa: N803
-        numbers, text = self._split(X)
-        w = float(self.weight)
-        return (1 - w) * self.music_.predict_proba(numbers) + w * self._words_proba(text)
-
-    def predict(self, X: Any) -> np.ndarray:  # noqa: N803
-        return np.asarray(self.classes_)[self.predict_proba(X).argmax(axis=1)]
 
 
 def as_text(values: Any) -> np.ndarray:

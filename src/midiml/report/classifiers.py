@@ -50,7 +50,7 @@ def confusion_figure(cm: np.ndarray, labels: Sequence[str], title: str):
 
 SERVE_RULES = {
     "auto": "best CV score on the training split",
-    "auto_cross_source": "best out-of-source score: the mean over genres of accuracy on "
+    "auto_held_out_source": "best out-of-source score: the mean over genres of accuracy on "
     "training-split sources left out of its fit, made-up loops for the one-source genre",
 }
 
@@ -215,7 +215,7 @@ def render_robustness(rob: dict[str, Any]) -> str:
         "| re-encoding | accuracy | " + " | ".join(rob["genres"]) + " |" + cnn_head,
         "|---|---:|" + "---:|" * len(rob["genres"]) + "---:|" * bool(cnn_head),
     ]
-    for how, r in rob["perturbed"].items():
+    for how, r in rob["reencoded"].items():
         per = " | ".join(f"{r['per_genre'].get(g, float('nan')):.3f}" for g in rob["genres"])
         cnn = f" {r['cnn_accuracy']:.3f} |" if cnn_head else ""
         lines.append(f"| {how} | {r['accuracy']:.3f} | {per} |{cnn}")
@@ -224,7 +224,7 @@ def render_robustness(rob: dict[str, Any]) -> str:
             "",
             f"Last column: the genre CNN (piano roll) on the same re-encoded songs (clean "
             f"{rob['cnn_clean_accuracy']:.3f}). Its held-out-source accuracy costs a fit per "
-            "source, too slow for the pipeline: `python benchmarks/cnn_cross_source.py`.",
+            "source, too slow for the pipeline: `python benchmarks/cnn_held_out_source.py`.",
         ]
     lines += [
         "",
@@ -239,9 +239,9 @@ def render_robustness(rob: dict[str, Any]) -> str:
         "| held-out source | genre | songs | accuracy |",
         "|---|---|---:|---:|",
     ]
-    for src, r in rob["cross_source"].items():
+    for src, r in rob["held_out_source"].items():
         lines.append(f"| {src} | {r['genre']} | {r['n']} | {r['served']:.3f} |")
-    for genre, (n, acc) in pooled_by_genre(rob["cross_source"]).items():
+    for genre, (n, acc) in pooled_by_genre(rob["held_out_source"]).items():
         lines.append(f"| **all {genre} sources** | {genre} | {n} | **{acc:.3f}** |")
     lines += render_class_prior(rob.get("class_prior") or {})
     lines += [

@@ -10,11 +10,11 @@ stopped on the other sources' validation songs, and scored on the left-out sourc
 songs: the same folds as the served model's held-out-source accuracy
 (``robustness.held_out_folds``), printed beside it from ``reports/metrics/classifiers.json``.
 
-    python benchmarks/cnn_cross_source.py                        # every source (~15 min on 2 cores)
-    python benchmarks/cnn_cross_source.py --sources videogame classical_whowrotethatsong
-    python benchmarks/cnn_cross_source.py classifier.cnn.copies=1   # Hydra overrides
+    python benchmarks/cnn_held_out_source.py                # every source (~15 min on 2 cores)
+    python benchmarks/cnn_held_out_source.py --sources videogame classical_whowrotethatsong
+    python benchmarks/cnn_held_out_source.py classifier.cnn.copies=1  # Hydra overrides
 
-Each fold's result is appended to ``data/tuning/cnn_cross_source.jsonl``. Nothing is logged
+Each fold's result is appended to ``data/tuning/cnn_held_out_source.jsonl``. Nothing is logged
 to MLflow.
 """
 
@@ -41,14 +41,16 @@ from midiml.classify.tables import read_tables
 from midiml.config import compose_defaults
 
 METRICS = Path("reports/metrics/classifiers.json")
-RESULTS = Path("data/tuning") / "cnn_cross_source.jsonl"
+RESULTS = Path("data/tuning") / "cnn_held_out_source.jsonl"
 
 
 def require_run() -> None:
     """Stop in one line when the pipeline has not run here (nothing to compare with)."""
     for needed in (METRICS, Path("data/features/features.parquet")):
         if not needed.exists():
-            raise SystemExit(f"cnn_cross_source: no {needed}: run the pipeline first (make repro)")
+            raise SystemExit(
+                f"cnn_held_out_source: no {needed}: run the pipeline first (make repro)"
+            )
 
 
 def composed(overrides: list[str]) -> Any:
@@ -56,7 +58,7 @@ def composed(overrides: list[str]) -> Any:
     try:
         return OmegaConf.create(compose_defaults(overrides))
     except HydraException as exc:
-        raise SystemExit(f"cnn_cross_source: {str(exc).splitlines()[0]}") from None
+        raise SystemExit(f"cnn_held_out_source: {str(exc).splitlines()[0]}") from None
 
 
 def served_held_out(path: Path = METRICS) -> tuple[str | None, dict[str, float]]:
@@ -102,7 +104,9 @@ def main() -> None:
     folds = held_out_folds(task.ids("train"), task.labels, source)
     unknown = sorted(set(args.sources or []) - set(folds))
     if unknown:
-        raise SystemExit(f"cnn_cross_source: no held-out fold for {unknown}; folds: {list(folds)}")
+        raise SystemExit(
+            f"cnn_held_out_source: no held-out fold for {unknown}; folds: {list(folds)}"
+        )
     copies = cnn_copies(params, task.ids("train"), files, notes)
     served, served_acc = served_held_out()
     genre_of = source_genres(files)
