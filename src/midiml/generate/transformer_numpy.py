@@ -312,8 +312,12 @@ class TransformerContinuer:
         clock = BeatClock(cols["onset_beats"], cols["onset_s"])
         offset = math.floor(float(cols["onset_beats"].min()) / tk.BEATS_PER_BAR) * tk.BEATS_PER_BAR
         rel = dict(cols, onset_beats=cols["onset_beats"] - offset)
-        start_beat = float((rel["onset_beats"] + rel["duration_beats"]).max())
-        end_beat = clock.beats(clock.seconds(start_beat + offset) + seconds) - offset
+        # new notes may start right after the prompt's last onset (under a chord still held,
+        # as music does), not only once its longest note has ended: that silenced the first
+        # beat or two after every cut with a held note (measured: benchmarks/token_diagnosis.py)
+        start_beat = float(rel["onset_beats"].max()) + 1.0 / self.grammar.res
+        prompt_end = float((rel["onset_beats"] + rel["duration_beats"]).max())
+        end_beat = clock.beats(clock.seconds(prompt_end + offset) + seconds) - offset
         score = tk.notes_to_score(rel, 0, self.tokenizer.config.pitch_range)
         base = tk.base_ids(self.tokenizer, score)
         ids = [int(i) for i in tk.bpe_encode(self.tokenizer, [base])[0]]
@@ -452,6 +456,12 @@ def _prompt_columns(notes: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     if "onset_beats" in notes and "duration_beats" in notes:
         cols["onset_beats"] = np.asarray(notes["onset_beats"], np.float64)
         cols["duration_beats"] = np.asarray(notes["duration_beats"], np.float64)
+    elif "onset_beats" in notes:  # beats of onsets only (the evaluation's cuts): ends through
+        # the prompt's own clock, never 120 qpm (that put every onset off the song's grid)
+        cols["onset_beats"] = np.asarray(notes["onset_beats"], np.float64)
+        clock = BeatClock(cols["onset_beats"], cols["onset_s"])
+        end = clock.beats(cols["onset_s"] + cols["duration_s"])
+        cols["duration_beats"] = np.maximum(end - cols["onset_beats"], 0.0)
     else:
         cols["onset_beats"], cols["duration_beats"] = (
             cols["onset_s"] * 2.0,
