@@ -116,8 +116,10 @@ class NumpyTransformer:
         keys[0, :, start:end] = h @ w["copy_k"]
         seen[0, :, start:end] = ids
         n = end - 1  # positions j that have a following token
-        s = (h @ w["copy_q"]) @ keys[0, :, :n].transpose(0, 2, 1) / np.float32(
-            math.sqrt(self.d_copy)
+        s = (
+            (h @ w["copy_q"])
+            @ keys[0, :, :n].transpose(0, 2, 1)
+            / np.float32(math.sqrt(self.d_copy))
         )
         valid = np.arange(n)[None, :] < (start + np.arange(t))[:, None]
         s = np.where(valid, s, np.float32(-np.inf))
