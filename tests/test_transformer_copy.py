@@ -41,3 +41,22 @@ def test_copy_head_learns_repetition_from_little_data():
     with_copy, without = repeat_loss(True), repeat_loss(False)
     assert with_copy < 0.8  # measured 0.29 nats (uniform over the motif tokens: 4.1)
     assert with_copy < without - 1.0  # measured 2.45 without the copy head
+
+
+@pytest.mark.parametrize("copy", [False, True])
+def test_training_loss_equals_the_full_distributions(copy):
+    """``nll`` (the training loss; with the copy head it never builds the (B, T, V) copy
+    distribution) is the cross-entropy of ``forward``'s log-probabilities."""
+    from torch.nn import functional as F
+
+    from midiml.generate.transformer_network import TransformerNetwork
+
+    torch.manual_seed(0)
+    net = TransformerNetwork(40, 24, 16, 1, 2, 0.0, copy=copy, d_copy=8).eval()
+    ids = torch.randint(0, 40, (3, 21))
+    ids[0, -3:] = 0  # padding left out
+    with torch.no_grad():
+        out, _ = net(ids[:, :-1])
+        want = F.cross_entropy(out.reshape(-1, 40), ids[:, 1:].reshape(-1), ignore_index=0)
+        got = net.nll(ids[:, :-1], ids[:, 1:], 0)
+    assert abs(float(got) - float(want)) < 1e-4

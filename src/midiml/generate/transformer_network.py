@@ -91,16 +91,16 @@ class CopyHead(nn.Module):
         self.k = nn.Linear(d_model, d_copy, bias=False)
         self.gate = nn.Linear(d_model, 1)
 
-    def forward(
+    def parts(
         self,
         h: torch.Tensor,
         ids: torch.Tensor,
-        logits: torch.Tensor,
         start: int,
         past: tuple[torch.Tensor, torch.Tensor] | None,
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """log p (B, T, V) of the mixture, and the copy keys and ids of all positions so far."""
-        b, t, _ = h.shape
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(copy attention (B, T, n-1), the ids it proposes (B, n-1), gate (B, T, 1), copy
+        keys, ids seen) of ``h`` at positions start..start+T-1."""
+        t = h.shape[1]
         keys, seen = self.k(h), ids
         if past is not None and past[0].shape[1]:
             keys, seen = torch.cat([past[0], keys], 1), torch.cat([past[1], ids], 1)
@@ -111,13 +111,36 @@ class CopyHead(nn.Module):
         scores = scores.float().masked_fill(~valid, float("-inf"))
         has = valid.any(1)  # position 0 has nothing to copy from
         att = torch.where(has[None, :, None], scores.softmax(-1).nan_to_num(0.0), 0.0)
-        p_copy = torch.zeros(b, t, logits.shape[-1], device=h.device, dtype=torch.float32)
-        src = seen[:, 1:n][:, None, :].expand(b, t, n - 1)
-        p_copy = p_copy.scatter_add(2, src, att)
         g = torch.sigmoid(self.gate(h).float())
         g = torch.where(has[None, :, None], g, torch.ones_like(g))
+        return att, seen[:, 1:n], g, keys, seen
+
+    def forward(
+        self,
+        h: torch.Tensor,
+        ids: torch.Tensor,
+        logits: torch.Tensor,
+        start: int,
+        past: tuple[torch.Tensor, torch.Tensor] | None,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """log p (B, T, V) of the mixture, and the copy keys and ids of all positions so far."""
+        att, src, g, keys, seen = self.parts(h, ids, start, past)
+        b, t = att.shape[:2]
+        p_copy = torch.zeros(b, t, logits.shape[-1], device=h.device, dtype=torch.float32)
+        p_copy = p_copy.scatter_add(2, src[:, None, :].expand(b, t, src.shape[1]), att)
         p = g * logits.float().softmax(-1) + (1 - g) * p_copy
         return torch.log(p + 1e-9), (keys, seen)
+
+    def target_log_prob(
+        self, h: torch.Tensor, ids: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor
+    ) -> torch.Tensor:
+        """log p(targets) (B, T) of the mixture without building the (B, T, V) copy
+        distribution (training: a (B, T, T) comparison instead of a scatter over the vocab)."""
+        att, src, g, _, _ = self.parts(h, ids, 0, None)
+        p_vocab = logits.float().log_softmax(-1).gather(-1, targets[..., None]).exp()
+        hit = (src[:, None, :] == targets[..., None]).to(att.dtype)
+        p_copy = (att * hit).sum(-1, keepdim=True)
+        return torch.log(g * p_vocab + (1 - g) * p_copy + 1e-9)[..., 0]
 
 
 class TransformerNetwork(nn.Module):
@@ -184,6 +207,22 @@ class TransformerNetwork(nn.Module):
         past = None if cache is None or len(cache) <= len(self.blocks) else cache[-1]
         logp, copy_cache = self.copy(h, ids, logits, start, past)
         return logp, [*new_cache, copy_cache]
+
+    def nll(self, ids: torch.Tensor, targets: torch.Tensor, ignore: int) -> torch.Tensor:
+        """Mean negative log-likelihood (nats) of ``targets`` (B, T) after ``ids`` (B, T),
+        targets equal to ``ignore`` left out (the training loss)."""
+        if self.copy is None:
+            logits, _ = self(ids)
+            flat = logits.reshape(-1, logits.shape[-1]).float()
+            return F.cross_entropy(flat, targets.reshape(-1), ignore_index=ignore)
+        cos, sin = rope_tables(torch.arange(ids.shape[1], device=ids.device), self.head_dim)
+        x = self.drop(self.embed(ids))
+        for block in self.blocks:
+            x, _ = block(x, cos, sin, None)
+        h = self.ln(x)
+        logp = self.copy.target_log_prob(h, ids, h @ self.embed.weight.T, targets)
+        keep = targets != ignore
+        return -(logp * keep).sum() / keep.sum().clamp_min(1)
 
     def numpy_weights(self) -> dict:
         """Every weight as float32 numpy, under the names transformer_numpy.py reads."""
