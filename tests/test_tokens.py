@@ -144,9 +144,9 @@ def test_sampling_emits_only_valid_successions_of_the_prompts_instruments(tokeni
         assert progs <= {0, 33, -1}
     for song in songs:
         assert len(song["pitch"]) > 0
-        last = float(prompt["onset_beats"].max())  # may start under the last held notes
-        assert song["onset_beats"].min() > last
-        assert song["onset_s"].min() > last * 0.5
+        bar = (np.floor(prompt["onset_beats"].max() / 4) + 1) * 4  # the bar after the prompt
+        assert song["onset_beats"].min() >= bar - 1e-9
+        assert song["onset_s"].min() >= bar * 0.5 - 1e-9
         assert set(zip(song["program"].tolist(), song["is_drum"].tolist(), strict=True)) <= {
             (0, False),
             (33, False),

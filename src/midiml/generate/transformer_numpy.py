@@ -353,12 +353,14 @@ class TransformerContinuer:
         clock = BeatClock(cols["onset_beats"], cols["onset_s"])
         offset = math.floor(float(cols["onset_beats"].min()) / tk.BEATS_PER_BAR) * tk.BEATS_PER_BAR
         rel = dict(cols, onset_beats=cols["onset_beats"] - offset)
-        # new notes may start right after the prompt's last onset (under a chord still held,
-        # as music does), not only once its longest note has ended: that silenced the first
-        # beat or two after every cut with a held note (measured: benchmarks/token_diagnosis.py)
-        start_beat = float(rel["onset_beats"].max()) + 1.0 / self.grammar.res
-        prompt_end = float((rel["onset_beats"] + rel["duration_beats"]).max())
-        end_beat = clock.beats(clock.seconds(prompt_end + offset) + seconds) - offset
+        # the prompt is taken to end at the bar line after its last onset (a prompt of whole
+        # bars, as the evaluation's cuts and most files are): new notes start there, under a
+        # note still held, as music does. Waiting for the longest note to end silenced the
+        # first beat or two after every cut with a held note; starting right after the last
+        # onset filled the prompt's own last bar (benchmarks/token_diagnosis.py)
+        last = float(rel["onset_beats"].max())
+        start_beat = (math.floor(last / tk.BEATS_PER_BAR + 1e-9) + 1) * tk.BEATS_PER_BAR
+        end_beat = clock.beats(clock.seconds(start_beat + offset) + seconds) - offset
         score = tk.notes_to_score(rel, 0, self.tokenizer.config.pitch_range)
         base = tk.base_ids(self.tokenizer, score)
         ids = [int(i) for i in tk.bpe_encode(self.tokenizer, [base])[0]]
