@@ -7,6 +7,7 @@ notes per onset, median duration, programs.
     python benchmarks/token_diagnosis.py --models transformer markov --songs 6
     python benchmarks/token_diagnosis.py --temperature 0.9 --top-p 0.9   # decoding on val songs
     python benchmarks/token_diagnosis.py --model-dir /tmp/tf_copy --models transformer
+    python benchmarks/token_diagnosis.py --models transformer --mask-mass  # do masks starve it?
 
 Prints one line per song and row, then the mean per row (all genres weigh the same).
 """
@@ -74,6 +75,10 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--top-p", type=float, default=0.95)
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument(
+        "--mask-mass", action="store_true", help="share of the token model's probability the "
+        "sampling masks leave, and how often they mask its likeliest token",
+    )  # fmt: skip
     ap.add_argument("--json", default=None, help="write the means here")
     args = ap.parse_args()
     cuts = validation_cuts(args.songs)
@@ -91,6 +96,21 @@ def main() -> None:
         else:
             for row, (cont, guards, _) in ce.model_rows(Path("models/generators"), [name]).items():
                 rows[row] = (cont, guards)
+    mass: list[float] = []
+    top_masked: list[bool] = []
+    if args.mask_mass and "transformer" in rows:
+        cont = rows["transformer"][0]
+        draw = cont._draw
+
+        def spy(logits, allowed, temperature, top_p, rng):
+            z = logits.astype(np.float64)
+            p = np.exp(z - z.max(1, keepdims=True))
+            p /= p.sum(1, keepdims=True)
+            mass.extend((p * allowed).sum(1).tolist())
+            top_masked.extend((~allowed[np.arange(len(z)), z.argmax(1)]).tolist())
+            return draw(logits, allowed, temperature, top_p, rng)
+
+        cont._draw = spy
     means: dict[str, dict] = {}
     for row, (cont, guards) in rows.items():
         t0 = time.process_time()
@@ -134,6 +154,13 @@ def main() -> None:
     print("row                " + " ".join(f"{c[:8]:>8s}" for c in cols) + "  by genre")
     for row, m in means.items():
         print(f"{row:18s} " + " ".join(f"{m[c]:8.3f}" for c in cols) + f"  {m['by_genre']}")
+    if mass:
+        m = np.asarray(mass)
+        print(
+            f"masks: {len(m)} steps, allowed mass mean {m.mean():.3f} median {np.median(m):.3f}, "
+            f"steps under 50% {np.mean(m < 0.5):.3f}, likeliest token masked "
+            f"{np.mean(top_masked):.3f}"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(means, indent=1))
 
