@@ -21,7 +21,6 @@ import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
-from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from midiml.generate.transformer_network import TransformerNetwork
@@ -49,10 +48,7 @@ class TokenTransformer(L.LightningModule):
         self.net = net
 
     def _loss(self, batch: torch.Tensor) -> torch.Tensor:
-        logits, _ = self.net(batch[:, :-1])
-        return F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]).float(), batch[:, 1:].reshape(-1), ignore_index=PAD
-        )
+        return self.net.nll(batch[:, :-1], batch[:, 1:], PAD)
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         loss = self._loss(batch)

@@ -6,6 +6,15 @@ context: repetition and copying of the prompt are learnable. Pre-norm blocks, GE
 form, which the numpy runtime computes exactly the same way), no biases in attention, tied
 input/output embeddings. ``forward`` can extend a key/value cache (the numpy runtime in
 transformer_numpy.py is the same computation; a test holds them equal).
+
+With ``copy`` a pointer-generator head is added (See et al. 2017, as an induction-style
+copy): position i attends, with its own small query/key projections of the final hidden
+states, over every earlier position j < i and proposes the token that *followed* j there
+(``ids[j + 1]``); a learned gate g(h_i) mixes the two: p = g * softmax(vocab logits) +
+(1 - g) * copy attention. Music repeats bars, so "play what followed the last time this
+context came" is one learned attention away instead of something the whole stack has to
+discover from little data. Trained end to end by the same next-token loss; ``forward``
+then returns log-probabilities (which cross-entropy and sampling read like logits).
 """
 
 from __future__ import annotations
@@ -71,6 +80,69 @@ class Block(nn.Module):
         return x, (k, v)
 
 
+class CopyHead(nn.Module):
+    """Pointer-generator mixture over the vocabulary and the tokens that followed earlier
+    positions (see the module docstring)."""
+
+    def __init__(self, d_model: int, d_copy: int) -> None:
+        super().__init__()
+        self.d_copy = d_copy
+        self.q = nn.Linear(d_model, d_copy, bias=False)
+        self.k = nn.Linear(d_model, d_copy, bias=False)
+        self.gate = nn.Linear(d_model, 1)
+
+    def parts(
+        self,
+        h: torch.Tensor,
+        ids: torch.Tensor,
+        start: int,
+        past: tuple[torch.Tensor, torch.Tensor] | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(copy attention (B, T, n-1), the ids it proposes (B, n-1), gate (B, T, 1), copy
+        keys, ids seen) of ``h`` at positions start..start+T-1."""
+        t = h.shape[1]
+        keys, seen = self.k(h), ids
+        if past is not None and past[0].shape[1]:
+            keys, seen = torch.cat([past[0], keys], 1), torch.cat([past[1], ids], 1)
+        n = keys.shape[1]
+        scores = self.q(h) @ keys[:, : n - 1].transpose(1, 2) / self.d_copy**0.5  # (B, T, n-1)
+        rows = start + torch.arange(t, device=h.device)
+        valid = torch.arange(n - 1, device=h.device)[None, :] < rows[:, None]  # j < i
+        scores = scores.float().masked_fill(~valid, float("-inf"))
+        has = valid.any(1)  # position 0 has nothing to copy from
+        att = torch.where(has[None, :, None], scores.softmax(-1).nan_to_num(0.0), 0.0)
+        g = torch.sigmoid(self.gate(h).float())
+        g = torch.where(has[None, :, None], g, torch.ones_like(g))
+        return att, seen[:, 1:n], g, keys, seen
+
+    def forward(
+        self,
+        h: torch.Tensor,
+        ids: torch.Tensor,
+        logits: torch.Tensor,
+        start: int,
+        past: tuple[torch.Tensor, torch.Tensor] | None,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """log p (B, T, V) of the mixture, and the copy keys and ids of all positions so far."""
+        att, src, g, keys, seen = self.parts(h, ids, start, past)
+        b, t = att.shape[:2]
+        p_copy = torch.zeros(b, t, logits.shape[-1], device=h.device, dtype=torch.float32)
+        p_copy = p_copy.scatter_add(2, src[:, None, :].expand(b, t, src.shape[1]), att)
+        p = g * logits.float().softmax(-1) + (1 - g) * p_copy
+        return torch.log(p + 1e-9), (keys, seen)
+
+    def target_log_prob(
+        self, h: torch.Tensor, ids: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor
+    ) -> torch.Tensor:
+        """log p(targets) (B, T) of the mixture without building the (B, T, V) copy
+        distribution (training: a (B, T, T) comparison instead of a scatter over the vocab)."""
+        att, src, g, _, _ = self.parts(h, ids, 0, None)
+        p_vocab = logits.float().log_softmax(-1).gather(-1, targets[..., None]).exp()
+        hit = (src[:, None, :] == targets[..., None]).to(att.dtype)
+        p_copy = (att * hit).sum(-1, keepdim=True)
+        return torch.log(g * p_vocab + (1 - g) * p_copy + 1e-9)[..., 0]
+
+
 class TransformerNetwork(nn.Module):
     """Token ids (B, T) -> next-token logits (B, T, vocab_size)."""
 
@@ -82,6 +154,8 @@ class TransformerNetwork(nn.Module):
         n_layers: int = 4,
         n_heads: int = 6,
         dropout: float = 0.1,
+        copy: bool = False,
+        d_copy: int = 64,
     ) -> None:
         super().__init__()
         if d_model % n_heads or (d_model // n_heads) % 2:
@@ -93,12 +167,15 @@ class TransformerNetwork(nn.Module):
             "n_layers": n_layers,
             "n_heads": n_heads,
             "dropout": dropout,
+            "copy": bool(copy),
+            "d_copy": int(d_copy),
         }
         self.context, self.head_dim = context, d_model // n_heads
         self.embed = nn.Embedding(vocab_size, d_model)
         self.blocks = nn.ModuleList(Block(d_model, n_heads, dropout) for _ in range(n_layers))
         self.ln = nn.LayerNorm(d_model)
         self.drop = nn.Dropout(dropout)
+        self.copy = CopyHead(d_model, d_copy) if copy else None
         self.apply(self._init)
 
     @staticmethod
@@ -112,8 +189,9 @@ class TransformerNetwork(nn.Module):
     def forward(
         self, ids: torch.Tensor, cache: list | None = None, start: int = 0
     ) -> tuple[torch.Tensor, list]:
-        """Logits of every position; ``cache`` holds the keys/values of ``start`` earlier
-        tokens (None: none)."""
+        """Logits (log-probabilities with the copy head) of every position; ``cache`` holds
+        the keys/values of ``start`` earlier tokens (None: none), and with the copy head its
+        last entry holds their copy keys and ids."""
         cos, sin = rope_tables(
             torch.arange(start, start + ids.shape[1], device=ids.device), self.head_dim
         )
@@ -122,7 +200,29 @@ class TransformerNetwork(nn.Module):
         for i, block in enumerate(self.blocks):
             x, kv = block(x, cos, sin, None if cache is None else cache[i])
             new_cache.append(kv)
-        return self.ln(x) @ self.embed.weight.T, new_cache
+        h = self.ln(x)
+        logits = h @ self.embed.weight.T
+        if self.copy is None:
+            return logits, new_cache
+        past = None if cache is None or len(cache) <= len(self.blocks) else cache[-1]
+        logp, copy_cache = self.copy(h, ids, logits, start, past)
+        return logp, [*new_cache, copy_cache]
+
+    def nll(self, ids: torch.Tensor, targets: torch.Tensor, ignore: int) -> torch.Tensor:
+        """Mean negative log-likelihood (nats) of ``targets`` (B, T) after ``ids`` (B, T),
+        targets equal to ``ignore`` left out (the training loss)."""
+        if self.copy is None:
+            logits, _ = self(ids)
+            flat = logits.reshape(-1, logits.shape[-1]).float()
+            return F.cross_entropy(flat, targets.reshape(-1), ignore_index=ignore)
+        cos, sin = rope_tables(torch.arange(ids.shape[1], device=ids.device), self.head_dim)
+        x = self.drop(self.embed(ids))
+        for block in self.blocks:
+            x, _ = block(x, cos, sin, None)
+        h = self.ln(x)
+        logp = self.copy.target_log_prob(h, ids, h @ self.embed.weight.T, targets)
+        keep = targets != ignore
+        return -(logp * keep).sum() / keep.sum().clamp_min(1)
 
     def numpy_weights(self) -> dict:
         """Every weight as float32 numpy, under the names transformer_numpy.py reads."""
@@ -141,4 +241,11 @@ class TransformerNetwork(nn.Module):
                 ("fc2_b", b.fc2.bias),
             ):
                 out[f"b{i}.{name}"] = t
+        if self.copy is not None:
+            out |= {
+                "copy_q": self.copy.q.weight.T,
+                "copy_k": self.copy.k.weight.T,
+                "copy_gate": self.copy.gate.weight.T,
+                "copy_gate_b": self.copy.gate.bias,
+            }
         return {k: v.detach().float().cpu().contiguous().numpy() for k, v in out.items()}

@@ -55,11 +55,21 @@ class NumpyTransformer:
             10_000.0 ** (-np.arange(0, self.head_dim, 2, dtype=np.float32) / self.head_dim)
         ).astype(np.float32)
         self.head = np.ascontiguousarray(self.w["embed"].T)
+        self.copy = bool(config.get("copy", False))
+        self.d_copy = int(config.get("d_copy", 0))
 
     def new_cache(self, batch: int, length: int) -> list[np.ndarray]:
-        """Per layer one (2, B, H, length, head_dim) array of keys and values."""
+        """Per layer one (2, B, H, length, head_dim) array of keys and values; with the copy
+        head also (1, B, length, d_copy) copy keys and (1, B, length) ids (batch on axis 1
+        everywhere, so variations repeat one cache with ``np.repeat(c, n, axis=1)``)."""
         shape = (2, batch, self.n_heads, length, self.head_dim)
-        return [np.zeros(shape, np.float32) for _ in range(self.n_layers)]
+        cache = [np.zeros(shape, np.float32) for _ in range(self.n_layers)]
+        if self.copy:
+            cache += [
+                np.zeros((1, batch, length, self.d_copy), np.float32),
+                np.zeros((1, batch, length), np.int64),
+            ]
+        return cache
 
     def _rope(self, x: np.ndarray, start: int) -> np.ndarray:
         pos = np.arange(start, start + x.shape[2], dtype=np.float32)
@@ -94,7 +104,38 @@ class NumpyTransformer:
             x = x + att.transpose(0, 2, 1, 3).reshape(bsz, t, self.d_model) @ w[p + "proj"]
             y = _layer_norm(x, w[p + "ln2_w"], w[p + "ln2_b"]) @ w[p + "fc1"] + w[p + "fc1_b"]
             x = x + _gelu(y) @ w[p + "fc2"] + w[p + "fc2_b"]
-        return _layer_norm(x, w["ln_w"], w["ln_b"]) @ self.head
+        h = _layer_norm(x, w["ln_w"], w["ln_b"])
+        logits = h @ self.head
+        return self._copy(h, ids, logits, cache, start) if self.copy else logits
+
+    def _copy(self, h, ids, logits, cache, start) -> np.ndarray:
+        """The copy head's log-probabilities (transformer_network.CopyHead)."""
+        w, end = self.w, start + ids.shape[1]
+        bsz, t = ids.shape
+        keys, seen = cache[self.n_layers], cache[self.n_layers + 1]
+        keys[0, :, start:end] = h @ w["copy_k"]
+        seen[0, :, start:end] = ids
+        n = end - 1  # positions j that have a following token
+        s = (
+            (h @ w["copy_q"])
+            @ keys[0, :, :n].transpose(0, 2, 1)
+            / np.float32(math.sqrt(self.d_copy))
+        )
+        valid = np.arange(n)[None, :] < (start + np.arange(t))[:, None]
+        s = np.where(valid, s, np.float32(-np.inf))
+        has = valid.any(1)
+        s = np.exp(s - np.where(has[:, None], s.max(-1, keepdims=True), 0.0))
+        att = np.where(has[:, None], s / np.maximum(s.sum(-1, keepdims=True), 1e-30), 0.0)
+        p_copy = np.zeros(logits.shape, np.float32)
+        src = np.broadcast_to(seen[0, :, None, 1 : n + 1], (bsz, t, n))
+        bi = np.broadcast_to(np.arange(bsz)[:, None, None], src.shape)
+        ti = np.broadcast_to(np.arange(t)[None, :, None], src.shape)
+        np.add.at(p_copy, (bi, ti, src), att.astype(np.float32))
+        g = 1.0 / (1.0 + np.exp(-(h @ w["copy_gate"] + w["copy_gate_b"])))
+        g = np.where(has[None, :, None], g, np.float32(1.0))
+        z = np.exp(logits - logits.max(-1, keepdims=True))
+        p = g * (z / z.sum(-1, keepdims=True)) + (1 - g) * p_copy
+        return np.log(p + np.float32(1e-9)).astype(np.float32)
 
 
 class Grammar:
@@ -312,7 +353,13 @@ class TransformerContinuer:
         clock = BeatClock(cols["onset_beats"], cols["onset_s"])
         offset = math.floor(float(cols["onset_beats"].min()) / tk.BEATS_PER_BAR) * tk.BEATS_PER_BAR
         rel = dict(cols, onset_beats=cols["onset_beats"] - offset)
-        start_beat = float((rel["onset_beats"] + rel["duration_beats"]).max())
+        # the prompt is taken to end at the bar line after its last onset (a prompt of whole
+        # bars, as the evaluation's cuts and most files are): new notes start there, under a
+        # note still held, as music does. Waiting for the longest note to end silenced the
+        # first beat or two after every cut with a held note; starting right after the last
+        # onset filled the prompt's own last bar (benchmarks/token_diagnosis.py)
+        last = float(rel["onset_beats"].max())
+        start_beat = (math.floor(last / tk.BEATS_PER_BAR + 1e-9) + 1) * tk.BEATS_PER_BAR
         end_beat = clock.beats(clock.seconds(start_beat + offset) + seconds) - offset
         score = tk.notes_to_score(rel, 0, self.tokenizer.config.pitch_range)
         base = tk.base_ids(self.tokenizer, score)
@@ -452,6 +499,12 @@ def _prompt_columns(notes: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     if "onset_beats" in notes and "duration_beats" in notes:
         cols["onset_beats"] = np.asarray(notes["onset_beats"], np.float64)
         cols["duration_beats"] = np.asarray(notes["duration_beats"], np.float64)
+    elif "onset_beats" in notes:  # beats of onsets only (the evaluation's cuts): ends through
+        # the prompt's own clock, never 120 qpm (that put every onset off the song's grid)
+        cols["onset_beats"] = np.asarray(notes["onset_beats"], np.float64)
+        clock = BeatClock(cols["onset_beats"], cols["onset_s"])
+        end = clock.beats(cols["onset_s"] + cols["duration_s"])
+        cols["duration_beats"] = np.maximum(end - cols["onset_beats"], 0.0)
     else:
         cols["onset_beats"], cols["duration_beats"] = (
             cols["onset_s"] * 2.0,

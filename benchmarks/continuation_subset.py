@@ -1,0 +1,70 @@
+"""The `evaluate_generators` continuation table for a few models only, on the stage's own
+held-out cuts (test split, `model.continuation_eval` settings): the references, the floor and
+the named generators (with and without guards), per genre, with novelty and C2ST. For final
+figures only; choose settings on validation songs (benchmarks/token_diagnosis.py).
+
+    python benchmarks/continuation_subset.py --models transformer markov
+    python benchmarks/continuation_subset.py --models transformer --models-dir /tmp/other
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from midiml.config import load_params
+from midiml.evaluate import continuation as cm
+from midiml.generate import continuation_eval as ce
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--models", nargs="+", default=["transformer", "markov"])
+    ap.add_argument("--models-dir", default="models/generators")
+    ap.add_argument("--json", default=None, help="write the table here")
+    args = ap.parse_args()
+    cfg = load_params().model.continuation_eval
+    splits = pd.read_parquet("data/interim/splits.parquet")
+    test_ids = sorted(splits.loc[splits["split"] == "test", "file_id"])
+    notes = pd.read_parquet(
+        "data/interim/notes.parquet",
+        columns=["file_id", *ce.COLUMNS],
+        filters=[("file_id", "in", test_ids)],
+    )
+    files = pd.read_parquet("data/interim/files.parquet")
+    sources = {str(g): list(v) for g, v in (cfg.sources or {}).items()}
+    cuts = ce.held_out_cuts(
+        notes, splits, files, sources, int(cfg.songs_per_genre), int(cfg.prompt_bars),
+        float(cfg.seconds), int(cfg.min_notes), int(cfg.seed),
+    )  # fmt: skip
+    seeds = [int(cfg.seed) + i for i in range(int(cfg.seeds))]
+    samples, rows, seconds = ce.run_rows(
+        cuts, Path(args.models_dir), args.models, seeds, float(cfg.temperature), float(cfg.top_p)
+    )
+    table = cm.continuation_table(
+        [ce.pitched(c.prompt) for c in cuts], [c.real for c in cuts], [c.genre for c in cuts],
+        [c.seconds for c in cuts], samples, int(cfg.seed),
+    )  # fmt: skip
+    genres = sorted({c.genre for c in cuts})
+    print(f"{len(cuts)} held-out test cuts x {len(seeds)} seeds")
+    head = ["score", *cm.MEASURES, "novelty", "empty"]
+    print(f"{'row':18s} " + " ".join(f"{h[:8]:>8s}" for h in head) + "  " + " / ".join(genres))
+    for name, t in table.items():
+        a = t["all"]
+        by = " / ".join(f"{t[g]['score']:.3f}" for g in genres)
+        c2st = t.get("c2st_accuracy")
+        print(
+            f"{name:18s} " + " ".join(f"{a.get(h, float('nan')):8.3f}" for h in head) + f"  {by}"
+            + (f"  C2ST {c2st:.2f}" if c2st is not None else "")
+            + (f"  cpu {seconds[name]['cpu']:.1f}s" if name in seconds else "")
+        )  # fmt: skip
+    print("default among these:", cm.choose_default(table, rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps(table, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()
