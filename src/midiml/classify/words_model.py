@@ -13,7 +13,6 @@ The blend takes one input array per song: the feature columns of the vote, then 
 
 from __future__ import annotations
 
-import hashlib
 from functools import partial
 from typing import Any
 
@@ -27,6 +26,8 @@ from sklearn.pipeline import Pipeline
 from midiml.classify.source_weighting import fit_weighted
 from midiml.represent.features import WORDS_COLUMN
 from midiml.represent.words import ngrams
+
+MEMO_SIZE = 10_000  # songs whose words' probabilities a blend keeps (their words: tens of MB)
 
 
 def words_classifier(
@@ -83,7 +84,7 @@ class MusicAndWords(ClassifierMixin, BaseEstimator):
         if list(music.classes_) != list(words_fitted.classes_):
             raise ValueError("the music and words models learned different classes")
         blend.classes_ = music.classes_
-        blend._memo = None
+        blend._memo = {}
         return blend
 
     def fit(self, X: Any, y: Any, sample_weight: np.ndarray | None = None) -> MusicAndWords:  # noqa: N803
@@ -94,18 +95,33 @@ class MusicAndWords(ClassifierMixin, BaseEstimator):
         if list(self.music_.classes_) != list(self.words_.classes_):
             raise ValueError("the music and words models learned different classes")
         self.classes_ = self.music_.classes_
-        self._memo: tuple[str, np.ndarray] | None = None
+        self._memo: dict[str, np.ndarray] = {}
         return self
 
     def _words_proba(self, text: np.ndarray) -> np.ndarray:
-        """The words model's probabilities of ``text``. The last answer is kept: permutation
-        importance asks again for the same words with each numeric column shuffled, and
-        turning words into n-grams is the slow part of a prediction."""
-        key = hashlib.sha256("\x00".join(text).encode()).hexdigest()
+        """The words model's probabilities of ``text``, each distinct song's words read once
+        and kept (up to ``MEMO_SIZE`` songs): turning words into n-grams is the slow part of
+        a prediction, and the evaluation asks again for the same songs (test scores, the
+        blind folder, permutation importance: every numeric column shuffled, the words not,
+        in batches of shuffled copies)."""
         memo = getattr(self, "_memo", None)
-        if memo is None or memo[0] != key:
-            memo = self._memo = (key, self.words_.predict_proba(text))
-        return memo[1]
+        if not isinstance(memo, dict):
+            memo = self._memo = {}
+        if not len(text):
+            return np.zeros((0, len(self.classes_)))
+        codes, distinct = pd.factorize(pd.Series(text, dtype=object))
+        new = [t for t in distinct if t not in memo]
+        if new:
+            if len(memo) + len(new) > MEMO_SIZE:
+                memo.clear()
+            memo.update(zip(new, self.words_.predict_proba(as_text(new)), strict=True))
+        return np.asarray([memo[t] for t in distinct])[codes]
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the kept answers (a saved model is the same whatever it read)."""
+        state = dict(super().__getstate__())
+        state.pop("_memo", None)
+        return state
 
     def predict_proba(self, X: Any) -> np.ndarray:  # noqa: N803
         numbers, text = self._split(X)
