@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from midiml.classify.cnn_fit import train_cnn_tasks
 from midiml.classify.fits import (
     WORDS,
     fit_all_tasks,
@@ -187,10 +188,6 @@ def train_all(
     """Every classifier stage up to the selection, in one process (tests, tools): the same
     functions the stages call, with their outputs in a temporary folder; the served models
     go to ``out_dir``. Returns the manifest."""
-    # here, not at the top: torch and Lightning take seconds to import, and the stages
-    # of the feature models (which import this module) never train a CNN
-    from midiml.classify.cnn_fit import train_cnn_tasks
-
     with tempfile.TemporaryDirectory(prefix="midiml-classifiers-") as tmp:
         copies_dir, fits_dir = Path(tmp) / "copies", Path(tmp) / "fits"
         copies_dir.mkdir()
