@@ -41,13 +41,18 @@ def genre_cnn(params, entry: dict):
     return cnn_predictor(MODELS / info["file"], params.classifier.cnn.roll)
 
 
-def robustness(params, manifest, files, splits, table, notes) -> dict:
-    """Robustness of the served genre model (re-encodings, held-out sources, importance)."""
+def robustness(params, manifest, files, splits, table, notes, served) -> dict:
+    """Robustness of the served genre model (re-encodings, held-out sources, importance);
+    ``served``: the served models as loaded for the blind folder."""
     entry = manifest["tasks"].get("genre", {})
     if entry.get("skipped") or not entry.get("serve"):
         return {"skipped": entry.get("skipped", "no served genre model")}
     start = time.perf_counter()
-    fitted = load_model(MODELS / entry["models"][entry["serve"]]["file"])
+    fitted = (
+        served.models["genre"]
+        if not isinstance(served, ModelsMissing)
+        else load_model(MODELS / entry["models"][entry["serve"]]["file"])
+    )
     task = build_task("genre", files, splits, params.classifier)
     held_out = entry["models"][entry["serve"]].get("held_out_source")
     # only to refit held-out sources the selection did not score
@@ -88,7 +93,7 @@ def robustness(params, manifest, files, splits, table, notes) -> dict:
     return rob
 
 
-def made_up_loops(params) -> dict:
+def made_up_loops(params, served) -> dict:
     """The served genre model on scripted lo-fi loops of each style, written to LOOPS/<style>/lofi/
     (an out-of-source floor for the genre with one source; classify/made_up_loops.py)."""
     cfg = params.classifier.made_up_loops
@@ -96,10 +101,8 @@ def made_up_loops(params) -> dict:
     with atomic_dir(LOOPS) as tmp:
         for style in STYLES:
             write_loop_pack(tmp / style / str(cfg.genre), style, int(cfg.n), int(cfg.seed))
-    try:
-        served = load_served(MODELS)
-    except ModelsMissing as exc:
-        return {"skipped": str(exc)}
+    if isinstance(served, ModelsMissing):
+        return {"skipped": str(served)}
     for style in STYLES:
         r = evaluate_blind(LOOPS / style, served)
         out[style] = {
@@ -141,8 +144,14 @@ def evaluate(params) -> None:
     start = time.perf_counter()
     with atomic_dir(BLIND) as tmp:
         n = write_blind_folder(files, splits, tmp)
+    try:  # loaded once for the blind folder and the made-up loops (the blend is large)
+        served = load_served(MODELS)
+    except ModelsMissing as exc:
+        served = exc
     try:
-        blind = evaluate_blind(BLIND, load_served(MODELS))
+        if isinstance(served, ModelsMissing):
+            raise served
+        blind = evaluate_blind(BLIND, served)
         blind.pop("predictions", None)
         blind["folder"] = str(BLIND)
         print(f"blind test: {n} files, accuracy {blind['overall']['accuracy']}")
@@ -150,8 +159,8 @@ def evaluate(params) -> None:
         blind = {"skipped": str(exc)}
     metrics["blind_test"] = blind
     print(f"evaluate_classifiers: blind folder ({time.perf_counter() - start:.1f} s)")
-    metrics["robustness"] = robustness(params, manifest, files, splits, table, notes)
-    metrics["made_up_loops"] = made_up_loops(params)
+    metrics["robustness"] = robustness(params, manifest, files, splits, table, notes, served)
+    metrics["made_up_loops"] = made_up_loops(params, served)
     write_metrics("reports/metrics/classifiers.json", metrics)
     write_text(
         "reports/classifiers.md",

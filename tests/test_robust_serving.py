@@ -188,7 +188,11 @@ def test_robustness_section_is_computed_and_rendered(served):
     assert set(rob["held_out_source"]) == {"loops_a", "loops_b", "runs_a", "runs_b"}
     assert all(0 <= r["served"] <= 1 for r in rob["held_out_source"].values())
     assert "n_tracks" not in [f["feature"] for f in rob["importance"]["served"]]
+    assert "all_features" not in rob["importance"]  # classifier.importance: off by default
     md = render_markdown(rob)
+    assert "classifier.importance.all_features=true" in md  # how to see the "before" too
+    before = rob["importance"] | {"all_features": rob["importance"]["served"]}
+    assert "all features (before)" in render_markdown(rob | {"importance": before})
     assert "Held-out sources" in md and "| loops_a | loops |" in md
     assert "| re-encoding | accuracy | loops | runs | CNN |" in md
     transpose = next(line for line in md.splitlines() if line.startswith("| transpose |"))

@@ -173,6 +173,13 @@ def test_blend_is_the_weighted_mean_of_its_two_models():
         blend.predict_proba(flipped),
         fitted[WORDS].model_.predict_proba(flipped[:, -1].astype(str)),
     )
+    # ... and each song's words are read once, also in a batch that repeats songs
+    repeated = np.concatenate([X, flipped, X[:0]])
+    words = fitted[WORDS]
+    np.testing.assert_array_equal(
+        words.predict_proba(repeated), words.model_.predict_proba(repeated[:, -1].astype(str))
+    )
+    assert "_memo" not in words.__getstate__()  # a saved model keeps none of it
     assert (_blend(music, words_classifier(min_df=1), 0.0).fit(X, y).predict(X) == y).mean() < 1
 
 
@@ -292,15 +299,21 @@ def test_held_out_refits_by_leaf_match_whole_refits_and_are_shared(blend_run):
         np.testing.assert_allclose(blended[held][0], proba, rtol=0, atol=1e-12)
 
 
-def test_importance_of_a_blend_is_the_same_in_parallel():
-    """Permutation importance shuffles each column from the same seed in any process: the
-    served blend's table of top features does not depend on ``n_jobs``."""
-    from midiml.classify.robustness import top_features
+def test_importance_of_a_blend_is_scikit_learns():
+    """Permutation importance predicts its shuffled copies in batches, but shuffles as
+    scikit-learn's ``permutation_importance`` does: the same drops, whatever the batch size,
+    and the served blend's table of top features."""
+    from sklearn.inspection import permutation_importance
+
+    from midiml.classify.robustness import permutation_drops, top_features
 
     X, y = _blend_data()
     music = {"a": LogisticRegression(), "b": LogisticRegression(C=0.1)}
     blend = _blend(music, words_classifier(min_df=1), 0.5).fit(X, y)
     columns = ["a", "b", WORDS_COLUMN]
-    serial = top_features(blend, X, y, columns, seed=0, top=3, n_jobs=1)
-    assert top_features(blend, X, y, columns, seed=0, top=3, n_jobs=2) == serial
+    theirs = permutation_importance(blend, X, y, scoring="accuracy", n_repeats=3, random_state=0)
+    for batch_rows in (1, len(X) * 2, 10**6):
+        drops = permutation_drops(blend, X, y, seed=0, n_repeats=3, batch_rows=batch_rows)
+        np.testing.assert_array_equal(drops, theirs.importances)
+    serial = top_features(blend, X, y, columns, seed=0, top=3)
     assert serial[0]["feature"] == WORDS_COLUMN  # only the words tell the genres apart

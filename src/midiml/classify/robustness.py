@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
-from sklearn.inspection import permutation_importance
 
 from midiml.classify.copies import song_ids
 from midiml.classify.held_out import (  # noqa: F401  (held_out_folds: the module's API too)
@@ -184,29 +183,65 @@ def columns_for(fitted: FittedModel, table: pd.DataFrame, feature_set: str) -> l
     return [*feature_columns(table, feature_set), *words]
 
 
-def top_features(
+def permutation_drops(
     estimator: Any,
     X: np.ndarray,
+    y: np.ndarray,
+    seed: int,
+    n_repeats: int = 3,
+    batch_rows: int = 20_000,
+) -> np.ndarray:
+    """Drop in accuracy with each column shuffled, per (column, repeat): exactly what
+    ``sklearn.inspection.permutation_importance(estimator, X, y, scoring="accuracy",
+    n_repeats=n_repeats, random_state=seed)`` computes (the same shuffles, drawn the same way),
+    but the shuffled copies are predicted together, about ``batch_rows`` rows a call, in this
+    process: one call per copy in worker processes cost 200 s of the evaluate stage (the
+    model pickled to a worker per column; a vote's trees predict a few hundred rows per call
+    no faster than thousands)."""
+    X, y = np.asarray(X), np.asarray(y)
+    n_rows, n_cols = X.shape
+    baseline = float((estimator.predict(X) == y).mean())
+    # permutation_importance draws one seed for every column from ``random_state``
+    column_seed = np.random.RandomState(seed).randint(np.iinfo(np.int32).max + 1)
+    per_call = max(1, batch_rows // max(n_rows, 1))
+    scores = np.empty((n_cols, n_repeats))
+    pending: list[tuple[int, int, np.ndarray]] = []
+
+    def flush() -> None:
+        pred = estimator.predict(np.concatenate([copy for _, _, copy in pending]))
+        for k, (col, rep, _) in enumerate(pending):
+            scores[col, rep] = float((pred[k * n_rows : (k + 1) * n_rows] == y).mean())
+        pending.clear()
+
+    for col in range(n_cols):
+        rng, order, values = np.random.RandomState(column_seed), np.arange(n_rows), X[:, col]
+        for rep in range(n_repeats):
+            rng.shuffle(order)  # as sklearn: the shuffles compound, repeat after repeat
+            values = values[order]
+            copy = X.copy()
+            copy[:, col] = values
+            pending.append((col, rep, copy))
+            if len(pending) >= per_call:
+                flush()
+    if pending:
+        flush()
+    return baseline - scores
+
+
+def top_features(
+    estimator: Any,
+    X: np.ndarray,  # noqa: N803
     y: np.ndarray,
     columns: list[str],
     seed: int,
     top: int = 10,
-    n_jobs: int = 1,
     n_repeats: int = 3,
 ) -> list[dict[str, Any]]:
-    """Permutation importance (drop in accuracy) of the ``top`` most important columns.
-
-    Each column is shuffled ``n_repeats`` times (3, not 5: the whole pipeline stays within
-    its 30 minutes on two cores), ``n_jobs`` columns at a time; every column's shuffles are
-    drawn from ``seed``, so the result does not depend on ``n_jobs``."""
-    res = permutation_importance(
-        estimator, X, y, scoring="accuracy", n_repeats=n_repeats, random_state=seed, n_jobs=n_jobs
-    )
-    order = np.argsort(-res.importances_mean)[:top]
-    return [
-        {"feature": columns[i], "importance": round(float(res.importances_mean[i]), 4)}
-        for i in order
-    ]
+    """Permutation importance (mean drop in accuracy, ``permutation_drops``) of the ``top``
+    most important columns; each column shuffled ``n_repeats`` times from ``seed``."""
+    drops = permutation_drops(estimator, X, y, seed, n_repeats).mean(axis=1)
+    order = np.argsort(-drops)[:top]
+    return [{"feature": columns[i], "importance": round(float(drops[i]), 4)} for i in order]
 
 
 def importance_before_after(
@@ -217,24 +252,33 @@ def importance_before_after(
     test_ids: list[str],
     y_test: np.ndarray,
     seed: int,
-    n_jobs: int = 1,
+    n_repeats: int = 3,
+    all_features: bool = False,
 ) -> dict[str, Any]:
-    """Top features of the served model and of the same model on every column."""
-    all_cols = columns_for(fitted, table, "all")
-    before = fresh_estimator(fitted).fit(feature_matrix(table, train_ids, all_cols), y_train)
-    return {
+    """Top features of the served model and (``all_features``) of the same model refitted
+    on every column: what it relies on when the file artifacts are let back in."""
+    out = {
         "served": top_features(
             fitted.pipeline,
             feature_matrix(table, test_ids, fitted.columns),
             y_test,
             fitted.columns,
             seed,
-            n_jobs=n_jobs,
-        ),
-        "all_features": top_features(
-            before, feature_matrix(table, test_ids, all_cols), y_test, all_cols, seed, n_jobs=n_jobs
-        ),
+            n_repeats=n_repeats,
+        )
     }
+    if all_features:
+        all_cols = columns_for(fitted, table, "all")
+        before = fresh_estimator(fitted).fit(feature_matrix(table, train_ids, all_cols), y_train)
+        out["all_features"] = top_features(
+            before,
+            feature_matrix(table, test_ids, all_cols),
+            y_test,
+            all_cols,
+            seed,
+            n_repeats=n_repeats,
+        )
+    return out
 
 
 def evaluate_robustness(
@@ -294,8 +338,17 @@ def evaluate_robustness(
         log(f"robustness: re-encoded test songs scored ({time.perf_counter() - start:.1f} s)")
         start = time.perf_counter()
         across = held_out_sources(fitted, table, files, task.ids("train"), copies, held_out, n_jobs)
+        imp = params.classifier.get("importance") or {}
         importance = importance_before_after(
-            fitted, table, task.ids("train"), task.y("train"), test_ids, y_test, seed, n_jobs
+            fitted,
+            table,
+            task.ids("train"),
+            task.y("train"),
+            test_ids,
+            y_test,
+            seed,
+            int(imp.get("n_repeats", 3)),
+            bool(imp.get("all_features", False)),
         )
         log(f"robustness: permutation importance ({time.perf_counter() - start:.1f} s)")
     return out | {"reencoded": scores, "held_out_source": across, "importance": importance}

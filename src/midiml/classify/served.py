@@ -21,10 +21,10 @@ unfitted, for a refit (``sklearn.base.clone`` of every member).
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.ensemble import VotingClassifier
 from sklearn.frozen import FrozenEstimator
@@ -37,6 +37,7 @@ from midiml.represent.features import WORDS_COLUMN
 VOTE = "vote"  # soft vote of the tuned feature models (``classifier.vote``)
 VOTE_AND_WORDS = "vote_and_words"  # the vote blended with the words model (``classifier.words``)
 WORDS = "words"  # the words model's member (``classifier.words``)
+MEMO_SIZE = 10_000  # songs whose words' probabilities a member keeps (their words: tens of MB)
 NUMBERS = "numbers"  # a member's part of the input: every column but the words
 
 
@@ -46,8 +47,7 @@ class Member(ClassifierMixin, BaseEstimator):
     last column, as text). ``name`` is what the held-out-source refits are kept under.
 
     ``model`` may be fitted and frozen (``FrozenEstimator``): fitting the member then keeps
-    it. The words part keeps its last answer: permutation importance asks again for the
-    same words with each numeric column shuffled, and n-grams are the slow part."""
+    it. The words part keeps its answers per song (``_words_proba``)."""
 
     def __init__(self, name: str = "", model: Any = None, part: str = NUMBERS) -> None:
         self.name = name
@@ -70,18 +70,39 @@ class Member(ClassifierMixin, BaseEstimator):
         """Fit (a clone of) ``model`` on this member's part; ``sample_weight`` per row."""
         self.model_ = fit_weighted(clone(self.model), self._input(X), y, sample_weight)
         self.classes_ = self.model_.classes_
-        self._memo: tuple[str, np.ndarray] | None = None
+        self._memo: dict[str, np.ndarray] = {}
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:  # noqa: N803
         x = self._input(X)
         if self.part != WORDS:
             return self.model_.predict_proba(x)
-        key = hashlib.sha256("\x00".join(x).encode()).hexdigest()
+        return self._words_proba(x)
+
+    def _words_proba(self, text: np.ndarray) -> np.ndarray:
+        """The words model's probabilities of ``text``, each distinct song's words read once
+        and kept (up to ``MEMO_SIZE`` songs): n-grams are the slow part of a prediction, and
+        the evaluation asks again for the same songs (test scores, the blind folder, and
+        permutation importance, which predicts batches of copies with a numeric column
+        shuffled and the words not)."""
         memo = getattr(self, "_memo", None)
-        if memo is None or memo[0] != key:
-            memo = self._memo = (key, self.model_.predict_proba(x))
-        return memo[1]
+        if not isinstance(memo, dict):
+            memo = self._memo = {}
+        if not len(text):
+            return np.zeros((0, len(self.classes_)))
+        codes, distinct = pd.factorize(pd.Series(text, dtype=object))
+        new = [t for t in distinct if t not in memo]
+        if new:
+            if len(memo) + len(new) > MEMO_SIZE:
+                memo.clear()
+            memo.update(zip(new, self.model_.predict_proba(as_text(new)), strict=True))
+        return np.asarray([memo[t] for t in distinct])[codes]
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the kept answers: a saved model is the same whatever it read."""
+        state = dict(super().__getstate__())
+        state.pop("_memo", None)
+        return state
 
     def predict(self, X: Any) -> np.ndarray:  # noqa: N803
         return np.asarray(self.classes_)[self.predict_proba(X).argmax(axis=1)]

@@ -244,14 +244,24 @@ def render_robustness(rob: dict[str, Any]) -> str:
     for genre, (n, acc) in pooled_by_genre(rob["held_out_source"]).items():
         lines.append(f"| **all {genre} sources** | {genre} | {n} | **{acc:.3f}** |")
     lines += render_class_prior(rob.get("class_prior") or {})
+    lines += ["", "### What the model relies on (permutation importance on the test split)", ""]
+    after, before = rob["importance"]["served"], rob["importance"].get("all_features")
+    if before is None:  # classifier.importance.all_features: false (the default)
+        lines += ["| rank | served model | drop |", "|---:|---|---:|"]
+        lines += [
+            f"| {i + 1} | {a['feature']} | {a['importance']:.3f} |" for i, a in enumerate(after)
+        ]
+        lines += [
+            "",
+            'The same model refitted on every column, file artifacts included (the "before" '
+            "of the robust features), beside it: `dvc exp run -S "
+            "classifier.importance.all_features=true`.",
+        ]
+        return "\n".join(lines) + "\n"
     lines += [
-        "",
-        "### What the model relies on (permutation importance on the test split)",
-        "",
         "| rank | served model | drop | all features (before) | drop |",
         "|---:|---|---:|---|---:|",
     ]
-    after, before = rob["importance"]["served"], rob["importance"]["all_features"]
     for i in range(max(len(after), len(before))):
         a = after[i] if i < len(after) else {"feature": "", "importance": float("nan")}
         b = before[i] if i < len(before) else {"feature": "", "importance": float("nan")}

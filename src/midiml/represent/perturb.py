@@ -286,10 +286,14 @@ def add_melody(
 TEXTURES = ("broken", "comp", "walk", "broken+walk", "comp+walk")
 
 
-def _chord_events(pitched: pd.DataFrame, grid_beats: float = 0.125) -> list[pd.DataFrame]:
-    """The song's pitched notes grouped by onset (within ``grid_beats``): its chords."""
+def _chord_events(pitched: pd.DataFrame, grid_beats: float = 0.125) -> list[np.ndarray]:
+    """The song's pitched notes grouped by onset (within ``grid_beats``): its chords, as
+    positions of ``pitched``'s rows (in onset order, each chord's notes in table order).
+    Positions, not frames: a pandas group per chord made ``retexture`` most of the
+    ``classifier_copies`` stage's time."""
     key = np.round(pitched["onset_beats"].to_numpy(float) / grid_beats).astype(int)
-    return [g for _, g in pitched.groupby(key, sort=True)]
+    order = np.argsort(key, kind="stable")
+    return np.split(order, np.flatnonzero(np.diff(key[order])) + 1) if len(order) else []
 
 
 def _walk(tones: np.ndarray, next_low: int, beats: np.ndarray) -> list[int]:
@@ -329,29 +333,29 @@ def retexture(notes, info, rng, texture: str | None = None, swing: bool | None =
         return notes.copy(), dict(info)
     clock_b, clock_s = _beat_clock(notes)
     events = _chord_events(pitched)
-    starts = [float(g["onset_beats"].min()) for g in events]
+    onset = pitched["onset_beats"].to_numpy(float)
+    ends = onset + pitched["duration_beats"].to_numpy(float)
+    pitch = pitched["pitch"].to_numpy(int)
+    tracks, velocity = pitched["track"].to_numpy(), pitched["velocity"].to_numpy()
+    starts = [float(onset[g].min()) for g in events]
     pattern = str(rng.choice(["up", "down", "updown"]))
     offbeats = [(0.0, 1.5, 2.5), (0.5, 1.5, 3.0), (0.0, 0.75, 2.0, 2.75), (1.0, 2.5, 3.5)]
     comp = offbeats[int(rng.integers(len(offbeats)))]
     bass_track = int(notes["track"].max()) + 1
     rows: list[tuple[int, int, int, float, float]] = []  # track, pitch, velocity, beat, beats
-    kept: list[pd.DataFrame] = []
+    kept: list[np.ndarray] = []  # positions in ``pitched`` of the notes that stay
     for k, g in enumerate(events):
         start = starts[k]
-        end = (
-            starts[k + 1]
-            if k + 1 < len(events)
-            else float((g["onset_beats"] + g["duration_beats"]).max())
-        )
+        end = starts[k + 1] if k + 1 < len(events) else float(ends[g].max())
         span = max(end - start, 0.25)
-        tones = np.sort(g["pitch"].to_numpy(int))
+        tones = np.sort(pitch[g])
         if len(tones) < 3:
             kept.append(g)
             continue
-        track, vel = int(g["track"].iloc[0]), int(g["velocity"].mean())
+        track, vel = int(tracks[g[0]]), int(velocity[g].mean())
         if bass == "walk":
             beats = np.arange(start, end - 1e-6, 1.0)
-            next_low = int(events[k + 1]["pitch"].min()) if k + 1 < len(events) else tones[0]
+            next_low = int(pitch[events[k + 1]].min()) if k + 1 < len(events) else tones[0]
             for at, q in zip(beats, _walk(tones, next_low, beats), strict=True):
                 rows.append((bass_track, q, vel, at, min(0.9, end - at)))
             top = tones[1:]
@@ -397,7 +401,8 @@ def retexture(notes, info, rng, texture: str | None = None, swing: bool | None =
     for c in notes.columns:
         if c not in new.columns:  # e.g. file_id: the song's own value
             new[c] = notes[c].iloc[0]
-    parts = [notes[notes["is_drum"].to_numpy(bool)], *kept, new[list(notes.columns)]]
+    stay = [pitched.iloc[np.concatenate(kept)]] if kept else []
+    parts = [notes[notes["is_drum"].to_numpy(bool)], *stay, new[list(notes.columns)]]
     out = pd.concat(parts, ignore_index=True).astype(notes.dtypes)
     n_tracks = int(out["track"].nunique())
     return _sorted(out), dict(info, n_tracks=n_tracks, n_notes=len(out))
