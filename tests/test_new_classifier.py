@@ -8,10 +8,9 @@ from __future__ import annotations
 import json
 
 import yaml
-from omegaconf import OmegaConf
 
 from tests.conftest import REPO, classifier_models, run_stage
-from tests.test_robust_serving import robust_params, two_genre_songs
+from tests.test_robust_serving import classifier_workdir, robust_params
 
 CENTROID = {
     "estimator": {"_target_": "tests.dummy_classifier.CentroidClassifier"},
@@ -24,15 +23,7 @@ def test_a_classifier_kind_added_through_config_is_trained_voted_and_served(tmp_
     params = robust_params(
         models=models, vote=["logreg", "centroid"], serve_model="vote", n_threads=1
     )
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(OmegaConf.to_container(params)))
-    (tmp_path / "songs").mkdir()
-    files, notes, table = two_genre_songs(tmp_path / "songs")
-    for folder in ("interim", "features"):
-        (tmp_path / "data" / folder).mkdir(parents=True)
-    files.to_parquet(tmp_path / "data" / "interim" / "files.parquet")
-    files[["file_id", "genre", "split"]].to_parquet(tmp_path / "data/interim/splits.parquet")
-    notes.to_parquet(tmp_path / "data" / "interim" / "notes.parquet")
-    table.to_parquet(tmp_path / "data" / "features" / "features.parquet")
+    classifier_workdir(tmp_path, params)
 
     run_stage(tmp_path, "classifier_copies.py")
     for kind in ("logreg", "centroid"):

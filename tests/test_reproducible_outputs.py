@@ -61,7 +61,7 @@ def test_classifier_fits_and_selection_twice_give_identical_bytes(tmp_path):
     each run's MLflow run ids are in reports/timings/, and differ."""
     from midiml.io import TIMINGS_DIR
     from tests.conftest import classifier_models
-    from tests.test_robust_serving import robust_params, two_genre_songs
+    from tests.test_robust_serving import classifier_workdir, robust_params
 
     models = classifier_models(logreg={"C": [1.0]}, random_forest={"n_estimators": [20]})
     params = robust_params(models=models, vote=["logreg", "random_forest"], n_threads=1)
@@ -71,15 +71,7 @@ def test_classifier_fits_and_selection_twice_give_identical_bytes(tmp_path):
         "artifact_location": str(tmp_path / "mlartifacts"),
         "experiment_prefix": "midiml",
     }
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(OmegaConf.to_container(params)))
-    (tmp_path / "songs").mkdir()
-    files, notes, table = two_genre_songs(tmp_path / "songs")
-    for folder in ("interim", "features"):
-        (tmp_path / "data" / folder).mkdir(parents=True)
-    files.to_parquet(tmp_path / "data" / "interim" / "files.parquet")
-    files[["file_id", "genre", "split"]].to_parquet(tmp_path / "data/interim/splits.parquet")
-    notes.to_parquet(tmp_path / "data" / "interim" / "notes.parquet")
-    table.to_parquet(tmp_path / "data" / "features" / "features.parquet")
+    classifier_workdir(tmp_path, params)
     run_stage(tmp_path, "classifier_copies.py")
 
     builds, run_ids = [], []

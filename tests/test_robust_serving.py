@@ -11,6 +11,7 @@ import mido
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from midiml.classify.robustness import _quiet_worker_recycling
@@ -98,6 +99,20 @@ def two_genre_songs(root: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFram
     table = features_for(parsed, {})
     table["genre"] = files["genre"].to_numpy()
     return files, notes, table
+
+
+def classifier_workdir(root: Path, params: DictConfig) -> None:
+    """A project folder at ``root`` the classifier stages can run in: ``params``, and the
+    files, notes and feature table of ``two_genre_songs`` where the data stages put them."""
+    (root / "params.yaml").write_text(yaml.safe_dump(OmegaConf.to_container(params)))
+    (root / "songs").mkdir()
+    files, notes, table = two_genre_songs(root / "songs")
+    for folder in ("interim", "features"):
+        (root / "data" / folder).mkdir(parents=True)
+    files.to_parquet(root / "data" / "interim" / "files.parquet")
+    files[["file_id", "genre", "split"]].to_parquet(root / "data/interim/splits.parquet")
+    notes.to_parquet(root / "data" / "interim" / "notes.parquet")
+    table.to_parquet(root / "data" / "features" / "features.parquet")
 
 
 def robust_params(**classifier: object) -> DictConfig:
