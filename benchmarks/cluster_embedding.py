@@ -17,15 +17,19 @@ conditioned here matters:
   measure how much of a clustering would come from the label, never as a result.
 
 It was trained on the ``train`` split of every tokenised source (the clustered songs of that
-split included), with their genre labels as input; the report counts the clustered files
-per split. Two checks say whether it finds genres or collections: the same grid on the files
-of the sources that are not clustered (several collections per genre), scored against genre
-(k = 2) and against the collection (k = number of collections).
+split included), with their genre labels as input; the script prints the token rows per
+split. Two checks say whether it finds genres or collections: the same grid on the files of
+the sources that are not clustered (several collections per genre), scored against genre
+(k = 2) and against the collection (k = number of collections); and a linear probe for
+classical vs video game, trained on those sources and tested on the clustered ones.
 
-    python benchmarks/cluster_embedding.py                  # ~10 CPU min on 2 cores
-    python benchmarks/cluster_embedding.py --cache /tmp/emb.npz   # reuse the embeddings
+    python benchmarks/cluster_embedding.py      # ~7 CPU min on the full profile (embeddings
+                                                # 400 CPU s, cached; the grids 33 CPU s)
+    python benchmarks/cluster_embedding.py --only clustered   # embed one part (run the two
+    python benchmarks/cluster_embedding.py --only other       # in parallel), then all checks
+    python benchmarks/cluster_embedding.py --checks other     # one check
 
-Nothing is written but the optional cache; nothing is logged to MLflow.
+Nothing is written but the embeddings cache (``--cache-dir``); nothing is logged to MLflow.
 """
 
 from __future__ import annotations
@@ -141,7 +145,9 @@ def spaces(emb: np.ndarray, genres: np.ndarray, leak: bool = True) -> dict[str, 
     return out
 
 
-def grid(x: np.ndarray, truths: dict[str, np.ndarray], ks: list[int], cfg: dict, seed: int):
+def grid(
+    x: np.ndarray, truths: dict[str, np.ndarray], ks: list[int], cfg: dict, seed: int
+) -> pd.DataFrame:
     """The comparison grid at ``ks`` on the standardised ``x`` (one UMAP fit per reducer),
     scored against the first truth, with an ``nmi_<name>`` column for each other truth."""
     from sklearn.metrics import normalized_mutual_info_score
@@ -219,6 +225,8 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=512, help="tokens read per file")
     ap.add_argument("--per-source", type=int, default=120, help="files per other source")
     ap.add_argument("--only", choices=["clustered", "other"], help="embed one part, then stop")
+    checks = ["clustered", "other", "probe"]
+    ap.add_argument("--checks", nargs="+", choices=checks, default=checks, help="which to run")
     args = ap.parse_args()
     params = load_params()
     cfg, seed = _as_dict(params.cluster), int(params.seed)
@@ -244,10 +252,12 @@ def main() -> None:
         embeddings(args.only, parts[args.only], tokens, args)
         return
 
-    print(f"model: {MODEL} (conditioned on {genres}); files with tokens: {len(row0)}")
+    print(f"model: {MODEL} (conditioned on {genres}); untransposed token rows: {len(row0)}")
     print("token rows per split (the model trained on 'train' rows, genre token as input):")
     for p, r in parts.items():
         print(f"   {p}: {pd.Series(tokens['splits'][r]).value_counts().to_dict()}")
+    need = {"clustered", "other"} if "probe" in args.checks else set(args.checks)
+    parts = {p: r for p, r in parts.items() if p in need}
     row_parts = {p: embeddings(p, r, tokens, args) for p, r in parts.items()}
     rows = np.concatenate(list(parts.values()))
     emb, fid = per_file(np.concatenate(list(row_parts.values())), rows, tokens, args.max_tokens)
@@ -256,9 +266,21 @@ def main() -> None:
     source = files.loc[fid, "source"].astype(str).to_numpy()
     ci, oi = np.flatnonzero(clustered), np.flatnonzero(~clustered)
     min_sil = float(cfg.get("min_silhouette", 0.5))
-    print(f"\n1. clustered files ({len(ci)}; k = 3): best NMI, and best with silhouette >= 0.5")
-    for name, x in spaces(emb[ci], genre[ci]).items():
-        t = grid(x, {"genre": genre[ci]}, [3], cfg, seed)
+    if "clustered" in args.checks:
+        check_clustered(emb[ci], genre[ci], cfg, seed, min_sil)
+    if "other" in args.checks:
+        check_other(emb[oi], genre[oi], source[oi], cfg, seed)
+    if "probe" in args.checks:
+        probe(emb, genre, ci, oi)
+
+
+def check_clustered(
+    emb: np.ndarray, genre: np.ndarray, cfg: dict, seed: int, min_sil: float
+) -> None:
+    """1. The grid at k = 3 on the clustered files, per space."""
+    print(f"\n1. clustered files ({len(emb)}; k = 3): best NMI, and best with silhouette >= 0.5")
+    for name, x in spaces(emb, genre).items():
+        t = grid(x, {"genre": genre}, [3], cfg, seed)
         b, w = best(t, 3), best(t, 3, min_sil=min_sil)
         ws = f"{w['nmi']:.3f} (sil {w['silhouette']:.3f}, ARI {w['ari']:.3f})" if w else "none"
         print(
@@ -267,13 +289,18 @@ def main() -> None:
             flush=True,
         )
 
-    n_src = len(np.unique(source[oi]))
+
+def check_other(
+    emb: np.ndarray, genre: np.ndarray, source: np.ndarray, cfg: dict, seed: int
+) -> None:
+    """2. Genre (k = 2) and collection (k = collections) on the sources not clustered."""
+    n_src = len(np.unique(source))
     print(
-        f"\n2. other sources ({len(oi)} files, {n_src} collections, 2 genres): genre NMI at "
+        f"\n2. other sources ({len(emb)} files, {n_src} collections, 2 genres): genre NMI at "
         f"k = 2; collection NMI at k = {n_src} (and the genre NMI of those clusters)"
     )
-    for name, x in spaces(emb[oi], genre[oi], leak=False).items():
-        t = grid(x, {"genre": genre[oi], "source": source[oi]}, [2, n_src], cfg, seed)
+    for name, x in spaces(emb, genre, leak=False).items():
+        t = grid(x, {"genre": genre, "source": source}, [2, n_src], cfg, seed)
         g, s = best(t, 2), best(t, n_src, "nmi_source")
         print(
             f"   {name:22s} k=2 genre NMI {g['nmi']:.3f} (source NMI {g['nmi_source']:.3f})"
@@ -281,6 +308,9 @@ def main() -> None:
             flush=True,
         )
 
+
+def probe(emb: np.ndarray, genre: np.ndarray, ci: np.ndarray, oi: np.ndarray) -> None:
+    """3. The supervised ceiling: a linear probe, trained elsewhere and cross-validated here."""
     print("\n3. classical vs video game, supervised logistic regression on the embedding")
     ins = ci[np.isin(genre[ci], ["classical", "videogame"])]
     model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=3000))
