@@ -227,9 +227,11 @@ def main() -> None:
     ap.add_argument("--only", choices=["clustered", "other"], help="embed one part, then stop")
     checks = ["clustered", "other", "probe"]
     ap.add_argument("--checks", nargs="+", choices=checks, default=checks, help="which to run")
+    ap.add_argument("--seed", type=int, help="UMAP / clustering seed (default: params seed)")
     args = ap.parse_args()
     params = load_params()
-    cfg, seed = _as_dict(params.cluster), int(params.seed)
+    cfg = _as_dict(params.cluster)
+    seed = int(params.seed) if args.seed is None else args.seed
 
     tokens = dict(np.load(TOKENS))
     files = pd.read_parquet("data/interim/files.parquet").set_index("file_id")
@@ -241,7 +243,7 @@ def main() -> None:
     # the other sources' classical and video game files, at most --per-source each (seeded)
     other = row0[~clustered & np.isin(tokens["genres"][row0], ["classical", "videogame"])]
     src = files.loc[tokens["file_ids"][other], "source"].to_numpy()
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(int(params.seed))  # the same files whatever --seed
     other = np.sort(
         np.concatenate(
             [rng.permutation(other[src == s])[: args.per_source] for s in np.unique(src)]
