@@ -356,7 +356,22 @@ def test_out_of_source_score_averages_genres_with_made_up_loops_for_lofi(served)
     from midiml.classify.tables import selection_loops
 
     model, (params, files, table, notes) = served
-    loops_cfg = {"genre": "lofi", "n": 2, "seed": 0}
+    loops_cfg = {
+        "selection_seed": 1,
+        "sources": {
+            style: {
+                "kind": "synthetic",
+                "genre": "lofi",
+                "generator": {
+                    "_target_": "midiml.data.synthetic.write_loop_pack",
+                    "style": style,
+                    "n": 2,
+                    "seed": 0,
+                },
+            }
+            for style in ("held", "keys")
+        },
+    }
     cfg = OmegaConf.merge(params, {"classifier": {"made_up_loops": loops_cfg}})
     assert selection_loops(cfg, ["loops", "runs"]) is None
     loops = selection_loops(cfg, ["lofi", "loops", "runs"])

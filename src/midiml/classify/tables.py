@@ -1,6 +1,6 @@
 """The tables the classifier stages read and share: the data stages' tables, re-encoded
 copies of training songs (their feature rows: a stage output of their own), and the made-up
-loops that stand for lo-fi when the served model is chosen.
+loops (synthetic data sources) that stand for their genre when the served model is chosen.
 
 A re-encoded copy of a song has the id ``<song>#aug<k>`` (``#ex<k>`` for a random
 excerpt): ``copies.song_ids`` maps it back to its song, whose label it keeps.
@@ -17,9 +17,10 @@ import pandas as pd
 from joblib import Parallel, delayed
 
 from midiml.classify.copies import song_ids
-from midiml.classify.made_up_loops import STYLES, write_loop_pack
 from midiml.classify.serving import features_for
 from midiml.data.midi import read_user_file
+from midiml.data.sources import Source
+from midiml.data.synthetic import write_synthetic
 from midiml.represent.features import extract_features
 from midiml.represent.perturb import perturb_songs
 
@@ -165,16 +166,34 @@ def copies_as_configured(
     )
 
 
+def made_up_loop_sources(params: Any) -> dict[str, Source]:
+    """The made-up loops: data sources of kind synthetic (``classifier.made_up_loops.sources``),
+    scored and never trained on."""
+    cfg = params.classifier.get("made_up_loops") or {}
+    return {n: Source.from_config(n, c) for n, c in (cfg.get("sources") or {}).items()}
+
+
+def made_up_loops_genre(params: Any) -> str | None:
+    """The one genre the made-up loops are of (None: no loops)."""
+    genres = {s.genre for s in made_up_loop_sources(params).values()}
+    if len(genres) > 1:
+        raise ValueError(f"classifier.made_up_loops.sources: one genre expected, not {genres}")
+    return genres.pop() if genres else None
+
+
 def selection_loops(params: Any, classes: list[str]) -> pd.DataFrame | None:
-    """Feature rows of made-up lo-fi loops for choosing the served model, when lo-fi is a
-    class of ``task`` (``classifier.made_up_loops``; drawn with ``selection_seed``, so the
+    """Feature rows of the made-up loops for choosing the served model, when their genre is
+    one of ``classes`` (``classifier.made_up_loops``; drawn with ``selection_seed``, so the
     loops the evaluate stage reports stay unseen by the choice)."""
     cfg = params.classifier.get("made_up_loops")
-    if not cfg or str(cfg.genre) not in classes:
+    if made_up_loops_genre(params) not in classes:
         return None
-    seed = int(cfg.get("selection_seed", int(cfg.seed) + 1))
+    seed = int(cfg.selection_seed)
     with tempfile.TemporaryDirectory(prefix="midiml-loops-") as tmp:
-        n = int(cfg.n)
-        paths = [p for st in STYLES for p in write_loop_pack(Path(tmp) / st, st, n, seed)]
+        paths = [
+            p
+            for name, source in made_up_loop_sources(params).items()
+            for p in write_synthetic(source, Path(tmp) / name, seed)
+        ]
         parsed = [(p.name, read_user_file(p)) for p in paths]
     return features_for(parsed, plain(params.get("features", {})) or {})

@@ -340,8 +340,9 @@ def render_made_up_loops(loops: dict[str, Any]) -> str:
     lines = [
         "### Made-up lo-fi loops (an out-of-source floor for the one-source genre)",
         "",
-        "Loops scripted in two styles unlike the lo-fi source (`classify/made_up_loops.py`: other "
-        "progressions, tempos, textures and track layouts, half with a melody), written to "
+        "Loops scripted in two styles unlike the lo-fi source (synthetic data sources, "
+        "`data/synthetic.py`: other progressions, tempos, textures and track layouts, half "
+        "with a melody), written to "
         "`data/made_up_loops/<style>/lofi/` and scored like a blind folder. Not music from "
         "elsewhere: a model that calls these something else will not know other producers' "
         "loops either. The training textures (`augment.texture`: broken and comped chords, "
