@@ -56,7 +56,7 @@ def robustness(params, manifest, files, splits, table, notes, served) -> dict:
     task = build_task("genre", files, splits, params.classifier)
     held_out = entry["models"][entry["serve"]].get("held_out_source")
     # only to refit held-out sources the selection did not score
-    augmented = read_copies(COPIES, "genre") if held_out is None else None
+    copies = read_copies(COPIES, "genre") if held_out is None else None
     tests = read_test_copies(TESTS)
     cnn_scores = entry["models"].get("cnn", {}).get("robustness")
     rob = evaluate_robustness(
@@ -66,7 +66,7 @@ def robustness(params, manifest, files, splits, table, notes, served) -> dict:
         files,
         table,
         notes,
-        augmented,
+        copies,
         manifest.get("features", {}),
         n_jobs=int(params.classifier.get("n_jobs", 1)),
         held_out=held_out,

@@ -2,7 +2,7 @@
 copies of training songs (their feature rows: a stage output of their own), and the made-up
 loops (synthetic data sources) that stand for their genre when the served model is chosen.
 
-A re-encoded copy of a song has the id ``<song>#aug<k>`` (``#ex<k>`` for a random
+A re-encoded copy of a song has the id ``<song>#copy<k>`` (``#excerpt<k>`` for a random
 excerpt): ``copies.song_ids`` maps it back to its song, whose label it keeps.
 """
 
@@ -69,12 +69,12 @@ def copies_table(
     n_jobs: int = 1,
 ) -> pd.DataFrame:
     """Feature rows of random re-encodings of songs ``ids`` (``copies[genre]`` per song,
-    ``copies['default']`` for other genres); ids ``<song>#aug<k>``, genre kept. A copy of a
+    ``copies['default']`` for other genres); ids ``<song>#copy<k>``, genre kept. A copy of a
     song of genre g first has its chords played in another texture with probability
     ``texture[g]``, then gets a made-up melody with probability ``melody[g]``.
 
     ``excerpts`` (``{copies, min_s, max_s}``) adds that many random excerpts of every song
-    longer than ``min_s`` (any genre; ids ``<song>#ex<k>``): other people's files are often
+    longer than ``min_s`` (any genre; ids ``<song>#excerpt<k>``): other people's files are often
     excerpts and loops, not whole pieces."""
 
     seed = int(params.seed)
@@ -98,7 +98,7 @@ def copies_table(
                 chosen,
                 {
                     "seed": seed + 1000 + k,
-                    "suffix": f"#aug{k}",
+                    "suffix": f"#copy{k}",
                     "melody": with_melody,
                     "texture": with_texture,
                 },
@@ -111,7 +111,7 @@ def copies_table(
         longer = [i for i in ids if length.get(i, 0.0) > lo]  # shorter ones stay whole
         for k in range(int(ex["copies"])):
             options = {"min_s": lo, "max_s": hi}
-            kwargs = {"seed": seed + 3000 + k, "how": "crop", "suffix": f"#ex{k}"}
+            kwargs = {"seed": seed + 3000 + k, "how": "crop", "suffix": f"#excerpt{k}"}
             parts.append((longer, kwargs | {"options": options}))
     parts = [(songs, kwargs) for songs, kwargs in parts if songs]
     # each part draws from its own seed and a song's features depend on that song alone, so
@@ -151,17 +151,17 @@ def copies_as_configured(
     params: Any, ids: list[str], files: pd.DataFrame, notes: pd.DataFrame
 ) -> pd.DataFrame:
     """``copies_table`` of songs ``ids`` with the copies, melodies, textures and excerpts
-    that ``classifier.augment`` asks for (the same rows for training and for evaluation)."""
-    aug = params.classifier.augment
+    that ``classifier.copies`` asks for (the same rows for training and for evaluation)."""
+    recipe = params.classifier.copies
     return copies_table(
         params,
         ids,
         files,
         notes,
-        dict(plain(aug.copies)),
-        plain(aug.get("melody")),
-        plain(aug.get("excerpts")),
-        plain(aug.get("texture")),
+        dict(plain(recipe.per_song)),
+        plain(recipe.get("melody")),
+        plain(recipe.get("excerpts")),
+        plain(recipe.get("texture")),
         int(params.classifier.get("n_jobs", 1)),
     )
 
