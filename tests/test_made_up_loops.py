@@ -80,3 +80,20 @@ def test_the_made_up_loops_are_configured_as_synthetic_sources_of_one_genre():
     sources = made_up_loop_sources(params)
     assert set(sources) == set(STYLES) and {s.kind for s in sources.values()} == {"synthetic"}
     assert made_up_loops_genre(params) == "lofi"
+
+
+def test_a_synthetic_source_under_data_sources_is_found_by_ingest_with_its_genre(tmp_path):
+    """As the download stage writes it (``data/raw/<name>/``), ingest finds every file of a
+    synthetic source with the config's genre, like any other source's."""
+    from midiml.data.ingest import find_files
+
+    cfg = {
+        "kind": "synthetic",
+        "genre": "lofi",
+        "generator": {"_target_": "midiml.data.synthetic.write_loop_pack", "style": "held", "n": 2},
+    }
+    source = Source.from_config("my_loops", cfg)
+    written = write_synthetic(source, tmp_path / "my_loops")
+    found = find_files(tmp_path, [source])
+    assert [f.genre for f in found] == ["lofi", "lofi"]
+    assert sorted(f.path for f in found) == sorted(written)
