@@ -1,4 +1,5 @@
-"""DVC stage `download@<source>`: fetch, copy (folder) or build (music21) one source's MIDI."""
+"""DVC stage `download@<source>`: fetch, copy (folder) or build (music21, synthetic) one
+source's MIDI."""
 
 import logging
 import os
@@ -8,6 +9,7 @@ from midiml.config import load_params
 from midiml.data.corpus import build_corpus_source
 from midiml.data.download import get_source
 from midiml.data.sources import sources_from_params
+from midiml.data.synthetic import write_synthetic
 
 
 def main(name: str) -> None:
@@ -16,6 +18,8 @@ def main(name: str) -> None:
     target = f"data/raw/{name}"
     if source.kind == "music21":
         report = build_corpus_source(source, target, n_jobs=min(2, os.cpu_count() or 1))
+    elif source.kind == "synthetic":
+        report = {"extracted": len(write_synthetic(source, target)), "refused": []}
     else:
         report = get_source(source, target, max_archive_bytes=int(params.data.max_archive_bytes))
     notes = []

@@ -9,13 +9,13 @@ from midiml import tracking
 from midiml.classify.cnn_fit import cnn_predictor
 from midiml.classify.evaluation import evaluate_all, load_manifest, write_blind_folder
 from midiml.classify.fits import CONCERN, read_copies
-from midiml.classify.made_up_loops import STYLES, write_loop_pack
 from midiml.classify.pipelines import build_task, load_model
 from midiml.classify.robustness import evaluate_robustness
 from midiml.classify.runs import read_test_copies
 from midiml.classify.serving import ModelsMissing, evaluate_blind, load_served
-from midiml.classify.tables import read_tables
+from midiml.classify.tables import made_up_loop_sources, read_tables
 from midiml.config import load_params
+from midiml.data.synthetic import write_synthetic
 from midiml.io import atomic_dir, write_metrics, write_text
 from midiml.report.classifiers import (
     confusion_figure,
@@ -56,7 +56,7 @@ def robustness(params, manifest, files, splits, table, notes, served) -> dict:
     task = build_task("genre", files, splits, params.classifier)
     held_out = entry["models"][entry["serve"]].get("held_out_source")
     # only to refit held-out sources the selection did not score
-    augmented = read_copies(COPIES, "genre") if held_out is None else None
+    copies = read_copies(COPIES, "genre") if held_out is None else None
     tests = read_test_copies(TESTS)
     cnn_scores = entry["models"].get("cnn", {}).get("robustness")
     rob = evaluate_robustness(
@@ -66,7 +66,7 @@ def robustness(params, manifest, files, splits, table, notes, served) -> dict:
         files,
         table,
         notes,
-        augmented,
+        copies,
         manifest.get("features", {}),
         n_jobs=int(params.classifier.get("n_jobs", 1)),
         held_out=held_out,
@@ -94,23 +94,24 @@ def robustness(params, manifest, files, splits, table, notes, served) -> dict:
 
 
 def made_up_loops(params, served) -> dict:
-    """The served genre model on scripted lo-fi loops of each style, written to LOOPS/<style>/lofi/
-    (an out-of-source floor for the genre with one source; classify/made_up_loops.py)."""
-    cfg = params.classifier.made_up_loops
+    """The served genre model on each made-up loops source (``classifier.made_up_loops.sources``,
+    kind synthetic), written to LOOPS/<source>/<genre>/: an out-of-source floor for a genre
+    with one source."""
+    sources = made_up_loop_sources(params)
     out: dict = {}
     with atomic_dir(LOOPS) as tmp:
-        for style in STYLES:
-            write_loop_pack(tmp / style / str(cfg.genre), style, int(cfg.n), int(cfg.seed))
+        for name, source in sources.items():
+            write_synthetic(source, tmp / name)
     if isinstance(served, ModelsMissing):
         return {"skipped": str(served)}
-    for style in STYLES:
-        r = evaluate_blind(LOOPS / style, served)
-        out[style] = {
+    for name, source in sources.items():
+        r = evaluate_blind(LOOPS / name, served)
+        out[name] = {
             "n": r["n_files"],
-            "lofi_share": r["per_genre"][str(cfg.genre)]["accuracy"],
-            "predicted": r["confusion"][str(cfg.genre)],
+            "lofi_share": r["per_genre"][source.genre]["accuracy"],
+            "predicted": r["confusion"][source.genre],
         }
-        print(f"made-up {style} loops: {out[style]['lofi_share']:.3f} called lo-fi")
+        print(f"made-up {name} loops: {out[name]['lofi_share']:.3f} called {source.genre}")
     return out
 
 

@@ -109,7 +109,9 @@ def test_scaler_is_fitted_on_training_songs_only_and_fit_is_seeded():
 def test_copies_follow_their_songs_into_a_fit_and_out_of_it():
     table = pd.DataFrame({"file_id": ["a", "b", "c"], "x": [1.0, 2.0, 3.0]})
     labels = pd.Series(["lofi", "classical", "videogame"], index=["a", "b", "c"])
-    copies = pd.DataFrame({"file_id": ["c#aug0", "a#aug0", "a#ex0"], "x": [30.0, 10.0, 11.0]})
+    copies = pd.DataFrame(
+        {"file_id": ["c#copy0", "a#copy0", "a#excerpt0"], "x": [30.0, 10.0, 11.0]}
+    )
     X, y = with_copies(table, ["a", "b"], labels, copies, ["x"])
     # the songs in the order asked, then the copies of those songs only (c is left out)
     assert X[:, 0].tolist() == [1.0, 2.0, 10.0, 11.0]

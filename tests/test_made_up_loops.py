@@ -1,11 +1,15 @@
-"""The made-up lo-fi loops: deterministic, readable like any user's file, unlike the source."""
+"""The made-up lo-fi loops: a synthetic data source, deterministic, readable like any user's
+file, unlike the lo-fi source."""
 
 from __future__ import annotations
 
 import pytest
 
-from midiml.classify.made_up_loops import STYLES, write_loop_pack
+from midiml.classify.tables import made_up_loop_sources, made_up_loops_genre
+from midiml.config import load_params
 from midiml.data.midi import read_user_file
+from midiml.data.sources import Source
+from midiml.data.synthetic import STYLES, write_loop_pack, write_synthetic
 from midiml.report.classifiers import render_made_up_loops
 
 
@@ -41,3 +45,55 @@ def test_the_report_section_lists_each_style():
     )
     assert "| held | 4 | 0.750 | lofi 3, videogame 1 |" in page
     assert "Skipped: no models" in render_made_up_loops({"skipped": "no models"})
+
+
+def test_a_synthetic_source_writes_its_generators_files_under_its_genre(tmp_path):
+    """``kind: synthetic``: the generator (``_target_``) writes the files into
+    ``<folder>/<genre>/``; ``seed`` draws another pack of the same source."""
+    cfg = {
+        "kind": "synthetic",
+        "genre": "lofi",
+        "generator": {
+            "_target_": "midiml.data.synthetic.write_loop_pack",
+            "style": "keys",
+            "n": 3,
+            "seed": 4,
+        },
+    }
+    source = Source.from_config("keys", cfg)
+    assert source.labels == "none" and source.genre_of("lofi/x.mid") == "lofi"
+    paths = write_synthetic(source, tmp_path / "src")
+    direct = write_loop_pack(tmp_path / "direct", "keys", n=3, seed=4)
+    assert [p.parent for p in paths] == [tmp_path / "src" / "lofi"] * 3
+    assert [p.read_bytes() for p in paths] == [p.read_bytes() for p in direct]
+    other = write_synthetic(source, tmp_path / "other", seed=5)
+    assert [p.read_bytes() for p in other] == [
+        p.read_bytes() for p in write_loop_pack(tmp_path / "d5", "keys", n=3, seed=5)
+    ]
+    with pytest.raises(ValueError, match="synthetic"):
+        write_synthetic(Source.from_config("x", {"kind": "folder", "path": "x"}), tmp_path)
+
+
+def test_the_made_up_loops_are_configured_as_synthetic_sources_of_one_genre():
+    """The genre is the config's (no genre in the library code): every style, one genre."""
+    params = load_params()
+    sources = made_up_loop_sources(params)
+    assert set(sources) == set(STYLES) and {s.kind for s in sources.values()} == {"synthetic"}
+    assert made_up_loops_genre(params) == "lofi"
+
+
+def test_a_synthetic_source_under_data_sources_is_found_by_ingest_with_its_genre(tmp_path):
+    """As the download stage writes it (``data/raw/<name>/``), ingest finds every file of a
+    synthetic source with the config's genre, like any other source's."""
+    from midiml.data.ingest import find_files
+
+    cfg = {
+        "kind": "synthetic",
+        "genre": "lofi",
+        "generator": {"_target_": "midiml.data.synthetic.write_loop_pack", "style": "held", "n": 2},
+    }
+    source = Source.from_config("my_loops", cfg)
+    written = write_synthetic(source, tmp_path / "my_loops")
+    found = find_files(tmp_path, [source])
+    assert [f.genre for f in found] == ["lofi", "lofi"]
+    assert sorted(f.path for f in found) == sorted(written)

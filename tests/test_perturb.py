@@ -193,13 +193,13 @@ def _chord_loops_of_two_genres(song):
     return OmegaConf.create({"seed": 0, "features": {}}), files2, two
 
 
-def test_augmented_copies_get_melodies_only_for_the_asked_genre(song):
-    from midiml.classify.tables import copies_table as augmented_table
+def test_copies_get_melodies_only_for_the_asked_genre(song):
+    from midiml.classify.tables import copies_table
 
     params, files2, two = _chord_loops_of_two_genres(song)
     ids = ["h/other.mid", "g/song.mid"]  # h first: its random draws come before g's melody
-    plain = augmented_table(params, ids, files2, two, {"default": 3})
-    sung = augmented_table(params, ids, files2, two, {"default": 3}, {"g": 1.0})
+    plain = copies_table(params, ids, files2, two, {"default": 3})
+    sung = copies_table(params, ids, files2, two, {"default": 3}, {"g": 1.0})
     assert len(plain) == len(sung) == 6
     g_rows = sung["file_id"].str.startswith("g/").to_numpy()
     # same re-encodings (same seeds); only genre g's copies carry a melody on top
@@ -211,7 +211,7 @@ def test_augmented_copies_get_melodies_only_for_the_asked_genre(song):
 def test_excerpt_copies_of_every_long_enough_song(song):
     from omegaconf import OmegaConf
 
-    from midiml.classify.tables import copies_table as augmented_table
+    from midiml.classify.tables import copies_table
 
     notes, files = song  # one 19.2 s song
     short = notes[notes["onset_s"] < 4.0].assign(file_id="h/short.mid")
@@ -222,16 +222,16 @@ def test_excerpt_copies_of_every_long_enough_song(song):
     params = OmegaConf.create({"seed": 0, "features": {}})
     ids = ["g/song.mid", "h/short.mid"]
     excerpts = {"copies": 2, "min_s": 8.0, "max_s": 12.0}
-    table = augmented_table(params, ids, files2, both, {"default": 0}, None, excerpts)
+    table = copies_table(params, ids, files2, both, {"default": 0}, None, excerpts)
     # the long song gets two excerpts of 8-12 s; the song shorter than 8 s gets none
-    assert sorted(table["file_id"]) == ["g/song.mid#ex0", "g/song.mid#ex1"]
+    assert sorted(table["file_id"]) == ["g/song.mid#excerpt0", "g/song.mid#excerpt1"]
     assert (table["genre"] == "g").all()
     assert table["log_length_s"].between(np.log1p(8.0), np.log1p(12.0)).all()
     assert (table["log_n_notes"] < np.log1p(len(notes))).all()
-    again = augmented_table(params, ids, files2, both, {"default": 0}, None, excerpts)
+    again = copies_table(params, ids, files2, both, {"default": 0}, None, excerpts)
     pd.testing.assert_frame_equal(table, again)  # seeded: the same excerpts every run
-    whole = augmented_table(params, ids, files2, both, {"default": 1})
-    assert not whole["file_id"].str.contains("#ex").any()  # no excerpts unless asked
+    whole = copies_table(params, ids, files2, both, {"default": 1})
+    assert not whole["file_id"].str.contains("#excerpt").any()  # no excerpts unless asked
 
 
 @pytest.mark.parametrize("texture", ["broken", "comp", "walk", "comp+walk"])
@@ -273,13 +273,13 @@ def test_retexture_plays_the_same_chords_in_another_texture(song, texture):
     assert np.isclose(offbeat, 2 / 3).any() == (texture != "walk")
 
 
-def test_augmented_copies_get_textures_only_for_the_asked_genre(song):
-    from midiml.classify.tables import copies_table as augmented_table
+def test_copies_get_textures_only_for_the_asked_genre(song):
+    from midiml.classify.tables import copies_table
 
     params, files2, two = _chord_loops_of_two_genres(song)
     ids = ["h/other.mid", "g/song.mid"]
-    plain = augmented_table(params, ids, files2, two, {"default": 2})
-    styled = augmented_table(params, ids, files2, two, {"default": 2}, texture={"g": 1.0})
+    plain = copies_table(params, ids, files2, two, {"default": 2})
+    styled = copies_table(params, ids, files2, two, {"default": 2}, texture={"g": 1.0})
     g_rows = styled["file_id"].str.startswith("g/").to_numpy()
     pd.testing.assert_frame_equal(styled[~g_rows], plain[~g_rows])
     assert (styled.loc[g_rows, "chord_onset_frac"] < plain.loc[g_rows, "chord_onset_frac"]).all()

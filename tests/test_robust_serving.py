@@ -121,7 +121,7 @@ def robust_params(**classifier: object) -> DictConfig:
     base = {
         "tasks": {"genre": {}},
         "feature_set": "robust",
-        "augment": {"tasks": ["genre"], "copies": {"default": 1}},
+        "copies": {"tasks": ["genre"], "per_song": {"default": 1}},
         "source_weighting": {"tasks": ["genre"], "power": 0.5},
         "min_train_per_class": 2,
         "cv_folds": 3,
@@ -181,13 +181,13 @@ def test_reencoded_songs_keep_their_genre(served, genre, tmp_path):
 def test_robustness_section_is_computed_and_rendered(served):
     from midiml.classify.pipelines import build_task
     from midiml.classify.robustness import evaluate_robustness
-    from midiml.classify.tables import copies_table as augmented_table
+    from midiml.classify.tables import copies_table
     from midiml.report.classifiers import render_robustness as render_markdown
 
     model, (params, files, table, notes) = served
     splits = files[["file_id", "genre", "split"]]
     task = build_task("genre", files, splits, params.classifier)
-    aug = augmented_table(params, list(task.labels.index), files, notes, {"default": 1})
+    aug = copies_table(params, list(task.labels.index), files, notes, {"default": 1})
 
     def knows_the_song(song_notes: pd.DataFrame, ids: list[str]) -> np.ndarray:
         """A sequence model that is always right: it must be shown each song's own notes."""
@@ -356,7 +356,22 @@ def test_out_of_source_score_averages_genres_with_made_up_loops_for_lofi(served)
     from midiml.classify.tables import selection_loops
 
     model, (params, files, table, notes) = served
-    loops_cfg = {"genre": "lofi", "n": 2, "seed": 0}
+    loops_cfg = {
+        "selection_seed": 1,
+        "sources": {
+            style: {
+                "kind": "synthetic",
+                "genre": "lofi",
+                "generator": {
+                    "_target_": "midiml.data.synthetic.write_loop_pack",
+                    "style": style,
+                    "n": 2,
+                    "seed": 0,
+                },
+            }
+            for style in ("held", "keys")
+        },
+    }
     cfg = OmegaConf.merge(params, {"classifier": {"made_up_loops": loops_cfg}})
     assert selection_loops(cfg, ["loops", "runs"]) is None
     loops = selection_loops(cfg, ["lofi", "loops", "runs"])
@@ -494,7 +509,7 @@ def test_cnn_learns_from_each_training_songs_copies_labelled_as_its_song():
 
     labels = pd.Series({"s1": "lofi", "s2": "classical", "s3": "classical"})
     notes = notes_of(["s1", "s2", "s3"], 60)
-    copy_ids = ["s1#aug0", "s2#aug0", "s3#aug0", "s1#ex0"]
+    copy_ids = ["s1#copy0", "s2#copy0", "s3#copy0", "s1#excerpt0"]
     copies = (notes_of(copy_ids, 72), pd.DataFrame({"file_id": copy_ids}))
     roll = {"step": 0.25, "unit": "seconds", "pitch_low": 48, "pitch_high": 83}
     rolls, y = training_rolls(notes, roll, labels, ["s1", "s2"], copies)
@@ -506,7 +521,7 @@ def test_cnn_learns_from_each_training_songs_copies_labelled_as_its_song():
 
 
 def test_cnn_copies_are_reencodings_of_each_song_drawn_from_the_seed(served):
-    """``classifier.cnn.copies`` re-encodings per song (ids ``<song>#cnn<k>``, notes kept),
+    """``classifier.cnn.copies`` re-encodings per song (ids ``<song>#copy<k>``, notes kept),
     the same for the same seed; none when it is 0."""
     from midiml.classify.cnn_fit import cnn_copies
 
@@ -514,7 +529,7 @@ def test_cnn_copies_are_reencodings_of_each_song_drawn_from_the_seed(served):
     ids = list(files["file_id"][:3])
     params = OmegaConf.merge(params, {"classifier": {"cnn": {"copies": 2}}})
     copy_notes, copy_files = cnn_copies(params, ids, files, notes)
-    assert list(copy_files["file_id"]) == [f"{i}#cnn{k}" for k in range(2) for i in ids]
+    assert list(copy_files["file_id"]) == [f"{i}#copy{k}" for k in range(2) for i in ids]
     assert set(copy_notes["file_id"]) == set(copy_files["file_id"])
     again_notes, _ = cnn_copies(params, ids, files, notes)
     pd.testing.assert_frame_equal(copy_notes, again_notes)

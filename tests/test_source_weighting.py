@@ -43,7 +43,9 @@ def test_each_label_keeps_its_weight_and_its_sources_share_it_by_power():
 def test_row_songs_name_the_rows_with_copies_builds():
     table = pd.DataFrame({"file_id": ["a", "b", "c"], "x": [1.0, 2.0, 3.0]})
     labels = pd.Series(["lofi", "classical", "classical"], index=["a", "b", "c"])
-    copies = pd.DataFrame({"file_id": ["c#aug0", "a#aug0", "b#ex0"], "x": [30.0, 10.0, 20.0]})
+    copies = pd.DataFrame(
+        {"file_id": ["c#copy0", "a#copy0", "b#excerpt0"], "x": [30.0, 10.0, 20.0]}
+    )
     X, y = with_copies(table, ["a", "b"], labels, copies, ["x"])
     songs = row_songs(["a", "b"], copies)
     assert songs == ["a", "b", "a", "b"]  # the copy of c, a song left out, stays out

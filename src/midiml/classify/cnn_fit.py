@@ -52,15 +52,15 @@ def cnn_copies(
     params: Any, ids: list[str], files: pd.DataFrame, notes: pd.DataFrame
 ) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     """Notes and file rows of ``classifier.cnn.copies`` random re-encodings of each song
-    (``perturb.random_reencoding``; ids ``<song>#cnn<k>``), or None for none. The CNN gets
-    its own plain copies, not the feature models' (``classifier.augment``: six per lo-fi
+    (``perturb.random_reencoding``; ids ``<song>#copy<k>``), or None for none. The CNN gets
+    its own plain copies, not the feature models' (``classifier.copies``: six per lo-fi
     loop, made-up melodies and textures, excerpts): tried, it scored lower on the test songs
     and trained several times longer."""
     n_copies = int(params.classifier.cnn.get("copies", 0))
     if not n_copies:
         return None
     parts = [
-        perturb_songs(notes, files, ids, seed=int(params.seed) + 5000 + k, suffix=f"#cnn{k}")
+        perturb_songs(notes, files, ids, seed=int(params.seed) + 5000 + k, suffix=f"#copy{k}")
         for k in range(n_copies)
     ]
     return (

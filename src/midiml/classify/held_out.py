@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, clone
+from sklearn.model_selection import LeaveOneGroupOut
 
 from midiml.classify.lone_source import apply_prior
 from midiml.classify.pipelines import FittedModel, with_copies
@@ -98,22 +99,54 @@ def _taught_by_several_sources(src: pd.Series, lab: pd.Series) -> set[str]:
     return set(n_sources[n_sources >= 2].index)
 
 
+class LeaveOneSourceOut(LeaveOneGroupOut):
+    """scikit-learn's leave-one-group-out with ``groups`` = each song's source, tested only on
+    what another source taught: a fold's test rows keep the labels two or more sources have
+    (a composer of the left-out source alone cannot be right), and a source with no such row
+    (a genre taught by that source alone: nothing else could teach it) has no fold.
+    ``unscored`` says which sources have none and why."""
+
+    def split(self, X: Any, y: Any = None, groups: Any = None) -> Iterator[tuple]:  # noqa: N803
+        """(train, test) row indices per source that can be scored, in source-name order."""
+        testable = _testable(y, groups)
+        if len(np.unique(np.asarray(groups, dtype=str))) < 2:  # LeaveOneGroupOut needs two
+            return
+        for train, test in super().split(X, y, groups):
+            if testable[test].any():
+                yield train, test[testable[test]]
+
+    def get_n_splits(self, X: Any = None, y: Any = None, groups: Any = None) -> int:  # noqa: N803
+        """How many sources can be scored (``split``'s folds)."""
+        return len(np.unique(np.asarray(groups, dtype=str)[_testable(y, groups)]))
+
+    @staticmethod
+    def unscored(y: Any, groups: Any) -> dict[str, str]:
+        """Per source with no fold: why (its labels are taught by no other source)."""
+        src = np.asarray(groups, dtype=str)
+        scored = set(src[_testable(y, groups)])
+        return {
+            s: "no other source teaches its labels: nothing else could have taught it"
+            for s in sorted(set(src) - scored)
+        }
+
+
+def _testable(y: Any, groups: Any) -> np.ndarray:
+    """Which rows can be tested when their source is left out: their label has two or more
+    sources among the rows."""
+    lab = pd.Series(np.asarray(y, dtype=str))
+    multi = _taught_by_several_sources(pd.Series(np.asarray(groups, dtype=str)), lab)
+    return lab.isin(multi).to_numpy()
+
+
 def held_out_folds(
     ids: list[str], labels: pd.Series, source: pd.Series
 ) -> dict[str, tuple[list[str], list[str]]]:
-    """Per source that can be left out (its genre has two or more sources among ``ids``):
-    (the songs of every other source, its own songs) among ``ids``. Its songs of a label no
-    other source teaches are not tested (a composer of this source alone cannot be right)."""
-    src = source.loc[ids].astype(str)
-    lab = labels.loc[ids].astype(str)
-    multi = _taught_by_several_sources(src, lab)
-    return {
-        held: (
-            [i for i in ids if src[i] != held],
-            [i for i in ids if src[i] == held and lab[i] in multi],
-        )
-        for held in sorted(src[lab.isin(multi)].unique())
-    }
+    """``LeaveOneSourceOut`` on ``ids`` (groups: their sources), by source name: (the songs
+    of every other source, its own songs a refit can be scored on)."""
+    src = source.loc[ids].astype(str).to_numpy()
+    song = np.asarray(ids, dtype=object)
+    folds = LeaveOneSourceOut().split(song, labels.loc[ids].astype(str).to_numpy(), src)
+    return {str(src[test[0]]): (list(song[train]), list(song[test])) for train, test in folds}
 
 
 def refit_key(held: str, columns: list[str], estimator: Any, power: float) -> tuple:

@@ -20,9 +20,8 @@ import pandas as pd
 from joblib import Parallel, delayed
 
 from midiml.classify.copies import song_ids
-from midiml.classify.held_out import (  # noqa: F401  (held_out_folds: the module's API too)
+from midiml.classify.held_out import (
     _quiet_worker_recycling,
-    _taught_by_several_sources,
     held_out_folds,
     held_out_source_predictions,
     held_out_source_scores,
@@ -61,8 +60,8 @@ def reencoded(
     how: str | None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Feature rows and notes of the songs ``ids`` re-encoded by ``how`` (a random mix when
-    None); ids ``<song>#p``, labels kept."""
-    n, f = perturb_songs(notes, files, ids, seed=seed, how=how, suffix="#p")
+    None); ids ``<song>#copy``, labels kept."""
+    n, f = perturb_songs(notes, files, ids, seed=seed, how=how, suffix="#copy")
     f["genre"] = labels.loc[song_ids(f["file_id"])].to_numpy()
     return extract_features(n, f, **_feature_kwargs(feature_params)), n
 
@@ -165,14 +164,13 @@ def held_out_sources(
             held_out_source_predictions(fitted, t, ids, labels, source, copies, n_jobs),
         )
     src = source.loc[ids]
-    multi = _taught_by_several_sources(src, labels)
     return {  # NaN: the refit was refused (e.g. a class too small for its folds)
         held: {
             "genre": str(labels[src == held].iloc[0]),
             "n": int((src == held).sum()),
             "served": served.get(held, float("nan")),
         }
-        for held in sorted(src[labels.isin(multi)].unique())
+        for held in held_out_folds(ids, labels, source)
     }
 
 

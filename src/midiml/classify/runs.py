@@ -62,11 +62,11 @@ def write_copies(
     log=print,
 ) -> None:
     """Stage ``classifier_copies``: ``out_dir/<task>.parquet``, the feature rows of re-encoded
-    copies of each ``classifier.augment`` task's training songs, and ``out_dir/`` +
+    copies of each ``classifier.copies`` task's training songs, and ``out_dir/`` +
     ``LOOPS_FILE``, the made-up loops the selection scores (``serve_model:
     auto_held_out_source``, when a task has their genre)."""
     cfg = params.classifier
-    aug = cfg.get("augment")
+    aug = cfg.get("copies")
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks = {n: t for n, t in tasks_of(params, files, splits).items() if not isinstance(t, str)}
     for name, task in tasks.items():

@@ -1,8 +1,8 @@
 """The tables the classifier stages read and share: the data stages' tables, re-encoded
 copies of training songs (their feature rows: a stage output of their own), and the made-up
-loops that stand for lo-fi when the served model is chosen.
+loops (synthetic data sources) that stand for their genre when the served model is chosen.
 
-A re-encoded copy of a song has the id ``<song>#aug<k>`` (``#ex<k>`` for a random
+A re-encoded copy of a song has the id ``<song>#copy<k>`` (``#excerpt<k>`` for a random
 excerpt): ``copies.song_ids`` maps it back to its song, whose label it keeps.
 """
 
@@ -17,9 +17,10 @@ import pandas as pd
 from joblib import Parallel, delayed
 
 from midiml.classify.copies import song_ids
-from midiml.classify.made_up_loops import STYLES, write_loop_pack
 from midiml.classify.serving import features_for
 from midiml.data.midi import read_user_file
+from midiml.data.sources import Source
+from midiml.data.synthetic import write_synthetic
 from midiml.represent.features import extract_features
 from midiml.represent.perturb import perturb_songs
 
@@ -68,12 +69,12 @@ def copies_table(
     n_jobs: int = 1,
 ) -> pd.DataFrame:
     """Feature rows of random re-encodings of songs ``ids`` (``copies[genre]`` per song,
-    ``copies['default']`` for other genres); ids ``<song>#aug<k>``, genre kept. A copy of a
+    ``copies['default']`` for other genres); ids ``<song>#copy<k>``, genre kept. A copy of a
     song of genre g first has its chords played in another texture with probability
     ``texture[g]``, then gets a made-up melody with probability ``melody[g]``.
 
     ``excerpts`` (``{copies, min_s, max_s}``) adds that many random excerpts of every song
-    longer than ``min_s`` (any genre; ids ``<song>#ex<k>``): other people's files are often
+    longer than ``min_s`` (any genre; ids ``<song>#excerpt<k>``): other people's files are often
     excerpts and loops, not whole pieces."""
 
     seed = int(params.seed)
@@ -97,7 +98,7 @@ def copies_table(
                 chosen,
                 {
                     "seed": seed + 1000 + k,
-                    "suffix": f"#aug{k}",
+                    "suffix": f"#copy{k}",
                     "melody": with_melody,
                     "texture": with_texture,
                 },
@@ -110,7 +111,7 @@ def copies_table(
         longer = [i for i in ids if length.get(i, 0.0) > lo]  # shorter ones stay whole
         for k in range(int(ex["copies"])):
             options = {"min_s": lo, "max_s": hi}
-            kwargs = {"seed": seed + 3000 + k, "how": "crop", "suffix": f"#ex{k}"}
+            kwargs = {"seed": seed + 3000 + k, "how": "crop", "suffix": f"#excerpt{k}"}
             parts.append((longer, kwargs | {"options": options}))
     parts = [(songs, kwargs) for songs, kwargs in parts if songs]
     # each part draws from its own seed and a song's features depend on that song alone, so
@@ -150,31 +151,49 @@ def copies_as_configured(
     params: Any, ids: list[str], files: pd.DataFrame, notes: pd.DataFrame
 ) -> pd.DataFrame:
     """``copies_table`` of songs ``ids`` with the copies, melodies, textures and excerpts
-    that ``classifier.augment`` asks for (the same rows for training and for evaluation)."""
-    aug = params.classifier.augment
+    that ``classifier.copies`` asks for (the same rows for training and for evaluation)."""
+    recipe = params.classifier.copies
     return copies_table(
         params,
         ids,
         files,
         notes,
-        dict(plain(aug.copies)),
-        plain(aug.get("melody")),
-        plain(aug.get("excerpts")),
-        plain(aug.get("texture")),
+        dict(plain(recipe.per_song)),
+        plain(recipe.get("melody")),
+        plain(recipe.get("excerpts")),
+        plain(recipe.get("texture")),
         int(params.classifier.get("n_jobs", 1)),
     )
 
 
+def made_up_loop_sources(params: Any) -> dict[str, Source]:
+    """The made-up loops: data sources of kind synthetic (``classifier.made_up_loops.sources``),
+    scored and never trained on."""
+    cfg = params.classifier.get("made_up_loops") or {}
+    return {n: Source.from_config(n, c) for n, c in (cfg.get("sources") or {}).items()}
+
+
+def made_up_loops_genre(params: Any) -> str | None:
+    """The one genre the made-up loops are of (None: no loops)."""
+    genres = {s.genre for s in made_up_loop_sources(params).values()}
+    if len(genres) > 1:
+        raise ValueError(f"classifier.made_up_loops.sources: one genre expected, not {genres}")
+    return genres.pop() if genres else None
+
+
 def selection_loops(params: Any, classes: list[str]) -> pd.DataFrame | None:
-    """Feature rows of made-up lo-fi loops for choosing the served model, when lo-fi is a
-    class of ``task`` (``classifier.made_up_loops``; drawn with ``selection_seed``, so the
+    """Feature rows of the made-up loops for choosing the served model, when their genre is
+    one of ``classes`` (``classifier.made_up_loops``; drawn with ``selection_seed``, so the
     loops the evaluate stage reports stay unseen by the choice)."""
     cfg = params.classifier.get("made_up_loops")
-    if not cfg or str(cfg.genre) not in classes:
+    if made_up_loops_genre(params) not in classes:
         return None
-    seed = int(cfg.get("selection_seed", int(cfg.seed) + 1))
+    seed = int(cfg.selection_seed)
     with tempfile.TemporaryDirectory(prefix="midiml-loops-") as tmp:
-        n = int(cfg.n)
-        paths = [p for st in STYLES for p in write_loop_pack(Path(tmp) / st, st, n, seed)]
+        paths = [
+            p
+            for name, source in made_up_loop_sources(params).items()
+            for p in write_synthetic(source, Path(tmp) / name, seed)
+        ]
         parsed = [(p.name, read_user_file(p)) for p in paths]
     return features_for(parsed, plain(params.get("features", {})) or {})

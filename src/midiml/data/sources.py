@@ -1,5 +1,6 @@
 """Dataset sources as plain data: a pinned GitHub archive, the corpus inside music21, a local
-folder (the user's own collection) or any zip/tar archive at a URL with its sha256."""
+folder (the user's own collection), any zip/tar archive at a URL with its sha256, or files a
+generator writes (``synthetic``: ``midiml.data.synthetic``)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ class Source:
     """One genre's data: where to get it and which files in it are the dataset."""
 
     name: str
-    kind: str  # "github" | "music21" | "folder" | "url"
+    kind: str  # "github" | "music21" | "folder" | "url" | "synthetic"
     repo: str = ""  # owner/name, for kind == "github"
     commit: str = ""
     include: tuple[str, ...] = ("**/*.mid",)
@@ -34,6 +35,7 @@ class Source:
     genre_from_folder: bool = False  # each file's first sub-folder is its genre
     labels_csv: str = ""  # optional CSV: a `path` column + label columns (see labels.read_csv)
     versions: str = ""  # optional table inside the dataset: a piece, then its files' names
+    generator: dict[str, Any] = field(default_factory=dict)  # kind == "synthetic": `_target_`
 
     @classmethod
     def from_config(cls, name: str, cfg: Any) -> Source:
@@ -46,7 +48,7 @@ class Source:
             repo=d.get("repo", ""),
             commit=d.get("commit", ""),
             include=tuple(d.get("include") or (("*",) if own else ("**/*.mid",))),
-            labels=d.get("labels") or ("none" if own else name),
+            labels=d.get("labels") or ("none" if own or kind == "synthetic" else name),
             corpus=dict(d.get("corpus", {}) or {}),
             path=str(d.get("path") or ""),
             archive_url=str(d.get("url") or ""),
@@ -56,6 +58,7 @@ class Source:
             genre_from_folder=own and not d.get("genre"),
             labels_csv=str(d.get("labels_csv") or ""),
             versions=str(d.get("versions") or ""),
+            generator=dict(d.get("generator") or {}),
             max_files=d.get("max_files"),
         )
 

@@ -340,13 +340,14 @@ def render_made_up_loops(loops: dict[str, Any]) -> str:
     lines = [
         "### Made-up lo-fi loops (an out-of-source floor for the one-source genre)",
         "",
-        "Loops scripted in two styles unlike the lo-fi source (`classify/made_up_loops.py`: other "
-        "progressions, tempos, textures and track layouts, half with a melody), written to "
+        "Loops scripted in two styles unlike the lo-fi source (synthetic data sources, "
+        "`data/synthetic.py`: other progressions, tempos, textures and track layouts, half "
+        "with a melody), written to "
         "`data/made_up_loops/<style>/lofi/` and scored like a blind folder. Not music from "
         "elsewhere: a model that calls these something else will not know other producers' "
-        "loops either. The training textures (`augment.texture`: broken and comped chords, "
+        "loops either. The training textures (`copies.texture`: broken and comped chords, "
         "walking bass, swing) were written after these styles exposed such loops, so they "
-        "share idioms with them: a check of the augmentation's reach, not a blind test. The "
+        "share idioms with them: a check of the copies' reach, not a blind test. The "
         "served model was chosen on other loops of the same styles (`selection_seed`), not "
         "these.",
         "",

@@ -1,13 +1,19 @@
-"""Made-up lo-fi loops, written as other producers' loop packs would be: an out-of-source check.
+"""Synthetic sources (``kind: synthetic``): files a generator writes instead of a download.
 
-The project has one lo-fi source, so nothing measures whether "lo-fi" was learned or the
-source's habits were. These scripted loops differ from that source on purpose: other
-progressions (seventh, ninth, eleventh and thirteenth chords in every key), other tempos
-(62-100 bpm), human velocities and timing, 4-16 bars, one to three tracks, with or without
-a melody. Two styles, written before the training augmentation's textures
-(``perturb.retexture``: broken and comped chords, walking bass, swing), which were added
-after these loops showed walking-bass and comped loops called "videogame"; the styles now
-check how far that augmentation reaches, no longer a blind test of it:
+A synthetic source's entry names its generator (``generator``: a ``_target_`` called with
+``folder=``, e.g. ``write_loop_pack`` below) and its genre; ``write_synthetic`` writes its
+files into ``<folder>/<genre>/``, the layout every folder of labelled music has here.
+
+The generator shipped here writes made-up loops as other producers' loop packs would be: the
+out-of-source check for a genre with one source (``classifier.made_up_loops``). The project
+has one lo-fi source, so nothing measures whether "lo-fi" was learned or the source's habits
+were. These scripted loops differ from that source on purpose: other progressions (seventh,
+ninth, eleventh and thirteenth chords in every key), other tempos (62-100 bpm), human
+velocities and timing, 4-16 bars, one to three tracks, with or without a melody. Two styles,
+written before the training re-encodings' textures (``perturb.retexture``: broken and comped
+chords, walking bass, swing), which were added after these loops showed walking-bass and
+comped loops called "videogame"; the styles now check how far those reach, no longer a
+blind test of them:
 
 - ``held``: a jazz progression as held or comped block chords over a root-fifth bass,
   a chord-and-scale-tone melody on every other loop;
@@ -15,7 +21,7 @@ check how far that augmentation reaches, no longer a blind test of it:
   voicings over a walking bass, a pentatonic hook on every other loop.
 
 They are not music from elsewhere; they are a floor: a genre model that calls them
-"videogame" will not recognise other producers' loops either.
+another genre will not recognise other producers' loops either.
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ import random
 from pathlib import Path
 
 import mido
+from hydra.utils import instantiate
+
+from midiml.data.sources import Source
 
 STYLES = ("held", "keys")
 
@@ -174,3 +183,12 @@ def write_loop_pack(folder: str | Path, style: str, n: int = 36, seed: int = 0) 
         write_midi(path, tracks, bpm)
         paths.append(path)
     return paths
+
+
+def write_synthetic(source: Source, folder: str | Path, seed: int | None = None) -> list[Path]:
+    """Write ``source``'s files (``kind: synthetic``) into ``<folder>/<its genre>/`` with its
+    ``generator``; ``seed`` replaces the generator's own (another draw of the same source)."""
+    if source.kind != "synthetic" or not source.generator:
+        raise ValueError(f"{source.name}: not a synthetic source with a generator")
+    cfg = dict(source.generator) | ({} if seed is None else {"seed": int(seed)})
+    return list(instantiate(cfg, folder=Path(folder) / (source.genre or source.name)))
