@@ -180,6 +180,8 @@ def run_step(step: str, work: Path, n: int, workers: int) -> dict:
         "seconds": round(seconds, 2),
         "peak_rss_mb": round(own, 1),
         "worker_peak_rss_mb": round(pool, 1),
+        # seconds on a shared machine mean little without the load they were taken under
+        "load_average_1min": round(os.getloadavg()[0], 2),
         **extra,
     }
 

@@ -79,14 +79,15 @@ def render(data: dict[str, Any]) -> str:
             "Synthetic collections written from the real files (transposed, cropped and "
             f"re-tempoed copies) on {sc['machine']}; each step in its own process.",
             "",
-            "| files | step | seconds | ms per file | peak memory (MB) |",
-            "|---:|---|---:|---:|---:|",
+            "| files | step | seconds | ms per file | peak memory (MB) | load (1 min) |",
+            "|---:|---|---:|---:|---:|---:|",
         ]
         for r in sc["rows"]:
             peak = max(r["peak_rss_mb"], r.get("worker_peak_rss_mb", 0.0))
             lines.append(
                 f"| {r['n_files']:,} | {r['step']} | {r['seconds']} | "
-                f"{1000 * r['seconds'] / r['n_files']:.2f} | {peak:,.0f} |"
+                f"{1000 * r['seconds'] / r['n_files']:.2f} | {peak:,.0f} | "
+                f"{r.get('load_average_1min', '–')} |"
             )
         lines += ["", f"![Cost against collection size]({sc['figure']})", ""]
     trainers = sorted(
