@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from hydra.utils import instantiate
+from sklearn.base import clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
@@ -274,7 +275,7 @@ def fit_feature_model(
     copies: pd.DataFrame | None = None,
     source: pd.Series | None = None,
 ) -> FittedModel:
-    """Grid-search ``model`` on the task's training songs (stratified CV) and refit there.
+    """Grid-search ``model`` on the task's training songs (stratified CV) and fit the best.
 
     ``copies`` (feature rows of re-encoded training songs, ids ``<song>#...``) joins only
     the final refit: in CV a song's copies would sit on both sides of a fold. So does the
@@ -292,16 +293,18 @@ def fit_feature_model(
         scoring=str(cfg.scoring),
         cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
         n_jobs=int(cfg.get("n_jobs", 1)),
-        refit=True,
+        # no refit of the best on the plain songs: the model is fitted once, below, on what
+        # it is served with (the copies, weights, a calibration); clone + set_params is
+        # exactly the estimator GridSearchCV's refit would have started from
+        refit=False,
         error_score="raise",
     )
     search.fit(X, y)
     best = {k.removeprefix("clf__"): v for k, v in search.best_params_.items()}
-    pipeline = search.best_estimator_
+    pipeline = clone(search.estimator).set_params(**search.best_params_)
     power, weights = _source_weighting(task, cfg, copies, source)
     if (copies is not None and len(copies)) or weights is not None:
         X, y = with_copies(table, task.ids("train"), task.labels, copies, columns)
-        pipeline = fit_weighted(pipeline, X, y, weights)
     if not hasattr(pipeline.named_steps["clf"], "predict_proba"):
         # e.g. SVC has no probabilities of its own: calibrate the tuned estimator (Platt)
         calibrated = CalibratedClassifierCV(
@@ -310,7 +313,7 @@ def fit_feature_model(
             cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
         )
         pipeline = Pipeline([("scale", pipeline.named_steps["scale"]), ("clf", calibrated)])
-        pipeline = fit_weighted(pipeline, X, y, weights)
+    pipeline = fit_weighted(pipeline, X, y, weights)
     return FittedModel(
         task.name,
         model,
