@@ -35,6 +35,8 @@ from midiml.classify.pipelines import (
     TaskSkipped,
     build_task,
     feature_matrix,
+    load_pickle,
+    save_pickle,
     searched_feature_model,
     with_copies,
 )
@@ -45,7 +47,6 @@ from midiml.classify.source_weighting import (
     source_power,
     training_weights,
 )
-from midiml.io import atomic_path, pickle_ready
 from midiml.represent.features import WORDS_COLUMN
 
 CONCERN = "classification"  # the MLflow concern of every classifier run
@@ -63,21 +64,16 @@ class ModelFit:
 
 
 def task_fits_path(fits_dir: Path, task: str) -> Path:
-    return fits_dir / f"{task}.joblib"
+    return fits_dir / f"{task}.pkl"
 
 
 def save_fit(fit: ModelFit | dict[str, str], path: Path) -> None:
-    import joblib
-
-    with atomic_path(path) as tmp:
-        joblib.dump(pickle_ready(fit), tmp)
+    save_pickle(fit, path)
 
 
 def load_fit(path: Path) -> ModelFit | dict[str, str]:
     """A task's fit, or ``{"skipped": reason}``."""
-    import joblib
-
-    return joblib.load(path)
+    return load_pickle(path)
 
 
 def tasks_of(params: Any, files: pd.DataFrame, splits: pd.DataFrame) -> dict[str, Any]:
