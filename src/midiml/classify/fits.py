@@ -35,8 +35,6 @@ from midiml.classify.pipelines import (
     TaskSkipped,
     build_task,
     feature_matrix,
-    load_pickle,
-    save_pickle,
     searched_feature_model,
     with_copies,
 )
@@ -47,6 +45,7 @@ from midiml.classify.source_weighting import (
     source_power,
     training_weights,
 )
+from midiml.io import atomic_path, pickle_ready
 from midiml.represent.features import WORDS_COLUMN
 
 CONCERN = "classification"  # the MLflow concern of every classifier run
@@ -64,16 +63,21 @@ class ModelFit:
 
 
 def task_fits_path(fits_dir: Path, task: str) -> Path:
-    return fits_dir / f"{task}.pkl"
+    return fits_dir / f"{task}.joblib"
 
 
 def save_fit(fit: ModelFit | dict[str, str], path: Path) -> None:
-    save_pickle(fit, path)
+    import joblib
+
+    with atomic_path(path) as tmp:
+        joblib.dump(pickle_ready(fit), tmp)
 
 
 def load_fit(path: Path) -> ModelFit | dict[str, str]:
     """A task's fit, or ``{"skipped": reason}``."""
-    return load_pickle(path)
+    import joblib
+
+    return joblib.load(path)
 
 
 def tasks_of(params: Any, files: pd.DataFrame, splits: pd.DataFrame) -> dict[str, Any]:

@@ -11,7 +11,6 @@ per class, as on ``data=small``) are skipped with a reason instead of failing th
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -404,29 +403,14 @@ def searched_feature_model(
     return fitted, search
 
 
-def save_pickle(value: Any, path: str | Path) -> None:
-    """``value`` (made ``pickle_ready``) as a plain pickle (protocol 5: arrays in-band; name
-    it ``*.pkl``), which ``load_pickle`` reads with the C unpickler: the served genre vote
-    (100 MB) loads in 0.2 s, where ``joblib.load`` (a Python unpickler) took 3.7 s, for
-    each model file in each stage that reads it."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        pickle.dump(pickle_ready(value), f, protocol=5)
-
-
-def load_pickle(path: str | Path) -> Any:
-    """What ``save_pickle`` wrote; a ``*.joblib`` file (``joblib.dump``, as models were
-    saved before) through ``joblib.load``, which reads plain pickles too."""
-    if Path(path).suffix == ".joblib":
-        import joblib
-
-        return joblib.load(path)
-    with open(path, "rb") as f:
-        return pickle.load(f)
-
-
 def save_model(fitted: FittedModel, path: str | Path) -> None:
-    save_pickle(fitted, path)
+    import joblib
+
+    with atomic_path(path) as tmp:
+        joblib.dump(pickle_ready(fitted), tmp)
 
 
 def load_model(path: str | Path) -> FittedModel:
-    return load_pickle(path)
+    import joblib
+
+    return joblib.load(path)
