@@ -15,8 +15,8 @@ import pytest
 from omegaconf import OmegaConf
 from typer.testing import CliRunner
 
-from midiml.classify.runs import train_all
 from midiml.classify.serving import features_for, read_song
+from midiml.classify.train_all import train_all
 from midiml.cli import app
 from midiml.io import write_json
 from tests.conftest import classifier_models, write_midi

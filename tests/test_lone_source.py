@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from midiml.classify.lone_source import apply_prior, choose_prior, lone_source_classes
 from midiml.classify.pipelines import load_model
-from midiml.classify.runs import train_all
+from midiml.classify.train_all import train_all
 from tests.conftest import classifier_models
 from tests.test_robust_serving import served  # noqa: F401  (the fixture)
 

@@ -15,8 +15,8 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from midiml.classify.robustness import _quiet_worker_recycling
-from midiml.classify.runs import train_all
 from midiml.classify.serving import classify_files, features_for, load_served, read_song
+from midiml.classify.train_all import train_all
 from midiml.io import write_json
 from tests.conftest import classifier_models
 

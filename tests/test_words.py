@@ -207,7 +207,7 @@ def test_blend_keeps_a_frozen_music_model_and_refits_it_when_fresh():
 def blend_run(tmp_path_factory):
     """train_all with two models, their vote and ``classifier.words`` on two genres of hand-made
     songs (two sources each): (params, files, notes, table, manifest, model folder)."""
-    from midiml.classify.runs import train_all
+    from midiml.classify.train_all import train_all
     from tests.conftest import classifier_models
     from tests.test_robust_serving import robust_params, two_genre_songs
 

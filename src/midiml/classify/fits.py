@@ -23,7 +23,7 @@ import pandas as pd
 from hydra.utils import instantiate
 from joblib import Parallel, delayed
 from sklearn.base import clone
-from sklearn.calibration import CalibratedClassifierCV
+from sklearn.calibration import CalibratedClassifierCV as Calibrated
 from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import LabelEncoder
 
@@ -35,7 +35,7 @@ from midiml.classify.pipelines import (
     TaskSkipped,
     build_task,
     feature_matrix,
-    fit_feature_model,
+    searched_feature_model,
     with_copies,
 )
 from midiml.classify.served import WORDS
@@ -97,13 +97,23 @@ def _fold_proba(estimator: Any, X: np.ndarray, y: np.ndarray, X_test: np.ndarray
 
 
 def vote_folds(
-    fitted: FittedModel, task: TaskData, table: pd.DataFrame, seed: int, n_jobs: int = 1
+    fitted: FittedModel,
+    task: TaskData,
+    table: pd.DataFrame,
+    seed: int,
+    n_jobs: int = 1,
+    searched: list[np.ndarray] | None = None,
 ) -> list[np.ndarray] | str:
     """Out-of-fold probabilities (classes in sorted order) of ``fitted``'s model refitted
     with its chosen hyperparameters on each stratified fold of the training songs, exactly as
     the soft vote's cross-validation refits its members (``VotingClassifier`` fits them on
     label-encoded classes; a calibrated SVM's inner folds shrink to the fold's smallest
-    class); or the reason the vote cannot be cross-validated."""
+    class); or the reason the vote cannot be cross-validated.
+
+    ``searched``: the grid search's probabilities of the chosen hyperparameters on these
+    very folds (``pipelines.GridSearch.fold_proba``), the same numbers as a refit gives
+    (classes encoded or not, the same sorted order): taken as they are. Without them (a
+    calibrated SVM, whose grid search fitted it uncalibrated) the model is refitted."""
     X, y = feature_matrix(table, task.ids("train"), fitted.columns), task.y("train")
     folds = fitted.cv_folds
     # an outer fold's training part of a class of n songs has n - ceil(n / folds) of them:
@@ -111,8 +121,10 @@ def vote_folds(
     smallest = int(min(n - -(-n // folds) for n in pd.Series(y).value_counts()))
     if smallest < 2:
         return "too few training songs per class to cross-validate the vote"
+    if searched is not None and not isinstance(fitted.pipeline.named_steps["clf"], Calibrated):
+        return list(searched)
     pipe = clone(fitted.pipeline)
-    if isinstance(pipe.named_steps["clf"], CalibratedClassifierCV):
+    if isinstance(pipe.named_steps["clf"], Calibrated):
         pipe.set_params(
             clf__cv=StratifiedKFold(min(folds, smallest), shuffle=True, random_state=seed)
         )
@@ -135,7 +147,7 @@ def fit_model(
     with ``copies`` (re-encoded training rows), held-out-source refits, the vote's folds."""
     cfg, seed = params.classifier, int(params.seed)
     n_jobs = int(cfg.get("n_jobs", 1))
-    fitted = fit_feature_model(task, model, table, cfg, seed, copies, source)
+    fitted, search = searched_feature_model(task, model, table, cfg, seed, copies, source)
     held, truths = leaf_held_out(
         fitted.pipeline,
         list(fitted.columns),
@@ -147,7 +159,8 @@ def fit_model(
         float(fitted.source_power),
         n_jobs,
     )
-    return ModelFit(fitted, held, truths, vote_folds(fitted, task, table, seed, n_jobs))
+    folds = vote_folds(fitted, task, table, seed, n_jobs, search.fold_proba)
+    return ModelFit(fitted, held, truths, folds)
 
 
 def fit_words(

@@ -3,9 +3,9 @@
 A task is a set of songs with one label each (genre; composer among composers with enough
 pieces; Chopin vs other composers). Each model (logistic regression, random forest, extra
 trees, SVM) is a Pipeline(StandardScaler, estimator), so the scaler is fitted inside every CV
-fold and on the training split only; hyperparameters
-come from GridSearchCV over stratified folds of the training split. Test songs are only
-ever predicted, never fitted. Tasks that the data cannot support (one class, too few songs
+fold and on the training split only; hyperparameters come from a grid search
+(``grid_search``, GridSearchCV's) over stratified folds of the training split. Test songs
+are only ever predicted, never fitted. Tasks that the data cannot support (one class, too few songs
 per class, as on ``data=small``) are skipped with a reason instead of failing the stage.
 """
 
@@ -19,8 +19,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from hydra.utils import instantiate
+from joblib import Parallel, delayed
+from sklearn.base import clone
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.metrics import get_scorer
+from sklearn.model_selection import ParameterGrid, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -265,6 +268,66 @@ def _source_weighting(
     return power, training_weights(task.ids("train"), task.labels, copies, source, power)
 
 
+@dataclass
+class GridSearch:
+    """What the grid search of a model found (``grid_search``)."""
+
+    pipeline: Pipeline  # the best hyperparameters, not fitted
+    best_params: dict[str, Any]  # as the pipeline names them (``clf__C``)
+    best_score: float  # its mean CV score
+    # the best candidate's probabilities (classes in sorted order) on each fold's held-back
+    # songs, fold by fold; None when the estimator has no ``predict_proba`` (SVC)
+    fold_proba: list[np.ndarray] | None
+
+
+def _fold_fit(
+    pipe: Pipeline,
+    X: np.ndarray,  # noqa: N803
+    y: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+    scoring: str,
+) -> tuple[float, np.ndarray | None]:
+    """One candidate on one fold: (its score on the fold's test songs, their probabilities)."""
+    pipe.fit(X[train], y[train])
+    score = float(get_scorer(scoring)(pipe, X[test], y[test]))
+    return score, pipe.predict_proba(X[test]) if hasattr(pipe, "predict_proba") else None
+
+
+def grid_search(
+    pipe: Pipeline,
+    grid: dict[str, list],
+    X: np.ndarray,  # noqa: N803
+    y: np.ndarray,
+    scoring: str,
+    cv: StratifiedKFold,
+    n_jobs: int = 1,
+) -> GridSearch:
+    """``GridSearchCV(pipe, grid, scoring=scoring, cv=cv, refit=False)``: the same fits (a
+    clone per candidate and fold, ``n_jobs`` at a time), the same mean scores and the same
+    choice (the first candidate of the best mean), and in addition the best candidate's
+    out-of-fold probabilities, which the soft vote's cross-validation needs from every
+    member (``fits.vote_folds``): without them it refitted the best candidate on the same
+    folds again."""
+    candidates = list(ParameterGrid(grid))
+    folds = list(cv.split(X, y))
+    done = Parallel(n_jobs=n_jobs)(
+        delayed(_fold_fit)(clone(pipe).set_params(**params), X, y, train, test, scoring)
+        for params in candidates
+        for train, test in folds
+    )
+    scores = np.array([score for score, _ in done]).reshape(len(candidates), len(folds))
+    means = np.average(scores, axis=1)  # as GridSearchCV's mean_test_score
+    best = int(np.argmax(means))  # GridSearchCV: rank 1 (method "min"), the first of ties
+    proba = [p for _, p in done[best * len(folds) : (best + 1) * len(folds)]]
+    return GridSearch(
+        clone(pipe).set_params(**candidates[best]),
+        candidates[best],
+        float(means[best]),
+        None if any(p is None for p in proba) else proba,
+    )
+
+
 def fit_feature_model(
     task: TaskData,
     model: str,
@@ -274,10 +337,24 @@ def fit_feature_model(
     copies: pd.DataFrame | None = None,
     source: pd.Series | None = None,
 ) -> FittedModel:
-    """Grid-search ``model`` on the task's training songs (stratified CV) and refit there.
+    """``searched_feature_model``'s fitted model."""
+    return searched_feature_model(task, model, table, cfg, seed, copies, source)[0]
+
+
+def searched_feature_model(
+    task: TaskData,
+    model: str,
+    table: pd.DataFrame,
+    cfg: Any,
+    seed: int,
+    copies: pd.DataFrame | None = None,
+    source: pd.Series | None = None,
+) -> tuple[FittedModel, GridSearch]:
+    """Grid-search ``model`` on the task's training songs (stratified CV) and fit the best
+    once, on what it is served with; returns it with the search (its folds' probabilities).
 
     ``copies`` (feature rows of re-encoded training songs, ids ``<song>#...``) joins only
-    the final refit: in CV a song's copies would sit on both sides of a fold. So does the
+    the final fit: in CV a song's copies would sit on both sides of a fold. So does the
     weighting of rows by source (``classifier.source_weighting``; ``source``: song ->
     source): the hyperparameters are searched on the plain songs.
     """
@@ -286,22 +363,20 @@ def fit_feature_model(
     folds = cv_folds(y, int(cfg.cv_folds))
     if folds < 2:
         raise TaskSkipped("a class has fewer than 2 training songs: no cross-validation")
-    search = GridSearchCV(
+    search = grid_search(
         make_pipeline(cfg.models[model], cfg.get("scaler")),
         param_grid(cfg.models[model].grid),
-        scoring=str(cfg.scoring),
-        cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
-        n_jobs=int(cfg.get("n_jobs", 1)),
-        refit=True,
-        error_score="raise",
+        X,
+        y,
+        str(cfg.scoring),
+        StratifiedKFold(folds, shuffle=True, random_state=seed),
+        int(cfg.get("n_jobs", 1)),
     )
-    search.fit(X, y)
-    best = {k.removeprefix("clf__"): v for k, v in search.best_params_.items()}
-    pipeline = search.best_estimator_
+    best = {k.removeprefix("clf__"): v for k, v in search.best_params.items()}
+    pipeline = search.pipeline
     power, weights = _source_weighting(task, cfg, copies, source)
     if (copies is not None and len(copies)) or weights is not None:
         X, y = with_copies(table, task.ids("train"), task.labels, copies, columns)
-        pipeline = fit_weighted(pipeline, X, y, weights)
     if not hasattr(pipeline.named_steps["clf"], "predict_proba"):
         # e.g. SVC has no probabilities of its own: calibrate the tuned estimator (Platt)
         calibrated = CalibratedClassifierCV(
@@ -310,8 +385,8 @@ def fit_feature_model(
             cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
         )
         pipeline = Pipeline([("scale", pipeline.named_steps["scale"]), ("clf", calibrated)])
-        pipeline = fit_weighted(pipeline, X, y, weights)
-    return FittedModel(
+    pipeline = fit_weighted(pipeline, X, y, weights)
+    fitted = FittedModel(
         task.name,
         model,
         pipeline,
@@ -320,11 +395,12 @@ def fit_feature_model(
         task.positive,
         task.genres,
         best,
-        float(search.best_score_),
+        search.best_score,
         folds,
         Novelty.fit(feature_matrix(table, task.ids("train"), columns)),
         source_power=power,
     )
+    return fitted, search
 
 
 def save_model(fitted: FittedModel, path: str | Path) -> None:

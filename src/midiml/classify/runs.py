@@ -1,4 +1,4 @@
-"""The classifier stages as functions, and ``train_all``: all of them in one process.
+"""The classifier stages as functions (``train_all.train_all``: all of them in one process).
 
 The stages (``dvc.yaml``), each a value the next reads from disk:
 
@@ -6,7 +6,8 @@ The stages (``dvc.yaml``), each a value the next reads from disk:
    (``write_copies``), and the made-up loops that stand for the one-source genre when the
    served model is chosen;
 2. ``train_classifier@<model>`` (one per key of ``classifier.models``, and ``words``):
-   ``fits.fit_all_tasks``; ``train_classifier_cnn``: ``cnn_fit.train_cnn_tasks``;
+   ``fits.fit_all_tasks``; ``train_classifier_cnn``: ``cnn_fit.train_cnn_tasks`` (not
+   imported here: the feature-model stages need no torch);
 3. ``select_classifiers``: the vote, the blend, class priors, the served model
    (``select_all`` -> ``models/classifiers/``);
 4. ``evaluate_classifiers``: test scores, robustness, the blind folder and the page.
@@ -15,17 +16,14 @@ The stages (``dvc.yaml``), each a value the next reads from disk:
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from midiml.classify.cnn_fit import train_cnn_tasks
 from midiml.classify.fits import (
     WORDS,
-    fit_all_tasks,
     load_fit,
     read_copies,
     task_fits_path,
@@ -178,39 +176,3 @@ def select_all(
     return write_selection(
         entries, models, cnn, cnn_dir, plain(params.get("features", {})), out_dir
     )
-
-
-def train_all(
-    params: Any,
-    files: pd.DataFrame,
-    splits: pd.DataFrame,
-    table: pd.DataFrame,
-    notes: pd.DataFrame | None,
-    out_dir: Path,
-    log=print,
-) -> dict[str, Any]:
-    """Every classifier stage up to the selection, in one process (tests, tools): the same
-    functions the stages call, with their outputs in a temporary folder; the served models
-    go to ``out_dir``. Returns the manifest."""
-    with tempfile.TemporaryDirectory(prefix="midiml-classifiers-") as tmp:
-        copies_dir, fits_dir = Path(tmp) / "copies", Path(tmp) / "fits"
-        copies_dir.mkdir()
-        write_copies(params, files, splits, notes, copies_dir, log)
-        for model in fitted_models(params):
-            (fits_dir / model).mkdir(parents=True)
-            fit_all_tasks(params, model, files, splits, table, copies_dir, fits_dir / model, log)
-        (fits_dir / "cnn").mkdir(parents=True)
-        cnn = params.classifier.get("cnn")
-        if notes is not None and cnn and cnn.get("tasks"):
-            tests_dir = Path(tmp) / "test_copies"
-            write_test_copies(params, files, splits, notes, tests_dir)
-            train_cnn_tasks(
-                params,
-                tasks_of(params, files, splits),
-                files,
-                notes,
-                fits_dir / "cnn",
-                log,
-                {ROBUSTNESS_TASK: read_test_copies(tests_dir)},
-            )
-        return select_all(params, files, splits, table, copies_dir, fits_dir, out_dir, log)
