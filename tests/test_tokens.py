@@ -76,50 +76,125 @@ def test_multitrack_tokens_round_trip(tokenizer, tmp_path):
     ]
 
 
-def tiny_network(tokenizer, context: int = 48, copy: bool = False):
+def tiny_network(tokenizer, context: int = 48, copy: bool = False, bar_positions: int = 0):
     import torch
 
     from midiml.generate.transformer_network import TransformerNetwork
 
     torch.manual_seed(0)
     net = TransformerNetwork(
-        len(tokenizer) + len(GENRES), context, 32, 2, 4, 0.0, copy=copy, d_copy=8
-    ).eval()
+        len(tokenizer) + len(GENRES), context, 32, 2, 4, 0.0, copy=copy, d_copy=8,
+        bar_positions=bar_positions,
+    ).eval()  # fmt: skip
     with torch.no_grad():  # larger weights than the init, so differences would show
         for p in net.parameters():
             p.add_(torch.randn_like(p) * 0.05)
     return net
 
 
-@pytest.mark.parametrize("copy", [False, True])
-def test_numpy_runtime_equals_torch(tokenizer, copy):
+@pytest.mark.parametrize(("copy", "bar_positions"), [(False, 0), (True, 0), (True, 33)])
+def test_numpy_runtime_equals_torch(tokenizer, copy, bar_positions):
     """Logits (log-probabilities with the copy head) of numpy == torch: full pass, through
-    the KV (and copy) cache step by step, torch's own cache path, greedy tokens."""
+    the KV (and copy) cache step by step, torch's own cache path, greedy tokens; with bar
+    positions as an input too."""
     import torch
 
-    net = tiny_network(tokenizer, copy=copy)
+    net = tiny_network(tokenizer, copy=copy, bar_positions=bar_positions)
     fast = NumpyTransformer(net.numpy_weights(), net.config)
     ids = np.random.default_rng(0).integers(0, len(tokenizer), size=(2, 40))
+    bars = np.random.default_rng(1).integers(0, 33, size=(2, 40)) if bar_positions else None
+    tb = None if bars is None else torch.from_numpy(bars)
     with torch.no_grad():
-        want, _ = net(torch.from_numpy(ids))
-    got = fast.forward(ids, fast.new_cache(2, 48), 0)
+        want, _ = net(torch.from_numpy(ids), bars=tb)
+    got = fast.forward(ids, fast.new_cache(2, 48), 0, bars)
     np.testing.assert_allclose(got, want.numpy(), atol=2e-4, rtol=1e-4)
     # KV cache: 30 tokens at once, then one at a time
     cache = fast.new_cache(2, 48)
-    steps = [fast.forward(ids[:, :30], cache, 0)[:, -1]]
-    steps += [fast.forward(ids[:, i : i + 1], cache, i)[:, -1] for i in range(30, 40)]
+
+    def at(a, b):
+        return None if bars is None else bars[:, a:b]
+
+    steps = [fast.forward(ids[:, :30], cache, 0, at(0, 30))[:, -1]]
+    steps += [fast.forward(ids[:, i : i + 1], cache, i, at(i, i + 1))[:, -1] for i in range(30, 40)]
     np.testing.assert_allclose(np.stack(steps[1:], 1), want.numpy()[:, 30:], atol=2e-4, rtol=1e-4)
     # the torch cache path too, and greedy decoding picks the same tokens
     with torch.no_grad():
-        _, tcache = net(torch.from_numpy(ids[:, :30]))
-        step, _ = net(torch.from_numpy(ids[:, 30:31]), tcache, 30)
+        tb30 = None if tb is None else tb[:, :30]
+        _, tcache = net(torch.from_numpy(ids[:, :30]), bars=tb30)
+        step, _ = net(
+            torch.from_numpy(ids[:, 30:31]), tcache, 30, None if tb is None else tb[:, 30:31]
+        )
     np.testing.assert_allclose(step[:, 0].numpy(), want[:, 30].numpy(), atol=1e-4)
     assert (got.argmax(-1) == want.numpy().argmax(-1)).all()
 
 
-def continuer(tokenizer, context: int = 48, copy: bool = False) -> TransformerContinuer:
-    net = tiny_network(tokenizer, context, copy)
+def continuer(
+    tokenizer, context: int = 48, copy: bool = False, bar_positions: int = 0
+) -> TransformerContinuer:
+    net = tiny_network(tokenizer, context, copy, bar_positions)
     return TransformerContinuer(net.numpy_weights(), net.config, tokenizer, GENRES)
+
+
+def test_bar_positions_follow_the_remi_state(tokenizer):
+    """After each id: 0 after a Bar or a special token, k + 1 after Position_k, unchanged by
+    note tokens; BPE ids that merge a Position (or a Bar) into notes count too."""
+    cont = continuer(tokenizer)
+    g = cont.grammar
+    base = tk.base_ids(tokenizer, tk.notes_to_score(band_notes(2)))
+    ids = np.r_[cont.genre_id("lofi"), cont.bos, tk.bpe_encode(tokenizer, [base])[0]]
+    want, pos = [], -1
+    for i in ids:  # base token by base token, the state after the id's last one
+        if g.special[i]:
+            pos = -1
+        for b in g.expand[i] if i < len(g.expand) else []:
+            if g.types[b] == tk.BAR:
+                pos = -1
+            elif g.types[b] == tk.POSITION:
+                pos = int(g.values[b])
+        want.append(pos + 1)
+    got = g.bar_positions(ids)
+    assert got.tolist() == want
+    assert got.max() == 29  # the bass's last 8th (beat 3.5 = position 28) + 1
+    assert any(len(g.expand[i]) > 1 and g.first_pos[i] >= 0 for i in ids[2:])  # merged ids
+
+
+def test_sampling_feeds_the_bar_positions_training_computes(tokenizer):
+    """The network reads, at every step of sampling (cache, slides of the window), the bar
+    positions that Grammar.bar_positions gives the whole sequence in training."""
+    cont = continuer(tokenizer, context=16, bar_positions=33)  # slides often
+    g, fed = cont.grammar, []
+    forward = cont.net.forward
+
+    def spy(ids, cache, start, bars=None):
+        fed.append((np.asarray(ids).copy(), np.asarray(bars).copy(), start))
+        return forward(ids, cache, start, bars)
+
+    cont.net.forward = spy
+    prompt = band_notes(6, 1)
+    base = tk.base_ids(tokenizer, tk.notes_to_score(prompt))
+    ids = [cont.bos, *(int(i) for i in tk.bpe_encode(tokenizer, [base])[0])]
+    assert len(ids) > 12  # longer than 3/4 of the context: the prompt's window is its end
+    gid = cont.genre_id("lofi")
+    (new,) = cont.sample(ids, gid, 24.0, 40.0, _programs(prompt), 1, 1.5, 1.0, 0)
+    seq = np.asarray([gid, *ids, *new])
+    want = g.bar_positions(seq)
+    first_ids, first_bars, _ = fed[0]  # the prompt's window (its last ids when it is long)
+    n = first_ids.shape[1] - 1
+    assert (
+        first_bars[0, 0] == 0 and (first_bars[0, 1:] == want[len(ids) + 1 - n : len(ids) + 1]).all()
+    )
+    assert len(fed) == len(new)  # every drawn id but the last is fed once
+    slides = 0
+    for k, (step_ids, bars, start) in enumerate(fed[1:]):
+        at = len(ids) + 1 + k  # the k-th new id in the whole sequence
+        if start > 0:  # one new id through the cache
+            assert step_ids[0, 0] == seq[at] and bars[0, 0] == want[at]
+        else:  # the window slid: the genre id + the sequence's last ids up to this one
+            slides += 1
+            n = step_ids.shape[1] - 1
+            assert (step_ids[0, 1:] == seq[at + 1 - n : at + 1]).all()
+            assert bars[0, 0] == 0 and (bars[0, 1:] == want[at + 1 - n : at + 1]).all()
+    assert slides >= 2
 
 
 @pytest.mark.parametrize(("seed", "copy"), [(0, False), (1, False), (2, True)])
