@@ -8,6 +8,7 @@ import pytest
 
 pytest.importorskip("miditok")
 
+from midiml.generate import transformer_numpy as tn  # noqa: E402
 from midiml.generate.transformer_numpy import NumpyTransformer, TransformerContinuer  # noqa: E402
 from midiml.represent import tokens as tk  # noqa: E402
 
@@ -228,6 +229,26 @@ def test_sampling_emits_only_valid_successions_of_the_prompts_instruments(tokeni
             (0, True),
         }
         assert song["onset_s"].max() < end * 0.5 + 8.0 + 1e-6
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_pitch_struck_again_at_one_onset_of_an_instrument_is_one_note(tokenizer, seed):
+    """One new track per instrument plays a repeated (instrument, pitch, onset) as one note:
+    the continuation keeps one of each, the longest (an untrained model at a high temperature
+    repeats some)."""
+    cont = continuer(tokenizer, copy=True)
+    songs = cont.continue_songs(band_notes(2), 16.0, n=3, temperature=3.0, top_p=1.0, seed=seed)
+    for song in songs:
+        key = np.stack([song["program"], song["is_drum"], song["pitch"], song["onset_beats"]], 1)
+        assert len(key) > 20 and len(np.unique(key, axis=0)) == len(key)
+    dup = {
+        "pitch": np.array([60.0, 60, 60, 64]),
+        "velocity": np.full(4, 80.0),
+        "onset_beats": np.array([0.0, 0, 0, 0]),
+        "duration_beats": np.array([1.0, 2, 2, 1]),
+        "program": np.array([0.0, 0, 33, 0]),
+    }
+    assert tn._struck_again(dup).tolist() == [True, False, False, False]
 
 
 def _programs(notes) -> np.ndarray:

@@ -10,7 +10,11 @@ into notes of the prompt's instruments on the prompt's clock.
 Sampling masks, per step and per variation, every token whose first base token may not
 follow the previous token's last (REMI grammar), that would go back in time within a bar,
 start a note before the prompt's end, or play an instrument (program) the prompt does not
-have; genre, BOS, EOS and PAD are never drawn.
+have; genre, BOS, EOS and PAD are never drawn. Decoding keeps one note of an instrument
+per pitch and onset: its new track would play a repeat as the same note (sampled freely,
+39 % of the validation continuations' notes were such repeats; masking them in sampling
+instead turned the model's stuck chords into clusters: lower harmony, benchmarks/
+token_diagnosis.py).
 """
 
 from __future__ import annotations
@@ -423,6 +427,7 @@ class TransformerContinuer:
         notes = tk.decode_notes([*base, *g.base_ids(new)], g.types, g.values, g.res)
         keep = np.arange(len(notes["pitch"])) >= _n_notes(base, g.types)
         keep &= (notes["onset_beats"] >= start_beat - 1e-9) & (notes["onset_beats"] < end_beat)
+        keep &= ~_struck_again(notes)
         return _to_columns({k: v[keep] for k, v in notes.items()}, offset, clock)
 
     def continue_song(
@@ -551,6 +556,18 @@ def _prompt_columns(notes: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
             cols["duration_s"] * 2.0,
         )
     return cols
+
+
+def _struck_again(notes: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Notes of an instrument at a pitch and onset another (longer, or as long and earlier)
+    one already has: one track per instrument plays them as one note, so they are not kept
+    (nor counted as notes by the evaluation)."""
+    key = np.stack([notes["program"], notes["pitch"], np.round(notes["onset_beats"] * 96)], 1)
+    order = np.lexsort((np.arange(len(key)), -np.asarray(notes["duration_beats"])))
+    _, first = np.unique(key[order], axis=0, return_index=True)
+    again = np.ones(len(key), bool)
+    again[order[first]] = False
+    return again
 
 
 def _n_notes(base: np.ndarray, types: np.ndarray) -> int:
