@@ -272,6 +272,34 @@ def test_continue_notes_and_genres(tokenizer):
         cont.continue_notes(melody, 2.0, genre="polka")
 
 
+def test_training_windows_carry_the_bar_positions_of_their_song(tokenizer):
+    """A window that starts mid-song (mid-bar) gets the bar positions counted from its song's
+    start, the genre id and padding 0: what sampling feeds the network."""
+    import pandas as pd
+
+    from midiml.generate.transformer import TokenWindows
+
+    notes = pd.concat(
+        [pd.DataFrame(band_notes(4, k)).assign(file_id=f) for k, f in enumerate("ab")]
+    )
+    splits = pd.DataFrame({"file_id": ["a", "b"], "split": "train", "genre": "lofi"})
+    tok = tk.make_tokenizer()
+    data = tk.build_token_dataset(notes, splits, tok, GENRES, 0, (0, 0), 4, 450)
+    g = tn.Grammar(tok, len(GENRES))
+    bars = g.bar_positions(data["ids"])
+    windows = TokenWindows(data, "train", 8, 20, 0, bars)
+    for i in range(len(windows)):
+        item = windows[i].numpy()
+        s = int(windows.starts[i])
+        song = int(np.searchsorted(data["offsets"], s, side="right")) - 1
+        own = g.bar_positions(data["ids"][data["offsets"][song] : data["offsets"][song + 1]])
+        n = int((item[0, 1:] != 0).sum())
+        assert item[0, 0] == data["ids"][data["offsets"][song]]  # the genre id
+        assert item[1, 0] == 0 and (item[1, n + 1 :] == 0).all()
+        assert (item[1, 1 : n + 1] == own[s - data["offsets"][song] :][:n]).all()
+    assert (windows.starts > data["offsets"][:-1].min() + 2).any()  # some start mid-song
+
+
 def test_transformer_trains_exports_and_resumes(tokenizer, tmp_path):
     """The stage's path on a tiny song set: checkpoint, weights.npz, tokenizer, meta; the
     saved model continues; a resumed run starts from last.ckpt."""
