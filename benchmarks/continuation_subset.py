@@ -13,8 +13,6 @@ import argparse
 import json
 from pathlib import Path
 
-import pandas as pd
-
 from midiml.config import load_params
 from midiml.evaluate import continuation as cm
 from midiml.generate import continuation_eval as ce
@@ -27,19 +25,7 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="write the table here")
     args = ap.parse_args()
     cfg = load_params().model.continuation_eval
-    splits = pd.read_parquet("data/interim/splits.parquet")
-    test_ids = sorted(splits.loc[splits["split"] == "test", "file_id"])
-    notes = pd.read_parquet(
-        "data/interim/notes.parquet",
-        columns=["file_id", *ce.COLUMNS],
-        filters=[("file_id", "in", test_ids)],
-    )
-    files = pd.read_parquet("data/interim/files.parquet")
-    sources = {str(g): list(v) for g, v in (cfg.sources or {}).items()}
-    cuts = ce.held_out_cuts(
-        notes, splits, files, sources, int(cfg.songs_per_genre), int(cfg.prompt_bars),
-        float(cfg.seconds), int(cfg.min_notes), int(cfg.seed),
-    )  # fmt: skip
+    cuts = ce.load_cuts(cfg, "test")
     seeds = [int(cfg.seed) + i for i in range(int(cfg.seeds))]
     samples, rows, seconds = ce.run_rows(
         cuts, Path(args.models_dir), args.models, seeds, float(cfg.temperature), float(cfg.top_p)

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from midiml import tracking
 from midiml.config import load_params
@@ -50,7 +49,6 @@ from midiml.represent.audio import render_wav
 from midiml.represent.windows import EventData
 
 MODELS = Path("models/generators")
-FILES = Path("data/interim/files.parquet")
 TOKENS = Path("data/processed/tokens.npz")
 DEFAULT_CHOICE = MODELS.parent / DEFAULT_CHOICE_FILE
 
@@ -96,19 +94,7 @@ def continuation_section(
     """Every saved generator (with and without guards), the references and the floor continue
     the same held-out songs cut at a bar line; measured against the real continuations."""
     cfg = params.model.continuation_eval
-    splits = pd.read_parquet("data/interim/splits.parquet")
-    test_ids = sorted(splits.loc[splits["split"] == "test", "file_id"])
-    notes = pd.read_parquet(
-        "data/interim/notes.parquet",
-        columns=["file_id", *ce.COLUMNS],
-        filters=[("file_id", "in", test_ids)],
-    )
-    files = pd.read_parquet(FILES) if FILES.exists() else None
-    sources = {str(g): list(v) for g, v in (cfg.sources or {}).items()}
-    cuts = ce.held_out_cuts(
-        notes, splits, files, sources, int(cfg.songs_per_genre), int(cfg.prompt_bars),
-        float(cfg.seconds), int(cfg.min_notes), int(cfg.seed),
-    )  # fmt: skip
+    cuts = ce.load_cuts(cfg, "test")
     seeds = [int(cfg.seed) + i for i in range(int(cfg.seeds))]
     samples, rows, seconds = ce.run_rows(
         cuts, MODELS, saved_models(MODELS), seeds, float(cfg.temperature), float(cfg.top_p)

@@ -8,6 +8,7 @@ import pytest
 
 pytest.importorskip("miditok")
 
+from midiml.generate import transformer_numpy as tn  # noqa: E402
 from midiml.generate.transformer_numpy import NumpyTransformer, TransformerContinuer  # noqa: E402
 from midiml.represent import tokens as tk  # noqa: E402
 
@@ -76,50 +77,125 @@ def test_multitrack_tokens_round_trip(tokenizer, tmp_path):
     ]
 
 
-def tiny_network(tokenizer, context: int = 48, copy: bool = False):
+def tiny_network(tokenizer, context: int = 48, copy: bool = False, bar_positions: int = 0):
     import torch
 
     from midiml.generate.transformer_network import TransformerNetwork
 
     torch.manual_seed(0)
     net = TransformerNetwork(
-        len(tokenizer) + len(GENRES), context, 32, 2, 4, 0.0, copy=copy, d_copy=8
-    ).eval()
+        len(tokenizer) + len(GENRES), context, 32, 2, 4, 0.0, copy=copy, d_copy=8,
+        bar_positions=bar_positions,
+    ).eval()  # fmt: skip
     with torch.no_grad():  # larger weights than the init, so differences would show
         for p in net.parameters():
             p.add_(torch.randn_like(p) * 0.05)
     return net
 
 
-@pytest.mark.parametrize("copy", [False, True])
-def test_numpy_runtime_equals_torch(tokenizer, copy):
+@pytest.mark.parametrize(("copy", "bar_positions"), [(False, 0), (True, 0), (True, 33)])
+def test_numpy_runtime_equals_torch(tokenizer, copy, bar_positions):
     """Logits (log-probabilities with the copy head) of numpy == torch: full pass, through
-    the KV (and copy) cache step by step, torch's own cache path, greedy tokens."""
+    the KV (and copy) cache step by step, torch's own cache path, greedy tokens; with bar
+    positions as an input too."""
     import torch
 
-    net = tiny_network(tokenizer, copy=copy)
+    net = tiny_network(tokenizer, copy=copy, bar_positions=bar_positions)
     fast = NumpyTransformer(net.numpy_weights(), net.config)
     ids = np.random.default_rng(0).integers(0, len(tokenizer), size=(2, 40))
+    bars = np.random.default_rng(1).integers(0, 33, size=(2, 40)) if bar_positions else None
+    tb = None if bars is None else torch.from_numpy(bars)
     with torch.no_grad():
-        want, _ = net(torch.from_numpy(ids))
-    got = fast.forward(ids, fast.new_cache(2, 48), 0)
+        want, _ = net(torch.from_numpy(ids), bars=tb)
+    got = fast.forward(ids, fast.new_cache(2, 48), 0, bars)
     np.testing.assert_allclose(got, want.numpy(), atol=2e-4, rtol=1e-4)
     # KV cache: 30 tokens at once, then one at a time
     cache = fast.new_cache(2, 48)
-    steps = [fast.forward(ids[:, :30], cache, 0)[:, -1]]
-    steps += [fast.forward(ids[:, i : i + 1], cache, i)[:, -1] for i in range(30, 40)]
+
+    def at(a, b):
+        return None if bars is None else bars[:, a:b]
+
+    steps = [fast.forward(ids[:, :30], cache, 0, at(0, 30))[:, -1]]
+    steps += [fast.forward(ids[:, i : i + 1], cache, i, at(i, i + 1))[:, -1] for i in range(30, 40)]
     np.testing.assert_allclose(np.stack(steps[1:], 1), want.numpy()[:, 30:], atol=2e-4, rtol=1e-4)
     # the torch cache path too, and greedy decoding picks the same tokens
     with torch.no_grad():
-        _, tcache = net(torch.from_numpy(ids[:, :30]))
-        step, _ = net(torch.from_numpy(ids[:, 30:31]), tcache, 30)
+        tb30 = None if tb is None else tb[:, :30]
+        _, tcache = net(torch.from_numpy(ids[:, :30]), bars=tb30)
+        step, _ = net(
+            torch.from_numpy(ids[:, 30:31]), tcache, 30, None if tb is None else tb[:, 30:31]
+        )
     np.testing.assert_allclose(step[:, 0].numpy(), want[:, 30].numpy(), atol=1e-4)
     assert (got.argmax(-1) == want.numpy().argmax(-1)).all()
 
 
-def continuer(tokenizer, context: int = 48, copy: bool = False) -> TransformerContinuer:
-    net = tiny_network(tokenizer, context, copy)
+def continuer(
+    tokenizer, context: int = 48, copy: bool = False, bar_positions: int = 0
+) -> TransformerContinuer:
+    net = tiny_network(tokenizer, context, copy, bar_positions)
     return TransformerContinuer(net.numpy_weights(), net.config, tokenizer, GENRES)
+
+
+def test_bar_positions_follow_the_remi_state(tokenizer):
+    """After each id: 0 after a Bar or a special token, k + 1 after Position_k, unchanged by
+    note tokens; BPE ids that merge a Position (or a Bar) into notes count too."""
+    cont = continuer(tokenizer)
+    g = cont.grammar
+    base = tk.base_ids(tokenizer, tk.notes_to_score(band_notes(2)))
+    ids = np.r_[cont.genre_id("lofi"), cont.bos, tk.bpe_encode(tokenizer, [base])[0]]
+    want, pos = [], -1
+    for i in ids:  # base token by base token, the state after the id's last one
+        if g.special[i]:
+            pos = -1
+        for b in g.expand[i] if i < len(g.expand) else []:
+            if g.types[b] == tk.BAR:
+                pos = -1
+            elif g.types[b] == tk.POSITION:
+                pos = int(g.values[b])
+        want.append(pos + 1)
+    got = g.bar_positions(ids)
+    assert got.tolist() == want
+    assert got.max() == 29  # the bass's last 8th (beat 3.5 = position 28) + 1
+    assert any(len(g.expand[i]) > 1 and g.first_pos[i] >= 0 for i in ids[2:])  # merged ids
+
+
+def test_sampling_feeds_the_bar_positions_training_computes(tokenizer):
+    """The network reads, at every step of sampling (cache, slides of the window), the bar
+    positions that Grammar.bar_positions gives the whole sequence in training."""
+    cont = continuer(tokenizer, context=16, bar_positions=33)  # slides often
+    g, fed = cont.grammar, []
+    forward = cont.net.forward
+
+    def spy(ids, cache, start, bars=None):
+        fed.append((np.asarray(ids).copy(), np.asarray(bars).copy(), start))
+        return forward(ids, cache, start, bars)
+
+    cont.net.forward = spy
+    prompt = band_notes(6, 1)
+    base = tk.base_ids(tokenizer, tk.notes_to_score(prompt))
+    ids = [cont.bos, *(int(i) for i in tk.bpe_encode(tokenizer, [base])[0])]
+    assert len(ids) > 12  # longer than 3/4 of the context: the prompt's window is its end
+    gid = cont.genre_id("lofi")
+    (new,) = cont.sample(ids, gid, 24.0, 40.0, _programs(prompt), 1, 1.5, 1.0, 0)
+    seq = np.asarray([gid, *ids, *new])
+    want = g.bar_positions(seq)
+    first_ids, first_bars, _ = fed[0]  # the prompt's window (its last ids when it is long)
+    n = first_ids.shape[1] - 1
+    assert (
+        first_bars[0, 0] == 0 and (first_bars[0, 1:] == want[len(ids) + 1 - n : len(ids) + 1]).all()
+    )
+    assert len(fed) == len(new)  # every drawn id but the last is fed once
+    slides = 0
+    for k, (step_ids, bars, start) in enumerate(fed[1:]):
+        at = len(ids) + 1 + k  # the k-th new id in the whole sequence
+        if start > 0:  # one new id through the cache
+            assert step_ids[0, 0] == seq[at] and bars[0, 0] == want[at]
+        else:  # the window slid: the genre id + the sequence's last ids up to this one
+            slides += 1
+            n = step_ids.shape[1] - 1
+            assert (step_ids[0, 1:] == seq[at + 1 - n : at + 1]).all()
+            assert bars[0, 0] == 0 and (bars[0, 1:] == want[at + 1 - n : at + 1]).all()
+    assert slides >= 2
 
 
 @pytest.mark.parametrize(("seed", "copy"), [(0, False), (1, False), (2, True)])
@@ -155,6 +231,26 @@ def test_sampling_emits_only_valid_successions_of_the_prompts_instruments(tokeni
         assert song["onset_s"].max() < end * 0.5 + 8.0 + 1e-6
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_pitch_struck_again_at_one_onset_of_an_instrument_is_one_note(tokenizer, seed):
+    """One new track per instrument plays a repeated (instrument, pitch, onset) as one note:
+    the continuation keeps one of each, the longest (an untrained model at a high temperature
+    repeats some)."""
+    cont = continuer(tokenizer, copy=True)
+    songs = cont.continue_songs(band_notes(2), 16.0, n=3, temperature=3.0, top_p=1.0, seed=seed)
+    for song in songs:
+        key = np.stack([song["program"], song["is_drum"], song["pitch"], song["onset_beats"]], 1)
+        assert len(key) > 20 and len(np.unique(key, axis=0)) == len(key)
+    dup = {
+        "pitch": np.array([60.0, 60, 60, 64]),
+        "velocity": np.full(4, 80.0),
+        "onset_beats": np.array([0.0, 0, 0, 0]),
+        "duration_beats": np.array([1.0, 2, 2, 1]),
+        "program": np.array([0.0, 0, 33, 0]),
+    }
+    assert tn._struck_again(dup).tolist() == [True, False, False, False]
+
+
 def _programs(notes) -> np.ndarray:
     out = np.zeros(129, bool)
     out[np.where(notes["is_drum"], -1, notes["program"]).astype(int) + 1] = True
@@ -174,6 +270,34 @@ def test_continue_notes_and_genres(tokenizer):
     assert new["onset_s"].min() >= 1.5 - 1e-9 and not new["is_drum"].any()
     with pytest.raises(ValueError, match="unknown genre"):
         cont.continue_notes(melody, 2.0, genre="polka")
+
+
+def test_training_windows_carry_the_bar_positions_of_their_song(tokenizer):
+    """A window that starts mid-song (mid-bar) gets the bar positions counted from its song's
+    start, the genre id and padding 0: what sampling feeds the network."""
+    import pandas as pd
+
+    from midiml.generate.transformer import TokenWindows
+
+    notes = pd.concat(
+        [pd.DataFrame(band_notes(4, k)).assign(file_id=f) for k, f in enumerate("ab")]
+    )
+    splits = pd.DataFrame({"file_id": ["a", "b"], "split": "train", "genre": "lofi"})
+    tok = tk.make_tokenizer()
+    data = tk.build_token_dataset(notes, splits, tok, GENRES, 0, (0, 0), 4, 450)
+    g = tn.Grammar(tok, len(GENRES))
+    bars = g.bar_positions(data["ids"])
+    windows = TokenWindows(data, "train", 8, 20, 0, bars)
+    for i in range(len(windows)):
+        item = windows[i].numpy()
+        s = int(windows.starts[i])
+        song = int(np.searchsorted(data["offsets"], s, side="right")) - 1
+        own = g.bar_positions(data["ids"][data["offsets"][song] : data["offsets"][song + 1]])
+        n = int((item[0, 1:] != 0).sum())
+        assert item[0, 0] == data["ids"][data["offsets"][song]]  # the genre id
+        assert item[1, 0] == 0 and (item[1, n + 1 :] == 0).all()
+        assert (item[1, 1 : n + 1] == own[s - data["offsets"][song] :][:n]).all()
+    assert (windows.starts > data["offsets"][:-1].min() + 2).any()  # some start mid-song
 
 
 def test_transformer_trains_exports_and_resumes(tokenizer, tmp_path):

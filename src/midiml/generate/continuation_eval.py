@@ -27,9 +27,11 @@ import hashlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from midiml.generate.continuation import load_continuer
 from midiml.generate.prompted import SamplingGuards
@@ -47,6 +49,7 @@ COLUMNS = (
 NoteArrays = dict[str, np.ndarray]
 DEFAULT_BEATS_PER_BAR = 4.0
 NO_GUARDS = SamplingGuards(False, False, False, False)
+INTERIM = Path("data/interim")
 
 
 class BeatClock:
@@ -155,11 +158,12 @@ def held_out_cuts(
     seconds: float,
     min_notes: int = 8,
     seed: int = 0,
+    split: str = "test",
 ) -> list[Cut]:
-    """Up to ``n_per_genre`` cuts per genre of test-split songs, taken in turn from the
-    genre's ``sources`` (each in a seeded hash order; all test songs of the genre when no
-    source is listed or none of the listed has test songs). pandas tables in."""
-    test = splits.loc[splits["split"] == "test", ["file_id", "genre"]]
+    """Up to ``n_per_genre`` cuts per genre of ``split`` songs, taken in turn from the
+    genre's ``sources`` (each in a seeded hash order; all the split's songs of the genre when
+    no source is listed or none of the listed has songs there). pandas tables in."""
+    test = splits.loc[splits["split"] == split, ["file_id", "genre"]]
     meta = test.set_index("file_id")
     meta["source"] = meta["genre"]
     meta["bar"] = DEFAULT_BEATS_PER_BAR
@@ -197,6 +201,33 @@ def held_out_cuts(
                     cuts.append(cut)
                     taken += 1
     return cuts
+
+
+def load_cuts(
+    cfg: Mapping[str, Any],
+    split: str = "test",
+    n_per_genre: int | None = None,
+    seed: int | None = None,
+    interim: Path = INTERIM,
+) -> list[Cut]:
+    """The evaluation's cuts (``model.continuation_eval`` settings ``cfg``) of one split's
+    songs, read from the pipeline's tables (notes of that split only; files.parquet for the
+    sources and bars when it exists). ``evaluate_generators`` and the benchmarks read the
+    held-out songs through this one loader; choose decoding on ``split="val"``."""
+    splits = pd.read_parquet(interim / "splits.parquet")
+    ids = sorted(splits.loc[splits["split"] == split, "file_id"])
+    notes = pd.read_parquet(
+        interim / "notes.parquet", columns=["file_id", *COLUMNS], filters=[("file_id", "in", ids)]
+    )
+    files_path = interim / "files.parquet"
+    files = pd.read_parquet(files_path) if files_path.exists() else None
+    sources = {str(g): list(v) for g, v in (cfg.get("sources") or {}).items()}
+    return held_out_cuts(
+        notes, splits, files, sources,
+        int(cfg["songs_per_genre"] if n_per_genre is None else n_per_genre),
+        int(cfg["prompt_bars"]), float(cfg["seconds"]), int(cfg.get("min_notes", 8)),
+        int(cfg["seed"] if seed is None else seed), split,
+    )  # fmt: skip
 
 
 def _moved(notes: NoteArrays, ds: float, db: float) -> NoteArrays:

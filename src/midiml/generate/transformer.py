@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
 from midiml.generate.transformer_network import TransformerNetwork
-from midiml.generate.transformer_numpy import TransformerContinuer, save_model
+from midiml.generate.transformer_numpy import Grammar, TransformerContinuer, save_model
 from midiml.represent import tokens as tk
 from midiml.training import fit_lightning
 
@@ -48,7 +48,9 @@ class TokenTransformer(L.LightningModule):
         self.net = net
 
     def _loss(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.net.nll(batch[:, :-1], batch[:, 1:], PAD)
+        """``batch`` (B, 2, T + 1): the windows' ids and their bar positions."""
+        ids, bars = batch[:, 0], batch[:, 1]
+        return self.net.nll(ids[:, :-1], ids[:, 1:], PAD, bars[:, :-1])
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         loss = self._loss(batch)
@@ -80,16 +82,26 @@ class TokenTransformer(L.LightningModule):
 
 
 class TokenWindows(Dataset):
-    """Windows ``[Genre] + ids[s : s + context]`` of the songs of one split.
+    """Windows ``[Genre] + ids[s : s + context]`` of the songs of one split, each item
+    (2, context + 1): the ids and their bar positions (``bar_positions``, one per id of
+    ``data["ids"]``: where in its bar the music is after the id, counted from the song's
+    start, so a window that begins mid-bar knows it too).
 
     Training draws ``n_windows`` random starts per epoch (seeded per epoch); validation uses
     its own fixed draw, so its loss is comparable between epochs. Short songs are padded.
     """
 
     def __init__(
-        self, data: dict[str, np.ndarray], split: str, context: int, n_windows: int, seed: int
+        self,
+        data: dict[str, np.ndarray],
+        split: str,
+        context: int,
+        n_windows: int,
+        seed: int,
+        bar_positions: np.ndarray,
     ) -> None:
         self.ids = data["ids"].astype(np.int64)
+        self.bars = np.asarray(bar_positions, np.int64)
         self.context = context
         rows = np.flatnonzero(data["splits"] == split)
         lo, hi = data["offsets"][rows], data["offsets"][rows + 1]
@@ -105,10 +117,11 @@ class TokenWindows(Dataset):
 
     def __getitem__(self, i: int) -> torch.Tensor:
         s, e = int(self.starts[i]), int(self.ends[i])
-        body = self.ids[s : min(s + self.context, e)]
-        out = np.full(self.context + 1, PAD, np.int64)
-        out[0] = self.ids[self.genre_pos[i]]
-        out[1 : 1 + len(body)] = body
+        stop = min(s + self.context, e)
+        out = np.zeros((2, self.context + 1), np.int64)  # PAD, bar position 0
+        out[0, 0] = self.ids[self.genre_pos[i]]
+        out[0, 1 : 1 + stop - s] = self.ids[s:stop]
+        out[1, 1 : 1 + stop - s] = self.bars[s:stop]
         return torch.from_numpy(out)
 
 
@@ -122,9 +135,11 @@ class TokenDataModule(L.LightningDataModule):
         val_windows: int = 400,
         passes: float = 0.25,
         seed: int = 0,
+        tokenizer_path: str = "data/processed/tokenizer.json",
     ) -> None:
         super().__init__()
         self.path, self.context, self.batch_size = path, context, batch_size
+        self.tokenizer_path = tokenizer_path
         self.train_windows, self.val_windows, self.seed = train_windows, val_windows, seed
         self.passes = passes
 
@@ -137,15 +152,20 @@ class TokenDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         z = np.load(self.path)
         self.data = {k: z[k] for k in z.files}
+        tokenizer, genres = tk.load_tokenizer(self.tokenizer_path)
+        self.bar_positions = Grammar(tokenizer, len(genres)).bar_positions(self.data["ids"])
         self.train_windows = self._windows("train", self.train_windows)
         n_val = self._windows("val", self.val_windows)
-        self.val = TokenWindows(self.data, "val", self.context, n_val, self.seed)
+        self.val = TokenWindows(
+            self.data, "val", self.context, n_val, self.seed, self.bar_positions
+        )
 
     def train_dataloader(self) -> DataLoader:
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
         train = TokenWindows(
-            self.data, "train", self.context, self.train_windows, self.seed + 1 + epoch
-        )
+            self.data, "train", self.context, self.train_windows, self.seed + 1 + epoch,
+            self.bar_positions,
+        )  # fmt: skip
         return DataLoader(train, batch_size=self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
@@ -170,7 +190,9 @@ def train_transformer(
     vocab_size = int(z["vocab_size"])
     L.seed_everything(int(params.seed), workers=True, verbose=False)
     module = instantiate(cfg.module, net={"vocab_size": vocab_size})
-    datamodule = instantiate(cfg.datamodule, path=str(tokens_path))
+    datamodule = instantiate(
+        cfg.datamodule, path=str(tokens_path), tokenizer_path=str(tokenizer_path)
+    )
     ckpt = Path(ckpt_dir) if ckpt_dir is not None else Path(out_dir) / "ckpt"
     cpu_start = time.process_time()
     res = fit_lightning(

@@ -15,6 +15,13 @@ states, over every earlier position j < i and proposes the token that *followed*
 context came" is one learned attention away instead of something the whole stack has to
 discover from little data. Trained end to end by the same next-token loss; ``forward``
 then returns log-probabilities (which cross-entropy and sampling read like logits).
+
+With ``bar_positions`` > 0 each id's embedding gets a learned embedding of where in its bar
+the music is after it (0 after a Bar, k + 1 after Position_k; transformer_numpy.Grammar.
+bar_positions), like the beat/position embeddings of compound-word and multitrack music
+Transformers. REMI positions are absolute within the bar and BPE hides them inside merged
+ids; without this input the model spread its next-onset probability over positions already
+past, and sampling (which masks those) skipped onsets: half the prompt's notes per bar.
 """
 
 from __future__ import annotations
@@ -156,6 +163,7 @@ class TransformerNetwork(nn.Module):
         dropout: float = 0.1,
         copy: bool = False,
         d_copy: int = 64,
+        bar_positions: int = 0,
     ) -> None:
         super().__init__()
         if d_model % n_heads or (d_model // n_heads) % 2:
@@ -169,9 +177,11 @@ class TransformerNetwork(nn.Module):
             "dropout": dropout,
             "copy": bool(copy),
             "d_copy": int(d_copy),
+            "bar_positions": int(bar_positions),
         }
         self.context, self.head_dim = context, d_model // n_heads
         self.embed = nn.Embedding(vocab_size, d_model)
+        self.bar_embed = nn.Embedding(bar_positions, d_model) if bar_positions else None
         self.blocks = nn.ModuleList(Block(d_model, n_heads, dropout) for _ in range(n_layers))
         self.ln = nn.LayerNorm(d_model)
         self.drop = nn.Dropout(dropout)
@@ -186,16 +196,29 @@ class TransformerNetwork(nn.Module):
         if isinstance(m, nn.Linear) and m.bias is not None:
             nn.init.zeros_(m.bias)
 
+    def _embed(self, ids: torch.Tensor, bars: torch.Tensor | None) -> torch.Tensor:
+        x = self.embed(ids)
+        if self.bar_embed is not None:
+            if bars is None:
+                raise ValueError("this network reads bar positions beside the ids")
+            x = x + self.bar_embed(bars)
+        return self.drop(x)
+
     def forward(
-        self, ids: torch.Tensor, cache: list | None = None, start: int = 0
+        self,
+        ids: torch.Tensor,
+        cache: list | None = None,
+        start: int = 0,
+        bars: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, list]:
         """Logits (log-probabilities with the copy head) of every position; ``cache`` holds
         the keys/values of ``start`` earlier tokens (None: none), and with the copy head its
-        last entry holds their copy keys and ids."""
+        last entry holds their copy keys and ids. ``bars``: the ids' bar positions (B, T),
+        needed when the network has ``bar_positions``."""
         cos, sin = rope_tables(
             torch.arange(start, start + ids.shape[1], device=ids.device), self.head_dim
         )
-        x = self.drop(self.embed(ids))
+        x = self._embed(ids, bars)
         new_cache = []
         for i, block in enumerate(self.blocks):
             x, kv = block(x, cos, sin, None if cache is None else cache[i])
@@ -208,15 +231,21 @@ class TransformerNetwork(nn.Module):
         logp, copy_cache = self.copy(h, ids, logits, start, past)
         return logp, [*new_cache, copy_cache]
 
-    def nll(self, ids: torch.Tensor, targets: torch.Tensor, ignore: int) -> torch.Tensor:
-        """Mean negative log-likelihood (nats) of ``targets`` (B, T) after ``ids`` (B, T),
-        targets equal to ``ignore`` left out (the training loss)."""
+    def nll(
+        self,
+        ids: torch.Tensor,
+        targets: torch.Tensor,
+        ignore: int,
+        bars: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Mean negative log-likelihood (nats) of ``targets`` (B, T) after ``ids`` (B, T)
+        (``bars``: their bar positions), targets equal to ``ignore`` left out (the loss)."""
         if self.copy is None:
-            logits, _ = self(ids)
+            logits, _ = self(ids, bars=bars)
             flat = logits.reshape(-1, logits.shape[-1]).float()
             return F.cross_entropy(flat, targets.reshape(-1), ignore_index=ignore)
         cos, sin = rope_tables(torch.arange(ids.shape[1], device=ids.device), self.head_dim)
-        x = self.drop(self.embed(ids))
+        x = self._embed(ids, bars)
         for block in self.blocks:
             x, _ = block(x, cos, sin, None)
         h = self.ln(x)
@@ -241,6 +270,8 @@ class TransformerNetwork(nn.Module):
                 ("fc2_b", b.fc2.bias),
             ):
                 out[f"b{i}.{name}"] = t
+        if self.bar_embed is not None:
+            out["bar_embed"] = self.bar_embed.weight
         if self.copy is not None:
             out |= {
                 "copy_q": self.copy.q.weight.T,

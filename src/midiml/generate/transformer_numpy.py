@@ -10,7 +10,11 @@ into notes of the prompt's instruments on the prompt's clock.
 Sampling masks, per step and per variation, every token whose first base token may not
 follow the previous token's last (REMI grammar), that would go back in time within a bar,
 start a note before the prompt's end, or play an instrument (program) the prompt does not
-have; genre, BOS, EOS and PAD are never drawn.
+have; genre, BOS, EOS and PAD are never drawn. Decoding keeps one note of an instrument
+per pitch and onset: its new track would play a repeat as the same note (sampled freely,
+39 % of the validation continuations' notes were such repeats; masking them in sampling
+instead turned the model's stuck chords into clusters: lower harmony, benchmarks/
+token_diagnosis.py).
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ class NumpyTransformer:
         self.head = np.ascontiguousarray(self.w["embed"].T)
         self.copy = bool(config.get("copy", False))
         self.d_copy = int(config.get("d_copy", 0))
+        self.bar_embed = self.w.get("bar_embed")  # None: a network without bar positions
 
     def new_cache(self, batch: int, length: int) -> list[np.ndarray]:
         """Per layer one (2, B, H, length, head_dim) array of keys and values; with the copy
@@ -78,12 +83,23 @@ class NumpyTransformer:
         a, b = x[..., : self.head_dim // 2], x[..., self.head_dim // 2 :]
         return np.concatenate([a * cos - b * sin, a * sin + b * cos], axis=-1)
 
-    def forward(self, ids: np.ndarray, cache: list[np.ndarray], start: int) -> np.ndarray:
-        """Logits (B, T, V) of ``ids`` (B, T) at positions start..start+T-1; their keys and
-        values are written into ``cache`` (which holds ``start`` earlier ones)."""
+    def forward(
+        self,
+        ids: np.ndarray,
+        cache: list[np.ndarray],
+        start: int,
+        bars: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Logits (B, T, V) of ``ids`` (B, T) at positions start..start+T-1 (``bars``: their
+        bar positions, read when the network has them); their keys and values are written
+        into ``cache`` (which holds ``start`` earlier ones)."""
         w, h, hd = self.w, self.n_heads, self.head_dim
         bsz, t = ids.shape
         x = w["embed"][ids]
+        if self.bar_embed is not None:
+            if bars is None:
+                raise ValueError("this network reads bar positions beside the ids")
+            x = x + self.bar_embed[np.asarray(bars, np.int64)]
         end = start + t
         mask = None
         if t > 1:
@@ -178,6 +194,18 @@ class Grammar:
     def base_ids(self, ids: list[int]) -> list[int]:
         return [b for i in ids for b in self.expand[i]]
 
+    def bar_positions(self, ids: np.ndarray) -> np.ndarray:
+        """Where in its bar the music is after each id: 0 right after a Bar (or a special
+        token: a song's start), k + 1 after Position_k. The network's input beside the ids
+        (``net.bar_positions``): without it the model had to find the last Position inside
+        merged BPE ids, and it put 40 % of its onset mass on positions already past
+        (benchmarks/token_diagnosis.py --bar-positions), so masked sampling skipped onsets and
+        continuations had half the prompt's notes per bar."""
+        ids = np.asarray(ids, np.int64)
+        end = np.where(self.special[ids], -1, self.end_pos[ids])
+        idx = np.maximum.accumulate(np.where(end >= -1, np.arange(len(ids)), -1))
+        return np.where(idx >= 0, end[np.maximum(idx, 0)], -1) + 1
+
 
 class TransformerContinuer:
     """The trained token Transformer behind ``continue_song`` and ``continue_notes``."""
@@ -240,7 +268,8 @@ class TransformerContinuer:
         g, net = self.grammar, self.net
         ctx = net.context
         state = self._state(prompt)  # of the whole prompt: bars count from its first
-        prompt = list(prompt)[-(ctx * 3 // 4) :]
+        full = list(prompt)
+        prompt = full[-(ctx * 3 // 4) :]
         bar = np.full(n, state[0], np.int64)
         pos = np.full(n, state[1], np.int64)
         last = np.full(n, state[2], np.int64)
@@ -249,12 +278,15 @@ class TransformerContinuer:
         seqs: list[list[int]] = [[] for _ in range(n)]
         stop = np.full(n, -1, np.int64)
         window = [genre_id, *prompt]
+        # bar positions of the whole prompt (a window cut mid-bar still knows where it is)
+        prompt_bars = list(g.bar_positions(np.asarray([genre_id, *full], np.int64))[1:])
+        prompt_bars = prompt_bars[len(full) - len(prompt) :]
+        bars: list[list[int]] = [[] for _ in range(n)]
         cache = net.new_cache(1, ctx)
-        logits = net.forward(np.asarray([window]), cache, 0)[:, -1]
+        logits = net.forward(np.asarray([window]), cache, 0, np.asarray([[0, *prompt_bars]]))[:, -1]
         cache = [np.repeat(c, n, axis=1) for c in cache]
         used = len(window)
-        max_steps = int((end_beat - start_beat + 4) * 48) + 64
-        for step in range(max_steps):
+        for step in range(self.step_budget(start_beat, end_beat)):
             logits = np.broadcast_to(logits, (n, logits.shape[-1]))
             tok = self._draw(
                 logits, self._allowed(bar, pos, last, start_beat, prog_ok), temperature, top_p, rng
@@ -266,19 +298,29 @@ class TransformerContinuer:
                 g.end_pos[tok] >= -1, g.end_pos[tok], np.where(g.n_bars[tok] > 0, -1, pos)
             )
             last = g.last_type[tok]
+            for b in range(n):
+                bars[b].append(int(pos[b]) + 1)
             past = bar * tk.BEATS_PER_BAR + np.maximum(pos, 0) / g.res >= end_beat
             stop = np.where((stop < 0) & past, step + 1, stop)
             if (stop >= 0).all():
                 break
             if used >= ctx:  # slide: the genre token and each variation's last ctx/2 tokens
                 ids = np.asarray([[genre_id, *([*prompt, *s][-(ctx // 2) :])] for s in seqs])
+                at = np.asarray([[0, *([*prompt_bars, *b][-(ctx // 2) :])] for b in bars])
                 cache = net.new_cache(n, ctx)
-                logits = net.forward(ids, cache, 0)[:, -1]
+                logits = net.forward(ids, cache, 0, at)[:, -1]
                 used = ids.shape[1]
                 continue
-            logits = net.forward(tok[:, None], cache, used)[:, -1]
+            logits = net.forward(tok[:, None], cache, used, (pos + 1)[:, None])[:, -1]
             used += 1
         return [s[: stop[b]] if stop[b] >= 0 else s for b, s in enumerate(seqs)]
+
+    @staticmethod
+    def step_budget(start_beat: float, end_beat: float) -> int:
+        """Most ids drawn for a span: 48 per beat (a 6-note chord every 8th note, unmerged)
+        and a bar more. Validation continuations use under a tenth of it
+        (benchmarks/token_diagnosis.py --density), so it never cuts one short."""
+        return int((end_beat - start_beat + 4) * 48) + 64
 
     def _state(self, ids: list[int]) -> tuple[int, int, int]:
         """(bar index, position in the bar, type of the last base token) after ``ids``."""
@@ -385,6 +427,7 @@ class TransformerContinuer:
         notes = tk.decode_notes([*base, *g.base_ids(new)], g.types, g.values, g.res)
         keep = np.arange(len(notes["pitch"])) >= _n_notes(base, g.types)
         keep &= (notes["onset_beats"] >= start_beat - 1e-9) & (notes["onset_beats"] < end_beat)
+        keep &= ~_struck_again(notes)
         return _to_columns({k: v[keep] for k, v in notes.items()}, offset, clock)
 
     def continue_song(
@@ -434,11 +477,13 @@ class TransformerContinuer:
         for r in rows:
             seq = np.asarray(data["ids"][data["offsets"][r] : data["offsets"][r + 1]], np.int64)
             genre, body = seq[0], seq[1:]
+            body_bars = self.grammar.bar_positions(seq)[1:]
             for s in range(0, len(body) - 1, ctx - 1):
                 chunk = np.r_[genre, body[s : s + ctx - 1]]
                 if len(chunk) < 2:
                     continue
-                z = self.net.forward(chunk[None, :-1], self.net.new_cache(1, ctx), 0)[0].astype(
+                at = np.r_[0, body_bars[s : s + ctx - 1]][None, :-1]
+                z = self.net.forward(chunk[None, :-1], self.net.new_cache(1, ctx), 0, at)[0].astype(
                     np.float64
                 )
                 z = z - z.max(1, keepdims=True)
@@ -511,6 +556,18 @@ def _prompt_columns(notes: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
             cols["duration_s"] * 2.0,
         )
     return cols
+
+
+def _struck_again(notes: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Notes of an instrument at a pitch and onset another (longer, or as long and earlier)
+    one already has: one track per instrument plays them as one note, so they are not kept
+    (nor counted as notes by the evaluation)."""
+    key = np.stack([notes["program"], notes["pitch"], np.round(notes["onset_beats"] * 96)], 1)
+    order = np.lexsort((np.arange(len(key)), -np.asarray(notes["duration_beats"])))
+    _, first = np.unique(key[order], axis=0, return_index=True)
+    again = np.ones(len(key), bool)
+    again[order[first]] = False
+    return again
 
 
 def _n_notes(base: np.ndarray, types: np.ndarray) -> int:
