@@ -46,7 +46,7 @@ def time_model(model: str, prompt: Path, models_dir: Path, repeats: int) -> list
         for i in range(repeats):
             cmd = [sys.executable, "-m", "midiml.cli", "continue", str(prompt)]
             cmd += ["--model", model, "--seconds", str(SECONDS), "--seed", str(i)]
-            cmd += ["--models-dir", str(models_dir), "-o", str(Path(tmp) / "out.mid")]
+            cmd += ["--models", str(models_dir), "-o", str(Path(tmp) / "out.mid")]
             t0 = time.perf_counter()
             subprocess.run(cmd, check=True, capture_output=True)
             walls.append(time.perf_counter() - t0)

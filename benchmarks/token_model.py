@@ -92,7 +92,7 @@ def continue_speed(model_dir: Path, repeats: int) -> dict:
         for i in range(repeats):
             cmd = [sys.executable, "-m", "midiml.cli", "continue", str(prompt), "-m", "transformer"]
             cmd += ["--seconds", str(SECONDS), "--seed", str(i), "-o", str(Path(tmp) / "o.mid")]
-            cmd += ["--models-dir", str(model_dir.parent)]
+            cmd += ["--models", str(model_dir.parent)]
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             t0 = time.perf_counter()
             subprocess.run(cmd, check=True, capture_output=True)

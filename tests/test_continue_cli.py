@@ -50,7 +50,7 @@ def test_continue_writes_a_longer_playable_file(tmp_path, models_dir):
             "3",
             "--top-k",
             "5",
-            "--models-dir",
+            "--models",
             str(models_dir),
         ],
     )
@@ -77,7 +77,7 @@ def test_continue_writes_a_longer_playable_file(tmp_path, models_dir):
             "3",
             "--top-k",
             "5",
-            "--models-dir",
+            "--models",
             str(models_dir),
         ],
     )
@@ -92,7 +92,7 @@ def test_missing_model_is_a_clear_error(tmp_path, models_dir):
             str(_song(tmp_path)),
             "--model",
             "ffnn",
-            "--models-dir",
+            "--models",
             str(models_dir),
             "-o",
             str(tmp_path / "o.mid"),
@@ -100,6 +100,17 @@ def test_missing_model_is_a_clear_error(tmp_path, models_dir):
     )
     assert res.exit_code == 2
     assert "no trained model 'ffnn'" in res.output and "markov" in res.output
+
+
+def test_models_is_one_name_for_both_commands(tmp_path, models_dir):
+    """`continue` takes `--models` like `classify`; the older `--models-dir` still works."""
+    for flag in ("--models", "--models-dir"):
+        out = tmp_path / f"{flag.strip('-')}.mid"
+        res = runner.invoke(
+            app, ["continue", str(_song(tmp_path)), flag, str(models_dir), "-o", str(out)]
+        )
+        assert res.exit_code == 0, res.output
+        assert out.exists()
 
 
 def test_unreadable_file_is_a_clear_error(tmp_path, models_dir):
@@ -114,7 +125,7 @@ def test_unreadable_file_is_a_clear_error(tmp_path, models_dir):
                 str(path),
                 "--model",
                 "markov",
-                "--models-dir",
+                "--models",
                 str(models_dir),
                 "-o",
                 str(tmp_path / "o.mid"),
@@ -127,7 +138,7 @@ def test_unreadable_file_is_a_clear_error(tmp_path, models_dir):
 
 
 def _continue(models_dir, src, out, *extra):
-    args = ["continue", str(src), "--models-dir", str(models_dir), "-o", str(out), *extra]
+    args = ["continue", str(src), "--models", str(models_dir), "-o", str(out), *extra]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     return res

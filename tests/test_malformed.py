@@ -162,7 +162,7 @@ def test_continue_answers_cleanly(corpus, markov_dir, tmp_path, name):
     out = tmp_path / "out.mid"
     args = ["continue", str(corpus[name]), "-m", "markov", "-s", "4", "-o", str(out)]
     t = time.perf_counter()
-    res = runner.invoke(app, [*args, "--models-dir", str(markov_dir)])
+    res = runner.invoke(app, [*args, "--models", str(markov_dir)])
     assert_clean(res, corpus[name], time.perf_counter() - t)
     if res.exit_code == 0:
         assert read_checked(out).info["n_notes"] > 0

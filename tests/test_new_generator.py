@@ -44,7 +44,7 @@ def test_a_generator_added_through_config_trains_evaluates_and_continues(tmp_pat
             "2",
             "-o",
             str(out),
-            "--models-dir",
+            "--models",
             str(tmp_path / "models" / "generators"),
         ],
     )

@@ -133,7 +133,7 @@ def test_a_damaged_file_is_continued_with_the_warning(model_dir, tmp_path):
     cut = tmp_path / "cut.mid"
     cut.write_bytes(song.read_bytes()[:-40])  # the drum track cut short, a download cut off
     out = tmp_path / "out.mid"
-    args = ["continue", str(cut), "-o", str(out), "--models-dir", str(model_dir.parent)]
+    args = ["continue", str(cut), "-o", str(out), "--models", str(model_dir.parent)]
     res = CliRunner().invoke(app, [*args, "--model", "transformer", "--seconds", "4"])
     assert res.exit_code == 0, res.output
     assert f"warning: {cut}: " in res.output and "cut short" in res.output

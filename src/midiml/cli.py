@@ -114,7 +114,10 @@ def continue_(
         "reweighting; default: as chosen with the default model, else on)",
     ),
     models_dir: str = typer.Option(
-        "models/generators", "--models-dir", help="where `dvc repro` saved the generators"
+        "models/generators",
+        "--models",
+        "--models-dir",  # the older name, still accepted
+        help="where `dvc repro` saved the generators",
     ),
     strict: bool = STRICT,
 ) -> None:
