@@ -340,10 +340,10 @@ def render_made_up_loops(loops: dict[str, Any]) -> str:
     lines = [
         "### Made-up lo-fi loops (an out-of-source floor for the one-source genre)",
         "",
-        "Loops scripted in two styles unlike the lo-fi source (synthetic data sources, "
+        "Loops scripted in two styles unlike the lo-fi source (synthetic check sources, "
         "`data/synthetic.py`: other progressions, tempos, textures and track layouts, half "
         "with a melody), written to "
-        "`data/made_up_loops/<style>/lofi/` and scored like a blind folder. Not music from "
+        "`data/check_sources/<style>/lofi/` and scored like a blind folder. Not music from "
         "elsewhere: a model that calls these something else will not know other producers' "
         "loops either. The training textures (`copies.texture`: broken and comped chords, "
         "walking bass, swing) were written after these styles exposed such loops, so they "
