@@ -20,7 +20,7 @@ from midiml.data.sources import check_sources_from_params
 from midiml.io import atomic_dir, write_metrics, write_text
 from midiml.report.classifiers import (
     confusion_figure,
-    render_made_up_loops,
+    render_check_sources,
     render_markdown,
     render_robustness,
 )
@@ -109,10 +109,17 @@ def check_sources(params, served) -> dict:
         r = evaluate_blind(CHECKS / name, served)
         out[name] = {
             "n": r["n_files"],
-            "lofi_share": r["per_genre"][source.genre]["accuracy"],
+            "genre": source.genre,
+            "expected_genre_share": r["per_genre"][source.genre]["accuracy"],
             "predicted": r["confusion"][source.genre],
         }
-        print(f"check source {name}: {out[name]['lofi_share']:.3f} called {source.genre}")
+        print(f"check source {name}: {out[name]['expected_genre_share']:.3f} called {source.genre}")
+    with tracking.run(params, CONCERN, "genre/check_sources") as run:
+        if run is not None and out:
+            import mlflow
+
+            for name, r in out.items():
+                mlflow.log_metric(f"expected_genre_share.{name}", r["expected_genre_share"])
     return out
 
 
@@ -162,7 +169,7 @@ def evaluate(params) -> None:
     metrics["blind_test"] = blind
     print(f"evaluate_classifiers: blind folder ({time.perf_counter() - start:.1f} s)")
     metrics["robustness"] = robustness(params, manifest, files, splits, table, notes, served)
-    metrics["made_up_loops"] = check_sources(params, served)
+    metrics["check_sources"] = check_sources(params, served)
     write_metrics("reports/metrics/classifiers.json", metrics)
     write_text(
         "reports/classifiers.md",
@@ -170,7 +177,7 @@ def evaluate(params) -> None:
         + "\n"
         + render_robustness(metrics["robustness"])
         + "\n"
-        + render_made_up_loops(metrics["made_up_loops"]),
+        + render_check_sources(metrics["check_sources"]),
     )
 
 

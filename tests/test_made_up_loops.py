@@ -11,7 +11,7 @@ from midiml.data.download import obtain_source
 from midiml.data.midi import read_user_file
 from midiml.data.sources import Source, check_sources_from_params, sources_from_params
 from midiml.data.synthetic import STYLES, write_loop_pack, write_synthetic
-from midiml.report.classifiers import render_made_up_loops
+from midiml.report.classifiers import render_check_sources
 
 
 @pytest.mark.parametrize("style", STYLES)
@@ -40,12 +40,24 @@ def test_unknown_style_is_refused(tmp_path):
         write_loop_pack(tmp_path, "polka")
 
 
-def test_the_report_section_lists_each_style():
-    page = render_made_up_loops(
-        {"held": {"n": 4, "lofi_share": 0.75, "predicted": {"lofi": 3, "videogame": 1}}}
+def test_the_report_section_lists_each_check_source_under_a_heading_from_config():
+    """One name (``expected_genre_share``, the genre beside it) and no genre in the page's
+    code: the heading names the config's sources and genre."""
+    page = render_check_sources(
+        {
+            "held": {
+                "n": 4,
+                "genre": "ambient",
+                "expected_genre_share": 0.75,
+                "predicted": {"ambient": 3, "videogame": 1},
+            }
+        }
     )
-    assert "| held | 4 | 0.750 | lofi 3, videogame 1 |" in page
-    assert "Skipped: no models" in render_made_up_loops({"skipped": "no models"})
+    assert page.startswith("### Check sources held (genre ambient)")
+    assert "| held | 4 | ambient | 0.750 | ambient 3, videogame 1 |" in page
+    assert "lo-fi" not in page and "lofi" not in page
+    assert "Skipped: no models" in render_check_sources({"skipped": "no models"})
+    assert render_check_sources({}) == ""
 
 
 def test_a_synthetic_source_writes_its_generators_files_under_its_genre(tmp_path):
