@@ -35,7 +35,7 @@ from midiml.data.ingest import FoundFile, Rules, find_files, ingest_to_parquet
 from midiml.data.sources import Source
 from midiml.data.split import split_songs
 from midiml.report.benchmarks import record
-from midiml.represent.features import extract_features_streamed
+from midiml.represent.features import write_features_streamed
 from midiml.represent.windows import save_event_data_streamed
 
 REPO = Path(__file__).resolve().parents[1]
@@ -163,8 +163,10 @@ def run_step(step: str, work: Path, n: int, workers: int) -> dict:
         files.to_parquet(files_path, index=False)
         extra = {"notes": int(n_notes), "ok": int((files["status"] == "ok").sum())}
     elif step == "features":
-        table = extract_features_streamed(notes, pd.read_parquet(files_path))
-        extra = {"rows": len(table)}
+        out = work / f"features_{n}.parquet"  # written as the stage writes it
+        rows, _ = write_features_streamed(notes, pd.read_parquet(files_path), out)
+        out.unlink()
+        extra = {"rows": rows}
     else:
         splits = split_songs(pd.read_parquet(files_path), 0.15, 0.15, seed=42)
         out = work / f"windows_{n}.npz"

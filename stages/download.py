@@ -6,22 +6,17 @@ import os
 import sys
 
 from midiml.config import load_params
-from midiml.data.corpus import build_corpus_source
-from midiml.data.download import get_source
+from midiml.data.download import obtain_source
 from midiml.data.sources import sources_from_params
-from midiml.data.synthetic import write_synthetic
 
 
 def main(name: str) -> None:
     params = load_params()
     source = sources_from_params(params)[name]
     target = f"data/raw/{name}"
-    if source.kind == "music21":
-        report = build_corpus_source(source, target, n_jobs=min(2, os.cpu_count() or 1))
-    elif source.kind == "synthetic":
-        report = {"extracted": len(write_synthetic(source, target)), "refused": []}
-    else:
-        report = get_source(source, target, max_archive_bytes=int(params.data.max_archive_bytes))
+    report = obtain_source(
+        source, target, int(params.data.max_archive_bytes), n_jobs=min(2, os.cpu_count() or 1)
+    )
     notes = []
     for r in report["refused"]:  # one line each: which member, why
         print(f"{name}: refused archive member {r['member']}: {r['reason']}")

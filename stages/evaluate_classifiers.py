@@ -13,13 +13,14 @@ from midiml.classify.pipelines import build_task, load_model
 from midiml.classify.robustness import evaluate_robustness
 from midiml.classify.runs import read_test_copies
 from midiml.classify.serving import ModelsMissing, evaluate_blind, load_served
-from midiml.classify.tables import made_up_loop_sources, read_tables
+from midiml.classify.tables import read_tables
 from midiml.config import load_params
-from midiml.data.synthetic import write_synthetic
+from midiml.data.download import obtain_source
+from midiml.data.sources import check_sources_from_params
 from midiml.io import atomic_dir, write_metrics, write_text
 from midiml.report.classifiers import (
     confusion_figure,
-    render_made_up_loops,
+    render_check_sources,
     render_markdown,
     render_robustness,
 )
@@ -28,7 +29,7 @@ MODELS = Path("models/classifiers")
 COPIES = Path("data/classifier_copies")
 TESTS = Path("data/reencoded_test_songs")
 BLIND = Path("data/blind")
-LOOPS = Path("data/made_up_loops")
+CHECKS = Path("data/check_sources")
 PLOTS = Path("reports/plots/confusion")
 FIGURES = Path("reports/figures/classifiers")
 
@@ -93,25 +94,32 @@ def robustness(params, manifest, files, splits, table, notes, served) -> dict:
     return rob
 
 
-def made_up_loops(params, served) -> dict:
-    """The served genre model on each made-up loops source (``classifier.made_up_loops.sources``,
-    kind synthetic), written to LOOPS/<source>/<genre>/: an out-of-source floor for a genre
-    with one source."""
-    sources = made_up_loop_sources(params)
+def check_sources(params, served) -> dict:
+    """The served genre model on each check source (``data.check_sources``: obtained like any
+    source into CHECKS/<source>/<genre>/, never trained on): the share of its files called
+    its genre, and what they were called."""
+    sources = check_sources_from_params(params)
     out: dict = {}
-    with atomic_dir(LOOPS) as tmp:
+    with atomic_dir(CHECKS) as tmp:
         for name, source in sources.items():
-            write_synthetic(source, tmp / name)
+            obtain_source(source, tmp / name, int(params.data.max_archive_bytes))
     if isinstance(served, ModelsMissing):
         return {"skipped": str(served)}
     for name, source in sources.items():
-        r = evaluate_blind(LOOPS / name, served)
+        r = evaluate_blind(CHECKS / name, served)
         out[name] = {
             "n": r["n_files"],
-            "lofi_share": r["per_genre"][source.genre]["accuracy"],
+            "genre": source.genre,
+            "expected_genre_share": r["per_genre"][source.genre]["accuracy"],
             "predicted": r["confusion"][source.genre],
         }
-        print(f"made-up {name} loops: {out[name]['lofi_share']:.3f} called {source.genre}")
+        print(f"check source {name}: {out[name]['expected_genre_share']:.3f} called {source.genre}")
+    with tracking.run(params, CONCERN, "genre/check_sources") as run:
+        if run is not None and out:
+            import mlflow
+
+            for name, r in out.items():
+                mlflow.log_metric(f"expected_genre_share.{name}", r["expected_genre_share"])
     return out
 
 
@@ -161,7 +169,7 @@ def evaluate(params) -> None:
     metrics["blind_test"] = blind
     print(f"evaluate_classifiers: blind folder ({time.perf_counter() - start:.1f} s)")
     metrics["robustness"] = robustness(params, manifest, files, splits, table, notes, served)
-    metrics["made_up_loops"] = made_up_loops(params, served)
+    metrics["check_sources"] = check_sources(params, served)
     write_metrics("reports/metrics/classifiers.json", metrics)
     write_text(
         "reports/classifiers.md",
@@ -169,7 +177,7 @@ def evaluate(params) -> None:
         + "\n"
         + render_robustness(metrics["robustness"])
         + "\n"
-        + render_made_up_loops(metrics["made_up_loops"]),
+        + render_check_sources(metrics["check_sources"]),
     )
 
 

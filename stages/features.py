@@ -5,8 +5,7 @@ import time
 import pandas as pd
 
 from midiml.config import load_params
-from midiml.io import write_parquet
-from midiml.represent.features import extract_features_streamed
+from midiml.represent.features import write_features_streamed
 
 
 def main() -> None:
@@ -14,16 +13,16 @@ def main() -> None:
     f = params.features
     files = pd.read_parquet("data/interim/files.parquet")
     start = time.perf_counter()
-    table = extract_features_streamed(
+    rows, columns = write_features_streamed(  # a row group per notes row group: flat memory
         "data/interim/notes.parquet",
         files,
+        "data/features/features.parquet",
         f.onset_resolution,
         f.grid_tolerance,
         list(f.onset_divisors or []),
     )
     took = time.perf_counter() - start
-    write_parquet(table, "data/features/features.parquet")
-    print(f"features: {len(table)} files x {table.shape[1] - 2} features in {took:.2f} s")
+    print(f"features: {rows} files x {columns - 2} features in {took:.2f} s")
 
 
 if __name__ == "__main__":

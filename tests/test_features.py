@@ -13,6 +13,8 @@ from midiml.represent.features import (
     WORDS_COLUMN,
     FeatureExtractor,
     extract_features,
+    extract_features_streamed,
+    write_features_streamed,
 )
 
 
@@ -145,6 +147,45 @@ def test_quarantined_files_are_left_out():
     files = pd.concat([_files(["a"]), _files(["q"], status="quarantined")])
     out = extract_features(_notes("a", C_MAJOR_SCALE), files)
     assert out["file_id"].tolist() == ["a"]
+
+
+def _write_groups(path, groups: list[pd.DataFrame]) -> None:
+    """A notes parquet with one row group per frame (as the ingest writes its batches)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = [pa.Table.from_pandas(g, preserve_index=False) for g in groups]
+    with pq.ParquetWriter(path, tables[0].schema) as writer:
+        for t in tables:
+            writer.write_table(t)
+
+
+def test_features_written_a_row_group_at_a_time_equal_the_whole_table(tmp_path):
+    """The features stage's writer: a parquet row group per notes row group (flat memory),
+    the frame ``extract_features`` gives on all notes at once (to float rounding: numpy sums
+    over another batch), in the files' order, also when a usable file has no notes
+    (min_notes 0) or the row groups come out of order; exactly the in-memory streamed frame."""
+    import pyarrow.parquet as pq
+
+    a, b = _notes("a", C_MAJOR_SCALE), _notes("b", [(48, 0, 2), (55, 0, 2), (64, 0, 2)])
+    c = _notes("c", [(36, 0, 1, 0, 90, True), (62, 1, 1), (65, 1.5, 0.5)])
+    files = pd.concat([_files(["a", "b", "e"]), _files(["q"], status="quarantined")])
+    files = pd.concat([files, _files(["c"])], ignore_index=True)  # e: usable, no notes
+    notes = pd.concat([a, b, c], ignore_index=True)
+    whole = extract_features(notes, files)
+    for groups in ([a, b, c], [c, pd.concat([a, b])], [b, c, a]):
+        path = tmp_path / "notes.parquet"
+        _write_groups(path, groups)
+        out = tmp_path / "features.parquet"
+        assert write_features_streamed(path, files, out) == whole.shape
+        written = pd.read_parquet(out)
+        pd.testing.assert_frame_equal(written, whole)
+        assert written.equals(extract_features_streamed(path, files))
+        assert pq.ParquetFile(out).num_row_groups > 1
+    _write_groups(tmp_path / "split.parquet", [a.iloc[:3], a.iloc[3:]])
+    with pytest.raises(ValueError, match="span several row groups"):
+        write_features_streamed(tmp_path / "split.parquet", _files(["a"]), tmp_path / "x.pq")
+    assert not (tmp_path / "x.pq").exists()  # written atomically
 
 
 @pytest.mark.parametrize("work", ["bwv66.6", "bwv10.7"])

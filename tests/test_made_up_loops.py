@@ -1,16 +1,17 @@
-"""The made-up lo-fi loops: a synthetic data source, deterministic, readable like any user's
-file, unlike the lo-fi source."""
+"""The made-up loops: synthetic check sources (``data.check_sources``), deterministic,
+readable like any user's file, unlike the lo-fi source, never ingested for training."""
 
 from __future__ import annotations
 
 import pytest
 
-from midiml.classify.tables import made_up_loop_sources, made_up_loops_genre
+from midiml.classify.tables import check_sources_genre, synthetic_check_sources
 from midiml.config import load_params
+from midiml.data.download import obtain_source
 from midiml.data.midi import read_user_file
-from midiml.data.sources import Source
+from midiml.data.sources import Source, check_sources_from_params, sources_from_params
 from midiml.data.synthetic import STYLES, write_loop_pack, write_synthetic
-from midiml.report.classifiers import render_made_up_loops
+from midiml.report.classifiers import render_check_sources
 
 
 @pytest.mark.parametrize("style", STYLES)
@@ -39,12 +40,24 @@ def test_unknown_style_is_refused(tmp_path):
         write_loop_pack(tmp_path, "polka")
 
 
-def test_the_report_section_lists_each_style():
-    page = render_made_up_loops(
-        {"held": {"n": 4, "lofi_share": 0.75, "predicted": {"lofi": 3, "videogame": 1}}}
+def test_the_report_section_lists_each_check_source_under_a_heading_from_config():
+    """One name (``expected_genre_share``, the genre beside it) and no genre in the page's
+    code: the heading names the config's sources and genre."""
+    page = render_check_sources(
+        {
+            "held": {
+                "n": 4,
+                "genre": "ambient",
+                "expected_genre_share": 0.75,
+                "predicted": {"ambient": 3, "videogame": 1},
+            }
+        }
     )
-    assert "| held | 4 | 0.750 | lofi 3, videogame 1 |" in page
-    assert "Skipped: no models" in render_made_up_loops({"skipped": "no models"})
+    assert page.startswith("### Check sources held (genre ambient)")
+    assert "| held | 4 | ambient | 0.750 | ambient 3, videogame 1 |" in page
+    assert "lo-fi" not in page and "lofi" not in page
+    assert "Skipped: no models" in render_check_sources({"skipped": "no models"})
+    assert render_check_sources({}) == ""
 
 
 def test_a_synthetic_source_writes_its_generators_files_under_its_genre(tmp_path):
@@ -74,12 +87,49 @@ def test_a_synthetic_source_writes_its_generators_files_under_its_genre(tmp_path
         write_synthetic(Source.from_config("x", {"kind": "folder", "path": "x"}), tmp_path)
 
 
-def test_the_made_up_loops_are_configured_as_synthetic_sources_of_one_genre():
-    """The genre is the config's (no genre in the library code): every style, one genre."""
+def test_the_made_up_loops_are_check_sources_of_one_genre_never_ingested():
+    """The loops are configured under ``data.check_sources`` (the genre is the config's, none
+    in the library code), apart from ``data.sources``, which ingest trains on."""
     params = load_params()
-    sources = made_up_loop_sources(params)
-    assert set(sources) == set(STYLES) and {s.kind for s in sources.values()} == {"synthetic"}
-    assert made_up_loops_genre(params) == "lofi"
+    checks = check_sources_from_params(params)
+    assert set(checks) == set(STYLES) and {s.kind for s in checks.values()} == {"synthetic"}
+    assert synthetic_check_sources(params) == checks
+    assert check_sources_genre(params) == "lofi"
+    assert not set(checks) & set(sources_from_params(params))
+    assert "made_up_loops" not in params.classifier
+
+
+def test_the_small_profile_keeps_the_check_sources():
+    """CI's ``data=small`` inherits the full profile's check sources; the offline corpus
+    profile has none (its genres are not lo-fi)."""
+    from omegaconf import OmegaConf
+
+    from midiml.config import compose_defaults
+
+    def checks(overrides: list[str]) -> dict[str, Source]:
+        return check_sources_from_params(OmegaConf.create(compose_defaults(overrides)))
+
+    assert checks(["data=small"]) == check_sources_from_params(load_params())
+    assert checks(["data=corpus"]) == checks(["data=folder"]) == {}
+
+
+def test_a_check_source_needs_its_genre():
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create({"data": {"check_sources": {"x": {"kind": "folder", "path": "x"}}}})
+    with pytest.raises(ValueError, match="genre"):
+        check_sources_from_params(cfg)
+
+
+def test_a_check_source_is_obtained_like_any_source(tmp_path):
+    """``obtain_source`` (the download stage's one path for every kind) writes a synthetic
+    check source's files as the evaluate stage scores them: ``<folder>/<genre>/``."""
+    source = check_sources_from_params(load_params())["held"]
+    report = obtain_source(source, tmp_path / "held")
+    assert report["extracted"] == 36 and not report["refused"]
+    files = sorted((tmp_path / "held" / "lofi").glob("*.mid"))
+    direct = write_loop_pack(tmp_path / "direct", "held", n=36, seed=0)
+    assert [p.read_bytes() for p in files] == [p.read_bytes() for p in sorted(direct)]
 
 
 def test_a_synthetic_source_under_data_sources_is_found_by_ingest_with_its_genre(tmp_path):

@@ -356,23 +356,23 @@ def test_out_of_source_score_averages_genres_with_made_up_loops_for_lofi(served)
     from midiml.classify.tables import selection_loops
 
     model, (params, files, table, notes) = served
-    loops_cfg = {
-        "selection_seed": 1,
-        "sources": {
-            style: {
-                "kind": "synthetic",
-                "genre": "lofi",
-                "generator": {
-                    "_target_": "midiml.data.synthetic.write_loop_pack",
-                    "style": style,
-                    "n": 2,
-                    "seed": 0,
-                },
-            }
-            for style in ("held", "keys")
-        },
+    checks = {
+        style: {
+            "kind": "synthetic",
+            "genre": "lofi",
+            "generator": {
+                "_target_": "midiml.data.synthetic.write_loop_pack",
+                "style": style,
+                "n": 2,
+                "seed": 0,
+            },
+        }
+        for style in ("held", "keys")
     }
-    cfg = OmegaConf.merge(params, {"classifier": {"made_up_loops": loops_cfg}})
+    cfg = OmegaConf.merge(
+        params,
+        {"data": {"check_sources": checks}, "classifier": {"check_selection_seed": 1}},
+    )
     assert selection_loops(cfg, ["loops", "runs"]) is None
     loops = selection_loops(cfg, ["lofi", "loops", "runs"])
     assert len(loops) == 4 and set(model.models["genre"].columns) <= set(loops.columns)

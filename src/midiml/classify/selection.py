@@ -35,7 +35,7 @@ from midiml.classify.pipelines import (
     save_model,
 )
 from midiml.classify.served import WORDS, Member, input_columns, members, with_probabilities
-from midiml.classify.tables import made_up_loops_genre
+from midiml.classify.tables import check_sources_genre
 from midiml.io import read_timings
 
 AUTO_HELD_OUT_SOURCE = "auto_held_out_source"  # serve_model: pick by held-out-source accuracy
@@ -177,8 +177,8 @@ def serve_rule(entry: dict[str, Any], wanted: str) -> str:
 
 
 def loops_genre(params: Any) -> str:
-    """The genre the made-up loops are of (their sources', ``classifier.made_up_loops``)."""
-    return str(made_up_loops_genre(params))
+    """The genre of the synthetic check sources the selection scores (``data.check_sources``)."""
+    return str(check_sources_genre(params))
 
 
 def served_model(models: dict[str, Any], wanted: str, order: list[str]) -> str | None:

@@ -1,6 +1,7 @@
 """The tables the classifier stages read and share: the data stages' tables, re-encoded
-copies of training songs (their feature rows: a stage output of their own), and the made-up
-loops (synthetic data sources) that stand for their genre when the served model is chosen.
+copies of training songs (their feature rows: a stage output of their own), and another draw
+of the synthetic check sources (``data.check_sources``) that stands for their genre when the
+served model is chosen.
 
 A re-encoded copy of a song has the id ``<song>#copy<k>`` (``#excerpt<k>`` for a random
 excerpt): ``copies.song_ids`` maps it back to its song, whose label it keeps.
@@ -19,7 +20,7 @@ from joblib import Parallel, delayed
 from midiml.classify.copies import song_ids
 from midiml.classify.serving import features_for
 from midiml.data.midi import read_user_file
-from midiml.data.sources import Source
+from midiml.data.sources import Source, check_sources_from_params
 from midiml.data.synthetic import write_synthetic
 from midiml.represent.features import extract_features
 from midiml.represent.perturb import perturb_songs
@@ -166,33 +167,31 @@ def copies_as_configured(
     )
 
 
-def made_up_loop_sources(params: Any) -> dict[str, Source]:
-    """The made-up loops: data sources of kind synthetic (``classifier.made_up_loops.sources``),
-    scored and never trained on."""
-    cfg = params.classifier.get("made_up_loops") or {}
-    return {n: Source.from_config(n, c) for n, c in (cfg.get("sources") or {}).items()}
+def synthetic_check_sources(params: Any) -> dict[str, Source]:
+    """The check sources (``data.check_sources``) a generator writes: the ones the selection
+    can draw again with another seed, never trained on."""
+    return {n: s for n, s in check_sources_from_params(params).items() if s.kind == "synthetic"}
 
 
-def made_up_loops_genre(params: Any) -> str | None:
-    """The one genre the made-up loops are of (None: no loops)."""
-    genres = {s.genre for s in made_up_loop_sources(params).values()}
+def check_sources_genre(params: Any) -> str | None:
+    """The one genre of the synthetic check sources (None: there are none)."""
+    genres = {s.genre for s in synthetic_check_sources(params).values()}
     if len(genres) > 1:
-        raise ValueError(f"classifier.made_up_loops.sources: one genre expected, not {genres}")
+        raise ValueError(f"data.check_sources (synthetic): one genre expected, not {genres}")
     return genres.pop() if genres else None
 
 
 def selection_loops(params: Any, classes: list[str]) -> pd.DataFrame | None:
-    """Feature rows of the made-up loops for choosing the served model, when their genre is
-    one of ``classes`` (``classifier.made_up_loops``; drawn with ``selection_seed``, so the
-    loops the evaluate stage reports stay unseen by the choice)."""
-    cfg = params.classifier.get("made_up_loops")
-    if made_up_loops_genre(params) not in classes:
+    """Feature rows of the synthetic check sources for choosing the served model, when their
+    genre is one of ``classes`` (drawn with ``classifier.check_selection_seed``, so the files
+    the evaluate stage reports stay unseen by the choice)."""
+    if check_sources_genre(params) not in classes:
         return None
-    seed = int(cfg.selection_seed)
+    seed = int(params.classifier.check_selection_seed)
     with tempfile.TemporaryDirectory(prefix="midiml-loops-") as tmp:
         paths = [
             p
-            for name, source in made_up_loop_sources(params).items()
+            for name, source in synthetic_check_sources(params).items()
             for p in write_synthetic(source, Path(tmp) / name, seed)
         ]
         parsed = [(p.name, read_user_file(p)) for p in paths]

@@ -15,8 +15,10 @@ import pooch
 import requests
 
 from midiml.data.archive import MAX_ARCHIVE_BYTES, extract
+from midiml.data.corpus import build_corpus_source
 from midiml.data.manifest import ChecksumError, load_manifest, verify_folder
 from midiml.data.sources import LABELS_CSV_NAME, MIDI_SUFFIXES, MIRROR_ENV, Source
+from midiml.data.synthetic import write_synthetic
 from midiml.io import atomic_dir, write_json
 
 log = logging.getLogger(__name__)
@@ -213,3 +215,15 @@ def get_source(
     if source.kind == "github":
         return download_source(source, target, progress, max_archive_bytes=max_archive_bytes)
     raise SourceError(f"data.sources.{source.name}.kind: unknown kind {source.kind!r}")
+
+
+def obtain_source(
+    source: Source, target: str | Path, max_archive_bytes: int = MAX_ARCHIVE_BYTES, n_jobs: int = 1
+) -> dict:
+    """Any kind of source into ``target``: downloaded, copied, rendered from music21's corpus
+    or written by its generator (synthetic). One path for training and check sources alike."""
+    if source.kind == "music21":
+        return build_corpus_source(source, target, n_jobs=n_jobs)
+    if source.kind == "synthetic":
+        return {"extracted": len(write_synthetic(source, target)), "refused": []}
+    return get_source(source, target, max_archive_bytes=max_archive_bytes)

@@ -93,4 +93,17 @@ class Source:
 
 
 def sources_from_params(params: Any) -> dict[str, Source]:
+    """The training sources (``data.sources``): each gets a download stage and is ingested."""
     return {name: Source.from_config(name, cfg) for name, cfg in params.data.sources.items()}
+
+
+def check_sources_from_params(params: Any) -> dict[str, Source]:
+    """The check sources (``data.check_sources``): obtained like any source, never ingested or
+    trained on; models are scored on them. Each has one ``genre``, the one it should be called."""
+    found = {
+        n: Source.from_config(n, c) for n, c in (params.data.get("check_sources") or {}).items()
+    }
+    for name, source in found.items():
+        if not source.genre:
+            raise ValueError(f"data.check_sources.{name}: a check source needs its `genre`")
+    return found

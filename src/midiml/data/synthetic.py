@@ -5,8 +5,8 @@ A synthetic source's entry names its generator (``generator``: a ``_target_`` ca
 files into ``<folder>/<genre>/``, the layout every folder of labelled music has here.
 
 The generator shipped here writes made-up loops as other producers' loop packs would be: the
-out-of-source check for a genre with one source (``classifier.made_up_loops``). The project
-has one lo-fi source, so nothing measures whether "lo-fi" was learned or the source's habits
+out-of-source check for a genre with one source (check sources, ``data.check_sources``). The
+project has one lo-fi source, so nothing measures whether "lo-fi" was learned or the source's habits
 were. These scripted loops differ from that source on purpose: other progressions (seventh,
 ninth, eleventh and thirteenth chords in every key), other tempos (62-100 bpm), human
 velocities and timing, 4-16 bars, one to three tracks, with or without a melody. Two styles,

@@ -333,28 +333,30 @@ def render_class_prior(choice: dict[str, Any]) -> list[str]:
     return lines
 
 
-def render_made_up_loops(loops: dict[str, Any]) -> str:
-    """The made-up loops check: how often the served model calls scripted lo-fi loops lo-fi."""
-    if loops.get("skipped"):
-        return f"### Made-up lo-fi loops\n\nSkipped: {loops['skipped']}\n"
+def render_check_sources(checks: dict[str, Any]) -> str:
+    """The check sources (``data.check_sources``, never trained on): how often the served
+    genre model calls each one's files the genre the config gives it."""
+    if checks.get("skipped"):
+        return f"### Check sources\n\nSkipped: {checks['skipped']}\n"
+    if not checks:
+        return ""
+    genres = ", ".join(sorted({r["genre"] for r in checks.values()}))
     lines = [
-        "### Made-up lo-fi loops (an out-of-source floor for the one-source genre)",
+        f"### Check sources {', '.join(checks)} (genre {genres}), never trained on",
         "",
-        "Loops scripted in two styles unlike the lo-fi source (synthetic data sources, "
-        "`data/synthetic.py`: other progressions, tempos, textures and track layouts, half "
-        "with a melody), written to "
-        "`data/made_up_loops/<style>/lofi/` and scored like a blind folder. Not music from "
-        "elsewhere: a model that calls these something else will not know other producers' "
-        "loops either. The training textures (`copies.texture`: broken and comped chords, "
-        "walking bass, swing) were written after these styles exposed such loops, so they "
-        "share idioms with them: a check of the copies' reach, not a blind test. The "
-        "served model was chosen on other loops of the same styles (`selection_seed`), not "
-        "these.",
+        "Sources under `data.check_sources` (docs/add-a-data-source.md): obtained like any "
+        "source, never ingested or trained on, written to `data/check_sources/<source>/<genre>/` "
+        "and scored like a blind folder. A synthetic one is a floor, not music from elsewhere: "
+        "a model that calls it something else will not know other people's files of that genre "
+        "either. The served model was chosen on another draw of the synthetic ones "
+        "(`classifier.check_selection_seed`), not these.",
         "",
-        "| style | loops | called lo-fi | predicted |",
-        "|---|---:|---:|---|",
+        "| source | files | genre | share called its genre | predicted |",
+        "|---|---:|---|---:|---|",
     ]
-    for style, r in loops.items():
+    for name, r in checks.items():
         counts = ", ".join(f"{g} {n}" for g, n in r["predicted"].items())
-        lines.append(f"| {style} | {r['n']} | {r['lofi_share']:.3f} | {counts} |")
+        lines.append(
+            f"| {name} | {r['n']} | {r['genre']} | {r['expected_genre_share']:.3f} | {counts} |"
+        )
     return "\n".join(lines) + "\n"

@@ -28,13 +28,16 @@ so a file's features do not depend on which files are extracted with it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from midiml.io import iter_row_groups
+from midiml.io import atomic_path
 from midiml.represent.musical import MUSICAL_DOCS, MUSICAL_NAMES, musical_table
 from midiml.represent.tonality import SCALE_MASKS, music21_keys
 from midiml.represent.words import words_column
@@ -397,6 +400,67 @@ def extract_features(
     return out
 
 
+def _row_groups_of(notes_path: str | Path) -> dict[str, int]:
+    """Each file's row group in a notes parquet (read from the ``file_id`` column alone).
+
+    The ingest writes each file's notes inside one row group; a file spanning two is refused.
+    """
+    pf = pq.ParquetFile(notes_path)
+    group_of: dict[str, int] = {}
+    for i in range(pf.num_row_groups):
+        column = pf.read_row_group(i, columns=["file_id"]).column("file_id")
+        for fid in pc.unique(column.combine_chunks()).to_pylist():
+            if str(fid) in group_of:
+                raise ValueError(f"{notes_path}: a file's notes span several row groups")
+            group_of[str(fid)] = i
+    return group_of
+
+
+def iter_features_streamed(
+    notes_path: str | Path,
+    files: pd.DataFrame,
+    onset_resolution: int = ONSET_RESOLUTION,
+    grid_tolerance: float = GRID_TOLERANCE,
+    onset_divisors: tuple[int, ...] | list[int] | None = ONSET_DIVISORS,
+) -> Iterator[pd.DataFrame]:
+    """``extract_features`` of the usable ``files`` in batches, in the order of ``files``:
+    one notes row group read at a time (a file's features never depend on other files), so
+    memory holds one batch of notes and of feature rows (the words column included), not all.
+    Row groups in the order of ``files`` (as the ingest writes them) are each read once."""
+    if "status" in files.columns:
+        files = files[files["status"] == "ok"]
+    files = files.reset_index(drop=True)
+    ids = files["file_id"].astype(str)
+    group_of = _row_groups_of(notes_path)
+    key = ids.map(group_of).fillna(-1).astype(int).to_numpy()  # -1: a file without notes
+    left = pd.Series(key).value_counts().to_dict()  # files still to yield, per row group
+    pf = pq.ParquetFile(notes_path)
+    cached: dict[int, pd.DataFrame] = {}
+
+    def rows_of(k: int) -> pd.DataFrame:
+        if k not in cached:
+            notes = (
+                pf.read_row_group(k).to_pandas()
+                if k >= 0
+                else pf.schema_arrow.empty_table().to_pandas()
+            )
+            here = files[key == k]
+            part = extract_features(notes, here, onset_resolution, grid_tolerance, onset_divisors)
+            cached[k] = part.set_index(part["file_id"].astype(str), drop=False)
+        return cached[k]
+
+    if not len(files):
+        yield rows_of(-1).reset_index(drop=True)
+        return
+    runs = np.flatnonzero(np.diff(key, prepend=key[0] - 1, append=key[-1] - 1))
+    for a, b in zip(runs[:-1], runs[1:], strict=True):  # consecutive files of one row group
+        k = int(key[a])
+        yield rows_of(k).loc[ids.iloc[a:b].to_numpy()].reset_index(drop=True)
+        left[k] -= b - a
+        if not left[k]:
+            del cached[k]
+
+
 def extract_features_streamed(
     notes_path: str | Path,
     files: pd.DataFrame,
@@ -404,32 +468,42 @@ def extract_features_streamed(
     grid_tolerance: float = GRID_TOLERANCE,
     onset_divisors: tuple[int, ...] | list[int] | None = ONSET_DIVISORS,
 ) -> pd.DataFrame:
-    """``extract_features`` on a notes parquet one row group at a time (same result: a file's
-    features never depend on other files), so memory holds one batch of notes, not all."""
-    if "status" in files.columns:
-        files = files[files["status"] == "ok"]
-    files = files.reset_index(drop=True)
-    ids = files["file_id"].astype(str)
-    seen: set[str] = set()
-    parts = []
-    for group in iter_row_groups(notes_path):
-        here = set(group["file_id"].astype(str).unique())
-        if here & seen:
-            raise ValueError(f"{notes_path}: a file's notes span several row groups")
-        seen |= here
-        mine = files[ids.isin(here)]
-        parts.append(
-            extract_features(group, mine, onset_resolution, grid_tolerance, onset_divisors)
-        )
-    rest = files[~ids.isin(seen)]  # usable files without notes (min_notes = 0)
-    if len(rest) or not parts:
-        empty = pq.read_schema(notes_path).empty_table().to_pandas()
-        parts.append(
-            extract_features(empty, rest, onset_resolution, grid_tolerance, onset_divisors)
-        )
-    out = pd.concat(parts, ignore_index=True)
-    order = pd.Series(np.arange(len(ids)), index=ids.to_numpy())
-    return out.iloc[np.argsort(order.loc[out["file_id"]].to_numpy())].reset_index(drop=True)
+    """``extract_features`` on a notes parquet one row group at a time, as one frame (the
+    same frame ``extract_features`` gives on all the notes at once)."""
+    batches = iter_features_streamed(
+        notes_path, files, onset_resolution, grid_tolerance, onset_divisors
+    )
+    return pd.concat(list(batches), ignore_index=True)
+
+
+def write_features_streamed(
+    notes_path: str | Path,
+    files: pd.DataFrame,
+    out_path: str | Path,
+    onset_resolution: int = ONSET_RESOLUTION,
+    grid_tolerance: float = GRID_TOLERANCE,
+    onset_divisors: tuple[int, ...] | list[int] | None = ONSET_DIVISORS,
+) -> tuple[int, int]:
+    """``extract_features_streamed`` written to ``out_path`` (atomically) a batch per parquet
+    row group, so peak memory stays flat as the collection grows (the words text held for
+    every file had doubled it at 50,000 files). Returns (rows, columns)."""
+    rows, columns, writer = 0, 0, None
+    with atomic_path(out_path) as tmp:
+        try:
+            for batch in iter_features_streamed(
+                notes_path, files, onset_resolution, grid_tolerance, onset_divisors
+            ):
+                table = pa.Table.from_pandas(
+                    batch, preserve_index=False, schema=writer.schema if writer else None
+                )
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table)
+                rows, columns = rows + len(batch), batch.shape[1]
+        finally:
+            if writer is not None:
+                writer.close()
+    return rows, columns
 
 
 class FeatureExtractor:
