@@ -75,17 +75,37 @@ def copy_share(model_dir: str, n_songs: int = 40) -> dict[str, float]:
     }
 
 
+def export(ckpt: str, model_dir: str, tokens: str) -> None:
+    """A checkpoint of a run (e.g. one epoch of a longer one) as a model dir, the way
+    ``train_transformer`` writes its best one."""
+    from midiml.generate.transformer import TokenTransformer
+    from midiml.generate.transformer_numpy import save_model
+    from midiml.represent import tokens as tk
+
+    best = TokenTransformer.from_checkpoint(Path(ckpt))
+    tokenizer, genres = tk.load_tokenizer(Path(tokens).with_name("tokenizer.json"))
+    Path(model_dir).mkdir(parents=True, exist_ok=True)
+    save_model(Path(model_dir), best.net.numpy_weights(), best.net.config, tokenizer, genres, {})
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int)
     ap.add_argument("--out", help="scratch folder (gets transformer/, train.json)")
     ap.add_argument("--tokens", default="data/processed/tokens.npz")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (cpu_threads)")
+    ap.add_argument(
+        "--export", nargs=2, metavar=("CKPT", "MODEL_DIR"),
+        help="write a run's Lightning checkpoint (one epoch of it) as a model dir, and stop",
+    )  # fmt: skip
     ap.add_argument("--copy-share", nargs="+", metavar="MODEL_DIR", help="measure, not train")
     args = ap.parse_args()
     if args.copy_share:
         for model_dir in args.copy_share:
             print(model_dir, json.dumps(copy_share(model_dir)))
+        return
+    if args.export:
+        export(*args.export, args.tokens)
         return
     from midiml.generate.transformer import train_transformer  # torch: only to train
 
