@@ -11,9 +11,9 @@ from midiml.classify.pipelines import (
     TaskSkipped,
     build_task,
     feature_matrix,
-    fit_feature_model,
     load_model,
     save_model,
+    searched_feature_model,
     with_copies,
 )
 from midiml.evaluate import classification as ev
@@ -93,7 +93,7 @@ def test_unlearnable_tasks_are_skipped_with_a_reason():
 def test_scaler_is_fitted_on_training_songs_only_and_fit_is_seeded():
     files, splits, table = toy_tables()
     task = build_task("genre", files, splits, CFG)
-    fitted = fit_feature_model(task, "logreg", table, CFG, seed=3)
+    fitted = searched_feature_model(task, "logreg", table, CFG, seed=3)[0]
     train_x = feature_matrix(table, task.ids("train"), fitted.columns)
     all_x = feature_matrix(table, sorted(table["file_id"]), fitted.columns)
     scaler = fitted.pipeline.named_steps["scale"]
@@ -102,7 +102,7 @@ def test_scaler_is_fitted_on_training_songs_only_and_fit_is_seeded():
     assert fitted.best_params["C"] in (0.1, 10.0) and fitted.cv_folds == 3
     test_x = feature_matrix(table, task.ids("test"), fitted.columns)
     assert (fitted.predict(test_x) == task.y("test")).mean() == 1.0
-    again = fit_feature_model(task, "logreg", table, CFG, seed=3)
+    again = searched_feature_model(task, "logreg", table, CFG, seed=3)[0]
     np.testing.assert_array_equal(fitted.predict_proba(test_x), again.predict_proba(test_x))
 
 
@@ -124,7 +124,7 @@ def test_copies_follow_their_songs_into_a_fit_and_out_of_it():
 def test_every_model_gives_probabilities_in_class_order(model):
     files, splits, table = toy_tables()
     task = build_task("genre", files, splits, CFG)
-    fitted = fit_feature_model(task, model, table, CFG, seed=0)
+    fitted = searched_feature_model(task, model, table, CFG, seed=0)[0]
     proba = fitted.predict_proba(feature_matrix(table, task.ids("test"), fitted.columns))
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     assert list(fitted.predict(feature_matrix(table, task.ids("test"), fitted.columns))) == [
@@ -135,7 +135,7 @@ def test_every_model_gives_probabilities_in_class_order(model):
 def _member_fits(task, table, models):
     from midiml.classify.fits import ModelFit, vote_folds
 
-    fitted = [fit_feature_model(task, m, table, CFG, seed=0) for m in models]
+    fitted = [searched_feature_model(task, m, table, CFG, seed=0)[0] for m in models]
     return {f.model: ModelFit(f, {}, {}, vote_folds(f, task, table, seed=0)) for f in fitted}
 
 
