@@ -13,6 +13,7 @@ failing the stage.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from hydra.utils import instantiate
+from sklearn.base import clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
@@ -243,6 +245,27 @@ class FittedModel:
         return np.asarray(self.classes, dtype=object)[self.predict_proba(X).argmax(axis=1)]
 
 
+def fit_beside(
+    pool: ThreadPoolExecutor,
+    estimator: Any,
+    X: Any,  # noqa: N803
+    y: Any,
+    weights: Any,
+) -> Future:
+    """``fit_weighted(estimator, X, y, weights)`` in ``pool``'s thread, with this thread's
+    BLAS/OpenMP thread counts: a new thread does not inherit OpenMP's (they are per thread,
+    as ``threadpool_limits`` of a stage sets them), and a fit's numbers may depend on them."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    here = {lib["prefix"]: lib["num_threads"] for lib in threadpool_info()}
+
+    def fit() -> Any:
+        with threadpool_limits(limits=here):
+            return fit_weighted(estimator, X, y, weights)
+
+    return pool.submit(fit)
+
+
 def _source_weighting(
     task: TaskData, cfg: Any, copies: pd.DataFrame | None, source: pd.Series | None
 ) -> tuple[float, np.ndarray | None]:
@@ -260,9 +283,14 @@ def searched_feature_model(
     seed: int,
     copies: pd.DataFrame | None = None,
     source: pd.Series | None = None,
-) -> tuple[FittedModel, GridSearch]:
+    beside: Callable[[Pipeline, list[str], float], Any] | None = None,
+) -> tuple[FittedModel, GridSearch, Any]:
     """Grid-search ``model`` on the task's training songs (stratified CV) and fit the best
-    once, on what it is served with; returns it with the search (its folds' probabilities).
+    once, on what it is served with; returns it with the search (its folds' probabilities)
+    and what ``beside`` returned: work done while the final fit runs in a thread, given an
+    unfitted copy of the pipeline that is fitted, its columns and source power (the
+    held-out-source refits in worker processes, ``fits.fit_model``), so that the machine's
+    cores are not left idle by the final fit (it fits the same model either way).
 
     ``copies`` (feature rows of re-encoded training songs, ids ``<song>#...``) joins only
     the final fit: in CV a song's copies would sit on both sides of a fold. So does the
@@ -296,7 +324,15 @@ def searched_feature_model(
             cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
         )
         pipeline = Pipeline([("scale", pipeline.named_steps["scale"]), ("clf", calibrated)])
-    pipeline = fit_weighted(pipeline, X, y, weights)
+    aside = None
+    if beside is None:
+        pipeline = fit_weighted(pipeline, X, y, weights)
+    else:
+        template = clone(pipeline)  # before the thread starts fitting ``pipeline``
+        with ThreadPoolExecutor(1) as pool:
+            final = fit_beside(pool, pipeline, X, y, weights)
+            aside = beside(template, columns, power)
+            pipeline = final.result()
     fitted = FittedModel(
         task.name,
         model,
@@ -311,7 +347,7 @@ def searched_feature_model(
         Novelty.fit(feature_matrix(table, task.ids("train"), columns)),
         source_power=power,
     )
-    return fitted, search
+    return fitted, search, aside
 
 
 def save_model(fitted: FittedModel, path: str | Path) -> None:
