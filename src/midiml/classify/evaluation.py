@@ -100,7 +100,7 @@ def evaluate_all(
     """
 
     cfg = params.classifier
-    roll_cfg = cfg.cnn.roll if cfg.get("cnn") else None
+    roll_cfg = (cfg.get("cnn") or {}).get("roll")  # None: no CNN configured
     metrics: dict[str, Any] = {"tasks": {}}
     figures: dict[str, str] = {}
     runs = read_timings("classifiers").get("tasks", {})  # MLflow run ids, by select_classifiers
