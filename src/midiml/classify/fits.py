@@ -68,17 +68,19 @@ def task_fits_path(fits_dir: Path, task: str) -> Path:
 
 
 def save_fit(fit: ModelFit | dict[str, str], path: Path) -> None:
-    import joblib
+    """A task's fit as a pickle, as ``pipelines.save_model`` writes a model (and why)."""
+    import pickle
 
-    with atomic_path(path) as tmp:
-        joblib.dump(pickle_ready(fit), tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        pickle.dump(pickle_ready(fit), f, protocol=5)
 
 
 def load_fit(path: Path) -> ModelFit | dict[str, str]:
     """A task's fit, or ``{"skipped": reason}``."""
-    import joblib
+    import pickle
 
-    return joblib.load(path)
+    with open(path, "rb") as f:
+        return pickle.load(f)
 
 
 def tasks_of(params: Any, files: pd.DataFrame, splits: pd.DataFrame) -> dict[str, Any]:
