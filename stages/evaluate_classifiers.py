@@ -1,16 +1,23 @@
 """DVC stage `evaluate_classifiers`: test scores, baselines, confusion matrices, blind test."""
 
+import multiprocessing
 import time
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 
 from midiml import tracking
-from midiml.classify.cnn_fit import cnn_predictor
-from midiml.classify.evaluation import evaluate_all, load_manifest, write_blind_folder
+from midiml.classify.evaluation import (
+    cnn_labels,
+    cnn_songs,
+    evaluate_all,
+    load_manifest,
+    write_blind_folder,
+)
 from midiml.classify.fits import CONCERN, read_copies
 from midiml.classify.pipelines import build_task, load_model
-from midiml.classify.robustness import evaluate_robustness
+from midiml.classify.robustness import evaluate_robustness, served_importance
 from midiml.classify.runs import read_test_copies
 from midiml.classify.serving import ModelsMissing, evaluate_blind, load_served
 from midiml.classify.tables import read_tables
@@ -39,12 +46,15 @@ def genre_cnn(params, entry: dict):
     info = entry["models"].get("cnn", {})
     if not info.get("file"):
         return None
+    from midiml.classify.cnn_fit import cnn_predictor  # torch: only when the CNN predicts here
+
     return cnn_predictor(MODELS / info["file"], params.classifier.cnn.roll)
 
 
-def robustness(params, manifest, files, splits, table, notes, served) -> dict:
+def robustness(params, manifest, files, splits, table, notes, served, importance) -> dict:
     """Robustness of the served genre model (re-encodings, held-out sources, importance);
-    ``served``: the served models as loaded for the blind folder."""
+    ``served``: the served models as loaded for the blind folder; ``importance``: the
+    permutation importance's future (``in_background``)."""
     entry = manifest["tasks"].get("genre", {})
     if entry.get("skipped") or not entry.get("serve"):
         return {"skipped": entry.get("skipped", "no served genre model")}
@@ -74,6 +84,7 @@ def robustness(params, manifest, files, splits, table, notes, served) -> dict:
         cnn=None if tests is not None and cnn_scores else genre_cnn(params, entry),
         test_copies=tests,
         cnn_scores=cnn_scores,
+        importance=importance.result if importance is not None else None,
     )
     rob["class_prior"] = entry["models"][entry["serve"]].get("class_prior", {})
     with tracking.run(params, CONCERN, "genre/robustness") as run:
@@ -131,11 +142,44 @@ def main() -> None:
     print(f"evaluate_classifiers: done in {time.perf_counter() - start:.1f} s")
 
 
+def in_background(params, pool, manifest, files, splits, table, notes) -> tuple:
+    """(the CNNs' labels of their test and validation songs, the served genre model's
+    permutation importance) as futures of ``pool``'s worker: the only work here that needs
+    torch, and the longest single computation, run beside the feature models' scores on the
+    machine's other core (the same numbers: each is a function of its arguments)."""
+    n_threads = int(params.classifier.n_threads)
+    songs = cnn_songs(manifest, files, splits, params.classifier)
+    cnn: Future | None = None
+    if songs:
+        mine = notes[notes["file_id"].isin({i for ids in songs.values() for i in ids})]
+        roll = params.classifier.cnn.roll
+        cnn = pool.submit(cnn_labels, manifest, MODELS, roll, mine, songs, n_threads)
+    entry = manifest["tasks"].get("genre", {})
+    importance: Future | None = None
+    if not entry.get("skipped") and entry.get("serve"):
+        task = build_task("genre", files, splits, params.classifier)
+        model_file = MODELS / entry["models"][entry["serve"]]["file"]
+        importance = pool.submit(served_importance, params, model_file, table, task, n_threads)
+    return cnn, importance
+
+
 def evaluate(params) -> None:
-    """Scores, the blind folder, robustness; metrics, figures and the page."""
-    start = time.perf_counter()
+    """Scores, the blind folder, robustness; metrics, figures and the page; with
+    ``classifier.n_jobs`` >= 2 ``in_background``'s work in a worker process."""
     files, splits, table, notes = read_tables()
     manifest = load_manifest(MODELS)
+    if int(params.classifier.get("n_jobs", 1)) < 2:
+        evaluate_in_front(params, files, splits, table, notes, manifest, None, None)
+        return
+    spawn = multiprocessing.get_context("spawn")  # a fresh worker (no forked threads)
+    with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+        cnn, importance = in_background(params, pool, manifest, files, splits, table, notes)
+        evaluate_in_front(params, files, splits, table, notes, manifest, cnn, importance)
+
+
+def evaluate_in_front(params, files, splits, table, notes, manifest, cnn, importance) -> None:
+    """Everything but ``in_background``'s work, which it waits for where it needs it."""
+    start = time.perf_counter()
     with atomic_dir(PLOTS) as plot_dir, atomic_dir(FIGURES) as fig_dir:
         metrics, figures = evaluate_all(
             params,
@@ -148,6 +192,7 @@ def evaluate(params) -> None:
             fig_dir,
             plot_dir,
             confusion_figure,
+            cnn_known=(lambda task: cnn.result()[task]) if cnn is not None else None,
         )
     print(f"evaluate_classifiers: test scores ({time.perf_counter() - start:.1f} s)")
     start = time.perf_counter()
@@ -168,7 +213,9 @@ def evaluate(params) -> None:
         blind = {"skipped": str(exc)}
     metrics["blind_test"] = blind
     print(f"evaluate_classifiers: blind folder ({time.perf_counter() - start:.1f} s)")
-    metrics["robustness"] = robustness(params, manifest, files, splits, table, notes, served)
+    metrics["robustness"] = robustness(
+        params, manifest, files, splits, table, notes, served, importance
+    )
     metrics["check_sources"] = check_sources(params, served)
     write_metrics("reports/metrics/classifiers.json", metrics)
     write_text(

@@ -1,5 +1,6 @@
 """The feature-model stages (and the selection) do not import torch: it costs each stage
-about 3 s of CPU and they train no network (the CNN's stage does, through ``cnn_fit``)."""
+about 3 s of CPU and they train no network (the CNN's stage does, through ``cnn_fit``). The
+evaluate stage's main process neither: its worker process predicts with the CNNs."""
 
 import subprocess
 import sys
@@ -9,7 +10,13 @@ import pytest
 
 @pytest.mark.parametrize(
     "stage",
-    ["train_classifier", "select_classifiers", "classifier_copies", "reencoded_test_songs"],
+    [
+        "train_classifier",
+        "select_classifiers",
+        "classifier_copies",
+        "reencoded_test_songs",
+        "evaluate_classifiers",
+    ],
 )
 def test_feature_model_stage_imports_no_torch(stage: str) -> None:
     code = (

@@ -11,9 +11,9 @@ from midiml.classify.pipelines import (
     TaskSkipped,
     build_task,
     feature_matrix,
-    fit_feature_model,
     load_model,
     save_model,
+    searched_feature_model,
     with_copies,
 )
 from midiml.evaluate import classification as ev
@@ -93,7 +93,7 @@ def test_unlearnable_tasks_are_skipped_with_a_reason():
 def test_scaler_is_fitted_on_training_songs_only_and_fit_is_seeded():
     files, splits, table = toy_tables()
     task = build_task("genre", files, splits, CFG)
-    fitted = fit_feature_model(task, "logreg", table, CFG, seed=3)
+    fitted = searched_feature_model(task, "logreg", table, CFG, seed=3)[0]
     train_x = feature_matrix(table, task.ids("train"), fitted.columns)
     all_x = feature_matrix(table, sorted(table["file_id"]), fitted.columns)
     scaler = fitted.pipeline.named_steps["scale"]
@@ -102,8 +102,47 @@ def test_scaler_is_fitted_on_training_songs_only_and_fit_is_seeded():
     assert fitted.best_params["C"] in (0.1, 10.0) and fitted.cv_folds == 3
     test_x = feature_matrix(table, task.ids("test"), fitted.columns)
     assert (fitted.predict(test_x) == task.y("test")).mean() == 1.0
-    again = fit_feature_model(task, "logreg", table, CFG, seed=3)
+    again = searched_feature_model(task, "logreg", table, CFG, seed=3)[0]
     np.testing.assert_array_equal(fitted.predict_proba(test_x), again.predict_proba(test_x))
+
+
+def test_final_fit_beside_other_work_is_the_same_fit():
+    """``beside`` (the held-out refits in the train stage) runs while the final fit runs in a
+    thread; it gets an unfitted copy of the pipeline, and the fit is the one made without it."""
+    files, splits, table = toy_tables()
+    task = build_task("genre", files, splits, CFG)
+    alone, _, nothing = searched_feature_model(task, "svm", table, CFG, seed=3)
+    seen = {}
+
+    def beside(pipeline, columns, power):
+        seen.update(fitted=hasattr(pipeline, "classes_"), columns=columns, power=power)
+        return "refits"
+
+    fitted, _, aside = searched_feature_model(task, "svm", table, CFG, seed=3, beside=beside)
+    assert nothing is None and aside == "refits"
+    assert seen == {"fitted": False, "columns": fitted.columns, "power": 0.0}
+    test_x = feature_matrix(table, task.ids("test"), fitted.columns)
+    np.testing.assert_array_equal(alone.predict_proba(test_x), fitted.predict_proba(test_x))
+
+
+def test_fit_beside_keeps_the_callers_thread_limits():
+    """A new thread starts with OpenMP's default thread count, not the stage's limit (OpenMP's
+    is per thread); ``fit_beside`` fits with the caller's, on which a fit's numbers may depend."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sklearn.base import BaseEstimator
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from midiml.classify.pipelines import fit_beside
+
+    class Probe(BaseEstimator):
+        def fit(self, X, y):  # noqa: N803
+            self.threads_ = {lib["prefix"]: lib["num_threads"] for lib in threadpool_info()}
+            return self
+
+    with threadpool_limits(limits=1), ThreadPoolExecutor(1) as pool:
+        probe = fit_beside(pool, Probe(), np.zeros((2, 1)), np.array([0, 1]), None).result()
+    assert probe.threads_ and set(probe.threads_.values()) == {1}
 
 
 def test_copies_follow_their_songs_into_a_fit_and_out_of_it():
@@ -124,7 +163,7 @@ def test_copies_follow_their_songs_into_a_fit_and_out_of_it():
 def test_every_model_gives_probabilities_in_class_order(model):
     files, splits, table = toy_tables()
     task = build_task("genre", files, splits, CFG)
-    fitted = fit_feature_model(task, model, table, CFG, seed=0)
+    fitted = searched_feature_model(task, model, table, CFG, seed=0)[0]
     proba = fitted.predict_proba(feature_matrix(table, task.ids("test"), fitted.columns))
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     assert list(fitted.predict(feature_matrix(table, task.ids("test"), fitted.columns))) == [
@@ -135,7 +174,7 @@ def test_every_model_gives_probabilities_in_class_order(model):
 def _member_fits(task, table, models):
     from midiml.classify.fits import ModelFit, vote_folds
 
-    fitted = [fit_feature_model(task, m, table, CFG, seed=0) for m in models]
+    fitted = [searched_feature_model(task, m, table, CFG, seed=0)[0] for m in models]
     return {f.model: ModelFit(f, {}, {}, vote_folds(f, task, table, seed=0)) for f in fitted}
 
 

@@ -1,4 +1,4 @@
-"""``pipelines.grid_search`` is GridSearchCV's search (same choice, same score), and the
+"""``grid_search.grid_search`` is GridSearchCV's search (same choice, same score), and the
 probabilities it keeps are those the soft vote's cross-validation got by refitting the
 chosen model fold by fold (on label-encoded classes)."""
 
@@ -13,7 +13,7 @@ from sklearn.preprocessing import LabelEncoder, StandardScaler
 from sklearn.svm import SVC
 
 from midiml.classify.boosting import HistGradientBoostingClassifier
-from midiml.classify.pipelines import grid_search
+from midiml.classify.grid_search import grid_search
 
 
 def _data() -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from midiml.classify.pipelines import build_task, fit_feature_model
+from midiml.classify.pipelines import build_task, searched_feature_model
 from midiml.data.download import SourceError, copy_folder_source, download_url_source
 from midiml.data.ingest import Rules, find_files, ingest, ingest_to_parquet
 from midiml.data.labels import LabelsCsvError
@@ -214,7 +214,7 @@ def test_any_number_of_genres_through_ingest_split_features_and_a_classifier(
     assert len(table) == len(genres) * 8
     task = build_task("genre", files, splits, CFG)
     assert task.genres == sorted(genres)
-    fitted = fit_feature_model(task, "logreg", table, CFG, seed=0)
+    fitted = searched_feature_model(task, "logreg", table, CFG, seed=0)[0]
     assert set(fitted.classes) == set(genres)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,6 @@ import numpy as np
 import pandas as pd
 
 from midiml import tracking
-from midiml.classify.cnn_fit import cnn_predictor
 from midiml.classify.fits import CONCERN
 from midiml.classify.pipelines import build_task, feature_matrix, load_model
 from midiml.classify.selection import serve_rule
@@ -28,14 +28,55 @@ def song_predictor(
     table: pd.DataFrame,
     notes: pd.DataFrame | None,
     roll_cfg: Any,
+    known: dict[str, str] | None = None,
 ):
-    """Load a trained model once; return a function from song ids to predicted labels."""
+    """Load a trained model once; return a function from song ids to predicted labels
+    (``known``: the model's labels by song, already computed, e.g. ``cnn_labels``)."""
+    if known is not None:
+        return lambda ids: np.asarray([known[i] for i in ids], dtype=object)
     if info["kind"] == "features":
         fitted = load_model(model_dir / info["file"])
         return lambda ids: fitted.predict(feature_matrix(table, ids, fitted.columns))
+    from midiml.classify.cnn_fit import cnn_predictor  # torch: only for a CNN
 
     predict = cnn_predictor(model_dir / info["file"], roll_cfg)
     return lambda ids: predict(notes, ids)
+
+
+def cnn_songs(manifest: dict[str, Any], files: pd.DataFrame, splits: pd.DataFrame, cfg: Any):
+    """task -> the test and validation songs its CNN is scored on (tasks with a trained CNN)."""
+    out = {}
+    for name, entry in manifest["tasks"].items():
+        info = {} if entry.get("skipped") else entry["models"].get("cnn", {})
+        if info.get("file") and not info.get("skipped"):
+            task = build_task(name, files, splits, cfg)
+            out[name] = task.ids("test") + task.ids("val")
+    return out
+
+
+def cnn_labels(
+    manifest: dict[str, Any],
+    model_dir: Path,
+    roll_cfg: Any,
+    notes: pd.DataFrame,
+    songs: dict[str, list[str]],
+    n_threads: int = 1,
+) -> dict[str, dict[str, str]]:
+    """task -> song -> the label the task's CNN gives it (``songs``: ``cnn_songs``; ``notes``:
+    theirs). What ``evaluate_all`` scores the CNNs by; the evaluate stage runs it in a
+    worker process beside the feature models' scores, so that only the worker imports torch
+    (``n_threads``: its BLAS/OpenMP threads, as the stage's own)."""
+    from threadpoolctl import threadpool_limits
+
+    from midiml.classify.cnn_fit import cnn_predictor
+
+    out = {}
+    with threadpool_limits(limits=n_threads):
+        for name, ids in songs.items():
+            info = manifest["tasks"][name]["models"]["cnn"]
+            pred = cnn_predictor(model_dir / info["file"], roll_cfg)(notes, ids)
+            out[name] = dict(zip(ids, pred, strict=True))
+    return out
 
 
 def evaluate_all(
@@ -50,14 +91,16 @@ def evaluate_all(
     plot_dir: Path,
     confusion_figure: Any,
     log=print,
+    cnn_known: Callable[[str], dict[str, str]] | None = None,
 ) -> tuple[dict, dict[str, str]]:
     """Test (and validation) scores of every trained model; figures and plot tables written.
 
     ``confusion_figure(cm, labels, title)`` draws a confusion matrix (the report's drawing).
+    ``cnn_known(task)``: the task's CNN labels by song when already computed (``cnn_labels``).
     """
 
     cfg = params.classifier
-    roll_cfg = cfg.cnn.roll if cfg.get("cnn") else None
+    roll_cfg = (cfg.get("cnn") or {}).get("roll")  # None: no CNN configured
     metrics: dict[str, Any] = {"tasks": {}}
     figures: dict[str, str] = {}
     runs = read_timings("classifiers").get("tasks", {})  # MLflow run ids, by select_classifiers
@@ -88,7 +131,8 @@ def evaluate_all(
             if info.get("skipped"):
                 res["models"][model] = {"skipped": info["skipped"]}
                 continue
-            predict = song_predictor(info, model_dir, table, notes, roll_cfg)
+            known = cnn_known(name) if cnn_known and info["kind"] == "cnn" else None
+            predict = song_predictor(info, model_dir, table, notes, roll_cfg, known)
             pred = predict(task.ids("test"))
             m = ev.scores(y_test, pred, task.positive)
             if original is not None:  # the first datasets alone: comparable with earlier runs

@@ -14,6 +14,7 @@ change of one model's hyperparameters refits that model only:
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,12 +36,12 @@ from midiml.classify.pipelines import (
     TaskSkipped,
     build_task,
     feature_matrix,
+    fit_beside,
     searched_feature_model,
     with_copies,
 )
 from midiml.classify.served import WORDS
 from midiml.classify.source_weighting import (
-    fit_weighted,
     song_sources,
     source_power,
     training_weights,
@@ -67,17 +68,19 @@ def task_fits_path(fits_dir: Path, task: str) -> Path:
 
 
 def save_fit(fit: ModelFit | dict[str, str], path: Path) -> None:
-    import joblib
+    """A task's fit as a pickle, as ``pipelines.save_model`` writes a model (and why)."""
+    import pickle
 
-    with atomic_path(path) as tmp:
-        joblib.dump(pickle_ready(fit), tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        pickle.dump(pickle_ready(fit), f, protocol=5)
 
 
 def load_fit(path: Path) -> ModelFit | dict[str, str]:
     """A task's fit, or ``{"skipped": reason}``."""
-    import joblib
+    import pickle
 
-    return joblib.load(path)
+    with open(path, "rb") as f:
+        return pickle.load(f)
 
 
 def tasks_of(params: Any, files: pd.DataFrame, splits: pd.DataFrame) -> dict[str, Any]:
@@ -144,20 +147,19 @@ def fit_model(
     source: pd.Series,
 ) -> ModelFit:
     """``model`` (a key of ``classifier.models``) fitted for ``task``: grid search, final refit
-    with ``copies`` (re-encoded training rows), held-out-source refits, the vote's folds."""
+    with ``copies`` (re-encoded training rows), held-out-source refits (in worker processes
+    while the final refit runs), the vote's folds."""
     cfg, seed = params.classifier, int(params.seed)
     n_jobs = int(cfg.get("n_jobs", 1))
-    fitted, search = searched_feature_model(task, model, table, cfg, seed, copies, source)
-    held, truths = leaf_held_out(
-        fitted.pipeline,
-        list(fitted.columns),
-        table,
-        task.ids("train"),
-        task.labels,
-        source,
-        copies,
-        float(fitted.source_power),
-        n_jobs,
+    ids = task.ids("train")
+
+    def held_out(pipeline: Any, columns: list[str], power: float) -> tuple:
+        return leaf_held_out(
+            pipeline, columns, table, ids, task.labels, source, copies, power, n_jobs
+        )
+
+    fitted, search, (held, truths) = searched_feature_model(
+        task, model, table, cfg, seed, copies, source, beside=held_out
     )
     folds = vote_folds(fitted, task, table, seed, n_jobs, search.fold_proba)
     return ModelFit(fitted, held, truths, folds)
@@ -178,18 +180,20 @@ def fit_words(
     ids, power = task.ids("train"), source_power(cfg, task.name)
     X, y = with_copies(table, ids, task.labels, copies, [WORDS_COLUMN], leaf_input)
     weights = training_weights(ids, task.labels, copies, source, power)
-    fitted = fit_weighted(clone(estimator), X, y, weights)
-    held, truths = leaf_held_out(
-        estimator,
-        [WORDS_COLUMN],
-        table,
-        ids,
-        task.labels,
-        source,
-        copies,
-        power,
-        int(cfg.get("n_jobs", 1)),
-    )
+    with ThreadPoolExecutor(1) as pool:  # the final fit beside the held-out refits' workers
+        final = fit_beside(pool, clone(estimator), X, y, weights)
+        held, truths = leaf_held_out(
+            estimator,
+            [WORDS_COLUMN],
+            table,
+            ids,
+            task.labels,
+            source,
+            copies,
+            power,
+            int(cfg.get("n_jobs", 1)),
+        )
+        fitted = final.result()
     return ModelFit(fitted, held, truths, info={"estimator": estimator, "power": power})
 
 

@@ -13,6 +13,7 @@ classifier.feature_set=all``; refitting it here cost the pipeline three minutes.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ from midiml.classify.pipelines import (
     FittedModel,
     feature_columns,
     feature_matrix,
+    load_model,
 )
 from midiml.classify.served import unfrozen
 from midiml.classify.source_weighting import song_sources
@@ -279,6 +281,29 @@ def importance_before_after(
     return out
 
 
+def served_importance(
+    params: Any, model_file: Path, table: pd.DataFrame, task: Any, n_threads: int = 1
+) -> dict[str, Any]:
+    """``importance_before_after`` of the model saved at ``model_file`` (the served genre
+    model) as ``classifier.importance`` asks. The evaluate stage runs it in a worker process
+    beside its other scores (``n_threads``: its BLAS/OpenMP threads, as the stage's own)."""
+    from threadpoolctl import threadpool_limits
+
+    imp = params.classifier.get("importance") or {}
+    with threadpool_limits(limits=n_threads):
+        return importance_before_after(
+            load_model(model_file),
+            table,
+            task.ids("train"),
+            task.y("train"),
+            task.ids("test"),
+            task.y("test"),
+            int(params.seed),
+            int(imp.get("n_repeats", 3)),
+            bool(imp.get("all_features", False)),
+        )
+
+
 def evaluate_robustness(
     params: Any,
     fitted: FittedModel,
@@ -294,12 +319,14 @@ def evaluate_robustness(
     test_copies: dict[str, tuple[pd.DataFrame, pd.DataFrame]] | None = None,
     cnn_scores: dict[str, Any] | None = None,
     log: Callable[[str], Any] = print,
+    importance: Callable[[], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Every robustness number of the served genre model (see the module docstring);
     ``held_out``: its held-out-source accuracies from the selection (``held_out_sources``);
     ``cnn``: the genre CNN, scored on the same re-encoded songs, or ``cnn_scores``, those
     scores as its own stage computed them (``cnn_fit.cnn_robustness``); ``test_copies``:
-    the re-encoded test songs when already made (``reencoded_test_songs``)."""
+    the re-encoded test songs when already made (``reencoded_test_songs``); ``importance``:
+    the permutation importance's result when computed elsewhere (``served_importance``)."""
     import time
 
     seed = int(params.seed)
@@ -336,17 +363,22 @@ def evaluate_robustness(
         log(f"robustness: re-encoded test songs scored ({time.perf_counter() - start:.1f} s)")
         start = time.perf_counter()
         across = held_out_sources(fitted, table, files, task.ids("train"), copies, held_out, n_jobs)
-        imp = params.classifier.get("importance") or {}
-        importance = importance_before_after(
-            fitted,
-            table,
-            task.ids("train"),
-            task.y("train"),
-            test_ids,
-            y_test,
-            seed,
-            int(imp.get("n_repeats", 3)),
-            bool(imp.get("all_features", False)),
-        )
+        log(f"robustness: held-out sources ({time.perf_counter() - start:.1f} s)")
+        start = time.perf_counter()
+        if importance is None:
+            imp = params.classifier.get("importance") or {}
+            drops = importance_before_after(
+                fitted,
+                table,
+                task.ids("train"),
+                task.y("train"),
+                test_ids,
+                y_test,
+                seed,
+                int(imp.get("n_repeats", 3)),
+                bool(imp.get("all_features", False)),
+            )
+        else:
+            drops = importance()
         log(f"robustness: permutation importance ({time.perf_counter() - start:.1f} s)")
-    return out | {"reencoded": scores, "held_out_source": across, "importance": importance}
+    return out | {"reencoded": scores, "held_out_source": across, "importance": drops}

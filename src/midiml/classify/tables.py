@@ -116,19 +116,23 @@ def copies_table(
             parts.append((longer, kwargs | {"options": options}))
     parts = [(songs, kwargs) for songs, kwargs in parts if songs]
     # each part draws from its own seed and a song's features depend on that song alone, so
-    # the parts run n_jobs at a time and their rows are concatenated in order
-    done = Parallel(n_jobs=n_jobs)(
+    # the parts run n_jobs at a time and their rows are concatenated in order; the parts
+    # with the most songs start first (the first copy of every song and the excerpts, then
+    # the lo-fi songs' further copies), so that no large part is left to run alone at the end
+    first = sorted(range(len(parts)), key=lambda i: -len(parts[i][0]))
+    made = Parallel(n_jobs=n_jobs)(
         delayed(_copies_part)(
-            notes[notes["file_id"].isin(set(songs))],
+            notes[notes["file_id"].isin(set(parts[i][0]))],
             files,
-            songs,
-            kwargs,
+            parts[i][0],
+            parts[i][1],
             genre,
             feature_kwargs(params),
         )
-        for songs, kwargs in parts
+        for i in first
     )
-    done = [t for t in done if len(t)]
+    by_part = dict(zip(first, made, strict=True))
+    done = [by_part[i] for i in range(len(parts)) if len(by_part[i])]
     return pd.concat(done, ignore_index=True) if done else pd.DataFrame()
 
 
