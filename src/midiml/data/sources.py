@@ -100,9 +100,8 @@ def sources_from_params(params: Any) -> dict[str, Source]:
 def check_sources_from_params(params: Any) -> dict[str, Source]:
     """The check sources (``data.check_sources``): obtained like any source, never ingested or
     trained on; models are scored on them. Each has one ``genre``, the one it should be called."""
-    found = {
-        n: Source.from_config(n, c) for n, c in (params.data.get("check_sources") or {}).items()
-    }
+    data = params.get("data") or {}  # a classifier-only configuration has none
+    found = {n: Source.from_config(n, c) for n, c in (data.get("check_sources") or {}).items()}
     for name, source in found.items():
         if not source.genre:
             raise ValueError(f"data.check_sources.{name}: a check source needs its `genre`")
