@@ -5,6 +5,10 @@ figures only; choose settings on validation songs (benchmarks/token_diagnosis.py
 
     python benchmarks/continuation_subset.py --models transformer markov
     python benchmarks/continuation_subset.py --models transformer --models-dir /tmp/other
+    python benchmarks/continuation_subset.py --split val --temperature 0.9  # choose here
+
+``--split val`` takes the same number of validation songs by the same cut rules
+(`load_cuts`), so settings are chosen there and the test table is run once at the end.
 """
 
 from __future__ import annotations
@@ -23,19 +27,25 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["transformer", "markov"])
     ap.add_argument("--models-dir", default="models/generators")
     ap.add_argument("--json", default=None, help="write the table here")
+    ap.add_argument("--split", default="test", choices=["test", "val"], help="whose songs")
+    ap.add_argument("--seeds", type=int, default=None, help="sampling seeds (config: 2)")
+    ap.add_argument("--temperature", type=float, default=None, help="config's when omitted")
+    ap.add_argument("--top-p", type=float, default=None, help="config's when omitted")
     args = ap.parse_args()
     cfg = load_params().model.continuation_eval
-    cuts = ce.load_cuts(cfg, "test")
-    seeds = [int(cfg.seed) + i for i in range(int(cfg.seeds))]
+    cuts = ce.load_cuts(cfg, args.split)
+    seeds = [int(cfg.seed) + i for i in range(args.seeds or int(cfg.seeds))]
+    temperature = float(cfg.temperature if args.temperature is None else args.temperature)
+    top_p = float(cfg.top_p if args.top_p is None else args.top_p)
     samples, rows, seconds = ce.run_rows(
-        cuts, Path(args.models_dir), args.models, seeds, float(cfg.temperature), float(cfg.top_p)
+        cuts, Path(args.models_dir), args.models, seeds, temperature, top_p
     )
     table = cm.continuation_table(
         [ce.pitched(c.prompt) for c in cuts], [c.real for c in cuts], [c.genre for c in cuts],
         [c.seconds for c in cuts], samples, int(cfg.seed),
     )  # fmt: skip
     genres = sorted({c.genre for c in cuts})
-    print(f"{len(cuts)} held-out test cuts x {len(seeds)} seeds")
+    print(f"{len(cuts)} {args.split} cuts x {len(seeds)} seeds; T {temperature}, top-p {top_p}")
     head = ["score", *cm.MEASURES, "novelty", "empty"]
     print(f"{'row':18s} " + " ".join(f"{h[:8]:>8s}" for h in head) + "  " + " / ".join(genres))
     for name, t in table.items():
