@@ -251,6 +251,48 @@ def test_a_pitch_struck_again_at_one_onset_of_an_instrument_is_one_note(tokenize
     assert tn._struck_again(dup).tolist() == [True, False, False, False]
 
 
+def _notes_after_a_repeat(cont, new_ids: list[int]) -> int:
+    """Ids drawn at an onset after one of its instruments struck a pitch a second time (in
+    an earlier id) that add a note there."""
+    g, seen, prog, closed, after = cont.grammar, set(), 0, False, 0
+    for i in new_ids:
+        after += closed and bool(g.note_here[i])
+        for b in g.expand[i]:
+            t, v = int(g.types[b]), int(g.values[b])
+            if t in (tk.BAR, tk.POSITION):
+                seen, closed = set(), False
+            elif t in (tk.PROGRAM, tk.DRUM_PROGRAM):
+                prog = v
+            elif t in (tk.PITCH, tk.PITCH_DRUM):
+                closed |= (prog, v) in seen
+                seen.add((prog, v))
+    return after
+
+
+def test_an_onset_ends_when_an_instrument_strikes_a_pitch_again(tokenizer):
+    """The stuck loop of a model cycling through the chord it just wrote: once an instrument
+    repeats a pitch at an onset, no further note is drawn there (the next id moves on in
+    time); without the rule an untrained model at a high temperature keeps adding notes."""
+    cont = continuer(tokenizer, copy=True)
+    prompt = band_notes(2)
+    base = tk.base_ids(tokenizer, tk.notes_to_score(prompt))
+    ids = [cont.bos, *(int(i) for i in tk.bpe_encode(tokenizer, [base])[0])]
+    after = {}
+    for close in (False, True):
+        cont.close_repeats = close
+        seqs = cont.sample(ids, cont.genre_id("lofi"), 8.0, 24.0, _programs(prompt), 4, 3.0, 1.0, 0)
+        after[close] = sum(_notes_after_a_repeat(cont, s) for s in seqs)
+        assert all(
+            tk.invalid_successions(cont.grammar.base_ids(ids[1:] + s), *_tv(cont)) == 0
+            for s in seqs
+        )
+    assert after[False] > 0 and after[True] == 0
+
+
+def _tv(cont) -> tuple[np.ndarray, np.ndarray]:
+    return cont.grammar.types, cont.grammar.values
+
+
 def _programs(notes) -> np.ndarray:
     out = np.zeros(129, bool)
     out[np.where(notes["is_drum"], -1, notes["program"]).astype(int) + 1] = True
@@ -362,3 +404,32 @@ def test_a_variation_without_notes_is_drawn_again(tokenizer):
     cont.sample = first_empty
     songs = cont.continue_songs(band_notes(2), 6.0, n=2, seed=0)
     assert calls == [2, 2] and all(len(s["pitch"]) for s in songs)
+
+
+def test_a_variation_of_drums_only_is_drawn_again_for_a_pitched_prompt(tokenizer):
+    """The prompt's music must go on: a draw with only drum notes (here forced once, for the
+    second variation) is sampled again; a drums-only prompt may get drums only."""
+    cont = continuer(tokenizer)
+    real, calls = cont.sample, []
+    g = cont.grammar
+    drum = next(
+        i for i, e in enumerate(g.expand)
+        if len(e) == 1 and g.types[e[0]] == tk.DRUM_PROGRAM
+    )  # fmt: skip
+    names = {v: k for k, v in tokenizer.vocab.items()}
+    kick = next(i for i, e in enumerate(g.expand) if len(e) == 1 and names[e[0]] == "PitchDrum_36")
+    vel = next(i for i, e in enumerate(g.expand) if len(e) == 1 and g.types[e[0]] == tk.VELOCITY)
+    dur = next(i for i, e in enumerate(g.expand) if len(e) == 1 and g.types[e[0]] == tk.DURATION)
+    bar = next(i for i, e in enumerate(g.expand) if len(e) == 1 and g.types[e[0]] == tk.BAR)
+    pos0 = next(i for i, e in enumerate(g.expand) if len(e) == 1 and names[e[0]] == "Position_0")
+
+    def drums_once(*args):
+        calls.append(args[5])
+        seqs = real(*args)
+        if len(calls) == 1:
+            seqs[1] = [bar, bar, bar, pos0, drum, kick, vel, dur, bar]
+        return seqs
+
+    cont.sample = drums_once
+    songs = cont.continue_songs(band_notes(2), 6.0, n=2, seed=0)
+    assert calls[:2] == [2, 1] and all((~s["is_drum"]).any() for s in songs)

@@ -186,6 +186,15 @@ class Grammar:
                 self.end_pos[i] = -1
             progs = self.values[np.asarray(base)[(t == tk.PROGRAM) | (t == tk.DRUM_PROGRAM)]]
             self.programs[i, progs + 1] = True
+        # ids that strike a note at the current onset (a Program before any Position or Bar)
+        self.note_here = np.zeros(n, bool)
+        for i, base in enumerate(self.expand):
+            for t in self.types[base] if base else ():
+                if t in (tk.BAR, tk.POSITION):
+                    break
+                if t in (tk.PROGRAM, tk.DRUM_PROGRAM):
+                    self.note_here[i] = True
+                    break
         self.special = self.first_type == tk.SPECIAL
         self.follows = np.zeros((len(tk.BASE_TYPES), n), bool)
         for prev, allowed in tk.NEXT_TYPES.items():
@@ -207,6 +216,38 @@ class Grammar:
         return np.where(idx >= 0, end[np.maximum(idx, 0)], -1) + 1
 
 
+class OnsetNotes:
+    """Per variation, the (program, pitch) notes struck at the current onset, and whether the
+    onset is closed: an instrument struck a pitch it already has there. The model then loops
+    through the chord it just wrote (the copy head proposes what followed the same note a
+    moment ago): up to 226 notes at one onset, one validation continuation spent its whole
+    step budget there and stopped 10 beats early. Its repeat is taken as "this chord is
+    complete": no id drawn after it adds a note at this onset, the next one moves on in time
+    (a BPE id that merges several notes finishes its own). The repeated note itself is
+    dropped in decoding (``_struck_again``)."""
+
+    def __init__(self, grammar: Grammar, n: int) -> None:
+        self.g = grammar
+        self.notes: list[set[tuple[int, int]]] = [set() for _ in range(n)]
+        self.program = [0] * n
+        self.closed = np.zeros(n, bool)
+
+    def update(self, tok: np.ndarray) -> None:
+        g = self.g
+        for b, i in enumerate(tok):
+            for base in g.expand[int(i)] if int(i) < len(g.expand) else ():
+                t, v = int(g.types[base]), int(g.values[base])
+                if t in (tk.BAR, tk.POSITION):
+                    self.notes[b].clear()
+                    self.closed[b] = False
+                elif t in (tk.PROGRAM, tk.DRUM_PROGRAM):
+                    self.program[b] = v
+                elif t in (tk.PITCH, tk.PITCH_DRUM):
+                    key = (self.program[b], v)
+                    self.closed[b] |= key in self.notes[b]
+                    self.notes[b].add(key)
+
+
 class TransformerContinuer:
     """The trained token Transformer behind ``continue_song`` and ``continue_notes``."""
 
@@ -224,6 +265,7 @@ class TransformerContinuer:
         genres: list[str],
         guards: Any = None,
         top_k: int = 0,
+        close_repeats: bool = True,
     ) -> None:
         self.net = NumpyTransformer(weights, network)
         self.tokenizer, self.genres = tokenizer, list(genres)
@@ -231,6 +273,10 @@ class TransformerContinuer:
         self.guards, self.top_k = guards, top_k  # guards: the token model samples unguarded
         self.default_genre = self.genres[0] if self.genres else None
         self.bos = tokenizer.vocab["BOS_None"]
+        self.close_repeats = close_repeats  # an onset ends when an instrument repeats a pitch
+        # shares of the context the prompt fills at the start and a full window keeps when it
+        # slides (the rest is room for new ids before the next slide)
+        self.prompt_share, self.keep_share = 0.75, 0.5
 
     @classmethod
     def load(
@@ -269,7 +315,7 @@ class TransformerContinuer:
         ctx = net.context
         state = self._state(prompt)  # of the whole prompt: bars count from its first
         full = list(prompt)
-        prompt = full[-(ctx * 3 // 4) :]
+        prompt = full[-int(ctx * self.prompt_share) :]
         bar = np.full(n, state[0], np.int64)
         pos = np.full(n, state[1], np.int64)
         last = np.full(n, state[2], np.int64)
@@ -286,11 +332,14 @@ class TransformerContinuer:
         logits = net.forward(np.asarray([window]), cache, 0, np.asarray([[0, *prompt_bars]]))[:, -1]
         cache = [np.repeat(c, n, axis=1) for c in cache]
         used = len(window)
+        onset = OnsetNotes(g, n)
         for step in range(self.step_budget(start_beat, end_beat)):
             logits = np.broadcast_to(logits, (n, logits.shape[-1]))
-            tok = self._draw(
-                logits, self._allowed(bar, pos, last, start_beat, prog_ok), temperature, top_p, rng
-            )
+            allowed = self._allowed(bar, pos, last, start_beat, prog_ok)
+            if self.close_repeats:
+                allowed &= ~(onset.closed[:, None] & g.note_here[None])
+            tok = self._draw(logits, allowed, temperature, top_p, rng)
+            onset.update(tok)
             for b in range(n):
                 seqs[b].append(int(tok[b]))
             bar = bar + g.n_bars[tok]
@@ -304,9 +353,10 @@ class TransformerContinuer:
             stop = np.where((stop < 0) & past, step + 1, stop)
             if (stop >= 0).all():
                 break
-            if used >= ctx:  # slide: the genre token and each variation's last ctx/2 tokens
-                ids = np.asarray([[genre_id, *([*prompt, *s][-(ctx // 2) :])] for s in seqs])
-                at = np.asarray([[0, *([*prompt_bars, *b][-(ctx // 2) :])] for b in bars])
+            if used >= ctx:  # slide: the genre token and each variation's last tokens
+                keep = int(ctx * self.keep_share)
+                ids = np.asarray([[genre_id, *([*prompt, *s][-keep:])] for s in seqs])
+                at = np.asarray([[0, *([*prompt_bars, *b][-keep:])] for b in bars])
                 cache = net.new_cache(n, ctx)
                 logits = net.forward(ids, cache, 0, at)[:, -1]
                 used = ids.shape[1]
@@ -409,8 +459,12 @@ class TransformerContinuer:
         programs = np.zeros(129, bool)
         programs[np.where(cols["is_drum"], -1, cols["program"]).astype(np.int64) + 1] = True
         out: list[dict[str, np.ndarray] | None] = [None] * n
-        for attempt in range(RETRIES + 1):  # a variation without notes is drawn again
-            todo = [i for i, o in enumerate(out) if o is None or len(o["pitch"]) == 0]
+        # a variation without notes is drawn again, and so is one whose only notes are drums
+        # when the prompt has pitched ones (its music would stop: a 1.9 s validation cut got
+        # one drum note and nothing else)
+        pitched = not cols["is_drum"].all()
+        for attempt in range(RETRIES + 1):
+            todo = [i for i, o in enumerate(out) if o is None or _silent(o, pitched)]
             if not todo:
                 break
             seqs = self.sample(
@@ -556,6 +610,12 @@ def _prompt_columns(notes: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
             cols["duration_s"] * 2.0,
         )
     return cols
+
+
+def _silent(notes: Mapping[str, np.ndarray], pitched: bool) -> bool:
+    """No note, or (``pitched``: the prompt has pitched notes) no pitched note."""
+    drum = np.asarray(notes["is_drum"], bool)
+    return len(drum) == 0 or (pitched and bool(drum.all()))
 
 
 def _struck_again(notes: Mapping[str, np.ndarray]) -> np.ndarray:
