@@ -130,10 +130,13 @@ def test_numpy_runtime_equals_torch(tokenizer, copy, bar_positions):
 
 
 def continuer(
-    tokenizer, context: int = 48, copy: bool = False, bar_positions: int = 0
+    tokenizer, context: int = 48, copy: bool = False, bar_positions: int = 0, **decoding
 ) -> TransformerContinuer:
+    """An untrained token continuer; plain sampling (no min-p, no prompt guidance) unless
+    ``decoding`` says otherwise, so a high temperature draws widely."""
     net = tiny_network(tokenizer, context, copy, bar_positions)
-    return TransformerContinuer(net.numpy_weights(), net.config, tokenizer, GENRES)
+    decoding = {"min_p": 0.0, "prompt_guidance": 0.0} | decoding
+    return TransformerContinuer(net.numpy_weights(), net.config, tokenizer, GENRES, **decoding)
 
 
 def test_bar_positions_follow_the_remi_state(tokenizer):
@@ -198,11 +201,18 @@ def test_sampling_feeds_the_bar_positions_training_computes(tokenizer):
     assert slides >= 2
 
 
-@pytest.mark.parametrize(("seed", "copy"), [(0, False), (1, False), (2, True)])
-def test_sampling_emits_only_valid_successions_of_the_prompts_instruments(tokenizer, seed, copy):
+@pytest.mark.parametrize(
+    ("seed", "copy", "default"),
+    [(0, False, False), (1, False, False), (2, True, False), (3, True, True)],
+)
+def test_sampling_emits_only_valid_successions_of_the_prompts_instruments(
+    tokenizer, seed, copy, default
+):
     """An untrained model would say anything; the masks keep every succession valid, time
-    moving forward, and only the prompt's instruments (context 48 < length: refills)."""
-    cont = continuer(tokenizer, copy=copy)
+    moving forward, and only the prompt's instruments (context 48 < length: refills), also
+    with the default decoding (min-p, prompt guidance)."""
+    decoding = {"min_p": tn.MIN_P, "prompt_guidance": tn.PROMPT_GUIDANCE} if default else {}
+    cont = continuer(tokenizer, copy=copy, **decoding)
     prompt = band_notes(2)
     songs = cont.continue_songs(prompt, 8.0, n=3, temperature=1.5, top_p=1.0, seed=seed)
     assert len(songs) == 3
@@ -433,3 +443,52 @@ def test_a_variation_of_drums_only_is_drawn_again_for_a_pitched_prompt(tokenizer
     cont.sample = drums_once
     songs = cont.continue_songs(band_notes(2), 6.0, n=2, seed=0)
     assert calls[:2] == [2, 1] and all((~s["is_drum"]).any() for s in songs)
+
+
+def test_min_p_drops_ids_far_below_the_likeliest(tokenizer):
+    """min-p keeps the ids with at least min_p x the likeliest one's probability (here 0.1
+    of 0.5): the flat tail (a pitch at 0.05) is never drawn, the rest keep their odds."""
+    cont = continuer(tokenizer)
+    p = np.array([[0.5, 0.3, 0.15, 0.05]])
+    logits, allowed = np.log(p).repeat(4000, 0), np.ones((4000, 4), bool)
+    rng = np.random.default_rng(0)
+    cont.min_p = 0.0
+    assert (cont._draw(logits, allowed, 1.0, 1.0, rng) == 3).any()
+    cont.min_p = 0.2
+    drawn = cont._draw(logits, allowed, 1.0, 1.0, rng)
+    counts = np.bincount(drawn, minlength=4) / len(drawn)
+    assert counts[3] == 0
+    np.testing.assert_allclose(counts[:3], p[0, :3] / 0.95, atol=0.03)
+
+
+def test_prompt_guidance_contrasts_the_model_with_and_without_the_prompt(tokenizer):
+    """With guidance w, each step draws from log p(.|prompt, new) + w (log p(.|prompt, new)
+    - log p(.|new)): the second term is the same network reading the genre, BOS and the new
+    ids only (with their bar positions), through its own cache."""
+    cont = continuer(tokenizer, context=256, copy=True, bar_positions=33)
+    cont.prompt_guidance = 0.5
+    g, seen = cont.grammar, []
+    draw = cont._draw
+
+    def spy(logits, allowed, temperature, top_p, rng):
+        seen.append(np.array(logits))
+        return draw(logits, allowed, temperature, top_p, rng)
+
+    cont._draw = spy
+    prompt = band_notes(2)
+    base = tk.base_ids(tokenizer, tk.notes_to_score(prompt))
+    ids = [cont.bos, *(int(i) for i in tk.bpe_encode(tokenizer, [base])[0])]
+    gid = cont.genre_id("lofi")
+    (new,) = cont.sample(ids, gid, 8.0, 16.0, _programs(prompt), 1, 1.0, 1.0, 0)
+    assert len(new) > 3
+    full = np.asarray([gid, *ids, *new])
+    bars = g.bar_positions(full)
+    net = cont.net
+    for k in (0, 1, len(new) - 1):
+        c = full[: len(ids) + 1 + k]
+        cond = net.forward(c[None], net.new_cache(1, 256), 0, bars[None, : len(c)])[0, -1]
+        u = np.asarray([gid, cont.bos, *new[:k]])
+        ub = np.r_[0, 0, bars[len(ids) + 1 : len(ids) + 1 + k]]
+        unc = net.forward(u[None], net.new_cache(1, 256), 0, ub[None])[0, -1]
+        lc, lu = tn._log_softmax(cond), tn._log_softmax(unc)
+        np.testing.assert_allclose(seen[k][0], lc + 0.5 * (lc - lu), atol=1e-3)

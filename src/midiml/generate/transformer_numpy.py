@@ -33,6 +33,12 @@ from midiml.represent import tokens as tk
 WEIGHTS = "weights.npz"
 TOKENIZER = "tokenizer.json"
 RETRIES = 3  # draws of a variation that came out without any note
+# Decoding chosen on validation cuts (docs/continuation.md, "what the token model loses"):
+# min-p cuts the flat tail of the pitch distribution; prompt guidance weighs each step by
+# how much more likely the prompt makes it than the model alone would (contrastive /
+# classifier-free guidance on the prompt).
+MIN_P = 0.2
+PROMPT_GUIDANCE = 0.5
 NOTE_OUT = ("pitch", "velocity", "onset_s", "duration_s", "program", "is_drum")
 
 
@@ -266,6 +272,8 @@ class TransformerContinuer:
         guards: Any = None,
         top_k: int = 0,
         close_repeats: bool = True,
+        min_p: float = MIN_P,
+        prompt_guidance: float = PROMPT_GUIDANCE,
     ) -> None:
         self.net = NumpyTransformer(weights, network)
         self.tokenizer, self.genres = tokenizer, list(genres)
@@ -277,6 +285,7 @@ class TransformerContinuer:
         # shares of the context the prompt fills at the start and a full window keeps when it
         # slides (the rest is room for new ids before the next slide)
         self.prompt_share, self.keep_share = 0.75, 0.5
+        self.min_p, self.prompt_guidance = min_p, prompt_guidance
 
     @classmethod
     def load(
@@ -333,12 +342,21 @@ class TransformerContinuer:
         cache = [np.repeat(c, n, axis=1) for c in cache]
         used = len(window)
         onset = OnsetNotes(g, n)
+        w_cfg = self.prompt_guidance
+        if w_cfg:  # the same model without the prompt: genre, BOS and the new ids only
+            ucache = net.new_cache(n, ctx)
+            start = np.asarray([[genre_id, self.bos]] * n)
+            ulogits = net.forward(start, ucache, 0, np.zeros((n, 2), np.int64))[:, -1]
+            uused = 2
         for step in range(self.step_budget(start_beat, end_beat)):
             logits = np.broadcast_to(logits, (n, logits.shape[-1]))
+            if w_cfg:
+                cond = _log_softmax(logits)
+                guided = cond + w_cfg * (cond - _log_softmax(ulogits))
             allowed = self._allowed(bar, pos, last, start_beat, prog_ok)
             if self.close_repeats:
                 allowed &= ~(onset.closed[:, None] & g.note_here[None])
-            tok = self._draw(logits, allowed, temperature, top_p, rng)
+            tok = self._draw(guided if w_cfg else logits, allowed, temperature, top_p, rng)
             onset.update(tok)
             for b in range(n):
                 seqs[b].append(int(tok[b]))
@@ -353,6 +371,16 @@ class TransformerContinuer:
             stop = np.where((stop < 0) & past, step + 1, stop)
             if (stop >= 0).all():
                 break
+            if w_cfg:
+                if uused >= ctx:
+                    keep = int(ctx * self.keep_share)
+                    ids = np.asarray([[genre_id, *s[-keep:]] for s in seqs])
+                    at = np.asarray([[0, *b[-keep:]] for b in bars])
+                    ucache = net.new_cache(n, ctx)
+                    ulogits, uused = net.forward(ids, ucache, 0, at)[:, -1], ids.shape[1]
+                else:
+                    ulogits = net.forward(tok[:, None], ucache, uused, (pos + 1)[:, None])[:, -1]
+                    uused += 1
             if used >= ctx:  # slide: the genre token and each variation's last tokens
                 keep = int(ctx * self.keep_share)
                 ids = np.asarray([[genre_id, *([*prompt, *s][-keep:])] for s in seqs])
@@ -398,7 +426,7 @@ class TransformerContinuer:
         return np.where(strict.any(1, keepdims=True), strict, ok)
 
     def _draw(self, logits, allowed, temperature, top_p, rng) -> np.ndarray:
-        """One token per row: masked, tempered, nucleus (top-p) and top-k sampling."""
+        """One token per row: masked, tempered, nucleus (top-p), min-p and top-k sampling."""
         z = np.where(allowed, logits.astype(np.float64), -np.inf)
         if temperature <= 0:
             return z.argmax(1)
@@ -409,6 +437,8 @@ class TransformerContinuer:
         sp = np.take_along_axis(p, order, 1)
         cum = np.cumsum(sp, 1)
         keep = (cum - sp) < (top_p if 0 < top_p < 1 else 1.0)
+        if self.min_p > 0:  # min-p: drop ids under min_p x the likeliest one's probability
+            keep &= sp >= self.min_p * sp[:, :1]
         if self.top_k:
             keep[:, self.top_k :] = False
         keep[:, 0] = True
@@ -610,6 +640,12 @@ def _prompt_columns(notes: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
             cols["duration_s"] * 2.0,
         )
     return cols
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z.astype(np.float64)
+    z = z - z.max(-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(-1, keepdims=True))
 
 
 def _silent(notes: Mapping[str, np.ndarray], pitched: bool) -> bool:
