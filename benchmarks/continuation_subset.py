@@ -6,6 +6,8 @@ figures only; choose settings on validation songs (benchmarks/token_diagnosis.py
     python benchmarks/continuation_subset.py --models transformer markov
     python benchmarks/continuation_subset.py --models transformer --models-dir /tmp/other
     python benchmarks/continuation_subset.py --split val --temperature 0.9  # choose here
+    python benchmarks/continuation_subset.py --split val --models transformer --seeds 4 \
+        --min-p 0.2 --guidance 0.5          # the token model's decoding (docs/continuation.md)
 
 ``--split val`` takes the same number of validation songs by the same cut rules
 (`load_cuts`), so settings are chosen there and the test table is run once at the end.
@@ -31,21 +33,37 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=None, help="sampling seeds (config: 2)")
     ap.add_argument("--temperature", type=float, default=None, help="config's when omitted")
     ap.add_argument("--top-p", type=float, default=None, help="config's when omitted")
+    ap.add_argument("--min-p", type=float, default=None, help="token model (default: its own)")
+    ap.add_argument("--guidance", type=float, default=None, help="token model's prompt guidance")
+    ap.add_argument(
+        "--no-onset-rule", action="store_true", help="token model: let an instrument go on "
+        "adding notes at an onset after repeating a pitch there",
+    )  # fmt: skip
     args = ap.parse_args()
+    decoding: dict[str, object] = {}
+    if args.min_p is not None:
+        decoding["min_p"] = args.min_p
+    if args.guidance is not None:
+        decoding["prompt_guidance"] = args.guidance
+    if args.no_onset_rule:
+        decoding["close_repeats"] = False
     cfg = load_params().model.continuation_eval
     cuts = ce.load_cuts(cfg, args.split)
     seeds = [int(cfg.seed) + i for i in range(args.seeds or int(cfg.seeds))]
     temperature = float(cfg.temperature if args.temperature is None else args.temperature)
     top_p = float(cfg.top_p if args.top_p is None else args.top_p)
     samples, rows, seconds = ce.run_rows(
-        cuts, Path(args.models_dir), args.models, seeds, temperature, top_p
+        cuts, Path(args.models_dir), args.models, seeds, temperature, top_p, decoding
     )
     table = cm.continuation_table(
         [ce.pitched(c.prompt) for c in cuts], [c.real for c in cuts], [c.genre for c in cuts],
         [c.seconds for c in cuts], samples, int(cfg.seed),
     )  # fmt: skip
     genres = sorted({c.genre for c in cuts})
-    print(f"{len(cuts)} {args.split} cuts x {len(seeds)} seeds; T {temperature}, top-p {top_p}")
+    print(
+        f"{len(cuts)} {args.split} cuts x {len(seeds)} seeds; T {temperature}, top-p {top_p}"
+        + (f", {decoding}" if decoding else "")
+    )
     head = ["score", *cm.MEASURES, "novelty", "empty"]
     print(f"{'row':18s} " + " ".join(f"{h[:8]:>8s}" for h in head) + "  " + " / ".join(genres))
     for name, t in table.items():

@@ -373,11 +373,13 @@ def run_rows(
     seeds: list[int],
     temperature: float = 1.0,
     top_p: float = 0.95,
+    decoding: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, list[list[NoteArrays]]], dict[str, dict], dict[str, dict[str, float]]]:
     """Every row's continuations (row -> per cut -> per seed), the rows' descriptions (a
     generator that raises on a prompt answers nothing there: counted in ``failed``), and the
     wall and CPU seconds of each row (on a shared machine the CPU seconds are the fair
-    measure)."""
+    measure). ``decoding``: attributes set on every continuer that has them (the token
+    model's ``min_p``, ``prompt_guidance``, ``close_repeats``), to compare decodings."""
     samples: dict[str, list[list[NoteArrays]]] = {}
     meta: dict[str, dict] = {}
     seconds: dict[str, dict[str, float]] = {}
@@ -389,6 +391,9 @@ def run_rows(
         meta[name] = {"kind": kinds[name], "model": None, "guards": None}
     empty = {c: np.zeros(0) for c in ("pitch", "velocity", "onset_s", "duration_s", "onset_beats")}
     for row, (cont, guards, desc) in model_rows(models_dir, names).items():
+        for key, value in (decoding or {}).items():
+            if hasattr(cont, key):
+                setattr(cont, key, value)
         t0, c0 = time.perf_counter(), time.process_time()
         failed = 0
         per_cut = []
