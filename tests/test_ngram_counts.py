@@ -40,3 +40,13 @@ def test_counted_rows_fit_like_texts():
         if keys is counts:  # named by their text: the fitted model itself is the same
             assert pickle.dumps(counted, 5) == pickle.dumps(plain, 5)
             assert np.array_equal(counted.predict_proba(texts[test]), proba)
+
+
+def test_counted_in_runs_as_in_one():
+    texts = _texts(41, seed=3)
+    analyze = words_classifier().steps[0][1].build_analyzer()
+    one, runs = count_ngrams(analyze, texts), count_ngrams(analyze, texts, n_jobs=3)
+    assert one.keys == runs.keys
+    for name in ("ids", "counts", "indptr"):
+        a, b = getattr(one, name), getattr(runs, name)
+        assert a.dtype == b.dtype and np.array_equal(a, b)

@@ -189,7 +189,7 @@ def fit_words(
     final, as_rows = clone(estimator), None
     vectorizer = first_vectorizer(final)
     if vectorizer is not None:  # every refit's rows are among the final fit's: count them once
-        counts = count_ngrams(vectorizer.build_analyzer(), X)
+        counts = count_ngrams(vectorizer.build_analyzer(), X, int(cfg.get("n_jobs", 1)))
         row = {text: i for i, text in enumerate(X)}
         ranked = counts.by_rank()  # what the workers need: integers, not the n-grams' text
         X = CountedRows(counts, np.arange(len(X)))  # noqa: N806

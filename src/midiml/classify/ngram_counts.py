@@ -17,11 +17,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from types import MethodType
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from joblib import Parallel, delayed
 from sklearn.feature_extraction import text as sk_text
 from sklearn.pipeline import Pipeline
 
@@ -58,9 +60,24 @@ class CountedRows:
         return len(self.rows)
 
 
-def count_ngrams(analyze: Callable[[Any], list[str]], docs: Sequence[Any]) -> NgramCounts:
+def count_ngrams(
+    analyze: Callable[[Any], list[str]], docs: Sequence[Any], n_jobs: int = 1
+) -> NgramCounts:
     """Every doc's terms (``analyze(doc)``) counted, as ``CountVectorizer._count_vocab``
-    counts them (terms numbered in order of first occurrence over the docs)."""
+    counts them (terms numbered in order of first occurrence over the docs). With
+    ``n_jobs`` > 1 the docs are counted in that many runs of consecutive docs at once
+    (processes), then numbered as one run would have (``_joined``)."""
+    if n_jobs < 2 or len(docs) < 2:
+        return _count(analyze, docs)
+    cuts = np.linspace(0, len(docs), n_jobs + 1).astype(int)
+    runs = Parallel(n_jobs=n_jobs)(
+        delayed(_count)(analyze, docs[a:b]) for a, b in pairwise(cuts) if b > a
+    )
+    return _joined(runs)
+
+
+def _count(analyze: Callable[[Any], list[str]], docs: Sequence[Any]) -> NgramCounts:
+    """``count_ngrams`` in this process."""
     vocabulary: dict[str, int] = {}
     ids: list[int] = []
     counts = sk_text._make_int_array()
@@ -78,6 +95,28 @@ def count_ngrams(analyze: Callable[[Any], list[str]], docs: Sequence[Any]) -> Ng
         np.frombuffer(counts, dtype=np.intc),
         np.asarray(indptr, dtype=np.int64),
         list(vocabulary),
+    )
+
+
+def _joined(runs: list[NgramCounts]) -> NgramCounts:
+    """The counts of consecutive runs of docs as one: a term keeps the number of its first
+    occurrence over all the docs (the first run's terms, then each later run's new terms in
+    the order they occur there)."""
+    number: dict[str, int] = {}
+    ids, indptr = [], [np.zeros(1, dtype=np.int64)]
+    for run in runs:
+        renumber = np.fromiter(
+            (number.setdefault(key, len(number)) for key in run.keys),
+            dtype=np.int64,
+            count=len(run.keys),
+        )
+        ids.append(renumber[run.ids])
+        indptr.append(run.indptr[1:] + indptr[-1][-1])
+    return NgramCounts(
+        np.concatenate(ids),
+        np.concatenate([run.counts for run in runs]),
+        np.concatenate(indptr),
+        list(number),
     )
 
 
