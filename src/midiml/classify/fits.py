@@ -70,7 +70,7 @@ class ModelFit:
 
 
 def task_fits_path(fits_dir: Path, task: str) -> Path:
-    return fits_dir / f"{task}.joblib"
+    return fits_dir / f"{task}.pkl"
 
 
 def save_fit(fit: ModelFit | dict[str, str], path: Path) -> None:

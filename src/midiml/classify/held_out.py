@@ -326,7 +326,7 @@ def out_of_source_score(
     held = {src: float(acc) for src, acc in held_out["held_out_source"].items()}
     means = out_of_source_by_genre(held, source_genres(files), recall, loops_genre)
     return {
-        "made_up_loops_recall": recall,
+        "check_sources_recall": recall,
         "out_of_source_by_genre": {g: float(v) for g, v in means.items()},
         "out_of_source_score": float(np.mean(list(means.values()))),
     }
