@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -67,21 +68,25 @@ def write_copies(
     aug = cfg.get("copies")
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks = {n: t for n, t in tasks_of(params, files, splits).items() if not isinstance(t, str)}
-    for name, task in tasks.items():
-        if aug and notes is not None and name in list(aug.get("tasks", [])):
-            start = time.perf_counter()
-            rows = copies_as_configured(params, task.ids("train"), files, notes)
-            if len(rows):
-                rows.to_parquet(out_dir / f"{name}.parquet")
-            log(
-                f"{name}: {len(rows)} re-encoded training rows "
-                f"({time.perf_counter() - start:.1f} s)"
-            )
     wanted = str(cfg.get("serve_model", "auto")) == AUTO_HELD_OUT_SOURCE
     classes = sorted({c for t in tasks.values() for c in t.classes})
-    loops = selection_loops(params, classes) if wanted else None
-    if loops is not None:
-        loops.to_parquet(out_dir / LOOPS_FILE)
+    # the loops are made in a thread of this process while it waits for the copies' workers
+    # (the largest draw keeps one of them busy alone at the end); the same rows either way
+    with ThreadPoolExecutor(1) as pool:
+        loops = pool.submit(selection_loops, params, classes) if wanted else None
+        for name, task in tasks.items():
+            if aug and notes is not None and name in list(aug.get("tasks", [])):
+                start = time.perf_counter()
+                rows = copies_as_configured(params, task.ids("train"), files, notes)
+                if len(rows):
+                    rows.to_parquet(out_dir / f"{name}.parquet")
+                log(
+                    f"{name}: {len(rows)} re-encoded training rows "
+                    f"({time.perf_counter() - start:.1f} s)"
+                )
+        made = loops.result() if loops is not None else None
+    if made is not None:
+        made.to_parquet(out_dir / LOOPS_FILE)
 
 
 def write_test_copies(
