@@ -30,7 +30,7 @@ from midiml.classify.fits import (
     task_fits_path,
     tasks_of,
 )
-from midiml.classify.robustness import reencoded_test_songs
+from midiml.classify.robustness import iter_reencoded
 from midiml.classify.selection import (
     AUTO_HELD_OUT_SOURCE,
     loops_genre,
@@ -99,7 +99,7 @@ def write_test_copies(
     out_dir.mkdir(parents=True, exist_ok=True)
     if task is None or isinstance(task, str):
         return
-    copies = reencoded_test_songs(
+    copies = iter_reencoded(  # each written while the next are drawn
         task.ids("test"),
         task.labels,
         files,
@@ -108,7 +108,7 @@ def write_test_copies(
         int(params.seed),
         int(params.classifier.get("n_jobs", 1)),
     )
-    for how, (table, song_notes) in copies.items():
+    for how, (table, song_notes) in copies:
         table.to_parquet(out_dir / f"{how}.parquet")
         song_notes.to_parquet(out_dir / f"{how}.notes.parquet")
 
