@@ -1,5 +1,6 @@
 #!/bin/bash
-# Wall seconds of each classifier stage, forced one at a time, for a same-machine comparison of
+# Wall and CPU seconds (user + sys, worker processes included) of each classifier stage,
+# forced one at a time, with the 1-minute load before each, for a same-machine comparison of
 # two checkouts (the machine's speed varies between days; compare only runs made back to back):
 #   bash benchmarks/classifier_stage_times.sh /path/to/old-checkout old
 #   bash benchmarks/classifier_stage_times.sh "$PWD" new
@@ -8,14 +9,19 @@ set -u
 cd "$1"
 export PYTHONPATH="$1/src"
 total=0
+cpu_total=0
 for s in classifier_copies reencoded_test_songs train_classifier@logreg \
   train_classifier@random_forest train_classifier@extra_trees train_classifier@svm \
   train_classifier@hist_gb train_classifier_words train_classifier_cnn select_classifiers \
   evaluate_classifiers; do
+  load=$(cut -d' ' -f1 /proc/loadavg)
   t0=$(date +%s.%N)
-  dvc repro -f -s "$s" >/dev/null 2>&1 || echo "$2 $s FAILED"
+  /usr/bin/time -o /tmp/stage_cpu.$$ -f "%U %S" dvc repro -f -s "$s" >/dev/null 2>&1 \
+    || echo "$2 $s FAILED"
+  cpu=$(tail -1 /tmp/stage_cpu.$$ | awk '{print $1 + $2}')
   d=$(echo "$(date +%s.%N) - $t0" | bc)
   total=$(echo "$total + $d" | bc)
-  printf "%s %-34s %7.1f\n" "$2" "$s" "$d"
+  cpu_total=$(echo "$cpu_total + ${cpu:-0}" | bc)
+  printf "%s %-34s wall %7.1f  cpu %7.1f  load %s\n" "$2" "$s" "$d" "${cpu:-0}" "$load"
 done
-printf "%s %-34s %7.1f\n" "$2" total "$total"
+printf "%s %-34s wall %7.1f  cpu %7.1f\n" "$2" total "$total" "$cpu_total"

@@ -193,9 +193,9 @@ def test_vote_is_the_mean_of_its_members_probabilities(tmp_path):
         vote.predict_proba(x), np.mean([m.predict_proba(x) for m in members], axis=0)
     )
     assert vote.best_params == {"members": ["logreg", "svm"]} and 0 <= vote.cv_macro_f1 <= 1
-    save_model(vote, tmp_path / "vote.joblib")  # the CLI loads it like any feature model
+    save_model(vote, tmp_path / "vote.pkl")  # the CLI loads it like any feature model
     np.testing.assert_allclose(
-        load_model(tmp_path / "vote.joblib").predict_proba(x), vote.predict_proba(x)
+        load_model(tmp_path / "vote.pkl").predict_proba(x), vote.predict_proba(x)
     )
     for m, single in members_by_name(built, fits).items():  # each model alone, as fitted
         np.testing.assert_allclose(single.predict_proba(x), fits[m].fitted.predict_proba(x))

@@ -378,7 +378,7 @@ def test_out_of_source_score_averages_genres_with_made_up_loops_for_lofi(served)
     assert len(loops) == 4 and set(model.models["genre"].columns) <= set(loops.columns)
     held = {"held_out_source": {"loops_a": 0.8, "loops_b": 0.6, "runs_a": 1.0}}
     out = out_of_source_score(model.models["genre"], held, files, loops, "lofi")
-    assert out["made_up_loops_recall"] == 0.0  # this model knows no lo-fi
+    assert out["check_sources_recall"] == 0.0  # this model knows no lo-fi
     assert out["out_of_source_by_genre"] == pytest.approx({"loops": 0.7, "runs": 1.0, "lofi": 0})
     assert out["out_of_source_score"] == pytest.approx((0.7 + 1.0 + 0.0) / 3)
     # a lo-fi genre with held-out sources of its own is scored on them, not on the loops

@@ -152,7 +152,7 @@ def evaluate_all(
             if "held_out_source" in info:  # what serve_model: auto_held_out_source picked by
                 m["held_out_source_train"] = info["held_out_source"]
                 m["held_out_source_train_mean"] = info["held_out_source_mean"]
-            for key in ("made_up_loops_recall", "out_of_source_score"):
+            for key in ("check_sources_recall", "out_of_source_score"):
                 if key in info:
                     m[key] = info[key]
             if "class_prior" in info:  # lone-source prior and its held-out false-claim rates

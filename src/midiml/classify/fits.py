@@ -30,6 +30,12 @@ from sklearn.preprocessing import LabelEncoder
 
 from midiml import tracking
 from midiml.classify.held_out import LeafRefits, leaf_held_out, leaf_input
+from midiml.classify.ngram_counts import (
+    CountedRows,
+    count_ngrams,
+    counted_vectorizers,
+    first_vectorizer,
+)
 from midiml.classify.pipelines import (
     FittedModel,
     TaskData,
@@ -64,7 +70,7 @@ class ModelFit:
 
 
 def task_fits_path(fits_dir: Path, task: str) -> Path:
-    return fits_dir / f"{task}.joblib"
+    return fits_dir / f"{task}.pkl"
 
 
 def save_fit(fit: ModelFit | dict[str, str], path: Path) -> None:
@@ -180,8 +186,20 @@ def fit_words(
     ids, power = task.ids("train"), source_power(cfg, task.name)
     X, y = with_copies(table, ids, task.labels, copies, [WORDS_COLUMN], leaf_input)
     weights = training_weights(ids, task.labels, copies, source, power)
-    with ThreadPoolExecutor(1) as pool:  # the final fit beside the held-out refits' workers
-        final = fit_beside(pool, clone(estimator), X, y, weights)
+    final, as_rows = clone(estimator), None
+    vectorizer = first_vectorizer(final)
+    if vectorizer is not None:  # every refit's rows are among the final fit's: count them once
+        counts = count_ngrams(vectorizer.build_analyzer(), X, int(cfg.get("n_jobs", 1)))
+        row = {text: i for i, text in enumerate(X)}
+        ranked = counts.by_rank()  # what the workers need: integers, not the n-grams' text
+        X = CountedRows(counts, np.arange(len(X)))  # noqa: N806
+
+        def as_rows(texts: np.ndarray) -> CountedRows:
+            return CountedRows(ranked, np.fromiter((row[t] for t in texts), np.int64, len(texts)))
+
+    with counted_vectorizers(final), ThreadPoolExecutor(1) as pool:
+        # the final fit beside the held-out refits' workers
+        future = fit_beside(pool, final, X, y, weights)
         held, truths = leaf_held_out(
             estimator,
             [WORDS_COLUMN],
@@ -192,8 +210,9 @@ def fit_words(
             copies,
             power,
             int(cfg.get("n_jobs", 1)),
+            as_rows,
         )
-        fitted = final.result()
+        fitted = future.result()
     return ModelFit(fitted, held, truths, info={"estimator": estimator, "power": power})
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import joblib
@@ -24,6 +24,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.model_selection import LeaveOneGroupOut
 
 from midiml.classify.lone_source import apply_prior
+from midiml.classify.ngram_counts import counted_vectorizers
 from midiml.classify.pipelines import FittedModel, with_copies
 from midiml.classify.served import combined_proba, members, unfrozen
 from midiml.classify.source_weighting import fit_weighted, source_genres, training_weights
@@ -52,11 +53,12 @@ def _fit_proba(
     classes, probabilities of ``X_test``), or the first line of the error when the data
     cannot be fitted (e.g. a class too small for the calibrated SVM's inner folds). A
     function of its arguments only, so that held-out refits can run in parallel processes."""
-    try:
-        est = fit_weighted(estimator, X, y, sample_weight)
-    except ValueError as exc:
-        return str(exc).splitlines()[0]
-    return list(est.classes_), est.predict_proba(X_test)
+    with counted_vectorizers(estimator):  # texts given as their counted rows (words model)
+        try:
+            est = fit_weighted(estimator, X, y, sample_weight)
+        except ValueError as exc:
+            return str(exc).splitlines()[0]
+        return list(est.classes_), est.predict_proba(X_test)
 
 
 # loky (joblib's process pool) replaces a worker whose memory grew by more than 300 MB
@@ -250,11 +252,15 @@ def leaf_held_out(
     copies: pd.DataFrame | None,
     power: float,
     n_jobs: int = 1,
+    as_rows: Callable[[np.ndarray], Any] | None = None,
 ) -> tuple[LeafRefits, dict[str, np.ndarray]]:
     """One leaf's held-out refits: per held-out source (``held_out_folds`` of ``ids``),
     ``estimator`` (unfitted) fitted on ``columns`` of the other sources' songs and their
     re-encoded copies (rows weighted by source with ``power``) -> (classes, probabilities
-    of the held-out songs), or the reason it was refused; and the held-out songs' labels."""
+    of the held-out songs), or the reason it was refused; and the held-out songs' labels.
+    ``as_rows`` turns each input into what the refits take (the words model: the texts'
+    counted rows, ``ngram_counts.CountedRows``)."""
+    as_rows = as_rows or (lambda x: x)
     lab = labels.loc[ids].astype(str)
     t = table.set_index("file_id")
     jobs, truths = {}, {}
@@ -262,7 +268,8 @@ def leaf_held_out(
         truths[held] = lab.loc[test].to_numpy(dtype=object)
         X, y = with_copies(table, train, lab, copies, columns, leaf_input)
         weights = training_weights(train, lab, copies, source, power)
-        jobs[held] = (clone(estimator), X, y, leaf_input(t.loc[test], columns), weights)
+        X_test = leaf_input(t.loc[test], columns)  # noqa: N806
+        jobs[held] = (clone(estimator), as_rows(X), y, as_rows(X_test), weights)
     return dict(zip(jobs, refit_all(list(jobs.values()), n_jobs), strict=True)), truths
 
 
@@ -319,7 +326,7 @@ def out_of_source_score(
     held = {src: float(acc) for src, acc in held_out["held_out_source"].items()}
     means = out_of_source_by_genre(held, source_genres(files), recall, loops_genre)
     return {
-        "made_up_loops_recall": recall,
+        "check_sources_recall": recall,
         "out_of_source_by_genre": {g: float(v) for g, v in means.items()},
         "out_of_source_score": float(np.mean(list(means.values()))),
     }

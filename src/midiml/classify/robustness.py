@@ -12,7 +12,7 @@ classifier.feature_set=all``; refitting it here cost the pipeline three minutes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,13 +81,28 @@ def reencoded_test_songs(
     (``"random_mix"``): (feature rows, notes) per re-encoding, ``n_jobs`` at a time
     (processes; each draws from its own seed). They do not depend on any model: stage
     ``classifier_copies`` writes them once for every model and the CNN to be scored on."""
+    return dict(iter_reencoded(ids, labels, files, notes, feature_params, seed, n_jobs))
+
+
+def iter_reencoded(
+    ids: list[str],
+    labels: pd.Series,
+    files: pd.DataFrame,
+    notes: pd.DataFrame,
+    feature_params: dict[str, Any],
+    seed: int,
+    n_jobs: int = 1,
+) -> Iterator[tuple[str, tuple[pd.DataFrame, pd.DataFrame]]]:
+    """``reencoded_test_songs`` one re-encoding at a time, in order, as the workers finish
+    them: the caller can write one while the next are drawn."""
     hows = [*PERTURBATIONS, None]
     songs = notes[notes["file_id"].isin(ids)]
-    done = Parallel(n_jobs=n_jobs)(
+    done = Parallel(n_jobs=n_jobs, return_as="generator")(
         delayed(reencoded)(songs, files, ids, labels, feature_params, seed + i, how)
         for i, how in enumerate(hows)
     )
-    return {how or "random_mix": pair for how, pair in zip(hows, done, strict=True)}
+    for how, pair in zip(hows, done, strict=True):
+        yield how or "random_mix", pair
 
 
 def reencoded_scores(

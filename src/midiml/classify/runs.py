@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from midiml.classify.fits import (
     task_fits_path,
     tasks_of,
 )
-from midiml.classify.robustness import reencoded_test_songs
+from midiml.classify.robustness import iter_reencoded
 from midiml.classify.selection import (
     AUTO_HELD_OUT_SOURCE,
     loops_genre,
@@ -67,21 +68,25 @@ def write_copies(
     aug = cfg.get("copies")
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks = {n: t for n, t in tasks_of(params, files, splits).items() if not isinstance(t, str)}
-    for name, task in tasks.items():
-        if aug and notes is not None and name in list(aug.get("tasks", [])):
-            start = time.perf_counter()
-            rows = copies_as_configured(params, task.ids("train"), files, notes)
-            if len(rows):
-                rows.to_parquet(out_dir / f"{name}.parquet")
-            log(
-                f"{name}: {len(rows)} re-encoded training rows "
-                f"({time.perf_counter() - start:.1f} s)"
-            )
     wanted = str(cfg.get("serve_model", "auto")) == AUTO_HELD_OUT_SOURCE
     classes = sorted({c for t in tasks.values() for c in t.classes})
-    loops = selection_loops(params, classes) if wanted else None
-    if loops is not None:
-        loops.to_parquet(out_dir / LOOPS_FILE)
+    # the loops are made in a thread of this process while it waits for the copies' workers
+    # (the largest draw keeps one of them busy alone at the end); the same rows either way
+    with ThreadPoolExecutor(1) as pool:
+        loops = pool.submit(selection_loops, params, classes) if wanted else None
+        for name, task in tasks.items():
+            if aug and notes is not None and name in list(aug.get("tasks", [])):
+                start = time.perf_counter()
+                rows = copies_as_configured(params, task.ids("train"), files, notes)
+                if len(rows):
+                    rows.to_parquet(out_dir / f"{name}.parquet")
+                log(
+                    f"{name}: {len(rows)} re-encoded training rows "
+                    f"({time.perf_counter() - start:.1f} s)"
+                )
+        made = loops.result() if loops is not None else None
+    if made is not None:
+        made.to_parquet(out_dir / LOOPS_FILE)
 
 
 def write_test_copies(
@@ -94,7 +99,7 @@ def write_test_copies(
     out_dir.mkdir(parents=True, exist_ok=True)
     if task is None or isinstance(task, str):
         return
-    copies = reencoded_test_songs(
+    copies = iter_reencoded(  # each written while the next are drawn
         task.ids("test"),
         task.labels,
         files,
@@ -103,7 +108,7 @@ def write_test_copies(
         int(params.seed),
         int(params.classifier.get("n_jobs", 1)),
     )
-    for how, (table, song_notes) in copies.items():
+    for how, (table, song_notes) in copies:
         table.to_parquet(out_dir / f"{how}.parquet")
         song_notes.to_parquet(out_dir / f"{how}.notes.parquet")
 

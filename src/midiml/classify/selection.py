@@ -320,7 +320,7 @@ def write_selection(
     feature_params: dict[str, Any],
     out_dir: Path,
 ) -> dict[str, Any]:
-    """``models/classifiers/``: ``<task>/<model>.joblib`` for every model (class priors set),
+    """``models/classifiers/``: ``<task>/<model>.pkl`` for every model (class priors set),
     the CNN checkpoints copied beside them, and the manifest (returned) that serving reads."""
     manifest: dict[str, Any] = {"features": feature_params, "tasks": {}}
     for name, entry in entries.items():
@@ -330,8 +330,8 @@ def write_selection(
         (out_dir / name).mkdir(parents=True, exist_ok=True)
         order = entry.pop("serve_order")
         for m, fitted in models[name].items():
-            save_model(fitted, out_dir / name / f"{m}.joblib")
-            entry["models"][m]["file"] = f"{name}/{m}.joblib"
+            save_model(fitted, out_dir / name / f"{m}.pkl")
+            entry["models"][m]["file"] = f"{name}/{m}.pkl"
         info = cnn.get(name)
         if info is not None:
             if info.get("file"):

@@ -97,7 +97,7 @@ def render_markdown(metrics: dict[str, Any], figures: dict[str, str]) -> str:
             + " CV macro-F1 (train) | val accuracy |"
             + (" accuracy, original sources |" if "n_test_original_sources" in res else "")
             + (" held-out sources (train) |" if held else "")
-            + (" made-up loops (selection) | out-of-source score |" if oos else "")
+            + (" check sources (selection draw) | out-of-source score |" if oos else "")
         )
         lines += [head, "|---|" + "---:|" * (head.count("|") - 2)]
         rows = [
@@ -122,7 +122,7 @@ def render_markdown(metrics: dict[str, Any], figures: dict[str, str]) -> str:
             if held:
                 cells.append(_f(m.get("held_out_source_train_mean")))
             if oos:
-                cells += [_f(m.get("made_up_loops_recall")), _f(m.get("out_of_source_score"))]
+                cells += [_f(m.get("check_sources_recall")), _f(m.get("out_of_source_score"))]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         seed = SEED_FIGURES.get(task)
         if seed:
