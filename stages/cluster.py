@@ -93,7 +93,9 @@ def write_figures(genre, cfg, seed: int) -> dict[str, str]:
     return figures
 
 
-def feature_metrics(features: pd.DataFrame, selection: Selection, cfg, seed: int) -> dict:
+def feature_metrics(
+    features: pd.DataFrame, selection: Selection, cfg, seed: int, n_jobs: int
+) -> dict:
     """The chosen columns' counts and the small grid on the chosen, all and file-habit sets."""
     numeric = [c for c in features.select_dtypes("number").columns if c != "key_tonic"]
     habits = [c for c in GROUPS["artifacts"] if c in numeric]
@@ -102,7 +104,7 @@ def feature_metrics(features: pd.DataFrame, selection: Selection, cfg, seed: int
         "n_features": len(selection.columns),
         "n_candidates": len(selection.candidates),
         "measured_on_held_out_sources": selection.measured,
-        "by_feature_set": feature_set_check(features, sets, cfg, seed),
+        "by_feature_set": feature_set_check(features, sets, cfg, seed, n_jobs),
     }
 
 
@@ -111,6 +113,7 @@ def main() -> None:
     params = load_params()
     cfg = params.cluster
     seed = int(params.seed)
+    n_jobs = int(params.get("cpu_threads", 1) or 1)  # grid reducers at a time (processes)
     features = pd.read_parquet("data/features/features.parquet")
     files = pd.read_parquet("data/interim/files.parquet")
     keep = used_files(files, cfg.get("sources"))
@@ -119,9 +122,11 @@ def main() -> None:
     files = files[files["file_id"].isin(keep)].reset_index(drop=True)
 
     with parent_run(params, "genre-grid") as (run, log_point):
-        genre = genre_search(features, cfg, seed, on_point=log_point, columns=selection.columns)
+        genre = genre_search(
+            features, cfg, seed, on_point=log_point, columns=selection.columns, n_jobs=n_jobs
+        )
         gmetrics = genre_metrics(genre, cfg)
-        fmetrics = feature_metrics(features, selection, cfg, seed)
+        fmetrics = feature_metrics(features, selection, cfg, seed, n_jobs)
         figures = write_figures(genre, cfg, seed)
         with atomic_path(ASSIGNMENTS) as tmp:
             assignments(genre, features["file_id"]).to_parquet(tmp, index=False)
@@ -151,7 +156,13 @@ def main() -> None:
             )
     with parent_run(params, "composer-grid") as (run, log_point):
         composer, cinfo = composer_search(
-            features, files, cfg, seed, on_point=log_point, columns=selection.candidates
+            features,
+            files,
+            cfg,
+            seed,
+            on_point=log_point,
+            columns=selection.candidates,
+            n_jobs=n_jobs,
         )
         cmetrics = composer_metrics(composer, cinfo)
         if log_point is not None:

@@ -6,7 +6,7 @@ import os
 import sys
 
 from midiml.config import load_params
-from midiml.data.download import obtain_source
+from midiml.data.download import get_source
 from midiml.data.sources import sources_from_params
 
 
@@ -14,8 +14,11 @@ def main(name: str) -> None:
     params = load_params()
     source = sources_from_params(params)[name]
     target = f"data/raw/{name}"
-    report = obtain_source(
-        source, target, int(params.data.max_archive_bytes), n_jobs=min(2, os.cpu_count() or 1)
+    report = get_source(
+        source,
+        target,
+        max_archive_bytes=int(params.data.max_archive_bytes),
+        n_jobs=min(2, os.cpu_count() or 1),
     )
     notes = []
     for r in report["refused"]:  # one line each: which member, why

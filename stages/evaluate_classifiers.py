@@ -22,7 +22,7 @@ from midiml.classify.runs import read_test_copies
 from midiml.classify.serving import ModelsMissing, evaluate_blind, load_served
 from midiml.classify.tables import read_tables
 from midiml.config import load_params
-from midiml.data.download import obtain_source
+from midiml.data.download import get_source
 from midiml.data.sources import check_sources_from_params
 from midiml.io import atomic_dir, write_metrics, write_text
 from midiml.report.classifiers import (
@@ -113,7 +113,7 @@ def check_sources(params, served) -> dict:
     out: dict = {}
     with atomic_dir(CHECKS) as tmp:
         for name, source in sources.items():
-            obtain_source(source, tmp / name, int(params.data.max_archive_bytes))
+            get_source(source, tmp / name, max_archive_bytes=int(params.data.max_archive_bytes))
     if isinstance(served, ModelsMissing):
         return {"skipped": str(served)}
     for name, source in sources.items():

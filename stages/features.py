@@ -20,6 +20,7 @@ def main() -> None:
         f.onset_resolution,
         f.grid_tolerance,
         list(f.onset_divisors or []),
+        n_jobs=int(params.get("cpu_threads", 1) or 1),  # row groups at a time (processes)
     )
     took = time.perf_counter() - start
     print(f"features: {rows} files x {columns - 2} features in {took:.2f} s")

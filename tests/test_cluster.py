@@ -150,6 +150,30 @@ def test_seeded_runs_repeat_exactly_with_umap(blobs):
     assert (a["nmi"] > 0.9).all()
 
 
+def test_grid_in_two_processes_equals_one(blobs):
+    """Reducers worked on in two processes give the same rows, labels and embeddings, in
+    the same order, and the per-point callback sees the same rows."""
+    x, y = blobs
+    reducers = reducer_specs(
+        {
+            "none": {},
+            "pca": {"n_components": [2, 3]},
+            "umap": {"n_components": [2], "n_neighbors": [10], "min_dist": [0.1]},
+        },
+        RT,
+    )
+    methods = method_specs(METHODS_CFG, MT)
+    seen: dict[int, list] = {1: [], 2: []}
+    one, two = (
+        run_grid(x, y, reducers, methods, [2, 3], 7, lambda r: True, seen[n].append, n_jobs=n)
+        for n in (1, 2)
+    )
+    pd.testing.assert_frame_equal(one.table, two.table)
+    assert seen[1] == seen[2] and len(seen[1]) == len(one.table)
+    assert all(np.array_equal(one.labels[p], two.labels[p]) for p in one.labels)
+    assert all(np.array_equal(one.embeddings[r], two.embeddings[r]) for r in one.embeddings)
+
+
 def test_genre_metrics_have_exactly_the_issue_keys(blobs):
     x, y = blobs
     cfg = {
@@ -246,8 +270,11 @@ def test_standardise_drops_named_and_constant_columns(blobs):
 def test_dvc_params_isolate_cluster_from_features():
     """`dvc exp run -S cluster.x=...` must not rerun `features` (and vice versa)."""
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    assert sorted(stages["cluster"]["params"]) == ["cluster", "seed"]
-    assert all(str(p).startswith("features.") for p in stages["features"]["params"])
+    # cpu_threads: how many grid reducers run at a time, not what they compute
+    assert sorted(stages["cluster"]["params"]) == ["cluster", "cpu_threads", "seed"]
+    assert all(
+        str(p).startswith("features.") or p == "cpu_threads" for p in stages["features"]["params"]
+    )
     assert "reports/clustering.md" in stages["report"]["deps"]
     outs = [next(iter(o)) if isinstance(o, dict) else o for o in stages["cluster"]["outs"]]
     assert "reports/clustering.md" in outs

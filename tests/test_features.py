@@ -164,7 +164,8 @@ def test_features_written_a_row_group_at_a_time_equal_the_whole_table(tmp_path):
     """The features stage's writer: a parquet row group per notes row group (flat memory),
     the frame ``extract_features`` gives on all notes at once (to float rounding: numpy sums
     over another batch), in the files' order, also when a usable file has no notes
-    (min_notes 0) or the row groups come out of order; exactly the in-memory streamed frame."""
+    (min_notes 0) or the row groups come out of order; exactly the in-memory streamed frame,
+    also with row groups worked on in two processes."""
     import pyarrow.parquet as pq
 
     a, b = _notes("a", C_MAJOR_SCALE), _notes("b", [(48, 0, 2), (55, 0, 2), (64, 0, 2)])
@@ -181,6 +182,8 @@ def test_features_written_a_row_group_at_a_time_equal_the_whole_table(tmp_path):
         written = pd.read_parquet(out)
         pd.testing.assert_frame_equal(written, whole)
         assert written.equals(extract_features_streamed(path, files))
+        # row groups in two worker processes: the same frame, bit for bit
+        assert written.equals(extract_features_streamed(path, files, n_jobs=2))
         assert pq.ParquetFile(out).num_row_groups > 1
     _write_groups(tmp_path / "split.parquet", [a.iloc[:3], a.iloc[3:]])
     with pytest.raises(ValueError, match="span several row groups"):

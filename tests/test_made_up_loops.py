@@ -7,7 +7,7 @@ import pytest
 
 from midiml.classify.tables import check_sources_genre, synthetic_check_sources
 from midiml.config import load_params
-from midiml.data.download import obtain_source
+from midiml.data.download import get_source
 from midiml.data.midi import read_user_file
 from midiml.data.sources import Source, check_sources_from_params, sources_from_params
 from midiml.data.synthetic import STYLES, write_loop_pack, write_synthetic
@@ -122,10 +122,10 @@ def test_a_check_source_needs_its_genre():
 
 
 def test_a_check_source_is_obtained_like_any_source(tmp_path):
-    """``obtain_source`` (the download stage's one path for every kind) writes a synthetic
+    """``get_source`` (the download stage's one path for every kind) writes a synthetic
     check source's files as the evaluate stage scores them: ``<folder>/<genre>/``."""
     source = check_sources_from_params(load_params())["held"]
-    report = obtain_source(source, tmp_path / "held")
+    report = get_source(source, tmp_path / "held")
     assert report["extracted"] == 36 and not report["refused"]
     files = sorted((tmp_path / "held" / "lofi").glob("*.mid"))
     direct = write_loop_pack(tmp_path / "direct", "held", n=36, seed=0)

@@ -400,6 +400,10 @@ def test_transformer_trains_exports_and_resumes(tokenizer, tmp_path):
     assert set(song) >= {"pitch", "velocity", "onset_s", "duration_s", "program", "is_drum"}
     bits = cont.token_bits(data)
     assert bits["notes"] > 0 and np.isfinite(bits["all_bits_per_note"])
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=2):  # one BLAS thread inside whatever the caller allows
+        assert cont.token_bits(data) == bits
 
 
 def test_a_variation_without_notes_is_drawn_again(tokenizer):

@@ -243,6 +243,41 @@ class SpectralFamily:
         )
 
 
+def reducer_points(
+    x: np.ndarray,
+    truth: np.ndarray,
+    red: ReducerSpec,
+    methods: list[MethodSpec],
+    ks: list[int],
+    seed: int,
+    n_threads: int | None = 1,
+) -> tuple[np.ndarray, list[tuple[MethodSpec, int, np.ndarray, dict[str, float]]]]:
+    """One reducer's share of the grid: its embedding and every method × k on it (labels and
+    scores). Depends on nothing but its arguments, so any process computes the same values."""
+    from threadpoolctl import threadpool_limits
+
+    points = []
+    with threadpool_limits(limits=n_threads):
+        emb = reduce(x, red, seed)
+        msd = _median_sq_dist(emb)
+        for meth in methods:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # e.g. "graph is not fully connected"
+                family = (
+                    SpectralFamily(meth, msd, seed).fit(emb, max(ks)) if is_spectral(meth) else None
+                )
+            for k in ks:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    labels = (
+                        family.labels(k)
+                        if family is not None
+                        else make_clusterer(meth, k, len(x), msd, seed).fit_predict(emb)
+                    )
+                points.append((meth, k, labels, score(emb, labels, truth)))
+    return emb, points
+
+
 def run_grid(
     x: np.ndarray,
     truth: np.ndarray,
@@ -253,57 +288,45 @@ def run_grid(
     keep_labels: Callable[[dict[str, Any]], bool] | None = None,
     on_point: Callable[[dict[str, Any]], None] | None = None,
     n_threads: int | None = 1,
+    n_jobs: int = 1,
 ) -> GridResult:
     """Fit every reducer once, then every method × k on its embedding; score each point.
 
     ``ks`` larger than the number of samples − 1 are skipped. ``keep_labels(row)`` marks
     rows whose labels are kept (for figures); ``on_point(row)`` is called after each point
     (MLflow child runs). ``n_threads`` caps BLAS/OpenMP threads (None = library default).
+    ``n_jobs`` reducers are worked on at a time (processes; the stage runs alone, and one
+    process leaves the second core idle); the rows come back in the same order with the same
+    values whatever ``n_jobs``.
     """
-    from threadpoolctl import threadpool_limits
+    from joblib import Parallel, delayed
 
-    n = len(x)
-    ks = sorted({int(k) for k in ks if 2 <= int(k) <= n - 1})
+    ks = sorted({int(k) for k in ks if 2 <= int(k) <= len(x) - 1})
     rows: list[dict[str, Any]] = []
     result = GridResult(table=pd.DataFrame())
     if not ks:
         return result
-    with threadpool_limits(limits=n_threads):
-        for red in reducers:
-            emb = reduce(x, red, seed)
-            result.embeddings[red.name] = emb
-            msd = _median_sq_dist(emb)
-            for meth in methods:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # e.g. "graph is not fully connected"
-                    family = (
-                        SpectralFamily(meth, msd, seed).fit(emb, max(ks))
-                        if is_spectral(meth)
-                        else None
-                    )
-                for k in ks:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        labels = (
-                            family.labels(k)
-                            if family is not None
-                            else make_clusterer(meth, k, n, msd, seed).fit_predict(emb)
-                        )
-                    row = {
-                        "reducer": red.name,
-                        "reducer_kind": red.kind,
-                        **{f"reducer.{a}": b for a, b in red.params},
-                        "method": meth.method,
-                        "method_config": meth.name,
-                        **{f"method.{a}": b for a, b in meth.params},
-                        "k": k,
-                        **score(emb, labels, truth),
-                    }
-                    row["point"] = len(rows)
-                    rows.append(row)
-                    if keep_labels is not None and keep_labels(row):
-                        result.labels[row["point"]] = labels
-                    if on_point is not None:
-                        on_point(row)
+    done = Parallel(n_jobs=min(n_jobs, len(reducers)) or 1, return_as="generator")(
+        delayed(reducer_points)(x, truth, red, methods, ks, seed, n_threads) for red in reducers
+    )
+    for red, (emb, points) in zip(reducers, done, strict=True):
+        result.embeddings[red.name] = emb
+        for meth, k, labels, scores in points:
+            row = {
+                "reducer": red.name,
+                "reducer_kind": red.kind,
+                **{f"reducer.{a}": b for a, b in red.params},
+                "method": meth.method,
+                "method_config": meth.name,
+                **{f"method.{a}": b for a, b in meth.params},
+                "k": k,
+                **scores,
+            }
+            row["point"] = len(rows)
+            rows.append(row)
+            if keep_labels is not None and keep_labels(row):
+                result.labels[row["point"]] = labels
+            if on_point is not None:
+                on_point(row)
     result.table = pd.DataFrame(rows)
     return result

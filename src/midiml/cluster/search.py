@@ -71,8 +71,10 @@ def genre_search(
     seed: int,
     on_point: Callable[[dict[str, Any]], None] | None = None,
     columns: list[str] | None = None,
+    n_jobs: int = 1,
 ) -> Search:
-    """Cluster every file on ``columns`` (None: every numeric one); score against genre."""
+    """Cluster every file on ``columns`` (None: every numeric one); score against genre;
+    ``n_jobs`` reducers at a time (:func:`run_grid`)."""
     c = _as_dict(cfg)
     x = standardise(features[columns] if columns else features, c.get("drop_features", []))
     truth = features["genre"].astype(str).to_numpy()
@@ -89,12 +91,13 @@ def genre_search(
         keep_labels=lambda row: True,
         on_point=on_point,
         n_threads=c.get("n_threads", 1),
+        n_jobs=n_jobs,
     )
     return Search("genre", grid, truth, x)
 
 
 def feature_set_check(
-    features: pd.DataFrame, sets: Mapping[str, list[str]], cfg: Any, seed: int
+    features: pd.DataFrame, sets: Mapping[str, list[str]], cfg: Any, seed: int, n_jobs: int = 1
 ) -> dict[str, Any]:
     """What the genre structure at k = number of genres is made of: per named column set,
     the best NMI of a small grid (``cfg.compare_feature_sets``) at that k, overall and among
@@ -116,6 +119,7 @@ def feature_set_check(
             [k],
             seed,
             n_threads=c.get("n_threads", 1),
+            n_jobs=n_jobs,
         )
         t = grid.table
         if t.empty:
@@ -196,6 +200,7 @@ def composer_search(
     seed: int,
     on_point: Callable[[dict[str, Any]], None] | None = None,
     columns: list[str] | None = None,
+    n_jobs: int = 1,
 ) -> tuple[Search | None, dict[str, Any]]:
     """Cluster one genre's composer-labelled files at k = k_fixed and k = composers, on
     ``columns`` (None: every numeric one)."""
@@ -221,6 +226,7 @@ def composer_search(
         seed,
         on_point=on_point,
         n_threads=_as_dict(cfg).get("n_threads", 1),
+        n_jobs=n_jobs,
     )
     info = {"n_files": int(len(rows)), "n_composers": n_comp, "k_fixed": k_fixed, "chance_nmi": {}}
     for k in sorted({k_fixed, n_comp}):

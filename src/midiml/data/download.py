@@ -205,25 +205,20 @@ def get_source(
     target: str | Path,
     progress: bool = True,
     max_archive_bytes: int = MAX_ARCHIVE_BYTES,
+    n_jobs: int = 1,
 ) -> dict:
-    """The download stage's work for any kind of source but music21's corpus; an archive
-    writes at most ``max_archive_bytes`` (``data.max_archive_bytes``)."""
+    """Any kind of source into ``target``: downloaded (an archive writes at most
+    ``max_archive_bytes``, ``data.max_archive_bytes``), copied, rendered from music21's corpus
+    (``n_jobs`` scores at a time) or written by its generator (synthetic). The download
+    stage's one path, for training and check sources alike."""
     if source.kind == "folder":
         return copy_folder_source(source, target)
     if source.kind == "url":
         return download_url_source(source, target, progress, max_archive_bytes)
     if source.kind == "github":
         return download_source(source, target, progress, max_archive_bytes=max_archive_bytes)
-    raise SourceError(f"data.sources.{source.name}.kind: unknown kind {source.kind!r}")
-
-
-def obtain_source(
-    source: Source, target: str | Path, max_archive_bytes: int = MAX_ARCHIVE_BYTES, n_jobs: int = 1
-) -> dict:
-    """Any kind of source into ``target``: downloaded, copied, rendered from music21's corpus
-    or written by its generator (synthetic). One path for training and check sources alike."""
     if source.kind == "music21":
-        return build_corpus_source(source, target, n_jobs=n_jobs)
+        return build_corpus_source(source, target, progress, n_jobs=n_jobs)
     if source.kind == "synthetic":
         return {"extracted": len(write_synthetic(source, target)), "refused": []}
-    return get_source(source, target, max_archive_bytes=max_archive_bytes)
+    raise SourceError(f"data.sources.{source.name}.kind: unknown kind {source.kind!r}")

@@ -416,17 +416,49 @@ def _row_groups_of(notes_path: str | Path) -> dict[str, int]:
     return group_of
 
 
+def _group_features(
+    notes_path: str | Path,
+    k: int,
+    here: pd.DataFrame,
+    onset_resolution: int,
+    grid_tolerance: float,
+    onset_divisors: tuple[int, ...] | list[int] | None,
+    blas_threads: dict[str, int] | None = None,
+) -> pd.DataFrame:
+    """``extract_features`` of the files ``here`` on notes row group ``k`` (-1: no notes),
+    indexed by file id; reads its own row group, so it can run in a worker process.
+
+    ``blas_threads`` ({library prefix: threads}, the calling process's) is applied here: a
+    chord feature of a file can turn on the last bit of a BLAS sum, and that depends on how
+    many threads split it (a worker process starts with one)."""
+    from threadpoolctl import threadpool_limits
+
+    pf = pq.ParquetFile(notes_path)
+    table = pf.read_row_group(k) if k >= 0 else pf.schema_arrow.empty_table()
+    with threadpool_limits(limits=blas_threads):
+        part = extract_features(
+            table.to_pandas(), here, onset_resolution, grid_tolerance, onset_divisors
+        )
+    return part.set_index(part["file_id"].astype(str), drop=False)
+
+
 def iter_features_streamed(
     notes_path: str | Path,
     files: pd.DataFrame,
     onset_resolution: int = ONSET_RESOLUTION,
     grid_tolerance: float = GRID_TOLERANCE,
     onset_divisors: tuple[int, ...] | list[int] | None = ONSET_DIVISORS,
+    n_jobs: int = 1,
 ) -> Iterator[pd.DataFrame]:
     """``extract_features`` of the usable ``files`` in batches, in the order of ``files``:
     one notes row group read at a time (a file's features never depend on other files), so
     memory holds one batch of notes and of feature rows (the words column included), not all.
-    Row groups in the order of ``files`` (as the ingest writes them) are each read once."""
+    Row groups in the order of ``files`` (as the ingest writes them) are each read once;
+    ``n_jobs`` row groups are worked on at a time (processes, results taken in order: the
+    same batches whatever ``n_jobs``; a few row groups in memory instead of one)."""
+    from joblib import Parallel, delayed, parallel_config
+    from threadpoolctl import threadpool_info
+
     if "status" in files.columns:
         files = files[files["status"] == "ok"]
     files = files.reset_index(drop=True)
@@ -434,28 +466,33 @@ def iter_features_streamed(
     group_of = _row_groups_of(notes_path)
     key = ids.map(group_of).fillna(-1).astype(int).to_numpy()  # -1: a file without notes
     left = pd.Series(key).value_counts().to_dict()  # files still to yield, per row group
-    pf = pq.ParquetFile(notes_path)
-    cached: dict[int, pd.DataFrame] = {}
-
-    def rows_of(k: int) -> pd.DataFrame:
-        if k not in cached:
-            notes = (
-                pf.read_row_group(k).to_pandas()
-                if k >= 0
-                else pf.schema_arrow.empty_table().to_pandas()
-            )
-            here = files[key == k]
-            part = extract_features(notes, here, onset_resolution, grid_tolerance, onset_divisors)
-            cached[k] = part.set_index(part["file_id"].astype(str), drop=False)
-        return cached[k]
-
     if not len(files):
-        yield rows_of(-1).reset_index(drop=True)
+        yield _group_features(
+            notes_path, -1, files, onset_resolution, grid_tolerance, onset_divisors
+        ).reset_index(drop=True)
         return
     runs = np.flatnonzero(np.diff(key, prepend=key[0] - 1, append=key[-1] - 1))
+    order = list(dict.fromkeys(int(key[a]) for a in runs[:-1]))  # row groups by first use
+    blas = {i["prefix"]: int(i["num_threads"]) for i in threadpool_info()}
+    with parallel_config("loky", inner_max_num_threads=max(blas.values(), default=1)):
+        parts = Parallel(n_jobs=max(1, min(n_jobs, len(order))), return_as="generator")(
+            delayed(_group_features)(
+                notes_path,
+                k,
+                files[key == k],
+                onset_resolution,
+                grid_tolerance,
+                onset_divisors,
+                blas,
+            )
+            for k in order
+        )
+    cached: dict[int, pd.DataFrame] = {}
     for a, b in zip(runs[:-1], runs[1:], strict=True):  # consecutive files of one row group
         k = int(key[a])
-        yield rows_of(k).loc[ids.iloc[a:b].to_numpy()].reset_index(drop=True)
+        if k not in cached:
+            cached[k] = next(parts)  # the next row group by first use is this one
+        yield cached[k].loc[ids.iloc[a:b].to_numpy()].reset_index(drop=True)
         left[k] -= b - a
         if not left[k]:
             del cached[k]
@@ -467,11 +504,12 @@ def extract_features_streamed(
     onset_resolution: int = ONSET_RESOLUTION,
     grid_tolerance: float = GRID_TOLERANCE,
     onset_divisors: tuple[int, ...] | list[int] | None = ONSET_DIVISORS,
+    n_jobs: int = 1,
 ) -> pd.DataFrame:
     """``extract_features`` on a notes parquet one row group at a time, as one frame (the
     same frame ``extract_features`` gives on all the notes at once)."""
     batches = iter_features_streamed(
-        notes_path, files, onset_resolution, grid_tolerance, onset_divisors
+        notes_path, files, onset_resolution, grid_tolerance, onset_divisors, n_jobs
     )
     return pd.concat(list(batches), ignore_index=True)
 
@@ -483,6 +521,7 @@ def write_features_streamed(
     onset_resolution: int = ONSET_RESOLUTION,
     grid_tolerance: float = GRID_TOLERANCE,
     onset_divisors: tuple[int, ...] | list[int] | None = ONSET_DIVISORS,
+    n_jobs: int = 1,
 ) -> tuple[int, int]:
     """``extract_features_streamed`` written to ``out_path`` (atomically) a batch per parquet
     row group, so peak memory stays flat as the collection grows (the words text held for
@@ -491,7 +530,7 @@ def write_features_streamed(
     with atomic_path(out_path) as tmp:
         try:
             for batch in iter_features_streamed(
-                notes_path, files, onset_resolution, grid_tolerance, onset_divisors
+                notes_path, files, onset_resolution, grid_tolerance, onset_divisors, n_jobs
             ):
                 table = pa.Table.from_pandas(
                     batch, preserve_index=False, schema=writer.schema if writer else None
