@@ -60,6 +60,9 @@ def main() -> None:
             "command": " ".join(cmd),
             "total_s": round(total, 1),
             "stages_s": stages,
+            "stage_order": list(
+                stages
+            ),  # the JSON file's keys are sorted; the run order is kept here
             "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         },
     )

@@ -34,3 +34,17 @@ def test_the_table_reaches_the_benchmarks_page() -> None:
         }
     )
     assert "| ingest | 10.0 |" in page and "**12.0 s** in all" in page
+
+
+def test_the_page_lists_stages_in_run_order_after_the_json_sorted_them(tmp_path) -> None:
+    """benchmarks.json is written with sorted keys; the page keeps the order the stages ran."""
+    from midiml.report.benchmarks import record
+
+    stages = {"ingest": 10.0, "cluster": 3.0, "report": 2.0}
+    result = {"command": "dvc repro -f", "total_s": 15.0, "stages_s": stages, "machine": "x"}
+    result["stage_order"] = list(stages)
+    metrics, page = tmp_path / "b.json", tmp_path / "b.md"
+    record("pipeline", result, metrics, page)
+    record("other", {"x": 1}, metrics, page)  # a later benchmark re-reads the sorted file
+    text = page.read_text()
+    assert text.index("| ingest |") < text.index("| cluster |") < text.index("| report |")

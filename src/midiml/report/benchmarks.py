@@ -133,7 +133,10 @@ def render(data: dict[str, Any]) -> str:
             "",
             "| stage | seconds |",
             "|---|---:|",
-            *(f"| {name} | {sec} |" for name, sec in p["stages_s"].items()),
+            *(
+                f"| {name} | {p['stages_s'][name]} |"
+                for name in p.get("stage_order", p["stages_s"])
+            ),
             "",
         ]
     return "\n".join(lines)
