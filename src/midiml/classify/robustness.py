@@ -68,22 +68,6 @@ def reencoded(
     return extract_features(n, f, **_feature_kwargs(feature_params)), n
 
 
-def reencoded_test_songs(
-    ids: list[str],
-    labels: pd.Series,
-    files: pd.DataFrame,
-    notes: pd.DataFrame,
-    feature_params: dict[str, Any],
-    seed: int,
-    n_jobs: int = 1,
-) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
-    """The songs ``ids`` re-encoded by each perturbation and by a random mix
-    (``"random_mix"``): (feature rows, notes) per re-encoding, ``n_jobs`` at a time
-    (processes; each draws from its own seed). They do not depend on any model: stage
-    ``classifier_copies`` writes them once for every model and the CNN to be scored on."""
-    return dict(iter_reencoded(ids, labels, files, notes, feature_params, seed, n_jobs))
-
-
 def iter_reencoded(
     ids: list[str],
     labels: pd.Series,
@@ -93,8 +77,11 @@ def iter_reencoded(
     seed: int,
     n_jobs: int = 1,
 ) -> Iterator[tuple[str, tuple[pd.DataFrame, pd.DataFrame]]]:
-    """``reencoded_test_songs`` one re-encoding at a time, in order, as the workers finish
-    them: the caller can write one while the next are drawn."""
+    """The songs ``ids`` re-encoded by each perturbation and by a random mix
+    (``"random_mix"``): (feature rows, notes) per re-encoding, ``n_jobs`` at a time
+    (processes; each draws from its own seed), yielded in order as the workers finish them, so
+    the caller can write one while the next are drawn. They do not depend on any model: stage
+    ``reencoded_test_songs`` writes them once for every model and the CNN to be scored on."""
     hows = [*PERTURBATIONS, None]
     songs = notes[notes["file_id"].isin(ids)]
     done = Parallel(n_jobs=n_jobs, return_as="generator")(
@@ -112,7 +99,7 @@ def reencoded_scores(
     per_genre: bool = True,
 ) -> dict[str, Any]:
     """Accuracy of ``predict`` ((feature rows, notes) -> labels of the rows) on each
-    re-encoding of ``copies`` (``reencoded_test_songs``), with the recall of every genre."""
+    re-encoding of ``copies`` (``iter_reencoded``), with the recall of every genre."""
     out: dict[str, Any] = {}
     for how, (table, new_notes) in copies.items():
         y = labels.loc[song_ids(table["file_id"])].to_numpy(dtype=object)
@@ -142,7 +129,7 @@ def reencoded_accuracy(
     notes): its accuracy on the same re-encoded songs too (``cnn_accuracy``), the sequence
     model's robustness beside the served model's."""
     if copies is None:
-        copies = reencoded_test_songs(ids, labels, files, notes, feature_params, seed, n_jobs)
+        copies = dict(iter_reencoded(ids, labels, files, notes, feature_params, seed, n_jobs))
     out = reencoded_scores(
         lambda table, _: fitted.predict(model_input(table, fitted.columns)), copies, labels
     )
@@ -340,7 +327,7 @@ def evaluate_robustness(
     ``held_out``: its held-out-source accuracies from the selection (``held_out_sources``);
     ``cnn``: the genre CNN, scored on the same re-encoded songs, or ``cnn_scores``, those
     scores as its own stage computed them (``cnn_fit.cnn_robustness``); ``test_copies``:
-    the re-encoded test songs when already made (``reencoded_test_songs``); ``importance``:
+    the re-encoded test songs when already made (``iter_reencoded``); ``importance``:
     the permutation importance's result when computed elsewhere (``served_importance``)."""
     import time
 
