@@ -13,6 +13,7 @@ from midiml.classify.evaluation import (
     cnn_songs,
     evaluate_all,
     load_manifest,
+    saved_cnn_labels,
     write_blind_folder,
 )
 from midiml.classify.fits import CONCERN, read_copies
@@ -142,13 +143,13 @@ def main() -> None:
     print(f"evaluate_classifiers: done in {time.perf_counter() - start:.1f} s")
 
 
-def in_background(params, pool, manifest, files, splits, table, notes) -> tuple:
-    """(the CNNs' labels of their test and validation songs, the served genre model's
-    permutation importance) as futures of ``pool``'s worker: the only work here that needs
-    torch, and the longest single computation, run beside the feature models' scores on the
-    machine's other core (the same numbers: each is a function of its arguments)."""
+def in_background(params, pool, manifest, files, splits, table, notes, songs) -> tuple:
+    """(the CNNs' labels of ``songs`` (task -> its test and validation songs, for the CNNs
+    whose stage did not label them), the served genre model's permutation importance) as
+    futures of ``pool``'s worker: the only work here that needs torch, and the longest single
+    computation, run beside the feature models' scores on the machine's other core (the same
+    numbers: each is a function of its arguments)."""
     n_threads = int(params.classifier.n_threads)
-    songs = cnn_songs(manifest, files, splits, params.classifier)
     cnn: Future | None = None
     if songs:
         mine = notes[notes["file_id"].isin({i for ids in songs.values() for i in ids})]
@@ -168,17 +169,25 @@ def evaluate(params) -> None:
     ``classifier.n_jobs`` >= 2 ``in_background``'s work in a worker process."""
     files, splits, table, notes = read_tables()
     manifest = load_manifest(MODELS)
+    songs = cnn_songs(manifest, files, splits, params.classifier)
+    saved = saved_cnn_labels(manifest, MODELS, songs)  # as the CNN stage labelled them
+    songs = {name: ids for name, ids in songs.items() if name not in saved}
     if int(params.classifier.get("n_jobs", 1)) < 2:
-        evaluate_in_front(params, files, splits, table, notes, manifest, None, None)
+        evaluate_in_front(params, files, splits, table, notes, manifest, saved.get, None)
         return
     spawn = multiprocessing.get_context("spawn")  # a fresh worker (no forked threads)
     with ProcessPoolExecutor(1, mp_context=spawn) as pool:
-        cnn, importance = in_background(params, pool, manifest, files, splits, table, notes)
-        evaluate_in_front(params, files, splits, table, notes, manifest, cnn, importance)
+        cnn, importance = in_background(params, pool, manifest, files, splits, table, notes, songs)
+
+        def known(task: str) -> dict[str, str] | None:
+            return saved[task] if task in saved else cnn.result()[task] if cnn else None
+
+        evaluate_in_front(params, files, splits, table, notes, manifest, known, importance)
 
 
-def evaluate_in_front(params, files, splits, table, notes, manifest, cnn, importance) -> None:
-    """Everything but ``in_background``'s work, which it waits for where it needs it."""
+def evaluate_in_front(params, files, splits, table, notes, manifest, cnn_known, importance) -> None:
+    """Everything but ``in_background``'s work, which it waits for where it needs it
+    (``cnn_known``: task -> its CNN's labels by song, or None where it predicts them)."""
     start = time.perf_counter()
     with atomic_dir(PLOTS) as plot_dir, atomic_dir(FIGURES) as fig_dir:
         metrics, figures = evaluate_all(
@@ -192,7 +201,7 @@ def evaluate_in_front(params, files, splits, table, notes, manifest, cnn, import
             fig_dir,
             plot_dir,
             confusion_figure,
-            cnn_known=(lambda task: cnn.result()[task]) if cnn is not None else None,
+            cnn_known=cnn_known,
         )
     print(f"evaluate_classifiers: test scores ({time.perf_counter() - start:.1f} s)")
     start = time.perf_counter()

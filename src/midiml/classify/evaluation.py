@@ -54,6 +54,22 @@ def cnn_songs(manifest: dict[str, Any], files: pd.DataFrame, splits: pd.DataFram
     return out
 
 
+def saved_cnn_labels(
+    manifest: dict[str, Any], model_dir: Path, songs: dict[str, list[str]]
+) -> dict[str, dict[str, str]]:
+    """task -> song -> label, as the CNN stage saved them (``cnn_fit.LABELS_FILE``, copied by
+    the selection), for the tasks of ``songs`` (``cnn_songs``) whose file has every one of
+    their songs: no torch and no prediction here; ``cnn_labels`` makes the others."""
+    out = {}
+    for name, ids in songs.items():
+        file = manifest["tasks"][name]["models"]["cnn"].get("labels")
+        if file and (model_dir / file).exists():
+            known = json.loads((model_dir / file).read_text())
+            if all(i in known for i in ids):
+                out[name] = {i: known[i] for i in ids}
+    return out
+
+
 def cnn_labels(
     manifest: dict[str, Any],
     model_dir: Path,
