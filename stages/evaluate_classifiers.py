@@ -2,6 +2,7 @@
 
 import multiprocessing
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
@@ -17,8 +18,9 @@ from midiml.classify.evaluation import (
     write_blind_folder,
 )
 from midiml.classify.fits import CONCERN, read_copies
+from midiml.classify.importance import queued_importance
 from midiml.classify.pipelines import build_task, load_model
-from midiml.classify.robustness import evaluate_robustness, served_importance
+from midiml.classify.robustness import evaluate_robustness
 from midiml.classify.runs import read_test_copies
 from midiml.classify.serving import ModelsMissing, evaluate_blind, load_served
 from midiml.classify.tables import read_tables
@@ -55,7 +57,7 @@ def genre_cnn(params, entry: dict):
 def robustness(params, manifest, files, splits, table, notes, served, importance) -> dict:
     """Robustness of the served genre model (re-encodings, held-out sources, importance);
     ``served``: the served models as loaded for the blind folder; ``importance``: the
-    permutation importance's future (``in_background``)."""
+    permutation importance from the served model (``in_background``: ``queued_importance``)."""
     entry = manifest["tasks"].get("genre", {})
     if entry.get("skipped") or not entry.get("serve"):
         return {"skipped": entry.get("skipped", "no served genre model")}
@@ -85,7 +87,7 @@ def robustness(params, manifest, files, splits, table, notes, served, importance
         cnn=None if tests is not None and cnn_scores else genre_cnn(params, entry),
         test_copies=tests,
         cnn_scores=cnn_scores,
-        importance=importance.result if importance is not None else None,
+        importance=(lambda: importance(fitted)) if importance is not None else None,
     )
     rob["class_prior"] = entry["models"][entry["serve"]].get("class_prior", {})
     with tracking.run(params, CONCERN, "genre/robustness") as run:
@@ -145,10 +147,10 @@ def main() -> None:
 
 def in_background(params, pool, manifest, files, splits, table, notes, songs) -> tuple:
     """(the CNNs' labels of ``songs`` (task -> its test and validation songs, for the CNNs
-    whose stage did not label them), the served genre model's permutation importance) as
-    futures of ``pool``'s worker: the only work here that needs torch, and the longest single
-    computation, run beside the feature models' scores on the machine's other core (the same
-    numbers: each is a function of its arguments)."""
+    whose stage did not label them) as a future, the served genre model's permutation
+    importance as ``queued_importance``) from ``pool``'s worker: the only work here that
+    needs torch, and the longest single computation, run beside the feature models' scores
+    on the machine's other core (the same numbers: each is a function of its arguments)."""
     n_threads = int(params.classifier.n_threads)
     cnn: Future | None = None
     if songs:
@@ -156,11 +158,11 @@ def in_background(params, pool, manifest, files, splits, table, notes, songs) ->
         roll = params.classifier.cnn.roll
         cnn = pool.submit(cnn_labels, manifest, MODELS, roll, mine, songs, n_threads)
     entry = manifest["tasks"].get("genre", {})
-    importance: Future | None = None
+    importance: Callable | None = None
     if not entry.get("skipped") and entry.get("serve"):
         task = build_task("genre", files, splits, params.classifier)
         model_file = MODELS / entry["models"][entry["serve"]]["file"]
-        importance = pool.submit(served_importance, params, model_file, table, task, n_threads)
+        importance = queued_importance(pool, params, model_file, table, task, n_threads)
     return cnn, importance
 
 
