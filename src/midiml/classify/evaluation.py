@@ -274,5 +274,27 @@ def write_blind_folder(files: pd.DataFrame, splits: pd.DataFrame, folder: Path) 
     return len(test)
 
 
+def blind_test(
+    files: pd.DataFrame, splits: pd.DataFrame, folder: Path, model_dir: Path
+) -> dict[str, Any]:
+    """The test split's files copied to ``folder`` (``write_blind_folder``) and scored by the
+    served genre model from ``model_dir`` as any user's folder would be (``evaluate_blind``,
+    without the per-file predictions), or ``{"skipped": why}``. A function of its arguments:
+    the evaluate stage runs it in its worker process."""
+    from midiml.classify.serving import evaluate_blind, load_served
+    from midiml.io import atomic_dir
+
+    with atomic_dir(folder) as tmp:
+        n = write_blind_folder(files, splits, tmp)
+    try:
+        blind = evaluate_blind(folder, load_served(model_dir))
+    except FileNotFoundError as exc:  # serving.ModelsMissing too
+        return {"skipped": str(exc)}
+    blind.pop("predictions", None)
+    blind["folder"] = str(folder)
+    print(f"blind test: {n} files, accuracy {blind['overall']['accuracy']}")
+    return blind
+
+
 def load_manifest(model_dir: Path) -> dict[str, Any]:
     return json.loads((model_dir / "manifest.json").read_text())
