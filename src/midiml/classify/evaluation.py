@@ -18,8 +18,9 @@ from midiml import tracking
 from midiml.classify.fits import CONCERN
 from midiml.classify.pipelines import build_task, feature_matrix, load_model
 from midiml.classify.selection import serve_rule
+from midiml.classify.serving import evaluate_blind, load_served
 from midiml.evaluate import classification as ev
-from midiml.io import atomic_path, read_timings, save_figure
+from midiml.io import atomic_dir, atomic_path, read_timings, save_figure
 
 
 def song_predictor(
@@ -281,9 +282,6 @@ def blind_test(
     served genre model from ``model_dir`` as any user's folder would be (``evaluate_blind``,
     without the per-file predictions), or ``{"skipped": why}``. A function of its arguments:
     the evaluate stage runs it in its worker process."""
-    from midiml.classify.serving import evaluate_blind, load_served
-    from midiml.io import atomic_dir
-
     with atomic_dir(folder) as tmp:
         n = write_blind_folder(files, splits, tmp)
     try:
