@@ -2,6 +2,7 @@
 
 import multiprocessing
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
@@ -9,15 +10,17 @@ from threadpoolctl import threadpool_limits
 
 from midiml import tracking
 from midiml.classify.evaluation import (
+    blind_test,
     cnn_labels,
     cnn_songs,
     evaluate_all,
     load_manifest,
-    write_blind_folder,
+    saved_cnn_labels,
 )
 from midiml.classify.fits import CONCERN, read_copies
+from midiml.classify.importance import queued_importance
 from midiml.classify.pipelines import build_task, load_model
-from midiml.classify.robustness import evaluate_robustness, served_importance
+from midiml.classify.robustness import evaluate_robustness
 from midiml.classify.runs import read_test_copies
 from midiml.classify.serving import ModelsMissing, evaluate_blind, load_served
 from midiml.classify.tables import read_tables
@@ -54,7 +57,7 @@ def genre_cnn(params, entry: dict):
 def robustness(params, manifest, files, splits, table, notes, served, importance) -> dict:
     """Robustness of the served genre model (re-encodings, held-out sources, importance);
     ``served``: the served models as loaded for the blind folder; ``importance``: the
-    permutation importance's future (``in_background``)."""
+    permutation importance from the served model (``in_background``: ``queued_importance``)."""
     entry = manifest["tasks"].get("genre", {})
     if entry.get("skipped") or not entry.get("serve"):
         return {"skipped": entry.get("skipped", "no served genre model")}
@@ -84,7 +87,7 @@ def robustness(params, manifest, files, splits, table, notes, served, importance
         cnn=None if tests is not None and cnn_scores else genre_cnn(params, entry),
         test_copies=tests,
         cnn_scores=cnn_scores,
-        importance=importance.result if importance is not None else None,
+        importance=(lambda: importance(fitted)) if importance is not None else None,
     )
     rob["class_prior"] = entry["models"][entry["serve"]].get("class_prior", {})
     with tracking.run(params, CONCERN, "genre/robustness") as run:
@@ -142,25 +145,28 @@ def main() -> None:
     print(f"evaluate_classifiers: done in {time.perf_counter() - start:.1f} s")
 
 
-def in_background(params, pool, manifest, files, splits, table, notes) -> tuple:
-    """(the CNNs' labels of their test and validation songs, the served genre model's
-    permutation importance) as futures of ``pool``'s worker: the only work here that needs
-    torch, and the longest single computation, run beside the feature models' scores on the
-    machine's other core (the same numbers: each is a function of its arguments)."""
+def in_background(params, pool, manifest, files, splits, table, notes, songs) -> tuple:
+    """(the CNNs' labels of ``songs`` (task -> its test and validation songs, for the CNNs
+    whose stage did not label them) and the blind test as futures, the served genre model's
+    permutation importance as ``queued_importance``) from ``pool``'s worker, in that order:
+    the only work here that needs torch, the blind folder's parsing and features, and the
+    longest single computation, run beside the feature models' scores on the machine's other
+    core (the same numbers: each is a function of its arguments). The main process takes
+    over the importance's parts the worker has not started: the two finish together."""
     n_threads = int(params.classifier.n_threads)
-    songs = cnn_songs(manifest, files, splits, params.classifier)
     cnn: Future | None = None
     if songs:
         mine = notes[notes["file_id"].isin({i for ids in songs.values() for i in ids})]
         roll = params.classifier.cnn.roll
         cnn = pool.submit(cnn_labels, manifest, MODELS, roll, mine, songs, n_threads)
+    blind = pool.submit(blind_test, files, splits, BLIND, MODELS)
     entry = manifest["tasks"].get("genre", {})
-    importance: Future | None = None
+    importance: Callable | None = None
     if not entry.get("skipped") and entry.get("serve"):
         task = build_task("genre", files, splits, params.classifier)
         model_file = MODELS / entry["models"][entry["serve"]]["file"]
-        importance = pool.submit(served_importance, params, model_file, table, task, n_threads)
-    return cnn, importance
+        importance = queued_importance(pool, params, model_file, table, task, n_threads)
+    return cnn, blind, importance
 
 
 def evaluate(params) -> None:
@@ -168,17 +174,30 @@ def evaluate(params) -> None:
     ``classifier.n_jobs`` >= 2 ``in_background``'s work in a worker process."""
     files, splits, table, notes = read_tables()
     manifest = load_manifest(MODELS)
+    songs = cnn_songs(manifest, files, splits, params.classifier)
+    saved = saved_cnn_labels(manifest, MODELS, songs)  # as the CNN stage labelled them
+    songs = {name: ids for name, ids in songs.items() if name not in saved}
     if int(params.classifier.get("n_jobs", 1)) < 2:
-        evaluate_in_front(params, files, splits, table, notes, manifest, None, None)
+        evaluate_in_front(params, files, splits, table, notes, manifest, saved.get, None, None)
         return
     spawn = multiprocessing.get_context("spawn")  # a fresh worker (no forked threads)
     with ProcessPoolExecutor(1, mp_context=spawn) as pool:
-        cnn, importance = in_background(params, pool, manifest, files, splits, table, notes)
-        evaluate_in_front(params, files, splits, table, notes, manifest, cnn, importance)
+        cnn, blind, importance = in_background(
+            params, pool, manifest, files, splits, table, notes, songs
+        )
+
+        def known(task: str) -> dict[str, str] | None:
+            return saved[task] if task in saved else cnn.result()[task] if cnn else None
+
+        evaluate_in_front(params, files, splits, table, notes, manifest, known, blind, importance)
 
 
-def evaluate_in_front(params, files, splits, table, notes, manifest, cnn, importance) -> None:
-    """Everything but ``in_background``'s work, which it waits for where it needs it."""
+def evaluate_in_front(
+    params, files, splits, table, notes, manifest, cnn_known, blind, importance
+) -> None:
+    """Everything but ``in_background``'s work, which it waits for where it needs it
+    (``cnn_known``: task -> its CNN's labels by song, or None where it predicts them;
+    ``blind``: the blind test's future, or None to run it here)."""
     start = time.perf_counter()
     with atomic_dir(PLOTS) as plot_dir, atomic_dir(FIGURES) as fig_dir:
         metrics, figures = evaluate_all(
@@ -192,26 +211,17 @@ def evaluate_in_front(params, files, splits, table, notes, manifest, cnn, import
             fig_dir,
             plot_dir,
             confusion_figure,
-            cnn_known=(lambda task: cnn.result()[task]) if cnn is not None else None,
+            cnn_known=cnn_known,
         )
     print(f"evaluate_classifiers: test scores ({time.perf_counter() - start:.1f} s)")
     start = time.perf_counter()
-    with atomic_dir(BLIND) as tmp:
-        n = write_blind_folder(files, splits, tmp)
-    try:  # loaded once for the blind folder and the made-up loops (the blend is large)
+    try:  # loaded once for the robustness and the check sources (the blend is large)
         served = load_served(MODELS)
     except ModelsMissing as exc:
         served = exc
-    try:
-        if isinstance(served, ModelsMissing):
-            raise served
-        blind = evaluate_blind(BLIND, served)
-        blind.pop("predictions", None)
-        blind["folder"] = str(BLIND)
-        print(f"blind test: {n} files, accuracy {blind['overall']['accuracy']}")
-    except (ModelsMissing, FileNotFoundError) as exc:
-        blind = {"skipped": str(exc)}
-    metrics["blind_test"] = blind
+    metrics["blind_test"] = (
+        blind.result() if blind is not None else blind_test(files, splits, BLIND, MODELS)
+    )
     print(f"evaluate_classifiers: blind folder ({time.perf_counter() - start:.1f} s)")
     metrics["robustness"] = robustness(
         params, manifest, files, splits, table, notes, served, importance

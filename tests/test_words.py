@@ -10,7 +10,7 @@ from sklearn.dummy import DummyClassifier
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 
-from midiml.classify.robustness import fresh_estimator
+from midiml.classify.importance import fresh_estimator
 from midiml.classify.served import VOTE_AND_WORDS, WORDS, candidates, members, unfrozen
 from midiml.classify.words_model import model_input, words_classifier
 from midiml.represent.features import WORDS_COLUMN, extract_features
@@ -305,7 +305,7 @@ def test_importance_of_a_blend_is_scikit_learns():
     and the served blend's table of top features."""
     from sklearn.inspection import permutation_importance
 
-    from midiml.classify.robustness import permutation_drops, top_features
+    from midiml.classify.importance import permutation_drops, top_features
 
     X, y = _blend_data()
     music = {"a": LogisticRegression(), "b": LogisticRegression(C=0.1)}

@@ -116,6 +116,7 @@ def fit_lightning(
     extra_callbacks: list[Callback] | None = None,
     progress_bar: bool = True,
     resume: bool = False,
+    patience: int | None = None,
 ) -> FitResult:
     """Train ``module`` with a Lightning ``Trainer`` built from ``params.trainer``.
 
@@ -128,7 +129,8 @@ def fit_lightning(
     - the Trainer is ``instantiate(params.trainer)``: every key there reaches it (``trainer=gpu``
       gives bf16 on a GPU, ``+trainer.strategy=ddp`` several processes);
     - epochs = min(``params.trainer.max_epochs``, ``own_max_epochs``, ``params.data.max_epochs``
-      when not null); early stopping is ``params.callbacks.early_stopping`` on ``monitor``;
+      when not null); early stopping is ``params.callbacks.early_stopping`` on ``monitor``
+      (``patience``: the model's own, instead of the callback's);
     - ModelCheckpoint keeps the best epoch as ``<ckpt_dir>/best.ckpt``;
     - logs per-epoch curves through Lightning's ``MLFlowLogger`` into experiment
       ``<tracking.experiment_prefix>-<concern>``, run ``run_name``, on the same tracking URI as
@@ -155,7 +157,8 @@ def fit_lightning(
         enable_version_counter=False,
     )
     history = _History()
-    early = instantiate(params.callbacks.early_stopping, monitor=monitor, mode=mode)
+    own = {} if patience is None else {"patience": int(patience)}
+    early = instantiate(params.callbacks.early_stopping, monitor=monitor, mode=mode, **own)
     callbacks: list[Callback] = [early, checkpoint, history, *(extra_callbacks or [])]
     logger = make_logger(params, run_name, concern)
     trainer = instantiate(

@@ -21,6 +21,8 @@ from midiml.io import split_run_dependent
 from midiml.represent.perturb import perturb_songs
 from midiml.represent.pianoroll import RollSpec, song_rolls
 
+LABELS_FILE = "cnn_labels.json"  # a CNN's labels of its task's test and validation songs
+
 
 def rolls_for(notes: pd.DataFrame | None, roll_cfg: Any, ids: list[str]) -> list:
     """Each song's piano roll (``roll_cfg``: a ``RollSpec``'s params), in the order of ``ids``."""
@@ -133,18 +135,17 @@ def cnn_predictor(path: Path, roll_cfg: Any) -> SongsPredictor:
 
 
 def cnn_robustness(
-    path: Path,
-    roll_cfg: Any,
+    predict: SongsPredictor,
     task: TaskData,
-    notes: pd.DataFrame,
     test_copies: dict[str, tuple[pd.DataFrame, pd.DataFrame]],
+    known: dict[str, str],
 ) -> dict[str, Any]:
-    """The CNN's accuracy on the task's test songs and on each re-encoding of them
-    (``test_copies``: ``runs.write_test_copies``), beside which the served model's is
-    reported. Computed where the CNN is trained: it changes with the CNN only."""
-    predict = cnn_predictor(path, roll_cfg)
+    """The CNN's accuracy on the task's test songs (``known``: its labels of them,
+    ``train_cnn_tasks``) and on each re-encoding of them (``test_copies``:
+    ``runs.write_test_copies``; ``predict``: ``cnn_predictor``), beside which the served
+    model's is reported. Computed where the CNN is trained: it changes with the CNN only."""
     labels = task.labels
-    clean = predict(notes, task.ids("test"))
+    clean = np.asarray([known[i] for i in task.ids("test")], dtype=object)
     scores = {}
     for how, (table, copy_notes) in test_copies.items():
         ids = list(table["file_id"])
@@ -166,8 +167,10 @@ def train_cnn_tasks(
     test_copies: dict[str, dict[str, tuple[pd.DataFrame, pd.DataFrame]]] | None = None,
 ) -> dict[str, dict[str, str | None]]:
     """Stage ``train_classifier_cnn``: a CNN per task of ``classifier.cnn.tasks``, into
-    ``out_dir/<task>/cnn.ckpt``, and ``out_dir/cnn.json`` (task -> what was trained, and
-    its ``cnn_robustness`` where ``test_copies`` has the task's re-encoded test songs).
+    ``out_dir/<task>/cnn.ckpt``, its labels of the task's test and validation songs
+    (``out_dir/<task>/`` + ``LABELS_FILE``: what the evaluate stage scores it by, without
+    loading torch), and ``out_dir/cnn.json`` (task -> what was trained, and its
+    ``cnn_robustness`` where ``test_copies`` has the task's re-encoded test songs).
     Returns each task's MLflow run id, for ``reports/timings/`` (not in cnn.json: they
     change every run)."""
     cnn_cfg = params.classifier.get("cnn")
@@ -177,16 +180,22 @@ def train_cnn_tasks(
         if name in wanted and not isinstance(task, str):
             (out_dir / name).mkdir(parents=True, exist_ok=True)
             infos[name] = info = train_cnn(params, task, files, notes, out_dir, log)
+            if not info.get("file"):
+                continue
+            start = time.perf_counter()
+            predict = cnn_predictor(out_dir / info["file"], cnn_cfg.roll)
+            ids = task.ids("test") + task.ids("val")
+            known = dict(zip(ids, predict(notes, ids), strict=True))
+            info["labels"] = f"{name}/{LABELS_FILE}"
+            (out_dir / info["labels"]).write_text(json.dumps(known, indent=0))
             copies = (test_copies or {}).get(name)
-            if info.get("file") and copies:
-                start = time.perf_counter()
-                info["robustness"] = cnn_robustness(
-                    out_dir / info["file"], cnn_cfg.roll, task, notes, copies
-                )
-                log(
-                    f"{name}/cnn: scored on re-encoded test songs "
-                    f"({time.perf_counter() - start:.1f} s)"
-                )
+            if copies:
+                info["robustness"] = cnn_robustness(predict, task, copies, known)
+            log(
+                f"{name}/cnn: labelled its test and validation songs"
+                + (" and the re-encoded test songs" if copies else "")
+                + f" ({time.perf_counter() - start:.1f} s)"
+            )
     infos, run_ids = split_run_dependent(infos)  # MLflow run ids change every run
     (out_dir / "cnn.json").write_text(json.dumps(infos, indent=1))
     return run_ids

@@ -18,8 +18,9 @@ from midiml import tracking
 from midiml.classify.fits import CONCERN
 from midiml.classify.pipelines import build_task, feature_matrix, load_model
 from midiml.classify.selection import serve_rule
+from midiml.classify.serving import evaluate_blind, load_served
 from midiml.evaluate import classification as ev
-from midiml.io import atomic_path, read_timings, save_figure
+from midiml.io import atomic_dir, atomic_path, read_timings, save_figure
 
 
 def song_predictor(
@@ -51,6 +52,22 @@ def cnn_songs(manifest: dict[str, Any], files: pd.DataFrame, splits: pd.DataFram
         if info.get("file") and not info.get("skipped"):
             task = build_task(name, files, splits, cfg)
             out[name] = task.ids("test") + task.ids("val")
+    return out
+
+
+def saved_cnn_labels(
+    manifest: dict[str, Any], model_dir: Path, songs: dict[str, list[str]]
+) -> dict[str, dict[str, str]]:
+    """task -> song -> label, as the CNN stage saved them (``cnn_fit.LABELS_FILE``, copied by
+    the selection), for the tasks of ``songs`` (``cnn_songs``) whose file has every one of
+    their songs: no torch and no prediction here; ``cnn_labels`` makes the others."""
+    out = {}
+    for name, ids in songs.items():
+        file = manifest["tasks"][name]["models"]["cnn"].get("labels")
+        if file and (model_dir / file).exists():
+            known = json.loads((model_dir / file).read_text())
+            if all(i in known for i in ids):
+                out[name] = {i: known[i] for i in ids}
     return out
 
 
@@ -256,6 +273,25 @@ def write_blind_folder(files: pd.DataFrame, splits: pd.DataFrame, folder: Path) 
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(row.path, target)
     return len(test)
+
+
+def blind_test(
+    files: pd.DataFrame, splits: pd.DataFrame, folder: Path, model_dir: Path
+) -> dict[str, Any]:
+    """The test split's files copied to ``folder`` (``write_blind_folder``) and scored by the
+    served genre model from ``model_dir`` as any user's folder would be (``evaluate_blind``,
+    without the per-file predictions), or ``{"skipped": why}``. A function of its arguments:
+    the evaluate stage runs it in its worker process."""
+    with atomic_dir(folder) as tmp:
+        n = write_blind_folder(files, splits, tmp)
+    try:
+        blind = evaluate_blind(folder, load_served(model_dir))
+    except FileNotFoundError as exc:  # serving.ModelsMissing too
+        return {"skipped": str(exc)}
+    blind.pop("predictions", None)
+    blind["folder"] = str(folder)
+    print(f"blind test: {n} files, accuracy {blind['overall']['accuracy']}")
+    return blind
 
 
 def load_manifest(model_dir: Path) -> dict[str, Any]:

@@ -13,7 +13,6 @@ classifier.feature_set=all``; refitting it here cost the pipeline three minutes.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,24 +26,14 @@ from midiml.classify.held_out import (
     held_out_source_predictions,
     held_out_source_scores,
 )
-from midiml.classify.pipelines import (
-    FittedModel,
-    feature_columns,
-    feature_matrix,
-    load_model,
-)
-from midiml.classify.served import unfrozen
+from midiml.classify.importance import importance_before_after
+from midiml.classify.pipelines import FittedModel, feature_matrix
 from midiml.classify.source_weighting import song_sources
 from midiml.classify.words_model import model_input
 from midiml.represent.features import WORDS_COLUMN, extract_features
 from midiml.represent.perturb import PERTURBATIONS, perturb_songs
 
 SongsPredictor = Callable[[pd.DataFrame, list[str]], np.ndarray]  # (notes, ids) -> labels
-
-
-def fresh_estimator(fitted: FittedModel) -> Any:
-    """An unfitted copy of the served model (``served.unfrozen``)."""
-    return unfrozen(fitted.pipeline)
 
 
 def _feature_kwargs(feature_params: dict[str, Any]) -> dict[str, Any]:
@@ -176,134 +165,6 @@ def held_out_sources(
         }
         for held in held_out_folds(ids, labels, source)
     }
-
-
-def columns_for(fitted: FittedModel, table: pd.DataFrame, feature_set: str) -> list[str]:
-    """The columns of ``table`` in ``feature_set`` ("all" lets the file artifacts back in),
-    and the words last when ``fitted`` reads them: the same model on another feature set."""
-    words = [WORDS_COLUMN] if WORDS_COLUMN in fitted.columns else []
-    return [*feature_columns(table, feature_set), *words]
-
-
-def permutation_drops(
-    estimator: Any,
-    X: np.ndarray,
-    y: np.ndarray,
-    seed: int,
-    n_repeats: int = 3,
-    batch_rows: int = 20_000,
-) -> np.ndarray:
-    """Drop in accuracy with each column shuffled, per (column, repeat): exactly what
-    ``sklearn.inspection.permutation_importance(estimator, X, y, scoring="accuracy",
-    n_repeats=n_repeats, random_state=seed)`` computes (the same shuffles, drawn the same way),
-    but the shuffled copies are predicted together, about ``batch_rows`` rows a call, in this
-    process: one call per copy in worker processes cost 200 s of the evaluate stage (the
-    model pickled to a worker per column; a vote's trees predict a few hundred rows per call
-    no faster than thousands)."""
-    X, y = np.asarray(X), np.asarray(y)
-    n_rows, n_cols = X.shape
-    baseline = float((estimator.predict(X) == y).mean())
-    # permutation_importance draws one seed for every column from ``random_state``
-    column_seed = np.random.RandomState(seed).randint(np.iinfo(np.int32).max + 1)
-    per_call = max(1, batch_rows // max(n_rows, 1))
-    scores = np.empty((n_cols, n_repeats))
-    pending: list[tuple[int, int, np.ndarray]] = []
-
-    def flush() -> None:
-        pred = estimator.predict(np.concatenate([copy for _, _, copy in pending]))
-        for k, (col, rep, _) in enumerate(pending):
-            scores[col, rep] = float((pred[k * n_rows : (k + 1) * n_rows] == y).mean())
-        pending.clear()
-
-    for col in range(n_cols):
-        rng, order, values = np.random.RandomState(column_seed), np.arange(n_rows), X[:, col]
-        for rep in range(n_repeats):
-            rng.shuffle(order)  # as sklearn: the shuffles compound, repeat after repeat
-            values = values[order]
-            copy = X.copy()
-            copy[:, col] = values
-            pending.append((col, rep, copy))
-            if len(pending) >= per_call:
-                flush()
-    if pending:
-        flush()
-    return baseline - scores
-
-
-def top_features(
-    estimator: Any,
-    X: np.ndarray,  # noqa: N803
-    y: np.ndarray,
-    columns: list[str],
-    seed: int,
-    top: int = 10,
-    n_repeats: int = 3,
-) -> list[dict[str, Any]]:
-    """Permutation importance (mean drop in accuracy, ``permutation_drops``) of the ``top``
-    most important columns; each column shuffled ``n_repeats`` times from ``seed``."""
-    drops = permutation_drops(estimator, X, y, seed, n_repeats).mean(axis=1)
-    order = np.argsort(-drops)[:top]
-    return [{"feature": columns[i], "importance": round(float(drops[i]), 4)} for i in order]
-
-
-def importance_before_after(
-    fitted: FittedModel,
-    table: pd.DataFrame,
-    train_ids: list[str],
-    y_train: np.ndarray,
-    test_ids: list[str],
-    y_test: np.ndarray,
-    seed: int,
-    n_repeats: int = 3,
-    all_features: bool = False,
-) -> dict[str, Any]:
-    """Top features of the served model and (``all_features``) of the same model refitted
-    on every column: what it relies on when the file artifacts are let back in."""
-    out = {
-        "served": top_features(
-            fitted.pipeline,
-            feature_matrix(table, test_ids, fitted.columns),
-            y_test,
-            fitted.columns,
-            seed,
-            n_repeats=n_repeats,
-        )
-    }
-    if all_features:
-        all_cols = columns_for(fitted, table, "all")
-        before = fresh_estimator(fitted).fit(feature_matrix(table, train_ids, all_cols), y_train)
-        out["all_features"] = top_features(
-            before,
-            feature_matrix(table, test_ids, all_cols),
-            y_test,
-            all_cols,
-            seed,
-            n_repeats=n_repeats,
-        )
-    return out
-
-
-def served_importance(
-    params: Any, model_file: Path, table: pd.DataFrame, task: Any, n_threads: int = 1
-) -> dict[str, Any]:
-    """``importance_before_after`` of the model saved at ``model_file`` (the served genre
-    model) as ``classifier.importance`` asks. The evaluate stage runs it in a worker process
-    beside its other scores (``n_threads``: its BLAS/OpenMP threads, as the stage's own)."""
-    from threadpoolctl import threadpool_limits
-
-    imp = params.classifier.get("importance") or {}
-    with threadpool_limits(limits=n_threads):
-        return importance_before_after(
-            load_model(model_file),
-            table,
-            task.ids("train"),
-            task.y("train"),
-            task.ids("test"),
-            task.y("test"),
-            int(params.seed),
-            int(imp.get("n_repeats", 3)),
-            bool(imp.get("all_features", False)),
-        )
 
 
 def evaluate_robustness(

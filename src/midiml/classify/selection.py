@@ -321,7 +321,8 @@ def write_selection(
     out_dir: Path,
 ) -> dict[str, Any]:
     """``models/classifiers/``: ``<task>/<model>.pkl`` for every model (class priors set),
-    the CNN checkpoints copied beside them, and the manifest (returned) that serving reads."""
+    the CNN checkpoints (and their labels of the test and validation songs) copied beside
+    them, and the manifest (returned) that serving reads."""
     manifest: dict[str, Any] = {"features": feature_params, "tasks": {}}
     for name, entry in entries.items():
         if "skipped" in entry:
@@ -337,6 +338,10 @@ def write_selection(
             if info.get("file"):
                 shutil.copyfile(cnn_dir / info["file"], out_dir / name / "cnn.ckpt")
                 info = info | {"file": f"{name}/cnn.ckpt"}
+            if info.get("labels"):  # its labels of the test and validation songs
+                target = f"{name}/{Path(info['labels']).name}"
+                shutil.copyfile(cnn_dir / info["labels"], out_dir / target)
+                info = info | {"labels": target}
             entry["models"]["cnn"] = info
         entry["serve"] = served_model(entry["models"], entry.pop("wanted"), order)
         manifest["tasks"][name] = entry
