@@ -8,6 +8,7 @@ figures only; choose settings on validation songs (benchmarks/token_diagnosis.py
     python benchmarks/continuation_subset.py --split val --temperature 0.9  # choose here
     python benchmarks/continuation_subset.py --split val --models transformer --seeds 4 \
         --min-p 0.2 --guidance 0.5          # the token model's decoding (docs/continuation.md)
+    python benchmarks/continuation_subset.py --split val --models transformer --plan held
 
 ``--split val`` takes the same number of validation songs by the same cut rules
 (`load_cuts`), so settings are chosen there and the test table is run once at the end.
@@ -39,8 +40,13 @@ def main() -> None:
         "--no-onset-rule", action="store_true", help="token model: let an instrument go on "
         "adding notes at an onset after repeating a pitch there",
     )  # fmt: skip
+    ap.add_argument(
+        "--plan", default=None, choices=["free", "held"], help="token model's bar plans"
+    )
     args = ap.parse_args()
     decoding: dict[str, object] = {}
+    if args.plan is not None:
+        decoding["plan"] = args.plan
     if args.min_p is not None:
         decoding["min_p"] = args.min_p
     if args.guidance is not None:

@@ -39,6 +39,11 @@ RETRIES = 3  # draws of a variation that came out without any note
 # classifier-free guidance on the prompt).
 MIN_P = 0.2
 PROMPT_GUIDANCE = 0.5
+# Bar plans (tokens.py): "free" = the model writes each new bar's plan itself; "held" = every
+# new bar's plan is the median of the prompt's last HELD_BARS bars' (a user control, like
+# MIDI-GPT's density / polyphony settings; a rule from the prompt, not the model's reading)
+PLAN_MODES = ("free", "held")
+HELD_BARS = 4
 NOTE_OUT = ("pitch", "velocity", "onset_s", "duration_s", "program", "is_drum")
 
 
@@ -202,8 +207,13 @@ class Grammar:
                     self.note_here[i] = True
                     break
         self.special = self.first_type == tk.SPECIAL
+        # bucket of the bar plan token an id is (-1: none; plan ids are never merged)
+        self.plan = np.full((2, n), -1, np.int64)
+        for row, kind in enumerate((tk.BAR_NOTES, tk.BAR_POLY)):
+            at = np.flatnonzero(self.first_type == kind)
+            self.plan[row, at] = [self.values[self.expand[i][0]] for i in at]
         self.follows = np.zeros((len(tk.BASE_TYPES), n), bool)
-        for prev, allowed in tk.NEXT_TYPES.items():
+        for prev, allowed in tk.next_types(self.types).items():
             self.follows[prev] = np.isin(self.first_type, list(allowed)) & ~self.special
 
     def base_ids(self, ids: list[int]) -> list[int]:
@@ -274,6 +284,7 @@ class TransformerContinuer:
         close_repeats: bool = True,
         min_p: float = MIN_P,
         prompt_guidance: float = PROMPT_GUIDANCE,
+        plan: str = "free",
     ) -> None:
         self.net = NumpyTransformer(weights, network)
         self.tokenizer, self.genres = tokenizer, list(genres)
@@ -286,6 +297,13 @@ class TransformerContinuer:
         # slides (the rest is room for new ids before the next slide)
         self.prompt_share, self.keep_share = 0.75, 0.5
         self.min_p, self.prompt_guidance = min_p, prompt_guidance
+        self.set_plan(plan)
+
+    def set_plan(self, plan: str) -> None:
+        """How new bars get their plan tokens: ``PLAN_MODES``."""
+        if plan not in PLAN_MODES:
+            raise ValueError(f"plan must be one of {', '.join(PLAN_MODES)}, not {plan!r}")
+        self.plan = plan
 
     @classmethod
     def load(
@@ -329,6 +347,8 @@ class TransformerContinuer:
         pos = np.full(n, state[1], np.int64)
         last = np.full(n, state[2], np.int64)
         prog_ok = ~(g.programs & ~programs[None]).any(1)
+        if self.plan == "held":
+            prog_ok &= self.held_plan_ok(full)
         rng = np.random.default_rng(seed)
         seqs: list[list[int]] = [[] for _ in range(n)]
         stop = np.full(n, -1, np.int64)
@@ -392,6 +412,23 @@ class TransformerContinuer:
             logits = net.forward(tok[:, None], cache, used, (pos + 1)[:, None])[:, -1]
             used += 1
         return [s[: stop[b]] if stop[b] >= 0 else s for b, s in enumerate(seqs)]
+
+    def held_plan(self, ids: list[int]) -> tuple[int, int] | None:
+        """(notes bucket, notes-per-onset bucket): the medians (rounded half up) of the last
+        ``HELD_BARS`` bar plans in ``ids``; None without plans."""
+        plan = self.grammar.plan[:, np.asarray(ids, np.int64)]
+        notes, poly = plan[0][plan[0] >= 0], plan[1][plan[1] >= 0]
+        if not len(notes) or not len(poly):
+            return None
+        return tuple(int(np.floor(np.median(v[-HELD_BARS:]) + 0.5)) for v in (notes, poly))
+
+    def held_plan_ok(self, ids: list[int]) -> np.ndarray:
+        """Per id: not a plan token other than the held plan of ``ids`` (all True without)."""
+        held = self.held_plan(ids)
+        plan = self.grammar.plan
+        if held is None:
+            return np.ones(plan.shape[1], bool)
+        return ((plan[0] < 0) | (plan[0] == held[0])) & ((plan[1] < 0) | (plan[1] == held[1]))
 
     @staticmethod
     def step_budget(start_beat: float, end_beat: float) -> int:
