@@ -10,7 +10,9 @@ into notes of the prompt's instruments on the prompt's clock.
 Sampling masks, per step and per variation, every token whose first base token may not
 follow the previous token's last (REMI grammar), that would go back in time within a bar,
 start a note before the prompt's end, or play an instrument (program) the prompt does not
-have; genre, BOS, EOS and PAD are never drawn. Decoding keeps one note of an instrument
+have; genre, BOS, EOS and PAD are never drawn. Each new bar starts with its plan tokens
+(tokens.py: notes and notes per onset), drawn by the model (``plan="free"``) or held at the
+prompt's recent bars' (``plan="held"``, a user control). Decoding keeps one note of an instrument
 per pitch and onset: its new track would play a repeat as the same note (sampled freely,
 39 % of the validation continuations' notes were such repeats; masking them in sampling
 instead turned the model's stuck chords into clusters: lower harmony, benchmarks/
