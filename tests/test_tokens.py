@@ -13,6 +13,7 @@ from midiml.generate.transformer_numpy import NumpyTransformer, TransformerConti
 from midiml.represent import tokens as tk  # noqa: E402
 
 GENRES = ["classical", "lofi"]
+BAR_INPUTS = tn.BAR_POSITIONS * tn.PLAN_STATES  # bar position x plan state
 
 
 def band_notes(n_bars: int = 4, shift: int = 0) -> dict[str, np.ndarray]:
@@ -242,16 +243,37 @@ def test_bar_positions_follow_the_remi_state(tokenizer):
             elif g.types[b] == tk.POSITION:
                 pos = int(g.values[b])
         want.append(pos + 1)
-    got = g.bar_positions(ids)
+    got = g.bar_positions(ids) // g.plan_states  # the position part of the bar input
     assert got.tolist() == want
     assert got.max() == 29  # the bass's last 8th (beat 3.5 = position 28) + 1
     assert any(len(g.expand[i]) > 1 and g.first_pos[i] >= 0 for i in ids[2:])  # merged ids
 
 
+def test_plan_state_says_how_many_planned_notes_the_bar_misses(tokenizer):
+    """The bar input's plan state: after a BarNotes id every planned note is missing, each
+    note id counts, a real bar ends inside its own planned range; more notes = past it."""
+    g = continuer(tokenizer).grammar
+    base = tk.base_ids(tokenizer, tk.notes_to_score(band_notes(2)))
+    ids = tk.bpe_encode(tokenizer, [base])[0]
+    lo, hi, count = g.plan_track(ids)
+    state = g.plan_state(lo, hi, count)
+    plan_at = np.flatnonzero(g.plan_lo[ids] >= 0)
+    assert len(plan_at) == 2
+    ends = np.r_[plan_at[1:] - 1, len(ids) - 1]  # each bar's last id (before the next plan)
+    assert (count[plan_at] == 0).all() and (lo[plan_at] > 0).all()
+    assert (state[plan_at] == np.searchsorted(tn.REMAINING_BOUNDS, lo[plan_at], "right")).all()
+    assert (state[plan_at] > 0).all()
+    assert (state[ends] == 0).all()  # every bar ends with as many notes as it planned
+    assert (np.diff(count[plan_at[0] : ends[0] + 1]) >= 0).all()
+    assert g.plan_state(np.array([3]), np.array([4]), np.array([5]))[0] == tn.PLAN_STATES - 1
+    assert g.plan_state(np.array([-1]), np.array([-1]), np.array([7]))[0] == 0  # no plan yet
+    assert g.bar_positions(ids).max() < g.n_bar_inputs
+
+
 def test_sampling_feeds_the_bar_positions_training_computes(tokenizer):
     """The network reads, at every step of sampling (cache, slides of the window), the bar
     positions that Grammar.bar_positions gives the whole sequence in training."""
-    cont = continuer(tokenizer, context=16, bar_positions=33)  # slides often
+    cont = continuer(tokenizer, context=16, bar_positions=BAR_INPUTS)  # slides often
     g, fed = cont.grammar, []
     forward = cont.net.forward
 
@@ -564,7 +586,7 @@ def test_prompt_guidance_contrasts_the_model_with_and_without_the_prompt(tokeniz
     """With guidance w, each step draws from log p(.|prompt, new) + w (log p(.|prompt, new)
     - log p(.|new)): the second term is the same network reading the genre, BOS and the new
     ids only (with their bar positions), through its own cache."""
-    cont = continuer(tokenizer, context=256, copy=True, bar_positions=33)
+    cont = continuer(tokenizer, context=256, copy=True, bar_positions=BAR_INPUTS)
     cont.prompt_guidance = 0.5
     g, seen = cont.grammar, []
     draw = cont._draw

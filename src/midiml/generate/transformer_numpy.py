@@ -45,6 +45,11 @@ PROMPT_GUIDANCE = 0.5
 # new bar's plan is the median of the prompt's last HELD_BARS bars' (a user control, like
 # MIDI-GPT's density / polyphony settings; a rule from the prompt, not the model's reading)
 PLAN_MODES = ("free", "held")
+BAR_POSITIONS = 33  # 0 after a Bar, k + 1 after Position_k (32 positions a bar)
+# Plan state beside the bar position: 0 = the bar's notes are in its planned range (or no
+# plan), 1..7 = notes still missing, at least 1, 2, 3, 4, 6, 9, 13; 8 = more than planned.
+REMAINING_BOUNDS = (1, 2, 3, 4, 6, 9, 13)
+PLAN_STATES = len(REMAINING_BOUNDS) + 2
 HELD_BARS = 4
 NOTE_OUT = ("pitch", "velocity", "onset_s", "duration_s", "program", "is_drum")
 
@@ -217,9 +222,44 @@ class Grammar:
         self.follows = np.zeros((len(tk.BASE_TYPES), n), bool)
         for prev, allowed in tk.next_types(self.types).items():
             self.follows[prev] = np.isin(self.first_type, list(allowed)) & ~self.special
+        # notes each id writes (Duration tokens), and the note range of each BarNotes id
+        self.n_notes = np.array([int((self.types[e] == tk.DURATION).sum()) for e in self.expand])
+        self.n_notes = np.r_[self.n_notes, np.zeros(n - len(self.expand), np.int64)]
+        bounds = np.r_[tk.BAR_NOTES_BOUNDS, np.iinfo(np.int64).max]
+        has = self.plan[0] >= 0
+        self.plan_lo = np.where(has, bounds[np.maximum(self.plan[0], 0)], -1)
+        self.plan_hi = np.where(has, bounds[np.maximum(self.plan[0], 0) + 1] - 1, -1)
+        self.has_plans = bool(has.any())
+        self.plan_states = PLAN_STATES if self.has_plans else 1
+        self.n_bar_inputs = BAR_POSITIONS * self.plan_states
 
     def base_ids(self, ids: list[int]) -> list[int]:
         return [b for i in ids for b in self.expand[i]]
+
+    def plan_track(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(lowest, highest planned notes, notes written) of the current bar after each id:
+        the last BarNotes id's range (-1 before any) and the notes since it."""
+        ids = np.asarray(ids, np.int64)
+        at = np.arange(len(ids))
+        last = np.maximum.accumulate(np.where(self.plan_lo[ids] >= 0, at, -1))
+        cum = np.cumsum(self.n_notes[ids])
+        plan_id = ids[np.maximum(last, 0)]
+        seen = last >= 0
+        lo = np.where(seen, self.plan_lo[plan_id], -1)
+        hi = np.where(seen, self.plan_hi[plan_id], -1)
+        count = cum - np.where(seen, cum[np.maximum(last, 0)], 0)
+        return lo, hi, count
+
+    def plan_state(self, lo: np.ndarray, hi: np.ndarray, count: np.ndarray) -> np.ndarray:
+        """0 inside the bar's planned range (or no plan yet), 1..7 notes still missing (in
+        ``REMAINING_BOUNDS`` buckets), 8 past the range."""
+        missing = np.searchsorted(REMAINING_BOUNDS, np.asarray(lo) - np.asarray(count), "right")
+        state = np.where(np.asarray(count) > np.asarray(hi), PLAN_STATES - 1, missing)
+        return np.where(np.asarray(lo) < 0, 0, state)
+
+    def bar_input(self, position: np.ndarray, state: np.ndarray) -> np.ndarray:
+        """The network's bar input: position in the bar (0-32) x plan state."""
+        return np.asarray(position) * self.plan_states + np.asarray(state)
 
     def bar_positions(self, ids: np.ndarray) -> np.ndarray:
         """Where in its bar the music is after each id: 0 right after a Bar (or a special
@@ -227,11 +267,17 @@ class Grammar:
         (``net.bar_positions``): without it the model had to find the last Position inside
         merged BPE ids, and it put 40 % of its onset mass on positions already past
         (benchmarks/token_diagnosis.py --bar-positions), so masked sampling skipped onsets and
-        continuations had half the prompt's notes per bar."""
+        continuations had half the prompt's notes per bar. With bar plans it is combined with
+        the plan state (``bar_input``): how many of the planned notes the bar still misses,
+        so the model can see when its bar is complete (it did not read the plan tokens
+        alone: docs/continuation.md)."""
         ids = np.asarray(ids, np.int64)
         end = np.where(self.special[ids], -1, self.end_pos[ids])
         idx = np.maximum.accumulate(np.where(end >= -1, np.arange(len(ids)), -1))
-        return np.where(idx >= 0, end[np.maximum(idx, 0)], -1) + 1
+        position = np.where(idx >= 0, end[np.maximum(idx, 0)], -1) + 1
+        if not self.has_plans:
+            return position
+        return self.bar_input(position, self.plan_state(*self.plan_track(ids)))
 
 
 class OnsetNotes:
@@ -359,6 +405,7 @@ class TransformerContinuer:
         prompt_bars = list(g.bar_positions(np.asarray([genre_id, *full], np.int64))[1:])
         prompt_bars = prompt_bars[len(full) - len(prompt) :]
         bars: list[list[int]] = [[] for _ in range(n)]
+        lo, hi, count = (np.full(n, v[-1]) for v in g.plan_track(np.asarray(full, np.int64)))
         cache = net.new_cache(1, ctx)
         logits = net.forward(np.asarray([window]), cache, 0, np.asarray([[0, *prompt_bars]]))[:, -1]
         cache = [np.repeat(c, n, axis=1) for c in cache]
@@ -387,8 +434,13 @@ class TransformerContinuer:
                 g.end_pos[tok] >= -1, g.end_pos[tok], np.where(g.n_bars[tok] > 0, -1, pos)
             )
             last = g.last_type[tok]
+            new_plan = g.plan_lo[tok] >= 0
+            lo = np.where(new_plan, g.plan_lo[tok], lo)
+            hi = np.where(new_plan, g.plan_hi[tok], hi)
+            count = np.where(new_plan, 0, count + g.n_notes[tok])
+            at_bar = g.bar_input(pos + 1, g.plan_state(lo, hi, count))
             for b in range(n):
-                bars[b].append(int(pos[b]) + 1)
+                bars[b].append(int(at_bar[b]))
             past = bar * tk.BEATS_PER_BAR + np.maximum(pos, 0) / g.res >= end_beat
             stop = np.where((stop < 0) & past, step + 1, stop)
             if (stop >= 0).all():
@@ -401,7 +453,7 @@ class TransformerContinuer:
                     ucache = net.new_cache(n, ctx)
                     ulogits, uused = net.forward(ids, ucache, 0, at)[:, -1], ids.shape[1]
                 else:
-                    ulogits = net.forward(tok[:, None], ucache, uused, (pos + 1)[:, None])[:, -1]
+                    ulogits = net.forward(tok[:, None], ucache, uused, at_bar[:, None])[:, -1]
                     uused += 1
             if used >= ctx:  # slide: the genre token and each variation's last tokens
                 keep = int(ctx * self.keep_share)
@@ -411,7 +463,7 @@ class TransformerContinuer:
                 logits = net.forward(ids, cache, 0, at)[:, -1]
                 used = ids.shape[1]
                 continue
-            logits = net.forward(tok[:, None], cache, used, (pos + 1)[:, None])[:, -1]
+            logits = net.forward(tok[:, None], cache, used, at_bar[:, None])[:, -1]
             used += 1
         return [s[: stop[b]] if stop[b] >= 0 else s for b, s in enumerate(seqs)]
 
