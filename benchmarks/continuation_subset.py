@@ -8,6 +8,7 @@ figures only; choose settings on validation songs (benchmarks/token_diagnosis.py
     python benchmarks/continuation_subset.py --split val --temperature 0.9  # choose here
     python benchmarks/continuation_subset.py --split val --models transformer --seeds 4 \
         --min-p 0.2 --guidance 0.5          # the token model's decoding (docs/continuation.md)
+    python benchmarks/continuation_subset.py --split val --models transformer --plan held
 
 ``--split val`` takes the same number of validation songs by the same cut rules
 (`load_cuts`), so settings are chosen there and the test table is run once at the end.
@@ -19,9 +20,35 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
+
 from midiml.config import load_params
 from midiml.evaluate import continuation as cm
 from midiml.generate import continuation_eval as ce
+
+
+def follow_slopes(cuts: list, samples: dict) -> dict[str, dict[str, float]]:
+    """How a row follows its prompt, per cut and seed: the log-log slope (and correlation)
+    of its pitched notes per second on the prompt's, and of its notes per onset on the
+    prompt's; the real continuation as the row "real" (docs/continuation.md)."""
+    prompt = [ce.pitched(c.prompt) for c in cuts]
+    span = [max(c.cut_s - float(np.min(p["onset_s"], initial=c.cut_s)), 1e-3) for c, p in
+            zip(cuts, prompt, strict=True)]  # fmt: skip
+    rows = {"real": [[c.real] for c in cuts]} | samples
+    out = {}
+    for name, per_cut in rows.items():
+        pts = {"rate": [], "per_onset": []}
+        for c, p, sp, news in zip(cuts, prompt, span, per_cut, strict=True):
+            for new in news:
+                new = ce.pitched(new)
+                pts["rate"].append((len(p["pitch"]) / sp, len(new["pitch"]) / c.seconds))
+                pts["per_onset"].append((cm.notes_per_onset(p), cm.notes_per_onset(new)))
+        out[name] = {}
+        for key, xy in pts.items():
+            xy = np.log(np.asarray([v for v in xy if v[0] > 0 and v[1] > 0]))
+            out[name][f"{key}_slope"] = float(np.polyfit(xy[:, 0], xy[:, 1], 1)[0])
+            out[name][f"{key}_corr"] = float(np.corrcoef(xy[:, 0], xy[:, 1])[0, 1])
+    return out
 
 
 def main() -> None:
@@ -39,8 +66,13 @@ def main() -> None:
         "--no-onset-rule", action="store_true", help="token model: let an instrument go on "
         "adding notes at an onset after repeating a pitch there",
     )  # fmt: skip
+    ap.add_argument(
+        "--plan", default=None, choices=["free", "held"], help="token model's bar plans"
+    )
     args = ap.parse_args()
     decoding: dict[str, object] = {}
+    if args.plan is not None:
+        decoding["plan"] = args.plan
     if args.min_p is not None:
         decoding["min_p"] = args.min_p
     if args.guidance is not None:
@@ -76,6 +108,12 @@ def main() -> None:
             + (f"  cpu {seconds[name]['cpu']:.1f}s" if name in seconds else "")
         )  # fmt: skip
     print("default among these:", cm.choose_default(table, rows))
+    print("following the prompt (log-log slope on the prompt's, corr): notes/s | notes/onset")
+    for name, f in follow_slopes(cuts, samples).items():
+        print(
+            f"{name:18s} {f['rate_slope']:.2f} ({f['rate_corr']:.2f}) | "
+            f"{f['per_onset_slope']:.2f} ({f['per_onset_corr']:.2f})"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(table, indent=1, default=float))
 

@@ -13,6 +13,7 @@ from midiml.generate.transformer_numpy import NumpyTransformer, TransformerConti
 from midiml.represent import tokens as tk  # noqa: E402
 
 GENRES = ["classical", "lofi"]
+BAR_INPUTS = tn.BAR_POSITIONS * tn.PLAN_STATES  # bar position x plan state
 
 
 def band_notes(n_bars: int = 4, shift: int = 0) -> dict[str, np.ndarray]:
@@ -75,6 +76,92 @@ def test_multitrack_tokens_round_trip(tokenizer, tmp_path):
         (0, True, 32),
         (33, False, 16),
     ]
+
+
+def _plan_tokens(tokenizer, ids) -> list[str]:
+    inv = {v: k for k, v in tokenizer.vocab.items()}
+    return [inv[int(i)] for i in ids if inv[int(i)].startswith(("BarNotes", "BarPoly", "Bar_"))]
+
+
+def test_bar_plans_of_hand_made_bars(tokenizer):
+    """Each Bar comes after its bar's plan: notes (drums too) and pitched notes per pitched
+    onset, in buckets: a bar of a C triad + one note + two drum hits (6 notes, 4 pitched
+    notes on 2 onsets = 2.0), an empty bar, a drums-only bar, a 3-note line."""
+    rows = [(0, 0, False, p, 80, 0.0, 1.0) for p in (60, 64, 67)]
+    rows += [(0, 0, False, 62, 80, 1.0, 1.0)]
+    rows += [(1, 0, True, 36, 90, b, 0.25) for b in (0.0, 2.0)]
+    rows += [(1, 0, True, 42, 90, 8.0 + b, 0.25) for b in range(4)]  # bar 2: drums only
+    rows += [(0, 0, False, 60 + k, 80, 12.0 + k, 1.0) for k in range(3)]  # bar 3: a line
+    cols = ("track", "program", "is_drum", "pitch", "velocity", "onset_beats", "duration_beats")
+    song = {c: np.array([r[i] for r in rows]) for i, c in enumerate(cols)}
+    base = tk.base_ids(tokenizer, tk.notes_to_score(song))
+    assert _plan_tokens(tokenizer, base) == [
+        *("BarNotes_5", "BarPoly_18", "Bar_None"),  # 6 notes; 2.0 per onset
+        *("BarNotes_0", "BarPoly_0", "Bar_None"),  # empty
+        *("BarNotes_3", "BarPoly_0", "Bar_None"),  # 4 drum notes, no pitched onset
+        *("BarNotes_3", "BarPoly_10", "Bar_None"),  # 3 single notes
+    ]
+    types, values = tk.base_vocab_table(tokenizer)
+    assert tk.invalid_successions(base, types, values) == 0
+    # BPE keeps each plan token one id, right before the id that starts its bar
+    ids = tk.encode(tokenizer, tk.notes_to_score(song))
+    ex = tk.expansions(tokenizer)
+    plan_ids = [int(i) for i in ids if ex[i] and types[ex[i][0]] in (tk.BAR_NOTES, tk.BAR_POLY)]
+    assert plan_ids == [int(i) for i in base if types[i] in (tk.BAR_NOTES, tk.BAR_POLY)]
+    # (this toy BPE may leave the word marker of a bar as an id of its own: no base token)
+    after_plan = [
+        [x for i in ids[k + 1 : k + 3] for x in ex[i]][0]
+        for k in range(len(ids) - 1)
+        if ex[ids[k]] and types[ex[ids[k]][0]] == tk.BAR_POLY
+    ]
+    assert after_plan == [tokenizer.vocab["Bar_None"]] * 4
+    assert [x for i in ids for x in ex[i]] == base.tolist()
+
+
+def test_bar_plan_buckets():
+    notes, poly = tk.plan_buckets(
+        np.array([0, 1, 2, 4, 6, 9, 13, 19, 27, 39, 40, 400]),
+        np.array([0, 10, 14, 20, 25, 30, 40, 50, 60, 99, 12.9, 13]),
+    )
+    assert notes.tolist() == list(range(11)) + [10]
+    assert poly.tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 8, 1, 2]
+
+
+def test_bar_plans_survive_save_and_load(tokenizer, tmp_path):
+    """The plan tokens are special tokens of MidiTok's config: saved and loaded with it."""
+    tk.save_tokenizer(tokenizer, tmp_path / "tok.json", GENRES)
+    back, genres = tk.load_tokenizer(tmp_path / "tok.json")
+    assert genres == GENRES and back.vocab == tokenizer.vocab
+    assert all(t in back.vocab for t in tk.PLAN_TOKENS)
+    score = tk.notes_to_score(band_notes(3))
+    assert tk.encode(back, score).tolist() == tk.encode(tokenizer, score).tolist()
+
+
+def test_held_plan_writes_the_prompts_recent_plan(tokenizer):
+    """plan="held": every new bar's plan is the median of the prompt's last 4 bars' plans;
+    free: the (untrained) model draws others."""
+    prompt = band_notes(6)
+    base = tk.base_ids(tokenizer, tk.notes_to_score(prompt))
+    ids = [int(i) for i in tk.bpe_encode(tokenizer, [base])[0]]
+    plans = {}
+    for plan in ("free", "held"):
+        cont = continuer(tokenizer, copy=True, plan=plan)
+        held = cont.held_plan([cont.bos, *ids])
+        # 24 notes a bar (12 chord notes, 4 bass, 8 drums); 16 pitched on 8 onsets = 2.0
+        assert (tk.BAR_NOTES_BOUNDS[held[0]], tk.BAR_POLY_BOUNDS[held[1]]) == (20, 18)
+        seqs = cont.sample(
+            [cont.bos, *ids], cont.genre_id("lofi"), 24.0, 40.0, _programs(prompt), 4, 1.5, 1.0, 0
+        )
+        g = cont.grammar
+        new = [i for s in seqs for i in s]
+        plans[plan] = {(int(g.plan[0, i]), int(g.plan[1, i])) for i in new if g.plan[0, i] >= 0}
+        plans[plan] |= {(-1, int(g.plan[1, i])) for i in new if g.plan[1, i] >= 0}
+        assert all(
+            tk.invalid_successions(g.base_ids([*ids, *s]), g.types, g.values) == 0 for s in seqs
+        )
+        assert sum(g.n_bars[new]) >= 4 * 3  # each variation wrote its bars
+    assert plans["held"] == {(held[0], -1), (-1, held[1])}
+    assert len(plans["free"]) > 2
 
 
 def tiny_network(tokenizer, context: int = 48, copy: bool = False, bar_positions: int = 0):
@@ -156,16 +243,37 @@ def test_bar_positions_follow_the_remi_state(tokenizer):
             elif g.types[b] == tk.POSITION:
                 pos = int(g.values[b])
         want.append(pos + 1)
-    got = g.bar_positions(ids)
+    got = g.bar_positions(ids) // g.plan_states  # the position part of the bar input
     assert got.tolist() == want
     assert got.max() == 29  # the bass's last 8th (beat 3.5 = position 28) + 1
     assert any(len(g.expand[i]) > 1 and g.first_pos[i] >= 0 for i in ids[2:])  # merged ids
 
 
+def test_plan_state_says_how_many_planned_notes_the_bar_misses(tokenizer):
+    """The bar input's plan state: after a BarNotes id every planned note is missing, each
+    note id counts, a real bar ends inside its own planned range; more notes = past it."""
+    g = continuer(tokenizer).grammar
+    base = tk.base_ids(tokenizer, tk.notes_to_score(band_notes(2)))
+    ids = tk.bpe_encode(tokenizer, [base])[0]
+    lo, hi, count = g.plan_track(ids)
+    state = g.plan_state(lo, hi, count)
+    plan_at = np.flatnonzero(g.plan_lo[ids] >= 0)
+    assert len(plan_at) == 2
+    ends = np.r_[plan_at[1:] - 1, len(ids) - 1]  # each bar's last id (before the next plan)
+    assert (count[plan_at] == 0).all() and (lo[plan_at] > 0).all()
+    assert (state[plan_at] == np.searchsorted(tn.REMAINING_BOUNDS, lo[plan_at], "right")).all()
+    assert (state[plan_at] > 0).all()
+    assert (state[ends] == 0).all()  # every bar ends with as many notes as it planned
+    assert (np.diff(count[plan_at[0] : ends[0] + 1]) >= 0).all()
+    assert g.plan_state(np.array([3]), np.array([4]), np.array([5]))[0] == tn.PLAN_STATES - 1
+    assert g.plan_state(np.array([-1]), np.array([-1]), np.array([7]))[0] == 0  # no plan yet
+    assert g.bar_positions(ids).max() < g.n_bar_inputs
+
+
 def test_sampling_feeds_the_bar_positions_training_computes(tokenizer):
     """The network reads, at every step of sampling (cache, slides of the window), the bar
     positions that Grammar.bar_positions gives the whole sequence in training."""
-    cont = continuer(tokenizer, context=16, bar_positions=33)  # slides often
+    cont = continuer(tokenizer, context=16, bar_positions=BAR_INPUTS)  # slides often
     g, fed = cont.grammar, []
     forward = cont.net.forward
 
@@ -202,17 +310,23 @@ def test_sampling_feeds_the_bar_positions_training_computes(tokenizer):
 
 
 @pytest.mark.parametrize(
-    ("seed", "copy", "default"),
-    [(0, False, False), (1, False, False), (2, True, False), (3, True, True)],
+    ("seed", "copy", "default", "plan"),
+    [
+        (0, False, False, "free"),
+        (1, False, False, "free"),
+        (2, True, False, "free"),
+        (3, True, True, "free"),
+        (4, True, True, "held"),
+    ],
 )
 def test_sampling_emits_only_valid_successions_of_the_prompts_instruments(
-    tokenizer, seed, copy, default
+    tokenizer, seed, copy, default, plan
 ):
-    """An untrained model would say anything; the masks keep every succession valid, time
-    moving forward, and only the prompt's instruments (context 48 < length: refills), also
-    with the default decoding (min-p, prompt guidance)."""
+    """An untrained model would say anything; the masks keep every succession valid (bar
+    plans included, free or held), time moving forward, and only the prompt's instruments
+    (context 48 < length: refills), also with the default decoding (min-p, guidance)."""
     decoding = {"min_p": tn.MIN_P, "prompt_guidance": tn.PROMPT_GUIDANCE} if default else {}
-    cont = continuer(tokenizer, copy=copy, **decoding)
+    cont = continuer(tokenizer, copy=copy, plan=plan, **decoding)
     prompt = band_notes(2)
     songs = cont.continue_songs(prompt, 8.0, n=3, temperature=1.5, top_p=1.0, seed=seed)
     assert len(songs) == 3
@@ -290,7 +404,10 @@ def test_an_onset_ends_when_an_instrument_strikes_a_pitch_again(tokenizer):
     after = {}
     for close in (False, True):
         cont.close_repeats = close
-        seqs = cont.sample(ids, cont.genre_id("lofi"), 8.0, 24.0, _programs(prompt), 4, 3.0, 1.0, 0)
+        # 16 variations: with bar plans the untrained model's draws differ; 4 had no repeat
+        seqs = cont.sample(
+            ids, cont.genre_id("lofi"), 8.0, 24.0, _programs(prompt), 16, 3.0, 1.0, 0
+        )
         after[close] = sum(_notes_after_a_repeat(cont, s) for s in seqs)
         assert all(
             tk.invalid_successions(cont.grammar.base_ids(ids[1:] + s), *_tv(cont)) == 0
@@ -469,7 +586,7 @@ def test_prompt_guidance_contrasts_the_model_with_and_without_the_prompt(tokeniz
     """With guidance w, each step draws from log p(.|prompt, new) + w (log p(.|prompt, new)
     - log p(.|new)): the second term is the same network reading the genre, BOS and the new
     ids only (with their bar positions), through its own cache."""
-    cont = continuer(tokenizer, context=256, copy=True, bar_positions=33)
+    cont = continuer(tokenizer, context=256, copy=True, bar_positions=BAR_INPUTS)
     cont.prompt_guidance = 0.5
     g, seen = cont.grammar, []
     draw = cont._draw

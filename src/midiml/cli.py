@@ -106,6 +106,12 @@ def continue_(
         None, "--genre", help="ask a genre-conditioned model for this genre (others ignore it)"
     ),
     seed: int = typer.Option(0, "--seed", help="random seed of the sampling"),
+    plan: str = typer.Option(
+        "free",
+        "--plan",
+        help="token model's bar plans (notes, notes per onset): free = it writes its own; "
+        "held = every new bar keeps the prompt's last bars' (others ignore it)",
+    ),
     wav: bool = typer.Option(False, "--wav", help="also render each output to a .wav next to it"),
     guards: bool | None = typer.Option(
         None,
@@ -137,6 +143,8 @@ def continue_(
     guards = True if guards is None else guards
     try:
         continuer = load_continuer(models_dir, model, top_k=top_k, guards=guards)
+        if hasattr(continuer, "plan"):
+            continuer.set_plan(plan)
         results = continue_file(
             file,
             continuer,

@@ -10,7 +10,9 @@ into notes of the prompt's instruments on the prompt's clock.
 Sampling masks, per step and per variation, every token whose first base token may not
 follow the previous token's last (REMI grammar), that would go back in time within a bar,
 start a note before the prompt's end, or play an instrument (program) the prompt does not
-have; genre, BOS, EOS and PAD are never drawn. Decoding keeps one note of an instrument
+have; genre, BOS, EOS and PAD are never drawn. Each new bar starts with its plan tokens
+(tokens.py: notes and notes per onset), drawn by the model (``plan="free"``) or held at the
+prompt's recent bars' (``plan="held"``, a user control). Decoding keeps one note of an instrument
 per pitch and onset: its new track would play a repeat as the same note (sampled freely,
 39 % of the validation continuations' notes were such repeats; masking them in sampling
 instead turned the model's stuck chords into clusters: lower harmony, benchmarks/
@@ -39,6 +41,16 @@ RETRIES = 3  # draws of a variation that came out without any note
 # classifier-free guidance on the prompt).
 MIN_P = 0.2
 PROMPT_GUIDANCE = 0.5
+# Bar plans (tokens.py): "free" = the model writes each new bar's plan itself; "held" = every
+# new bar's plan is the median of the prompt's last HELD_BARS bars' (a user control, like
+# MIDI-GPT's density / polyphony settings; a rule from the prompt, not the model's reading)
+PLAN_MODES = ("free", "held")
+BAR_POSITIONS = 33  # 0 after a Bar, k + 1 after Position_k (32 positions a bar)
+# Plan state beside the bar position: 0 = the bar's notes are in its planned range (or no
+# plan), 1..7 = notes still missing, at least 1, 2, 3, 4, 6, 9, 13; 8 = more than planned.
+REMAINING_BOUNDS = (1, 2, 3, 4, 6, 9, 13)
+PLAN_STATES = len(REMAINING_BOUNDS) + 2
+HELD_BARS = 4
 NOTE_OUT = ("pitch", "velocity", "onset_s", "duration_s", "program", "is_drum")
 
 
@@ -202,12 +214,52 @@ class Grammar:
                     self.note_here[i] = True
                     break
         self.special = self.first_type == tk.SPECIAL
+        # bucket of the bar plan token an id is (-1: none; plan ids are never merged)
+        self.plan = np.full((2, n), -1, np.int64)
+        for row, kind in enumerate((tk.BAR_NOTES, tk.BAR_POLY)):
+            at = np.flatnonzero(self.first_type == kind)
+            self.plan[row, at] = [self.values[self.expand[i][0]] for i in at]
         self.follows = np.zeros((len(tk.BASE_TYPES), n), bool)
-        for prev, allowed in tk.NEXT_TYPES.items():
+        for prev, allowed in tk.next_types(self.types).items():
             self.follows[prev] = np.isin(self.first_type, list(allowed)) & ~self.special
+        # notes each id writes (Duration tokens), and the note range of each BarNotes id
+        self.n_notes = np.array([int((self.types[e] == tk.DURATION).sum()) for e in self.expand])
+        self.n_notes = np.r_[self.n_notes, np.zeros(n - len(self.expand), np.int64)]
+        bounds = np.r_[tk.BAR_NOTES_BOUNDS, np.iinfo(np.int64).max]
+        has = self.plan[0] >= 0
+        self.plan_lo = np.where(has, bounds[np.maximum(self.plan[0], 0)], -1)
+        self.plan_hi = np.where(has, bounds[np.maximum(self.plan[0], 0) + 1] - 1, -1)
+        self.has_plans = bool(has.any())
+        self.plan_states = PLAN_STATES if self.has_plans else 1
+        self.n_bar_inputs = BAR_POSITIONS * self.plan_states
 
     def base_ids(self, ids: list[int]) -> list[int]:
         return [b for i in ids for b in self.expand[i]]
+
+    def plan_track(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(lowest, highest planned notes, notes written) of the current bar after each id:
+        the last BarNotes id's range (-1 before any) and the notes since it."""
+        ids = np.asarray(ids, np.int64)
+        at = np.arange(len(ids))
+        last = np.maximum.accumulate(np.where(self.plan_lo[ids] >= 0, at, -1))
+        cum = np.cumsum(self.n_notes[ids])
+        plan_id = ids[np.maximum(last, 0)]
+        seen = last >= 0
+        lo = np.where(seen, self.plan_lo[plan_id], -1)
+        hi = np.where(seen, self.plan_hi[plan_id], -1)
+        count = cum - np.where(seen, cum[np.maximum(last, 0)], 0)
+        return lo, hi, count
+
+    def plan_state(self, lo: np.ndarray, hi: np.ndarray, count: np.ndarray) -> np.ndarray:
+        """0 inside the bar's planned range (or no plan yet), 1..7 notes still missing (in
+        ``REMAINING_BOUNDS`` buckets), 8 past the range."""
+        missing = np.searchsorted(REMAINING_BOUNDS, np.asarray(lo) - np.asarray(count), "right")
+        state = np.where(np.asarray(count) > np.asarray(hi), PLAN_STATES - 1, missing)
+        return np.where(np.asarray(lo) < 0, 0, state)
+
+    def bar_input(self, position: np.ndarray, state: np.ndarray) -> np.ndarray:
+        """The network's bar input: position in the bar (0-32) x plan state."""
+        return np.asarray(position) * self.plan_states + np.asarray(state)
 
     def bar_positions(self, ids: np.ndarray) -> np.ndarray:
         """Where in its bar the music is after each id: 0 right after a Bar (or a special
@@ -215,11 +267,17 @@ class Grammar:
         (``net.bar_positions``): without it the model had to find the last Position inside
         merged BPE ids, and it put 40 % of its onset mass on positions already past
         (benchmarks/token_diagnosis.py --bar-positions), so masked sampling skipped onsets and
-        continuations had half the prompt's notes per bar."""
+        continuations had half the prompt's notes per bar. With bar plans it is combined with
+        the plan state (``bar_input``): how many of the planned notes the bar still misses,
+        so the model can see when its bar is complete (it did not read the plan tokens
+        alone: docs/continuation.md)."""
         ids = np.asarray(ids, np.int64)
         end = np.where(self.special[ids], -1, self.end_pos[ids])
         idx = np.maximum.accumulate(np.where(end >= -1, np.arange(len(ids)), -1))
-        return np.where(idx >= 0, end[np.maximum(idx, 0)], -1) + 1
+        position = np.where(idx >= 0, end[np.maximum(idx, 0)], -1) + 1
+        if not self.has_plans:
+            return position
+        return self.bar_input(position, self.plan_state(*self.plan_track(ids)))
 
 
 class OnsetNotes:
@@ -274,6 +332,7 @@ class TransformerContinuer:
         close_repeats: bool = True,
         min_p: float = MIN_P,
         prompt_guidance: float = PROMPT_GUIDANCE,
+        plan: str = "free",
     ) -> None:
         self.net = NumpyTransformer(weights, network)
         self.tokenizer, self.genres = tokenizer, list(genres)
@@ -286,6 +345,13 @@ class TransformerContinuer:
         # slides (the rest is room for new ids before the next slide)
         self.prompt_share, self.keep_share = 0.75, 0.5
         self.min_p, self.prompt_guidance = min_p, prompt_guidance
+        self.set_plan(plan)
+
+    def set_plan(self, plan: str) -> None:
+        """How new bars get their plan tokens: ``PLAN_MODES``."""
+        if plan not in PLAN_MODES:
+            raise ValueError(f"plan must be one of {', '.join(PLAN_MODES)}, not {plan!r}")
+        self.plan = plan
 
     @classmethod
     def load(
@@ -329,6 +395,8 @@ class TransformerContinuer:
         pos = np.full(n, state[1], np.int64)
         last = np.full(n, state[2], np.int64)
         prog_ok = ~(g.programs & ~programs[None]).any(1)
+        if self.plan == "held":
+            prog_ok &= self.held_plan_ok(full)
         rng = np.random.default_rng(seed)
         seqs: list[list[int]] = [[] for _ in range(n)]
         stop = np.full(n, -1, np.int64)
@@ -337,6 +405,7 @@ class TransformerContinuer:
         prompt_bars = list(g.bar_positions(np.asarray([genre_id, *full], np.int64))[1:])
         prompt_bars = prompt_bars[len(full) - len(prompt) :]
         bars: list[list[int]] = [[] for _ in range(n)]
+        lo, hi, count = (np.full(n, v[-1]) for v in g.plan_track(np.asarray(full, np.int64)))
         cache = net.new_cache(1, ctx)
         logits = net.forward(np.asarray([window]), cache, 0, np.asarray([[0, *prompt_bars]]))[:, -1]
         cache = [np.repeat(c, n, axis=1) for c in cache]
@@ -365,8 +434,13 @@ class TransformerContinuer:
                 g.end_pos[tok] >= -1, g.end_pos[tok], np.where(g.n_bars[tok] > 0, -1, pos)
             )
             last = g.last_type[tok]
+            new_plan = g.plan_lo[tok] >= 0
+            lo = np.where(new_plan, g.plan_lo[tok], lo)
+            hi = np.where(new_plan, g.plan_hi[tok], hi)
+            count = np.where(new_plan, 0, count + g.n_notes[tok])
+            at_bar = g.bar_input(pos + 1, g.plan_state(lo, hi, count))
             for b in range(n):
-                bars[b].append(int(pos[b]) + 1)
+                bars[b].append(int(at_bar[b]))
             past = bar * tk.BEATS_PER_BAR + np.maximum(pos, 0) / g.res >= end_beat
             stop = np.where((stop < 0) & past, step + 1, stop)
             if (stop >= 0).all():
@@ -379,7 +453,7 @@ class TransformerContinuer:
                     ucache = net.new_cache(n, ctx)
                     ulogits, uused = net.forward(ids, ucache, 0, at)[:, -1], ids.shape[1]
                 else:
-                    ulogits = net.forward(tok[:, None], ucache, uused, (pos + 1)[:, None])[:, -1]
+                    ulogits = net.forward(tok[:, None], ucache, uused, at_bar[:, None])[:, -1]
                     uused += 1
             if used >= ctx:  # slide: the genre token and each variation's last tokens
                 keep = int(ctx * self.keep_share)
@@ -389,9 +463,26 @@ class TransformerContinuer:
                 logits = net.forward(ids, cache, 0, at)[:, -1]
                 used = ids.shape[1]
                 continue
-            logits = net.forward(tok[:, None], cache, used, (pos + 1)[:, None])[:, -1]
+            logits = net.forward(tok[:, None], cache, used, at_bar[:, None])[:, -1]
             used += 1
         return [s[: stop[b]] if stop[b] >= 0 else s for b, s in enumerate(seqs)]
+
+    def held_plan(self, ids: list[int]) -> tuple[int, int] | None:
+        """(notes bucket, notes-per-onset bucket): the medians (rounded half up) of the last
+        ``HELD_BARS`` bar plans in ``ids``; None without plans."""
+        plan = self.grammar.plan[:, np.asarray(ids, np.int64)]
+        notes, poly = plan[0][plan[0] >= 0], plan[1][plan[1] >= 0]
+        if not len(notes) or not len(poly):
+            return None
+        return tuple(int(np.floor(np.median(v[-HELD_BARS:]) + 0.5)) for v in (notes, poly))
+
+    def held_plan_ok(self, ids: list[int]) -> np.ndarray:
+        """Per id: not a plan token other than the held plan of ``ids`` (all True without)."""
+        held = self.held_plan(ids)
+        plan = self.grammar.plan
+        if held is None:
+            return np.ones(plan.shape[1], bool)
+        return ((plan[0] < 0) | (plan[0] == held[0])) & ((plan[1] < 0) | (plan[1] == held[1]))
 
     @staticmethod
     def step_budget(start_beat: float, end_beat: float) -> int:

@@ -15,6 +15,21 @@ Training songs get ``transpositions`` extra copies, each shifted by a seeded ran
 of semitones (drums are never shifted) and, when the song is long enough, taken from a later
 stretch of ``max_bars`` bars, so augmentation adds material, not only keys.
 
+Bar plans: right before every ``Bar`` the stream carries ``BarNotes_<k> BarPoly_<k>``, that
+bar's note count and mean notes per pitched onset in buckets (``add_bar_plans``). The model
+writes the plan of each new bar before its notes, so "how busy is the next bar" is one
+low-entropy decision it can copy from the previous bars' plans, instead of the sum of many
+"another note / move on" decisions that drifted to the corpus mean (docs/continuation.md).
+MidiTok 3.1 has such bar-level attribute controls (``ac_note_density_bar``,
+``ac_polyphony_bar``), but disables every attribute control when
+``one_token_stream_for_programs`` is set (``MusicTokenizer.__init__``), and REMI with
+programs in one stream is this model's representation; so the plan tokens are MidiTok
+*special tokens* of the config (saved and loaded with it; tokens added later with
+``add_to_vocab`` are not) inserted after encoding. They stay out of BPE: it learns and
+encodes the bars without them (a special token inside a bar string would split it, and the
+tokenizer's word marker would then cost an empty id per piece), and the plan ids are put
+back in front of the id that starts each bar, so they are single ids and never merged.
+
 MidiTok imports torch from its package ``__init__`` (1-2 s); ``import_miditok`` loads it
 without its PyTorch helpers for the torch-free inference path (MidiTok itself makes them
 optional).
@@ -34,14 +49,26 @@ TPQ = 480
 BEATS_PER_BAR = 4
 BASE_TYPES = (
     "Special", "Bar", "Position", "Program", "DrumProgram", "Pitch", "PitchDrum", "Velocity",
-    "Duration",
+    "Duration", "BarNotes", "BarPoly",
 )  # fmt: skip
-SPECIAL, BAR, POSITION, PROGRAM, DRUM_PROGRAM, PITCH, PITCH_DRUM, VELOCITY, DURATION = range(
-    len(BASE_TYPES)
-)
+(
+    SPECIAL, BAR, POSITION, PROGRAM, DRUM_PROGRAM, PITCH, PITCH_DRUM, VELOCITY, DURATION,
+    BAR_NOTES, BAR_POLY,
+) = range(len(BASE_TYPES))  # fmt: skip
 DRUM_PROGRAM_VALUE = -1  # MidiTok's program of drum tracks
-# REMI with programs in one stream: which base token type may follow which.
-NEXT_TYPES = {
+# Bar plan buckets (lower bounds). Notes in the bar: about x1.4 per step from 3 on (the
+# evaluation's density is a ratio of note counts, so a bucket is a ~30 % band wherever the
+# music is), single counts below 3 where one note matters; 40+ is rare (dense piano bars).
+BAR_NOTES_BOUNDS = (0, 1, 2, 3, 5, 7, 10, 14, 20, 28, 40)
+# Mean notes per pitched onset of the bar, x10 (0 = no pitched note): half-note steps up to
+# 3 (lines, dyads, triads: where most bars are), then whole notes; 6+ (clusters) is one.
+BAR_POLY_BOUNDS = (0, 10, 13, 18, 23, 28, 35, 45, 55)
+PLAN_TOKENS = tuple(f"BarNotes_{b}" for b in BAR_NOTES_BOUNDS) + tuple(
+    f"BarPoly_{b}" for b in BAR_POLY_BOUNDS
+)
+# REMI with programs in one stream: which base token type may follow which; with bar plans
+# a bar is announced by its plan: (start | Bar | Duration) -> BarNotes -> BarPoly -> Bar.
+NEXT_TYPES_NO_PLANS = {
     SPECIAL: {BAR},
     BAR: {BAR, POSITION},
     POSITION: {PROGRAM, DRUM_PROGRAM},
@@ -52,6 +79,18 @@ NEXT_TYPES = {
     VELOCITY: {DURATION},
     DURATION: {PROGRAM, DRUM_PROGRAM, POSITION, BAR},
 }
+NEXT_TYPES = NEXT_TYPES_NO_PLANS | {
+    SPECIAL: {BAR_NOTES},
+    BAR: {BAR_NOTES, POSITION},
+    BAR_NOTES: {BAR_POLY},
+    BAR_POLY: {BAR},
+    DURATION: {PROGRAM, DRUM_PROGRAM, POSITION, BAR_NOTES},
+}
+
+
+def next_types(types: np.ndarray) -> dict[int, set[int]]:
+    """The grammar of a base vocabulary's ``types`` (with bar plans when it has them)."""
+    return NEXT_TYPES if (np.asarray(types) == BAR_NOTES).any() else NEXT_TYPES_NO_PLANS
 
 
 def import_miditok() -> Any:
@@ -67,16 +106,18 @@ def make_tokenizer(
     beat_res: Mapping[str, int] | None = None,
     num_velocities: int = 8,
     pitch_range: Sequence[int] = (21, 109),
+    bar_plans: bool = True,
 ) -> Any:
     """REMI with programs in one stream (drums as program -1); ``beat_res`` maps "start-end"
-    beat ranges to positions per beat (MidiTok's beat_res)."""
+    beat ranges to positions per beat (MidiTok's beat_res); ``bar_plans``: the plan tokens
+    (``PLAN_TOKENS``) as special tokens, so they are saved with the config."""
     miditok = import_miditok()
     res = {tuple(int(x) for x in str(k).split("-")): int(v) for k, v in (beat_res or {}).items()}
     cfg = miditok.TokenizerConfig(
         pitch_range=tuple(pitch_range),
         beat_res=res or {(0, 4): 8, (4, 12): 4},
         num_velocities=int(num_velocities),
-        special_tokens=["PAD", "BOS", "EOS"],
+        special_tokens=["PAD", "BOS", "EOS", *(PLAN_TOKENS if bar_plans else ())],
         use_programs=True,
         one_token_stream_for_programs=True,
         use_time_signatures=False,
@@ -131,17 +172,69 @@ def notes_to_score(notes: Mapping[str, np.ndarray], shift: int = 0, pitch_range=
 
 
 def base_ids(tokenizer: Any, score: Any) -> np.ndarray:
-    """The score's REMI ids before BPE (empty for a score without notes)."""
+    """The score's REMI ids before BPE, with the bar plans when the tokenizer has them
+    (empty for a score without notes)."""
     if not any(len(t.notes) for t in score.tracks):
         return np.zeros(0, np.int64)
-    return np.asarray(tokenizer.encode(score, encode_ids=False).ids, np.int64)
+    ids = np.asarray(tokenizer.encode(score, encode_ids=False).ids, np.int64)
+    types, values = base_vocab_table(tokenizer)
+    return add_bar_plans(ids, types, values) if (types == BAR_NOTES).any() else ids
+
+
+def bar_plan(types: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per bar of a base token sequence's ``types`` (without plans): (notes, pitched notes
+    per pitched onset x10, 0 when none). Drums count as notes, not in the mean per onset."""
+    types = np.asarray(types)
+    bar = np.cumsum(types == BAR) - 1
+    n_bars = int(bar.max()) + 1 if len(bar) else 0
+    keep = bar >= 0
+    notes = np.bincount(bar[(types == DURATION) & keep], minlength=n_bars)
+    onset = np.cumsum((types == BAR) | (types == POSITION))
+    pitched = (types == PITCH) & keep
+    n_pitched = np.bincount(bar[pitched], minlength=n_bars)
+    struck = np.unique(onset[pitched])  # onsets with a pitched note
+    onset_bar = bar[np.searchsorted(onset, struck)]  # bar of each such onset
+    n_onsets = np.bincount(onset_bar, minlength=n_bars)
+    poly = np.where(n_onsets > 0, 10 * n_pitched / np.maximum(n_onsets, 1), 0.0)
+    return notes, poly
+
+
+def plan_buckets(notes: np.ndarray, poly: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bucket indices (into ``BAR_NOTES_BOUNDS`` / ``BAR_POLY_BOUNDS``) of bar plans."""
+    n = np.searchsorted(BAR_NOTES_BOUNDS, np.asarray(notes), side="right") - 1
+    p = np.searchsorted(BAR_POLY_BOUNDS, np.asarray(poly), side="right") - 1
+    return n, np.where(np.asarray(poly) > 0, np.maximum(p, 1), 0)
+
+
+def add_bar_plans(ids: np.ndarray, types: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``ids`` with ``BarNotes_<b> BarPoly_<b>`` of each bar right before its ``Bar``."""
+    ids = np.asarray(ids, np.int64)
+    t = types[ids]
+    notes, poly = plan_buckets(*bar_plan(t))
+    plan_ids = np.full((2, len(BAR_NOTES_BOUNDS)), -1, np.int64)
+    for kind, row in ((BAR_NOTES, 0), (BAR_POLY, 1)):
+        at = np.flatnonzero(types == kind)
+        plan_ids[row, values[at]] = at
+    bars = np.flatnonzero(t == BAR)
+    pairs = np.stack([plan_ids[0, notes], plan_ids[1, poly]], 1)
+    return np.insert(ids, np.repeat(bars, 2), pairs.ravel())
+
+
+def split_plans(tokenizer: Any, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(base ids without plan tokens, the plan ids of each bar as rows of two)."""
+    ids = np.asarray(ids, np.int64)
+    types, _ = base_vocab_table(tokenizer)
+    plan = (types[ids] == BAR_NOTES) | (types[ids] == BAR_POLY)
+    return ids[~plan], ids[plan].reshape(-1, 2)
 
 
 def bar_strings(tokenizer: Any, ids: np.ndarray) -> list[str]:
     """One string per bar (split before every Bar token), one character per base id: the
-    units BPE learns from and encodes (MidiTok's per-bar split and byte alphabet)."""
+    units BPE learns from and encodes (MidiTok's per-bar split and byte alphabet). Bar plan
+    tokens are left out (``bpe_encode`` puts them back)."""
     from miditok.constants import CHR_ID_START
 
+    ids = split_plans(tokenizer, ids)[0]
     cuts = np.flatnonzero(np.asarray(ids) == tokenizer.vocab["Bar_None"])
     chunks = np.split(np.asarray(ids), cuts[cuts > 0])
     return ["".join(chr(int(i) + CHR_ID_START) for i in c) for c in chunks if len(c)]
@@ -155,13 +248,22 @@ def train_bpe(tokenizer: Any, seqs: Sequence[np.ndarray], vocab_size: int) -> No
 
 
 def bpe_encode(tokenizer: Any, seqs: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Base sequences -> model ids (BPE per bar when trained), in one batch."""
+    """Base sequences -> model ids (BPE per bar when trained), in one batch; each bar's plan
+    ids (special tokens: model id = base id) go back in front of the id that starts it."""
     if not tokenizer.is_trained:
         return [np.asarray(s, np.int64) for s in seqs]
     out = tokenizer._model.encode_batch(
         [bar_strings(tokenizer, s) for s in seqs], is_pretokenized=True
     )
-    return [np.asarray(e.ids, np.int64) for e in out]
+    encoded = []
+    for e, s in zip(out, seqs, strict=True):
+        ids = np.asarray(e.ids, np.int64)
+        pairs = split_plans(tokenizer, s)[1]
+        if len(pairs):
+            first = np.searchsorted(np.asarray(e.word_ids, np.int64), np.arange(len(pairs)))
+            ids = np.insert(ids, np.repeat(first, 2), pairs.ravel())
+        encoded.append(ids)
+    return encoded
 
 
 def encode(tokenizer: Any, score: Any) -> np.ndarray:
@@ -197,25 +299,34 @@ def decode_notes(ids: Sequence[int], types: np.ndarray, values: np.ndarray, res:
 
 def base_vocab_table(tokenizer: Any) -> tuple[np.ndarray, np.ndarray]:
     """(type, value) of every base token id: Position/Pitch/Program/Velocity value, duration in
-    positions (Duration), -1 otherwise. Program_-1 (drums) is its own type: PitchDrum follows."""
+    positions (Duration), bucket index (BarNotes/BarPoly), -1 otherwise. Program_-1 (drums)
+    is its own type: PitchDrum follows. Cached per tokenizer (read per encoded song)."""
+    cached = getattr(tokenizer, "_midiml_vocab_table", None)
+    if cached is not None and cached[0] == len(tokenizer.vocab):
+        return cached[1], cached[2]
     vocab = tokenizer.vocab  # base vocabulary (token string -> id)
     res = positions_per_beat(tokenizer)
     types = np.full(len(vocab), SPECIAL, np.int64)
     values = np.full(len(vocab), -1, np.int64)
     kinds = {"Bar": BAR, "Position": POSITION, "Program": PROGRAM, "Pitch": PITCH}
     kinds |= {"PitchDrum": PITCH_DRUM, "Velocity": VELOCITY, "Duration": DURATION}
+    kinds |= {"BarNotes": BAR_NOTES, "BarPoly": BAR_POLY}
+    bounds = {"BarNotes": BAR_NOTES_BOUNDS, "BarPoly": BAR_POLY_BOUNDS}
     for token, idx in vocab.items():
         kind, _, value = token.partition("_")
         if kind not in kinds:
             continue
         types[idx] = kinds[kind]
-        if kind == "Duration":
+        if kind in bounds:  # a plan token's value is its bucket index
+            values[idx] = bounds[kind].index(int(value))
+        elif kind == "Duration":
             beats, frac, r = (int(x) for x in value.split("."))
             values[idx] = beats * res + frac * res // r
         elif kind != "Bar":
             values[idx] = int(value)
         if token == f"Program_{DRUM_PROGRAM_VALUE}":
             types[idx] = DRUM_PROGRAM
+    tokenizer._midiml_vocab_table = (len(vocab), types, values)
     return types, values
 
 
@@ -236,11 +347,13 @@ def positions_per_beat(tokenizer: Any) -> int:
 
 
 def invalid_successions(base_ids: Sequence[int], types: np.ndarray, values: np.ndarray) -> int:
-    """Base successions breaking the REMI grammar, plus positions not increasing in a bar."""
+    """Base successions breaking the REMI grammar (with bar plans when the vocabulary has
+    them), plus positions not increasing in a bar."""
     bad, pos = 0, -1
     ids = np.asarray(base_ids, np.int64)
+    grammar = next_types(types)
     for a, b in zip(ids[:-1], ids[1:], strict=True):
-        if int(types[b]) not in NEXT_TYPES[int(types[a])]:
+        if int(types[b]) not in grammar[int(types[a])]:
             bad += 1
         if types[b] == BAR:
             pos = -1
