@@ -43,7 +43,7 @@ def realised(cont: TransformerContinuer) -> None:
                     if plan is not None:
                         rows.append((plan, n))
                     plan, n = int(g.plan[0, i]), 0
-                n += int((g.types[g.expand[i]] == tk.DURATION).sum()) if i < len(g.expand) else 0
+                n += int(g.n_notes[i])
         return out
 
     cont.sample = spy
