@@ -69,8 +69,14 @@ def main() -> None:
     ap.add_argument(
         "--plan", default=None, choices=["free", "held"], help="token model's bar plans"
     )
+    ap.add_argument(
+        "--loose-plans", action="store_true", help="token model: let a bar end short of (or "
+        "run past) its own BarNotes plan",
+    )  # fmt: skip
     args = ap.parse_args()
     decoding: dict[str, object] = {}
+    if args.loose_plans:
+        decoding["realise_plans"] = False
     if args.plan is not None:
         decoding["plan"] = args.plan
     if args.min_p is not None:

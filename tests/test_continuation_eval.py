@@ -164,6 +164,14 @@ def test_the_default_is_the_best_learned_row_and_the_cli_reads_it(tmp_path):
             "b": {"kind": "generator", "model": "b", "guards": False}}  # fmt: skip
     choice = cm.choose_default(table, rows)
     assert choice == {"row": "a/free", "model": "a", "guards": False, "score": 0.7}
+    # a guarded row never qualifies, however high, nor one that replays the prompt's rhythm
+    table["w/guards"] = table["w/free"] = {"all": {"score": 0.8}}
+    rows["w/guards"] = {"kind": "generator", "model": "w", "guards": True, "own_rhythm": False}
+    rows["w/free"] = {"kind": "generator", "model": "w", "guards": False, "own_rhythm": False}
+    rows["a/free"]["own_rhythm"] = False
+    assert cm.choose_default(table, rows)["row"] == "b"
+    table["a/guards"]["all"]["score"] = 0.95
+    assert cm.choose_default(table, rows)["row"] == "b"
     models = tmp_path / "models" / "generators"
     models.mkdir(parents=True)
     assert default_choice(models) == ("markov", True)  # no evaluation yet: the fallback
@@ -194,7 +202,7 @@ def test_every_row_runs_and_a_refusal_is_an_empty_continuation(tmp_path):
     samples, rows, seconds = ce.run_rows([cut], models, ["refuser"], seeds=[0, 1])
     assert set(samples) == {"loop", "next_section", "random", "refuser"}
     assert rows["refuser"] == {"kind": "generator", "model": "refuser", "guards": False,
-                               "failed": 1}  # fmt: skip
+                               "own_rhythm": True, "failed": 1}  # fmt: skip
     assert [len(s["pitch"]) for s in samples["refuser"][0]] == [2, 0]
     assert seconds["refuser"]["cpu"] >= 0
     table = cm.continuation_table([ce.pitched(cut.prompt)], [cut.real], ["lofi"], [8.0], samples)

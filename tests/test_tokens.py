@@ -613,3 +613,42 @@ def test_prompt_guidance_contrasts_the_model_with_and_without_the_prompt(tokeniz
         unc = net.forward(u[None], net.new_cache(1, 256), 0, ub[None])[0, -1]
         lc, lu = tn._log_softmax(cond), tn._log_softmax(unc)
         np.testing.assert_allclose(seen[k][0], lc + 0.5 * (lc - lu), atol=1e-3)
+
+
+def _bars_against_plans(g, seqs) -> tuple[int, int]:
+    """(complete new bars, those whose notes lie in their BarNotes bucket)."""
+    bars = inside = 0
+    for seq in seqs:
+        lo, hi, count = g.plan_track(np.asarray(seq, np.int64))
+        plan_at = np.flatnonzero(g.plan_lo[np.asarray(seq, np.int64)] >= 0)
+        for end in plan_at[1:] - 1:  # the last id of each bar that a new plan closed
+            if lo[end] >= 0:
+                bars += 1
+                inside += int(lo[end] <= count[end] <= hi[end])
+    return bars, inside
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_each_new_bar_writes_as_many_notes_as_its_own_plan(tokenizer, seed):
+    """realise_plans (default): a bar ends inside its BarNotes bucket, as every training bar
+    does, unless the masks leave nothing else (an untrained model at temperature 1.5 can jump
+    to the bar's last onset and close it); without it its bars rarely match their plan."""
+    prompt = band_notes(2)
+    base = tk.base_ids(tokenizer, tk.notes_to_score(prompt))
+    ids = [int(i) for i in tk.bpe_encode(tokenizer, [base])[0]]
+    end = float((prompt["onset_beats"] + prompt["duration_beats"]).max())
+    shares = {}
+    for realise in (True, False):
+        cont = continuer(tokenizer, copy=True, realise_plans=realise)
+        assert cont.realise_plans is realise
+        g = cont.grammar
+        seqs = cont.sample(
+            [cont.bos, *ids], cont.genre_id("lofi"), end, end + 24, _programs(prompt), 3, 1.5,
+            1.0, seed,
+        )  # fmt: skip
+        for s in seqs:
+            assert tk.invalid_successions(g.base_ids([*ids, *s]), g.types, g.values) == 0
+        bars, inside = _bars_against_plans(g, seqs)
+        assert bars >= 6
+        shares[realise] = inside / bars
+    assert shares[True] >= 0.7 and shares[True] >= shares[False] + 0.5

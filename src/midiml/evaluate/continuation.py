@@ -246,13 +246,21 @@ def continuation_table(
 def choose_default(
     table: Mapping[str, Mapping[str, Any]], rows: Mapping[str, Mapping[str, Any]]
 ) -> dict[str, Any] | None:
-    """The learned generator setting with the best overall score (references and the random
-    floor never qualify, nor a row without a score; ties: the first row name in sorted
-    order); None when there is none."""
+    """The learned generator setting with the best overall score among those that make the
+    music themselves: sampled **without** the guards (the default must hold up without them,
+    so it is chosen by that score) and writing its **own rhythm** (a row marked
+    ``own_rhythm: False`` replays the prompt's onsets, durations and chord sizes, so three of
+    the five measures score the prompt, not the model). References and the random floor never
+    qualify, nor a row without a score; ties: the first row name in sorted order; None when
+    there is none."""
     learned = sorted(
         n
         for n, r in rows.items()
-        if r.get("kind") == "generator" and n in table and np.isfinite(table[n]["all"]["score"])
+        if r.get("kind") == "generator"
+        and not r.get("guards")
+        and r.get("own_rhythm", True)
+        and n in table
+        and np.isfinite(table[n]["all"]["score"])
     )
     if not learned:
         return None

@@ -349,21 +349,22 @@ def model_rows(models_dir: Any, names: list[str]) -> dict[str, tuple[Any, Sampli
     rows: dict[str, tuple[Any, SamplingGuards, dict]] = {}
     for name in names:
         with_guards = load_continuer(models_dir, name, guards=True)
+        desc = {"kind": "generator", "model": name, "own_rhythm": own_rhythm(with_guards)}
         if not guards_apply(with_guards):
-            rows[name] = (
-                with_guards,
-                NO_GUARDS,
-                {"kind": "generator", "model": name, "guards": False},
-            )
+            rows[name] = (with_guards, NO_GUARDS, {**desc, "guards": False})
             continue
-        rows[f"{name}/guards"] = (
-            with_guards, SamplingGuards(), {"kind": "generator", "model": name, "guards": True}
-        )  # fmt: skip
+        rows[f"{name}/guards"] = (with_guards, SamplingGuards(), {**desc, "guards": True})
         rows[f"{name}/free"] = (
-            load_continuer(models_dir, name, guards=False), NO_GUARDS,
-            {"kind": "generator", "model": name, "guards": False},
+            load_continuer(models_dir, name, guards=False), NO_GUARDS, {**desc, "guards": False}
         )  # fmt: skip
     return rows
+
+
+def own_rhythm(continuer: Any) -> bool:
+    """Whether the continuer writes its own onsets, durations and chord sizes: a window model
+    replays the prompt's (``replays_prompt_rhythm``), and is then not eligible as the default
+    (``evaluate.continuation.choose_default``)."""
+    return not getattr(continuer, "replays_prompt_rhythm", False)
 
 
 def run_rows(

@@ -208,6 +208,10 @@ def sample_row(
 class WindowContinuer:
     """Adapts a next-pitch ``Generator`` to ``continue_notes`` (rhythm from the prompt)."""
 
+    # the new notes' onsets, durations and chord sizes are the prompt's, looped: the model
+    # only picks pitches (so it is not eligible as the default: choose_default)
+    replays_prompt_rhythm = True
+
     def __init__(self, gen: Generator, guards: SamplingGuards | None = None, top_k: int = 0):
         self.gen = gen
         self.guards = guards if guards is not None else SamplingGuards()

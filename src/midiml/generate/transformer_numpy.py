@@ -225,6 +225,9 @@ class Grammar:
         # notes each id writes (Duration tokens), and the note range of each BarNotes id
         self.n_notes = np.array([int((self.types[e] == tk.DURATION).sum()) for e in self.expand])
         self.n_notes = np.r_[self.n_notes, np.zeros(n - len(self.expand), np.int64)]
+        # ids that leave a note begun (Position, Program, Pitch or Velocity without its Duration)
+        note_open = [tk.POSITION, tk.PROGRAM, tk.DRUM_PROGRAM, tk.PITCH, tk.PITCH_DRUM, tk.VELOCITY]
+        self.opens_note = np.isin(self.last_type, note_open)
         bounds = np.r_[tk.BAR_NOTES_BOUNDS, np.iinfo(np.int64).max]
         has = self.plan[0] >= 0
         self.plan_lo = np.where(has, bounds[np.maximum(self.plan[0], 0)], -1)
@@ -333,6 +336,7 @@ class TransformerContinuer:
         min_p: float = MIN_P,
         prompt_guidance: float = PROMPT_GUIDANCE,
         plan: str = "free",
+        realise_plans: bool = True,
     ) -> None:
         self.net = NumpyTransformer(weights, network)
         self.tokenizer, self.genres = tokenizer, list(genres)
@@ -346,6 +350,7 @@ class TransformerContinuer:
         self.prompt_share, self.keep_share = 0.75, 0.5
         self.min_p, self.prompt_guidance = min_p, prompt_guidance
         self.set_plan(plan)
+        self.realise_plans = realise_plans  # each bar's notes stay inside its own plan
 
     def set_plan(self, plan: str) -> None:
         """How new bars get their plan tokens: ``PLAN_MODES``."""
@@ -425,6 +430,8 @@ class TransformerContinuer:
             allowed = self._allowed(bar, pos, last, start_beat, prog_ok)
             if self.close_repeats:
                 allowed &= ~(onset.closed[:, None] & g.note_here[None])
+            if self.realise_plans:
+                allowed = self._within_plan(allowed, lo, hi, count)
             tok = self._draw(guided if w_cfg else logits, allowed, temperature, top_p, rng)
             onset.update(tok)
             for b in range(n):
@@ -515,6 +522,24 @@ class TransformerContinuer:
         onset_ok &= ~chord[None] | here[:, None]
         strict = ok & onset_ok
         return np.where(strict.any(1, keepdims=True), strict, ok)
+
+    def _within_plan(self, allowed, lo, hi, count) -> np.ndarray:
+        """Only ids that keep each bar's notes consistent with its own plan token: no new
+        plan (which ends the bar) while the bar has fewer notes than its ``BarNotes`` bucket,
+        and no id whose notes take it past the bucket. Every training bar satisfies this by
+        construction, so a bar that breaks it is a succession the model never saw; unmasked,
+        the model ended 56 % of its bars short of the plan it had just written
+        (docs/continuation.md). A note counts once its Duration is written; an id that leaves
+        a note begun counts it already, so the bar never starts a note it may not finish. A
+        row left with nothing keeps its unconstrained ids."""
+        g = self.grammar
+        planned = lo[:, None] >= 0
+        ends_bar = g.plan_lo[None] >= 0
+        short = planned & (count[:, None] < lo[:, None]) & ends_bar
+        adds = g.n_notes + g.opens_note  # notes written or begun after the id
+        over = planned & (adds[None] > 0) & (count[:, None] + adds[None] > hi[:, None])
+        strict = allowed & ~short & ~over
+        return np.where(strict.any(1, keepdims=True), strict, allowed)
 
     def _draw(self, logits, allowed, temperature, top_p, rng) -> np.ndarray:
         """One token per row: masked, tempered, nucleus (top-p), min-p and top-k sampling."""
