@@ -365,9 +365,12 @@ def continuation_markdown(
     ]
     if default:
         lines += [
-            f"Default generator (chosen here among learned models, used by `midiml continue`):"
-            f" `{default['model']}` {'with' if default['guards'] else 'without'} guards, "
-            f"score {default['score']:.3f}.",
+            f"Default generator (used by `midiml continue`): `{default['model']}` "
+            f"{'with' if default['guards'] else 'without'} guards, score "
+            f"{default['score']:.3f}; chosen here by the score without the guards among the "
+            "learned models that write their own rhythm (the window models replay the "
+            "prompt's onsets, durations and chord sizes and only pick pitches, so their "
+            "rhythm, density and texture measure the prompt).",
             "",
         ]
     if song_ids:
