@@ -454,25 +454,26 @@ class TransformerContinuer:
                 break
             if w_cfg:
                 if uused >= ctx:
-                    keep = int(ctx * self.keep_share)
-                    ids = np.asarray([[genre_id, *s[-keep:]] for s in seqs])
-                    at = np.asarray([[0, *b[-keep:]] for b in bars])
-                    ucache = net.new_cache(n, ctx)
-                    ulogits, uused = net.forward(ids, ucache, 0, at)[:, -1], ids.shape[1]
+                    ulogits, ucache, uused = self._slide(genre_id, [], [], seqs, bars)
                 else:
                     ulogits = net.forward(tok[:, None], ucache, uused, at_bar[:, None])[:, -1]
                     uused += 1
-            if used >= ctx:  # slide: the genre token and each variation's last tokens
-                keep = int(ctx * self.keep_share)
-                ids = np.asarray([[genre_id, *([*prompt, *s][-keep:])] for s in seqs])
-                at = np.asarray([[0, *([*prompt_bars, *b][-keep:])] for b in bars])
-                cache = net.new_cache(n, ctx)
-                logits = net.forward(ids, cache, 0, at)[:, -1]
-                used = ids.shape[1]
+            if used >= ctx:
+                logits, cache, used = self._slide(genre_id, prompt, prompt_bars, seqs, bars)
                 continue
             logits = net.forward(tok[:, None], cache, used, at_bar[:, None])[:, -1]
             used += 1
         return [s[: stop[b]] if stop[b] >= 0 else s for b, s in enumerate(seqs)]
+
+    def _slide(self, genre_id, head, head_bars, seqs, bars) -> tuple[np.ndarray, list, int]:
+        """A full window slides: a fresh cache holds the genre id and each variation's last
+        ``keep_share`` of ``head + its new ids`` (with their bar inputs). Returns (the last
+        logits, the cache, the ids it holds)."""
+        keep = int(self.net.context * self.keep_share)
+        ids = np.asarray([[genre_id, *([*head, *s][-keep:])] for s in seqs])
+        at = np.asarray([[0, *([*head_bars, *b][-keep:])] for b in bars])
+        cache = self.net.new_cache(len(seqs), self.net.context)
+        return self.net.forward(ids, cache, 0, at)[:, -1], cache, ids.shape[1]
 
     def held_plan(self, ids: list[int]) -> tuple[int, int] | None:
         """(notes bucket, notes-per-onset bucket): the medians (rounded half up) of the last
@@ -680,10 +681,6 @@ class TransformerContinuer:
         ctx = self.net.context
         rows = np.flatnonzero(np.asarray(data["splits"]) == split)[:max_songs]
         total, notes, tokens = 0.0, 0, 0
-        n_pitch = np.array(
-            [int((self.grammar.types[e] == tk.DURATION).sum()) for e in self.grammar.expand]
-        )
-        n_pitch = np.r_[n_pitch, np.zeros(len(self.genres), np.int64)]
         for r in rows:
             seq = np.asarray(data["ids"][data["offsets"][r] : data["offsets"][r + 1]], np.int64)
             genre, body = seq[0], seq[1:]
@@ -699,7 +696,7 @@ class TransformerContinuer:
                 z = z - z.max(1, keepdims=True)
                 logp = z[np.arange(len(z)), chunk[1:]] - np.log(np.exp(z).sum(1))
                 total -= float(logp.sum()) / math.log(2)
-                notes += int(n_pitch[chunk[1:]].sum())
+                notes += int(self.grammar.n_notes[chunk[1:]].sum())
                 tokens += len(chunk) - 1
         return {
             "all_bits_per_note": total / max(notes, 1),
