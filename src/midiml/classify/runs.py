@@ -113,8 +113,11 @@ def write_test_copies(
         song_notes.to_parquet(out_dir / f"{how}.notes.parquet")
 
 
-def read_test_copies(folder: Path) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]] | None:
-    """``write_test_copies``' re-encodings (re-encoding -> (feature rows, notes)), or None."""
+def read_test_copies(
+    folder: Path, with_notes: bool = True
+) -> dict[str, tuple[pd.DataFrame, pd.DataFrame | None]] | None:
+    """``write_test_copies``' re-encodings (re-encoding -> (feature rows, notes)), or None;
+    the notes (most of the folder) only if asked (only the CNN reads them)."""
     if not folder.is_dir():
         return None
     hows = [*PERTURBATIONS, "random_mix"]
@@ -123,7 +126,7 @@ def read_test_copies(folder: Path) -> dict[str, tuple[pd.DataFrame, pd.DataFrame
     return {
         how: (
             pd.read_parquet(folder / f"{how}.parquet"),
-            pd.read_parquet(folder / f"{how}.notes.parquet"),
+            pd.read_parquet(folder / f"{how}.notes.parquet") if with_notes else None,
         )
         for how in hows
     }
