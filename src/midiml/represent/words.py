@@ -103,12 +103,13 @@ def song_words(song: pd.DataFrame, key_tonic: int) -> str:
     held = np.clip(np.round(2 * np.log2(longest[:-1] / ioi)), *ARTICULATION_RANGE).astype(int)
     melody_step = np.clip(np.diff(top), -MAX_STEP, MAX_STEP)[1:]
     bass_step = np.clip(np.diff(low), -MAX_STEP, MAX_STEP)[1:]
+    # Python ints: formatting a numpy integer costs several times more (the same text)
     lines = [
-        " ".join(f"m{s}r{r}" for s, r in zip(melody_step, rhythm, strict=True)),
-        " ".join(f"b{s}" for s in bass_step),
-        " ".join(f"s{n}" for n in np.minimum(size, MAX_TEXTURE)[2:]),
+        " ".join(f"m{s}r{r}" for s, r in zip(melody_step.tolist(), rhythm.tolist(), strict=True)),
+        " ".join(f"b{s}" for s in bass_step.tolist()),
+        " ".join(f"s{n}" for n in np.minimum(size, MAX_TEXTURE)[2:].tolist()),
         " ".join(v for v in voicing if v),
-        " ".join(f"a{k}" for k in held),
+        " ".join(f"a{k}" for k in held.tolist()),
         _harmony_words(onset, onset + duration, pitch, int(key_tonic)),
     ]
     return LINE_BREAK.join(lines)
