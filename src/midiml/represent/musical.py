@@ -246,7 +246,10 @@ def _lag_similarities(
 
 def musical_table(notes: pd.DataFrame, ids: list[str], key_tonic: np.ndarray) -> pd.DataFrame:
     """MUSICAL_NAMES for each file of ``ids`` (rows in that order)."""
-    by_file = {fid: g for fid, g in notes.groupby(notes["file_id"].astype(str), sort=False)}
+    # only the columns read: each song's rows are taken and sorted again (the note table's
+    # other columns, string ids among them, cost most of that)
+    used = notes[["is_drum", "onset_s", "duration_s", "pitch"]]
+    by_file = {fid: g for fid, g in used.groupby(notes["file_id"].astype(str), sort=False)}
     rows = []
     for fid, tonic in zip(ids, key_tonic, strict=True):
         g = by_file.get(fid)
