@@ -89,12 +89,20 @@ def write_copies(
         made.to_parquet(out_dir / LOOPS_FILE)
 
 
+def robustness_songs(params: Any, files: pd.DataFrame, splits: pd.DataFrame) -> list[str]:
+    """The test songs of ``ROBUSTNESS_TASK`` (none when the task is skipped): what stage
+    ``reencoded_test_songs`` re-encodes, so the only notes it reads."""
+    task = tasks_of(params, files, splits).get(ROBUSTNESS_TASK)
+    return [] if task is None or isinstance(task, str) else task.ids("test")
+
+
 def write_test_copies(
     params: Any, files: pd.DataFrame, splits: pd.DataFrame, notes: pd.DataFrame, out_dir: Path
 ) -> None:
     """Stage ``reencoded_test_songs``: the test songs of ``ROBUSTNESS_TASK`` re-encoded by
     each perturbation, ``out_dir/<how>.parquet`` (feature rows) and ``<how>.notes.parquet``;
-    every model and the CNN are scored on them (no model is needed to make them)."""
+    every model and the CNN are scored on them (no model is needed to make them). ``notes``:
+    at least those songs' (``robustness_songs``)."""
     task = tasks_of(params, files, splits).get(ROBUSTNESS_TASK)
     out_dir.mkdir(parents=True, exist_ok=True)
     if task is None or isinstance(task, str):

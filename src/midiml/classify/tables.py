@@ -58,9 +58,14 @@ def read_tables(
     )
 
 
-def read_notes(root: str | Path = "data") -> pd.DataFrame:
-    """The note table (``interim/notes.parquet``: 4.3 M rows, 2-3 s to read)."""
-    return pd.read_parquet(Path(root) / "interim/notes.parquet")
+def read_notes(root: str | Path = "data", songs: list[str] | None = None) -> pd.DataFrame:
+    """The note table (``interim/notes.parquet``: 4.3 M rows, 2-3 s to read), or only the
+    rows of ``songs`` (in the table's order; read with a filter: a third of the time for
+    the 373 test songs, where reading all and selecting took 2.6 s)."""
+    path = Path(root) / "interim/notes.parquet"
+    if songs is None or not len(songs):  # (pyarrow's filter cannot type an empty list)
+        return pd.read_parquet(path).iloc[: None if songs is None else 0]
+    return pd.read_parquet(path, filters=[("file_id", "in", list(songs))])
 
 
 def copies_table(
