@@ -23,7 +23,7 @@ from midiml.classify.pipelines import build_task, load_model
 from midiml.classify.robustness import evaluate_robustness
 from midiml.classify.runs import read_test_copies
 from midiml.classify.serving import ModelsMissing, evaluate_blind, load_served
-from midiml.classify.tables import read_tables
+from midiml.classify.tables import read_notes, read_tables
 from midiml.config import load_params
 from midiml.data.download import get_source
 from midiml.data.sources import check_sources_from_params
@@ -54,10 +54,19 @@ def genre_cnn(params, entry: dict):
     return cnn_predictor(MODELS / info["file"], params.classifier.cnn.roll)
 
 
-def robustness(params, manifest, files, splits, table, notes, served, importance) -> dict:
+def cnn_scored_here(manifest: dict) -> bool:
+    """Whether this stage scores the genre CNN's robustness (its own stage left no scores):
+    only then are the notes of the songs and of their re-encodings read (3 s, 1 GB)."""
+    entry = manifest["tasks"].get("genre", {})
+    info = {} if entry.get("skipped") else entry.get("models", {}).get("cnn", {})
+    return bool(info.get("file")) and not info.get("robustness")
+
+
+def robustness(params, manifest, files, splits, table, notes, served, importance, tests) -> dict:
     """Robustness of the served genre model (re-encodings, held-out sources, importance);
     ``served``: the served models as loaded for the blind folder; ``importance``: the
-    permutation importance from the served model (``in_background``: ``queued_importance``)."""
+    permutation importance from the served model (``in_background``: ``queued_importance``);
+    ``tests``: the re-encoded test songs (``read_test_copies``)."""
     entry = manifest["tasks"].get("genre", {})
     if entry.get("skipped") or not entry.get("serve"):
         return {"skipped": entry.get("skipped", "no served genre model")}
@@ -71,7 +80,6 @@ def robustness(params, manifest, files, splits, table, notes, served, importance
     held_out = entry["models"][entry["serve"]].get("held_out_source")
     # only to refit held-out sources the selection did not score
     copies = read_copies(COPIES, "genre") if held_out is None else None
-    tests = read_test_copies(TESTS)
     cnn_scores = entry["models"].get("cnn", {}).get("robustness")
     rob = evaluate_robustness(
         params,
@@ -172,13 +180,19 @@ def in_background(params, pool, manifest, files, splits, table, notes, songs) ->
 def evaluate(params) -> None:
     """Scores, the blind folder, robustness; metrics, figures and the page; with
     ``classifier.n_jobs`` >= 2 ``in_background``'s work in a worker process."""
-    files, splits, table, notes = read_tables()
+    files, splits, table, _ = read_tables(with_notes=False)
     manifest = load_manifest(MODELS)
     songs = cnn_songs(manifest, files, splits, params.classifier)
     saved = saved_cnn_labels(manifest, MODELS, songs)  # as the CNN stage labelled them
     songs = {name: ids for name, ids in songs.items() if name not in saved}
+    here = cnn_scored_here(manifest)
+    tests = read_test_copies(TESTS, with_notes=here)
+    # the notes: only for a CNN that predicts here, or test songs to re-encode here
+    notes = read_notes() if songs or here or tests is None else None
     if int(params.classifier.get("n_jobs", 1)) < 2:
-        evaluate_in_front(params, files, splits, table, notes, manifest, saved.get, None, None)
+        evaluate_in_front(
+            params, files, splits, table, notes, manifest, saved.get, None, None, tests
+        )
         return
     spawn = multiprocessing.get_context("spawn")  # a fresh worker (no forked threads)
     with ProcessPoolExecutor(1, mp_context=spawn) as pool:
@@ -189,16 +203,24 @@ def evaluate(params) -> None:
         def known(task: str) -> dict[str, str] | None:
             return saved[task] if task in saved else cnn.result()[task] if cnn else None
 
-        evaluate_in_front(params, files, splits, table, notes, manifest, known, blind, importance)
+        evaluate_in_front(
+            params, files, splits, table, notes, manifest, known, blind, importance, tests
+        )
 
 
 def evaluate_in_front(
-    params, files, splits, table, notes, manifest, cnn_known, blind, importance
+    params, files, splits, table, notes, manifest, cnn_known, blind, importance, tests
 ) -> None:
     """Everything but ``in_background``'s work, which it waits for where it needs it
     (``cnn_known``: task -> its CNN's labels by song, or None where it predicts them;
-    ``blind``: the blind test's future, or None to run it here)."""
+    ``blind``: the blind test's future, or None to run it here). The served models are
+    loaded once, for the scores, the robustness and the check sources."""
     start = time.perf_counter()
+    try:
+        served = load_served(MODELS)
+    except ModelsMissing as exc:
+        served = exc
+    loaded = {} if isinstance(served, ModelsMissing) else served.by_file()
     with atomic_dir(PLOTS) as plot_dir, atomic_dir(FIGURES) as fig_dir:
         metrics, figures = evaluate_all(
             params,
@@ -212,19 +234,16 @@ def evaluate_in_front(
             plot_dir,
             confusion_figure,
             cnn_known=cnn_known,
+            loaded=loaded,
         )
     print(f"evaluate_classifiers: test scores ({time.perf_counter() - start:.1f} s)")
     start = time.perf_counter()
-    try:  # loaded once for the robustness and the check sources (the blend is large)
-        served = load_served(MODELS)
-    except ModelsMissing as exc:
-        served = exc
     metrics["blind_test"] = (
         blind.result() if blind is not None else blind_test(files, splits, BLIND, MODELS)
     )
     print(f"evaluate_classifiers: blind folder ({time.perf_counter() - start:.1f} s)")
     metrics["robustness"] = robustness(
-        params, manifest, files, splits, table, notes, served, importance
+        params, manifest, files, splits, table, notes, served, importance, tests
     )
     metrics["check_sources"] = check_sources(params, served)
     write_metrics("reports/metrics/classifiers.json", metrics)

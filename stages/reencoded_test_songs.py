@@ -4,8 +4,8 @@
 import time
 from pathlib import Path
 
-from midiml.classify.runs import write_test_copies
-from midiml.classify.tables import read_tables
+from midiml.classify.runs import robustness_songs, write_test_copies
+from midiml.classify.tables import read_notes, read_tables
 from midiml.config import load_params
 from midiml.io import atomic_dir
 
@@ -13,7 +13,8 @@ from midiml.io import atomic_dir
 def main() -> None:
     start = time.perf_counter()
     params = load_params()
-    files, splits, _, notes = read_tables()
+    files, splits, _, _ = read_tables(with_notes=False)
+    notes = read_notes(songs=robustness_songs(params, files, splits))  # only theirs
     with atomic_dir(Path("data/reencoded_test_songs")) as tmp:
         write_test_copies(params, files, splits, notes, tmp)
     print(f"reencoded_test_songs: {time.perf_counter() - start:.1f} s")

@@ -211,6 +211,42 @@ def members_by_name(built, fits):
     return {m: built[m] for m in fits}
 
 
+def test_a_saved_vote_refers_to_its_members_files(tmp_path):
+    """The selection writes each model alone, then the vote with references to those files
+    (``save_model(elsewhere=...)``): no copy of a member, the same predictions once loaded."""
+    import pickle
+
+    from midiml.classify.selection import assemble
+    from midiml.classify.served import fitted_members
+
+    files, splits, table = toy_tables()
+    task = build_task("genre", files, splits, CFG)
+    fits = _member_fits(task, table, ("logreg", "svm"))
+    cfg = OmegaConf.merge(CFG, {"vote": ["logreg", "svm"]})
+    built = assemble(task, fits, table, cfg, seed=0)
+    x = feature_matrix(table, task.ids("test"), built["vote"].columns)
+    for m in ("logreg", "svm"):
+        save_model(built[m], tmp_path / f"{m}.pkl")
+    save_model(built["vote"], tmp_path / "inline.pkl")
+    save_model(built["vote"], tmp_path / "vote.pkl", {"logreg": "logreg.pkl", "svm": "svm.pkl"})
+    inline, vote = (tmp_path / "inline.pkl").stat().st_size, (tmp_path / "vote.pkl").stat().st_size
+    assert vote < inline - (tmp_path / "svm.pkl").stat().st_size / 2
+    with pytest.raises(pickle.UnpicklingError):  # it cannot be read without its members
+        pickle.loads((tmp_path / "vote.pkl").read_bytes())
+    loaded = load_model(tmp_path / "vote.pkl")
+    np.testing.assert_array_equal(loaded.predict_proba(x), built["vote"].predict_proba(x))
+    assert list(fitted_members(loaded.pipeline)) == ["logreg", "svm"]
+    # the same bytes when saved again (a DVC output), and a model alone is never a reference
+    first = (tmp_path / "vote.pkl").read_bytes()
+    save_model(built["vote"], tmp_path / "vote.pkl", {"logreg": "logreg.pkl", "svm": "svm.pkl"})
+    assert (tmp_path / "vote.pkl").read_bytes() == first
+    save_model(built["svm"], tmp_path / "svm.pkl", {"svm": "svm.pkl"})
+    np.testing.assert_array_equal(
+        pickle.loads((tmp_path / "svm.pkl").read_bytes()).predict_proba(x),
+        built["svm"].predict_proba(x),
+    )
+
+
 def test_vote_cv_score_from_member_folds_is_the_voting_classifiers_own():
     """The vote's CV score, computed from each member's out-of-fold probabilities (each
     member in its own stage), equals ``cross_val_score`` of a soft ``VotingClassifier``

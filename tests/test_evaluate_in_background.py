@@ -33,3 +33,22 @@ def test_evaluate_scores_alike_with_and_without_its_worker(tmp_path):
         metrics.append(json.loads((tmp_path / "reports/metrics/classifiers.json").read_text()))
     assert metrics[0]["robustness"]["importance"]["served"]  # the worker's part is there
     assert metrics[0] == metrics[1]
+
+
+def test_the_notes_are_read_only_where_a_cnn_is_scored_here():
+    """The evaluate stage reads the note tables (3 s) only when the genre CNN's robustness is
+    not in the manifest (its stage scores it), and reuses the served models it loaded."""
+    import runpy
+
+    from midiml.classify.serving import Served
+
+    stage = runpy.run_path("stages/evaluate_classifiers.py", run_name="not_main")
+    here = stage["cnn_scored_here"]
+    cnn = {"file": "genre/cnn.ckpt", "kind": "cnn"}
+    assert not here({"tasks": {"genre": {"models": {"logreg": {}}}}})
+    assert not here({"tasks": {"genre": {"skipped": "no songs"}}})
+    assert not here({"tasks": {"genre": {"models": {"cnn": cnn | {"robustness": {"x": 1}}}}}})
+    assert here({"tasks": {"genre": {"models": {"cnn": cnn}}}})
+    manifest = {"tasks": {"genre": {"serve": "vote", "models": {"vote": {"file": "genre/v.pkl"}}}}}
+    model = object()
+    assert Served(manifest, {"genre": model}).by_file() == {"genre/v.pkl": model}

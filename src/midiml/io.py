@@ -7,7 +7,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,7 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def pickle_ready(obj: Any) -> Any:
+def pickle_ready(obj: Any, keep: Iterable[Any] = ()) -> Any:
     """``obj`` (returned, changed in place) made to pickle to the same bytes whenever it holds
     the same model: the same values alone do not give the same pickle.
 
@@ -59,13 +59,15 @@ def pickle_ready(obj: Any) -> Any:
       bytes; a tree restored from a pickle gets its nodes in reused heap memory whose padding
       holds whatever was there, and numpy pickles those bytes too. Each tree's state is set
       again from a zeroed copy (the values are untouched).
+
+    ``keep``: objects inside ``obj`` left as they are (pickled elsewhere, readied there).
     """
     import sys
 
     import numpy as np
     from sklearn.tree._tree import Tree
 
-    seen: dict[int, Any] = {}
+    seen: dict[int, Any] = {id(k): k for k in keep}
 
     def visit(node: Any) -> Any:
         if isinstance(node, str):

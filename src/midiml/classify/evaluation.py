@@ -30,13 +30,15 @@ def song_predictor(
     notes: pd.DataFrame | None,
     roll_cfg: Any,
     known: dict[str, str] | None = None,
+    loaded: dict[str, Any] | None = None,
 ):
     """Load a trained model once; return a function from song ids to predicted labels
-    (``known``: the model's labels by song, already computed, e.g. ``cnn_labels``)."""
+    (``known``: the model's labels by song, already computed, e.g. ``cnn_labels``;
+    ``loaded``: models already loaded, by manifest ``file``)."""
     if known is not None:
         return lambda ids: np.asarray([known[i] for i in ids], dtype=object)
     if info["kind"] == "features":
-        fitted = load_model(model_dir / info["file"])
+        fitted = (loaded or {}).get(info["file"]) or load_model(model_dir / info["file"])
         return lambda ids: fitted.predict(feature_matrix(table, ids, fitted.columns))
     from midiml.classify.cnn_fit import cnn_predictor  # torch: only for a CNN
 
@@ -109,11 +111,13 @@ def evaluate_all(
     confusion_figure: Any,
     log=print,
     cnn_known: Callable[[str], dict[str, str]] | None = None,
+    loaded: dict[str, Any] | None = None,
 ) -> tuple[dict, dict[str, str]]:
     """Test (and validation) scores of every trained model; figures and plot tables written.
 
     ``confusion_figure(cm, labels, title)`` draws a confusion matrix (the report's drawing).
     ``cnn_known(task)``: the task's CNN labels by song when already computed (``cnn_labels``).
+    ``loaded``: models already loaded, by manifest ``file`` (``serving.Served.by_file``).
     """
 
     cfg = params.classifier
@@ -149,7 +153,7 @@ def evaluate_all(
                 res["models"][model] = {"skipped": info["skipped"]}
                 continue
             known = cnn_known(name) if cnn_known and info["kind"] == "cnn" else None
-            predict = song_predictor(info, model_dir, table, notes, roll_cfg, known)
+            predict = song_predictor(info, model_dir, table, notes, roll_cfg, known, loaded)
             pred = predict(task.ids("test"))
             m = ev.scores(y_test, pred, task.positive)
             if original is not None:  # the first datasets alone: comparable with earlier runs

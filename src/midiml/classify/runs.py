@@ -89,12 +89,20 @@ def write_copies(
         made.to_parquet(out_dir / LOOPS_FILE)
 
 
+def robustness_songs(params: Any, files: pd.DataFrame, splits: pd.DataFrame) -> list[str]:
+    """The test songs of ``ROBUSTNESS_TASK`` (none when the task is skipped): what stage
+    ``reencoded_test_songs`` re-encodes, so the only notes it reads."""
+    task = tasks_of(params, files, splits).get(ROBUSTNESS_TASK)
+    return [] if task is None or isinstance(task, str) else task.ids("test")
+
+
 def write_test_copies(
     params: Any, files: pd.DataFrame, splits: pd.DataFrame, notes: pd.DataFrame, out_dir: Path
 ) -> None:
     """Stage ``reencoded_test_songs``: the test songs of ``ROBUSTNESS_TASK`` re-encoded by
     each perturbation, ``out_dir/<how>.parquet`` (feature rows) and ``<how>.notes.parquet``;
-    every model and the CNN are scored on them (no model is needed to make them)."""
+    every model and the CNN are scored on them (no model is needed to make them). ``notes``:
+    at least those songs' (``robustness_songs``)."""
     task = tasks_of(params, files, splits).get(ROBUSTNESS_TASK)
     out_dir.mkdir(parents=True, exist_ok=True)
     if task is None or isinstance(task, str):
@@ -113,8 +121,11 @@ def write_test_copies(
         song_notes.to_parquet(out_dir / f"{how}.notes.parquet")
 
 
-def read_test_copies(folder: Path) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]] | None:
-    """``write_test_copies``' re-encodings (re-encoding -> (feature rows, notes)), or None."""
+def read_test_copies(
+    folder: Path, with_notes: bool = True
+) -> dict[str, tuple[pd.DataFrame, pd.DataFrame | None]] | None:
+    """``write_test_copies``' re-encodings (re-encoding -> (feature rows, notes)), or None;
+    the notes (most of the folder) only if asked (only the CNN reads them)."""
     if not folder.is_dir():
         return None
     hows = [*PERTURBATIONS, "random_mix"]
@@ -123,7 +134,7 @@ def read_test_copies(folder: Path) -> dict[str, tuple[pd.DataFrame, pd.DataFrame
     return {
         how: (
             pd.read_parquet(folder / f"{how}.parquet"),
-            pd.read_parquet(folder / f"{how}.notes.parquet"),
+            pd.read_parquet(folder / f"{how}.notes.parquet") if with_notes else None,
         )
         for how in hows
     }

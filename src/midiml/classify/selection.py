@@ -34,7 +34,14 @@ from midiml.classify.pipelines import (
     feature_matrix,
     save_model,
 )
-from midiml.classify.served import WORDS, Member, input_columns, members, with_probabilities
+from midiml.classify.served import (
+    WORDS,
+    Member,
+    fitted_members,
+    input_columns,
+    members,
+    with_probabilities,
+)
 from midiml.classify.tables import check_sources_genre
 from midiml.io import read_timings
 
@@ -320,8 +327,9 @@ def write_selection(
     feature_params: dict[str, Any],
     out_dir: Path,
 ) -> dict[str, Any]:
-    """``models/classifiers/``: ``<task>/<model>.pkl`` for every model (class priors set),
-    the CNN checkpoints (and their labels of the test and validation songs) copied beside
+    """``models/classifiers/``: ``<task>/<model>.pkl`` for every model (class priors set; a
+    combination refers to its members' own files instead of holding copies of them), the CNN
+    checkpoints (and their labels of the test and validation songs) copied beside
     them, and the manifest (returned) that serving reads."""
     manifest: dict[str, Any] = {"features": feature_params, "tasks": {}}
     for name, entry in entries.items():
@@ -330,9 +338,12 @@ def write_selection(
             continue
         (out_dir / name).mkdir(parents=True, exist_ok=True)
         order = entry.pop("serve_order")
+        held: dict[str, str] = {}  # member -> the file of the model that is it alone
         for m, fitted in models[name].items():
-            save_model(fitted, out_dir / name / f"{m}.pkl")
+            save_model(fitted, out_dir / name / f"{m}.pkl", elsewhere=held)
             entry["models"][m]["file"] = f"{name}/{m}.pkl"
+            if list(fitted_members(fitted.pipeline)) == [m]:  # the vote refers to this file
+                held[m] = f"{m}.pkl"
         info = cnn.get(name)
         if info is not None:
             if info.get("file"):

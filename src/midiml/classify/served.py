@@ -198,6 +198,14 @@ def members(tree: Any) -> dict[str, Member]:
     raise TypeError(f"not a served-model tree: {type(tree).__name__}")
 
 
+def fitted_members(tree: Any) -> dict[str, Any]:
+    """name -> the fitted model each member of a fitted tree answers with (``Member.model_``,
+    the frozen fit of its own stage): one object shared by every tree built from the same
+    fits (fitting a tree keeps a frozen member as it is), so a saved tree can refer to it in
+    another file instead of holding a copy (``pipelines.save_model``)."""
+    return {name: member.model_ for name, member in members(tree).items()}
+
+
 def _replace(tree: Any, leaf: Any) -> Any:
     """``tree`` with every member replaced by ``leaf(member)`` (a new, unfitted tree)."""
     if isinstance(tree, Member):

@@ -42,6 +42,14 @@ class Served:
     def feature_params(self) -> dict[str, Any]:
         return self.manifest.get("features", {})
 
+    def by_file(self) -> dict[str, FittedModel]:
+        """The served models by their manifest ``file`` (for a caller that loads the other
+        models of the folder too: the served ones need not be read twice)."""
+        tasks = self.manifest.get("tasks", {})
+        return {
+            tasks[t]["models"][tasks[t]["serve"]]["file"]: model for t, model in self.models.items()
+        }
+
 
 def load_served(model_dir: str | Path = "models/classifiers") -> Served:
     model_dir = Path(model_dir)

@@ -49,13 +49,23 @@ def read_tables(
     """(files, splits, features, notes) as the data stages wrote them; notes only if asked
     (the note table is the large one)."""
     root = Path(root)
-    notes = pd.read_parquet(root / "interim/notes.parquet") if with_notes else None
+    notes = read_notes(root) if with_notes else None
     return (
         pd.read_parquet(root / "interim/files.parquet"),
         pd.read_parquet(root / "interim/splits.parquet"),
         pd.read_parquet(root / "features/features.parquet"),
         notes,
     )
+
+
+def read_notes(root: str | Path = "data", songs: list[str] | None = None) -> pd.DataFrame:
+    """The note table (``interim/notes.parquet``: 4.3 M rows, 2-3 s to read), or only the
+    rows of ``songs`` (in the table's order; read with a filter: a third of the time for
+    the 373 test songs, where reading all and selecting took 2.6 s)."""
+    path = Path(root) / "interim/notes.parquet"
+    if songs is None or not len(songs):  # (pyarrow's filter cannot type an empty list)
+        return pd.read_parquet(path).iloc[: None if songs is None else 0]
+    return pd.read_parquet(path, filters=[("file_id", "in", list(songs))])
 
 
 def copies_table(

@@ -56,20 +56,22 @@ def _clusters(
     """Start time, top pitch, lowest pitch, size, voicing word and longest duration of each
     onset cluster (input sorted by onset; the word is empty for a cluster of one pitch)."""
     cluster = np.r_[0, np.cumsum(np.diff(onset_s) > CLUSTER_S)]
-    frame = pd.DataFrame({"c": cluster, "t": onset_s, "p": pitch, "d": duration_s}).groupby("c")
-    low = frame["p"].min().to_numpy()
+    # clusters are runs of consecutive notes: each one's min / max / size over its run
+    # (numpy's reduceat: what a groupby on the cluster number gave, without its overhead)
+    first = np.flatnonzero(np.r_[True, cluster[1:] != cluster[:-1]])
+    low = np.minimum.reduceat(pitch, first)
     # each distinct pitch but the lowest sets the bit of its interval above the lowest
     pairs = np.unique(np.stack([cluster, pitch], axis=1), axis=0)
     upper = np.r_[False, pairs[1:, 0] == pairs[:-1, 0]]
     bits = np.zeros(len(low), dtype=np.int64)
     np.bitwise_or.at(bits, pairs[upper, 0], 1 << ((pairs[upper, 1] - low[pairs[upper, 0]]) % 12))
     return (
-        frame["t"].min().to_numpy(),
-        frame["p"].max().to_numpy(),
+        np.minimum.reduceat(onset_s, first),
+        np.maximum.reduceat(pitch, first),
         low,
-        frame["p"].size().to_numpy(),
+        np.diff(np.r_[first, len(cluster)]),
         np.array([VOICINGS[b] for b in bits], dtype=object),
-        frame["d"].max().to_numpy(),
+        np.maximum.reduceat(duration_s, first),
     )
 
 
@@ -103,12 +105,13 @@ def song_words(song: pd.DataFrame, key_tonic: int) -> str:
     held = np.clip(np.round(2 * np.log2(longest[:-1] / ioi)), *ARTICULATION_RANGE).astype(int)
     melody_step = np.clip(np.diff(top), -MAX_STEP, MAX_STEP)[1:]
     bass_step = np.clip(np.diff(low), -MAX_STEP, MAX_STEP)[1:]
+    # Python ints: formatting a numpy integer costs several times more (the same text)
     lines = [
-        " ".join(f"m{s}r{r}" for s, r in zip(melody_step, rhythm, strict=True)),
-        " ".join(f"b{s}" for s in bass_step),
-        " ".join(f"s{n}" for n in np.minimum(size, MAX_TEXTURE)[2:]),
+        " ".join(f"m{s}r{r}" for s, r in zip(melody_step.tolist(), rhythm.tolist(), strict=True)),
+        " ".join(f"b{s}" for s in bass_step.tolist()),
+        " ".join(f"s{n}" for n in np.minimum(size, MAX_TEXTURE)[2:].tolist()),
         " ".join(v for v in voicing if v),
-        " ".join(f"a{k}" for k in held),
+        " ".join(f"a{k}" for k in held.tolist()),
         _harmony_words(onset, onset + duration, pitch, int(key_tonic)),
     ]
     return LINE_BREAK.join(lines)
@@ -117,7 +120,8 @@ def song_words(song: pd.DataFrame, key_tonic: int) -> str:
 def words_column(notes: pd.DataFrame, ids: list[str], key_tonic: np.ndarray) -> np.ndarray:
     """``song_words`` of each file of ``ids`` (in that order), from ``notes.parquet`` rows."""
     pitched = notes[~notes["is_drum"].to_numpy(bool)]
-    by_file = dict(iter(pitched.groupby(pitched["file_id"].astype(str), sort=False)))
+    used = pitched[["onset_s", "duration_s", "pitch"]]  # only these: each song's are sorted
+    by_file = dict(iter(used.groupby(pitched["file_id"].astype(str), sort=False)))
     empty = pd.DataFrame({"onset_s": [], "duration_s": [], "pitch": []})
     return np.array(
         [song_words(by_file.get(i, empty), int(k)) for i, k in zip(ids, key_tonic, strict=True)],
