@@ -201,7 +201,9 @@ def evaluate(params) -> None:
         )
 
         def known(task: str) -> dict[str, str] | None:
-            return saved[task] if task in saved else cnn.result()[task] if cnn else None
+            if task in saved:
+                return saved[task]
+            return cnn.result()[task] if cnn is not None else None
 
         evaluate_in_front(
             params, files, splits, table, notes, manifest, known, blind, importance, tests
