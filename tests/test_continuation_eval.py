@@ -147,6 +147,35 @@ class GuardlessSongModel(SongModel):
         return super().continue_song(prompt, seconds, temperature, top_p, seed, genre)
 
 
+class OwnBeatsModel(GuardlessSongModel):
+    """Like the token model: it writes beats, and places them in seconds at the prompt's
+    tempo (0.5 s a beat)."""
+
+    def continue_song(self, prompt, seconds, temperature=1.0, top_p=0.95, seed=0, genre=None):
+        beats = np.array([16.0, 17.0, 18.0])
+        return {"pitch": np.array([60.0, 62.0, 64.0]), "velocity": np.full(3, 80.0),
+                "onset_s": beats * 0.5, "duration_s": np.full(3, 0.4), "onset_beats": beats,
+                "program": np.zeros(3), "is_drum": np.zeros(3, bool)}  # fmt: skip
+
+
+def test_a_generators_beats_are_where_it_put_its_notes_not_the_songs_later_tempo():
+    """The song slows to half speed after the cut (a performance's rubato) and a generator
+    hears only the prompt: the token model's own beats are kept, and notes a generator gives
+    in seconds are read on the prompt's clock, so on-beat notes stay on the beat."""
+    song = riff_song()  # 120 qpm: 0.5 s a beat
+    late = song["onset_s"] >= 8.0
+    song["onset_s"] = np.where(late, 8.0 + (song["onset_s"] - 8.0) * 2.0, song["onset_s"])
+    cut = ce.cut_song("slower", "classical", "classical", song, 4.0, prompt_bars=4, seconds=8.0)
+    assert cut is not None and cut.cut_s == pytest.approx(8.0)
+    assert cut.clock.beats(np.array([8.5]))[0] == pytest.approx(16.5)  # the song's later tempo
+    own = ce.continue_with(OwnBeatsModel(), cut, 0, ce.NO_GUARDS)
+    assert own["onset_beats"].tolist() == [16.0, 17.0, 18.0]
+    in_seconds = ce.continue_with(CopyCat(), cut, 0, ce.NO_GUARDS)  # 0.5 s apart
+    assert np.diff(in_seconds["onset_beats"])[0] == pytest.approx(1.0)
+    on_beat = {**cut.real, "onset_beats": np.round(cut.real["onset_beats"])}
+    assert cm.rhythm(own, on_beat) == pytest.approx(1.0)
+
+
 def test_guards_reach_only_a_continuer_they_apply_to():
     cut = ce.cut_song("riff", "lofi", "lofi", riff_song(), 4.0, prompt_bars=4, seconds=8.0)
     model = GuardlessSongModel()

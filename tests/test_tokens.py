@@ -469,6 +469,38 @@ def test_training_windows_carry_the_bar_positions_of_their_song(tokenizer):
     assert (windows.starts > data["offsets"][:-1].min() + 2).any()  # some start mid-song
 
 
+def test_training_windows_draw_genres_by_their_tokens_power_and_pack_short_songs():
+    """Two long songs of one genre, ten 10-id loops of another: drawn by tokens (power 1) the
+    loops fill about 1 window in 10; every genre alike (power 0) about half. Packed, a loop's
+    window is filled with whole further loops, each opening with its genre id; unpacked it is
+    padded."""
+    from midiml.generate.transformer import TokenWindows
+
+    lengths = [400, 400] + [10] * 10
+    genres = np.array(["long"] * 2 + ["loop"] * 10)
+    ids = np.concatenate([np.r_[100 + (g == "loop"), 5 + np.arange(n - 1) % 50]
+                          for g, n in zip(genres, lengths, strict=True)])  # fmt: skip
+    data = {"ids": ids, "offsets": np.r_[0, np.cumsum(lengths)],
+            "splits": np.array(["train"] * 12), "genres": genres}  # fmt: skip
+    bars = np.ones(len(ids), np.int64)
+
+    def loop_share(power: float, pack: bool) -> float:
+        w = TokenWindows(data, "train", 32, 2000, 0, bars, genre_power=power, pack=pack)
+        return float((ids[w.genre_pos] == 101).mean())
+
+    assert loop_share(1.0, True) == pytest.approx(90 / 888, abs=0.03)
+    assert loop_share(0.0, True) == pytest.approx(0.5, abs=0.05)
+    packed = TokenWindows(data, "train", 32, 200, 0, bars, genre_power=0.0, pack=True)
+    padded = TokenWindows(data, "train", 32, 200, 0, bars, genre_power=0.0, pack=False)
+    for i in np.flatnonzero(ids[packed.genre_pos] == 101)[:20]:
+        item = packed[i].numpy()
+        assert (item[0] != 0).all()  # no padding
+        assert set(item[0][item[0] >= 100]) == {101}  # only loops, each with its genre id
+        assert (item[0] == 101).sum() >= 3
+    loop = np.flatnonzero(ids[padded.genre_pos] == 101)[0]
+    assert (padded[loop].numpy()[0] == 0).sum() == 33 - 10
+
+
 def test_transformer_trains_exports_and_resumes(tokenizer, tmp_path):
     """The stage's path on a tiny song set: checkpoint, weights.npz, tokenizer, meta; the
     saved model continues; a resumed run starts from last.ckpt."""

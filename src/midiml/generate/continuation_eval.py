@@ -8,8 +8,14 @@ table). ``prompt`` = every note before the cut (drums too, for a model that cont
 instruments); ``real`` = the non-drum notes in the ``seconds`` after it (less if the song ends
 sooner: the continuation is asked for exactly as long as the song goes on).
 
-Continuations, all on the song's clock (``onset_s``; ``onset_beats`` through the song's own
-beat clock, ``BeatClock``):
+Continuations, all on the song's clock in seconds (``onset_s``). Their ``onset_beats`` (what
+the rhythm measure reads) are where each note stands in the music: the real continuation's and
+the references' from the file (the song's own beat clock, ``BeatClock``); a generator's the
+beats it wrote its notes at (the token model's own beats, as the ticks of the file that
+``midiml continue`` writes), or for a generator that places notes in seconds, those seconds on
+the prompt's clock (the tempo it heard). The song's clock after the cut would place them
+through tempo changes the generator never saw (a performance's rubato): on piano-midi.de
+files that scattered the token model's on-beat notes over every position of the beat.
 
 - ``loop``: the prompt's last two bars repeated (reference, no model).
 - ``next_section``: the song's own next section: the same length of music starting at the
@@ -320,8 +326,16 @@ def continue_with(
     }
     out["is_drum"] = np.asarray(cols["is_drum"], bool) if "is_drum" in cols else np.zeros(n, bool)
     out["program"] = np.asarray(cols.get("program", np.zeros(n)), np.int64)
-    out["onset_beats"] = cut.clock.beats(out["onset_s"])
+    if "onset_beats" in cols:  # the beats it wrote the notes at (the module docstring)
+        out["onset_beats"] = np.asarray(cols["onset_beats"], np.float64)
+    else:
+        out["onset_beats"] = prompt_clock(cut).beats(out["onset_s"])
     return pitched(out)
+
+
+def prompt_clock(cut: Cut) -> BeatClock:
+    """The beat clock a generator hears: the prompt's notes', its last tempo beyond them."""
+    return BeatClock(cut.prompt["onset_s"], cut.prompt["onset_beats"])
 
 
 def guards_apply(continuer: Any) -> bool:

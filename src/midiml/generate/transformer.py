@@ -88,7 +88,13 @@ class TokenWindows(Dataset):
     start, so a window that begins mid-bar knows it too).
 
     Training draws ``n_windows`` random starts per epoch (seeded per epoch); validation uses
-    its own fixed draw, so its loss is comparable between epochs. Short songs are padded.
+    its own fixed draw, so its loss is comparable between epochs.
+
+    ``genre_power``: a genre is drawn with probability proportional to its tokens raised to
+    this power (1: every token alike, the lo-fi loops then fill 1 window in 10,000; 0: every
+    genre alike), a song within its genre by its tokens. ``pack``: a window whose song ends
+    early is filled with whole further songs of the same genre (each with its own genre id),
+    as language models pack short documents; without it short songs are padded.
     """
 
     def __init__(
@@ -99,6 +105,8 @@ class TokenWindows(Dataset):
         n_windows: int,
         seed: int,
         bar_positions: np.ndarray,
+        genre_power: float = 1.0,
+        pack: bool = False,
     ) -> None:
         self.ids = data["ids"].astype(np.int64)
         self.bars = np.asarray(bar_positions, np.int64)
@@ -106,22 +114,42 @@ class TokenWindows(Dataset):
         rows = np.flatnonzero(data["splits"] == split)
         lo, hi = data["offsets"][rows], data["offsets"][rows + 1]
         span = np.maximum(hi - lo - 1 - context, 1)
+        weight = (hi - lo - 1 if pack else span).astype(np.float64)
+        genres = np.asarray(data["genres"])[rows]
+        for g in np.unique(genres):  # the genre's share, then its songs by their tokens
+            own = genres == g
+            weight[own] *= weight[own].sum() ** (genre_power - 1.0)
         rng = np.random.default_rng(seed)
-        song = rng.choice(len(rows), size=n_windows, p=span / span.sum())
+        song = rng.choice(len(rows), size=n_windows, p=weight / weight.sum())
         self.genre_pos = lo[song]
         self.starts = lo[song] + 1 + (rng.random(n_windows) * span[song]).astype(np.int64)
         self.ends = hi[song]
+        # the whole songs that fill each window after its own (pack): same genre, seeded
+        self.fill: list[list[int]] = [[] for _ in song]
+        if pack:
+            for i, k in enumerate(song):
+                room = context - (hi[k] - self.starts[i])
+                mates = np.flatnonzero(genres == genres[k])
+                while room > 0 and len(mates) > 1:
+                    m = int(rng.choice(mates))
+                    self.fill[i].append(int(rows[m]))
+                    room -= hi[m] - lo[m]
+        self.offsets = data["offsets"]
 
     def __len__(self) -> int:
         return len(self.starts)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        s, e = int(self.starts[i]), int(self.ends[i])
-        stop = min(s + self.context, e)
         out = np.zeros((2, self.context + 1), np.int64)  # PAD, bar position 0
         out[0, 0] = self.ids[self.genre_pos[i]]
-        out[0, 1 : 1 + stop - s] = self.ids[s:stop]
-        out[1, 1 : 1 + stop - s] = self.bars[s:stop]
+        at = 1
+        parts = [(int(self.starts[i]), int(self.ends[i]))]
+        parts += [(int(self.offsets[r]), int(self.offsets[r + 1])) for r in self.fill[i]]
+        for s, e in parts:
+            n = min(e - s, self.context + 1 - at)
+            out[0, at : at + n] = self.ids[s : s + n]
+            out[1, at : at + n] = self.bars[s : s + n]
+            at += n
         return torch.from_numpy(out)
 
 
@@ -136,12 +164,15 @@ class TokenDataModule(L.LightningDataModule):
         passes: float = 0.25,
         seed: int = 0,
         tokenizer_path: str = "data/processed/tokenizer.json",
+        genre_power: float = 1.0,
+        pack: bool = False,
     ) -> None:
         super().__init__()
         self.path, self.context, self.batch_size = path, context, batch_size
         self.tokenizer_path = tokenizer_path
         self.train_windows, self.val_windows, self.seed = train_windows, val_windows, seed
         self.passes = passes
+        self.draw = {"genre_power": float(genre_power), "pack": bool(pack)}
 
     def _windows(self, split: str, most: int) -> int:
         """``most``, but at most ``passes`` x the split's tokens per epoch (small data)."""
@@ -157,14 +188,14 @@ class TokenDataModule(L.LightningDataModule):
         self.train_windows = self._windows("train", self.train_windows)
         n_val = self._windows("val", self.val_windows)
         self.val = TokenWindows(
-            self.data, "val", self.context, n_val, self.seed, self.bar_positions
+            self.data, "val", self.context, n_val, self.seed, self.bar_positions, **self.draw
         )
 
     def train_dataloader(self) -> DataLoader:
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
         train = TokenWindows(
             self.data, "train", self.context, self.train_windows, self.seed + 1 + epoch,
-            self.bar_positions,
+            self.bar_positions, **self.draw,
         )  # fmt: skip
         return DataLoader(train, batch_size=self.batch_size, shuffle=True)
 
