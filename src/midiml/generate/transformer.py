@@ -92,7 +92,8 @@ class TokenWindows(Dataset):
 
     ``genre_power``: a genre is drawn with probability proportional to its tokens raised to
     this power (1: every token alike, the lo-fi loops then fill 1 window in 10,000; 0: every
-    genre alike), a song within its genre by its tokens. ``pack``: a window whose song ends
+    genre alike), a song within its genre by its tokens (unpacked: by its span beyond one
+    context, as before genres were weighed). ``pack``: a window whose song ends
     early is filled with whole further songs of the same genre (each with its own genre id),
     as language models pack short documents; without it short songs are padded.
     """
