@@ -127,7 +127,8 @@ def continue_(
     ),
     strict: bool = STRICT,
 ) -> None:
-    """Continue a MIDI file: writes your file unchanged plus a new track that continues it."""
+    """Continue a MIDI file: writes your file unchanged plus new tracks that continue it (one
+    per instrument the model plays)."""
     from midiml.data.midi import MidiParseError, Rules
     from midiml.generate.continuation import (
         ContinueError,
