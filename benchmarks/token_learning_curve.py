@@ -99,6 +99,11 @@ def main() -> None:
         help="write a run's Lightning checkpoint (one epoch of it) as a model dir, and stop",
     )  # fmt: skip
     ap.add_argument("--copy-share", nargs="+", metavar="MODEL_DIR", help="measure, not train")
+    ap.add_argument("--seed", type=int, default=None, help="params.seed and the window draw's")
+    ap.add_argument("--genre-power", type=float, default=None, help="datamodule.genre_power")
+    ap.add_argument(
+        "--no-pack", action="store_true", help="pad short songs instead of packing them"
+    )
     args = ap.parse_args()
     if args.copy_share:
         for model_dir in args.copy_share:
@@ -115,6 +120,12 @@ def main() -> None:
         params.cpu_threads = args.threads
     cfg = params.model.transformer
     dm = cfg.datamodule
+    if args.seed is not None:  # one training run is not a measurement: compare seeds
+        params.seed = dm.seed = args.seed
+    if args.genre_power is not None:
+        dm.genre_power = args.genre_power
+    if args.no_pack:
+        dm.pack = False
     # the schedule's length follows the epochs, as the committed 1050 = 6 x 1400 / 8 does
     cfg.module.total_steps = args.epochs * int(dm.train_windows) // int(dm.batch_size)
     cfg.max_epochs = args.epochs
