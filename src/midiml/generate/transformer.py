@@ -128,9 +128,10 @@ class TokenWindows(Dataset):
         # the whole songs that fill each window after its own (pack): same genre, seeded
         self.fill: list[list[int]] = [[] for _ in song]
         if pack:
+            of_genre = {g: np.flatnonzero(genres == g) for g in np.unique(genres)}
             for i, k in enumerate(song):
                 room = context - (hi[k] - self.starts[i])
-                mates = np.flatnonzero(genres == genres[k])
+                mates = of_genre[genres[k]]
                 while room > 0 and len(mates) > 1:
                     m = int(rng.choice(mates))
                     self.fill[i].append(int(rows[m]))

@@ -228,6 +228,7 @@ class Grammar:
         # ids that leave a note begun (Position, Program, Pitch or Velocity without its Duration)
         note_open = [tk.POSITION, tk.PROGRAM, tk.DRUM_PROGRAM, tk.PITCH, tk.PITCH_DRUM, tk.VELOCITY]
         self.opens_note = np.isin(self.last_type, note_open)
+        self.note_adds = self.n_notes + self.opens_note  # notes an id writes or begins
         bounds = np.r_[tk.BAR_NOTES_BOUNDS, np.iinfo(np.int64).max]
         has = self.plan[0] >= 0
         self.plan_lo = np.where(has, bounds[np.maximum(self.plan[0], 0)], -1)
@@ -537,8 +538,8 @@ class TransformerContinuer:
         planned = lo[:, None] >= 0
         ends_bar = g.plan_lo[None] >= 0
         short = planned & (count[:, None] < lo[:, None]) & ends_bar
-        adds = g.n_notes + g.opens_note  # notes written or begun after the id
-        over = planned & (adds[None] > 0) & (count[:, None] + adds[None] > hi[:, None])
+        adds = g.note_adds[None]
+        over = planned & (adds > 0) & (count[:, None] + adds > hi[:, None])
         strict = allowed & ~short & ~over
         return np.where(strict.any(1, keepdims=True), strict, allowed)
 
