@@ -73,6 +73,7 @@ def main() -> None:
         "--loose-plans", action="store_true", help="token model: let a bar end short of (or "
         "run past) its own BarNotes plan",
     )  # fmt: skip
+    ap.add_argument("--by-genre", action="store_true", help="also every measure per genre")
     args = ap.parse_args()
     decoding: dict[str, object] = {}
     if args.loose_plans:
@@ -113,6 +114,11 @@ def main() -> None:
             + (f"  C2ST {c2st:.2f}" if c2st is not None else "")
             + (f"  cpu {seconds[name]['cpu']:.1f}s" if name in seconds else "")
         )  # fmt: skip
+    if args.by_genre:
+        for g in genres:
+            print(f"-- {g}")
+            for name, t in table.items():
+                print(f"{name:18s} " + " ".join(f"{t[g].get(h, float('nan')):8.3f}" for h in head))
     print("default among these:", cm.choose_default(table, rows))
     print("following the prompt (log-log slope on the prompt's, corr): notes/s | notes/onset")
     for name, f in follow_slopes(cuts, samples).items():

@@ -104,6 +104,12 @@ def main() -> None:
     ap.add_argument(
         "--no-pack", action="store_true", help="pad short songs instead of packing them"
     )
+    ap.add_argument(
+        "--precision",
+        default=None,
+        help="model.transformer.precision: auto, bf16-mixed, 32-true ...",
+    )
+    ap.add_argument("--d-model", type=int, default=None, help="module.net.d_model (a wider model)")
     args = ap.parse_args()
     if args.copy_share:
         for model_dir in args.copy_share:
@@ -126,6 +132,10 @@ def main() -> None:
         dm.genre_power = args.genre_power
     if args.no_pack:
         dm.pack = False
+    if args.d_model:
+        cfg.module.net.d_model = args.d_model
+    if args.precision:  # the model's own (auto: bf16-mixed on a CPU with native bf16)
+        cfg.precision = args.precision
     # the schedule's length follows the epochs, as the committed 1050 = 6 x 1400 / 8 does
     cfg.module.total_steps = args.epochs * int(dm.train_windows) // int(dm.batch_size)
     cfg.max_epochs = args.epochs

@@ -503,10 +503,11 @@ def test_training_windows_draw_genres_by_their_tokens_power_and_pack_short_songs
 
 def test_transformer_trains_exports_and_resumes(tokenizer, tmp_path):
     """The stage's path on a tiny song set: checkpoint, weights.npz, tokenizer, meta; the
-    saved model continues; a resumed run starts from last.ckpt."""
+    saved model continues; a resumed run starts from last.ckpt; bf16 where the CPU has it."""
     import pandas as pd
 
     from midiml.generate.transformer import train_transformer
+    from midiml.training import native_bf16_cpu
     from tests.conftest import tiny_params
 
     frames = []
@@ -543,6 +544,7 @@ def test_transformer_trains_exports_and_resumes(tokenizer, tmp_path):
         tmp_path / "ck",
     )
     assert info["epochs"] >= 1 and np.isfinite(info["best_val_loss_nats_per_token"])
+    assert info["precision"] == ("bf16-mixed" if native_bf16_cpu() else "32-true")
     assert (tmp_path / "ck" / "last.ckpt").exists()
     cont = TransformerContinuer.load(out)
     song = cont.continue_song(band_notes(2), 4.0, seed=0, genre="lofi")

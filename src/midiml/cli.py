@@ -202,8 +202,9 @@ def classify(
     )
     if res.get("novelty", 0.0) > 1.0:
         typer.echo(
-            f"  warning: this file is unlike the training songs (novelty {res['novelty']:.2f} > 1:"
-            " farther from its nearest training songs than 99% of them); treat the genre as a guess"
+            f"  warning: this file is unlike the training songs (novelty {res['novelty']:.3f};"
+            " above 1 is farther from its nearest training songs than 99% of them are from"
+            " theirs); treat the genre as a guess"
         )
     for name, p in sorted(res["genre_probabilities"].items(), key=lambda kv: -kv[1]):
         typer.echo(f"  {name:<14} {p:.3f}")

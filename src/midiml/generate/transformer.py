@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from midiml.generate.transformer_network import TransformerNetwork
 from midiml.generate.transformer_numpy import Grammar, TransformerContinuer, save_model
 from midiml.represent import tokens as tk
-from midiml.training import fit_lightning
+from midiml.training import fit_lightning, model_precision
 
 PAD = 0  # MidiTok's PAD_None
 
@@ -227,6 +227,7 @@ def train_transformer(
         cfg.datamodule, path=str(tokens_path), tokenizer_path=str(tokenizer_path)
     )
     ckpt = Path(ckpt_dir) if ckpt_dir is not None else Path(out_dir) / "ckpt"
+    precision = model_precision(cfg.get("precision"), params)
     cpu_start = time.process_time()
     res = fit_lightning(
         module,
@@ -236,6 +237,7 @@ def train_transformer(
         ckpt,
         own_max_epochs=int(cfg.max_epochs),
         resume=bool(cfg.get("resume", False)),
+        precision=precision,
     )
     cpu_seconds = time.process_time() - cpu_start
     shutil.copy(res.best_checkpoint, Path(out_dir) / "best.ckpt")
@@ -251,6 +253,7 @@ def train_transformer(
         "best_val_loss_nats_per_token": res.best_score,
         "best_val_bits_per_token": res.best_score / math.log(2) if res.best_score else None,
         "train_seconds": res.train_seconds,
+        "precision": precision or str(params.trainer.precision),
         "train_tokens": n_tokens,
         "train_tokens_per_second": n_tokens / max(res.train_seconds, 1e-9),
         # CPU time of the process (all threads): comparable on a machine busy with others
