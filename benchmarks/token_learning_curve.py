@@ -136,7 +136,7 @@ def main() -> None:
         cfg.module.net.d_model = args.d_model
     if args.precision:  # the model's own (auto: bf16-mixed on a CPU with native bf16)
         cfg.precision = args.precision
-    # the schedule's length follows the epochs, as the committed 1050 = 6 x 1400 / 8 does
+    # the schedule's length follows the epochs, as the committed 1750 = 10 x 1400 / 8 does
     cfg.module.total_steps = args.epochs * int(dm.train_windows) // int(dm.batch_size)
     cfg.max_epochs = args.epochs
     params.trainer.max_epochs = max(int(params.trainer.max_epochs), args.epochs)
